@@ -1,0 +1,15 @@
+//! qbo: backfill QuickBooks Online into a PostgreSQL raw zone, resumably and idempotently.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backfill;
+pub mod chunks;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod entities;
+pub mod query;
+pub mod report;
+pub mod sandbox;
+pub mod store;
+pub mod telemetry;
