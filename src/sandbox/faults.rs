@@ -1,0 +1,169 @@
+//! Fault injection knobs and the per-realm rate limiter.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// What the sandbox does wrong, on purpose. `#[serde(default)]` lets the control API take a
+/// partial object: omitted knobs keep their defaults (off; 500/min; 10 concurrent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Added to every API and token response.
+    pub latency_ms: u64,
+    /// Every Nth query request answers a 429 throttle fault (0 = off).
+    pub throttle_every: u32,
+    /// Retry-After header on those 429s.
+    pub throttle_retry_after_secs: Option<u64>,
+    /// Throttle body as XML instead of JSON.
+    pub throttle_as_xml: bool,
+    /// Every Nth query request answers 500, then 503, alternately, with a Fault body.
+    pub server_error_every: u32,
+    /// Every Nth query request: the connection is cut mid-response.
+    pub drop_every: u32,
+    /// Every Nth query request: HTTP 200 whose body is a Fault.
+    pub fault_in_200_every: u32,
+    /// Every Nth query request: the presented access token is expired (401), for good.
+    pub expire_access_every: u32,
+    /// Every Nth SELECT page with STARTPOSITION > 1: first touch the first record (in sort
+    /// order) of that query's result set, so offset pagers skip one.
+    pub mutate_while_paging_every: u32,
+    /// RFC 3339 instant: a query whose LastUpdatedTime/TxnDate range contains it answers 500.
+    pub fail_window_containing: Option<String>,
+    /// Per realm, sliding 60 s window; excess answers 429 (0 = unlimited).
+    pub max_requests_per_minute: u32,
+    /// Per realm in flight; excess answers 429 (0 = unlimited).
+    pub max_concurrent: u32,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency_ms: 0,
+            throttle_every: 0,
+            throttle_retry_after_secs: None,
+            throttle_as_xml: false,
+            server_error_every: 0,
+            drop_every: 0,
+            fault_in_200_every: 0,
+            expire_access_every: 0,
+            mutate_while_paging_every: 0,
+            fail_window_containing: None,
+            max_requests_per_minute: 500,
+            max_concurrent: 10,
+        }
+    }
+}
+
+/// A fault chosen by the every-Nth counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    ExpireAccess,
+    Throttle,
+    ServerError,
+    FaultIn200,
+    Drop,
+}
+
+fn every(n: u64, period: u32) -> bool {
+    period > 0 && n.is_multiple_of(u64::from(period))
+}
+
+impl Faults {
+    /// The fault for query request number `n` (1-based); when several periods divide `n`, the
+    /// first in this list wins.
+    pub fn injected(&self, n: u64) -> Option<Injected> {
+        [
+            (self.expire_access_every, Injected::ExpireAccess),
+            (self.throttle_every, Injected::Throttle),
+            (self.server_error_every, Injected::ServerError),
+            (self.fault_in_200_every, Injected::FaultIn200),
+            (self.drop_every, Injected::Drop),
+        ]
+        .into_iter()
+        .find(|(p, _)| every(n, *p))
+        .map(|(_, f)| f)
+    }
+
+    pub fn mutate_now(&self, nth_page: u64) -> bool {
+        every(nth_page, self.mutate_while_paging_every)
+    }
+}
+
+/// Sliding 60-second window of admitted requests.
+#[derive(Default)]
+pub struct RateLimiter {
+    admitted: Mutex<VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    /// Admits a request now unless `max` were admitted in the last 60 s (0 = unlimited).
+    /// Refused requests do not count, so a client that backs off recovers.
+    pub fn admit(&self, max: u32, now: Instant) -> bool {
+        if max == 0 {
+            return true;
+        }
+        let mut q = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            q.pop_front();
+        }
+        if q.len() >= max as usize {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_carry_limits() {
+        let f = Faults::default();
+        assert_eq!((f.max_requests_per_minute, f.max_concurrent), (500, 10));
+        let partial: Faults = serde_json::from_str(r#"{"throttle_every":3}"#).unwrap();
+        assert_eq!(partial.throttle_every, 3);
+        assert_eq!(partial.max_concurrent, 10);
+    }
+
+    #[test]
+    fn every_nth() {
+        let f = Faults {
+            throttle_every: 3,
+            server_error_every: 2,
+            ..Faults::default()
+        };
+        let got: Vec<_> = (1..=6).map(|n| f.injected(n)).collect();
+        use Injected::*;
+        assert_eq!(
+            got,
+            vec![
+                None,
+                Some(ServerError),
+                Some(Throttle),
+                Some(ServerError),
+                None,
+                Some(Throttle)
+            ]
+        );
+    }
+
+    #[test]
+    fn sliding_window() {
+        let r = RateLimiter::default();
+        let t0 = Instant::now();
+        assert!(r.admit(2, t0));
+        assert!(r.admit(2, t0 + Duration::from_secs(1)));
+        assert!(!r.admit(2, t0 + Duration::from_secs(59)));
+        assert!(r.admit(2, t0 + Duration::from_secs(60)));
+        assert!(!r.admit(2, t0 + Duration::from_secs(60)));
+        assert!(r.admit(0, t0));
+    }
+}

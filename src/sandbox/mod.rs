@@ -1,0 +1,353 @@
+//! A local QuickBooks Online lookalike: the v3 query API, Intuit's OAuth2 endpoints and a
+//! `/__sandbox` control API, served by axum. Tests and `qbo demo` use it instead of QBO.
+//! It is deliberately at least as strict as QBO. See docs/sandbox-spec.md for the contract.
+
+mod clock;
+mod data;
+mod envelope;
+mod eval;
+mod faults;
+mod oauth;
+mod query;
+mod server;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, NaiveTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use faults::Faults;
+
+/// How many request-log entries are kept; older ones are dropped so a long demo cannot grow
+/// memory without bound.
+const REQUEST_LOG_CAP: usize = 100_000;
+
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub realm_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Same seed => same records.
+    pub seed: u64,
+    pub invoices: usize,
+    pub customers: usize,
+    pub items: usize,
+    /// LastUpdatedTime / TxnDate spread over `[data_start, data_end]` (company-local days).
+    pub data_start: NaiveDate,
+    pub data_end: NaiveDate,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub bind: SocketAddr,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            realm_id: "9130350000000001".into(),
+            client_id: "sandbox-client-id".into(),
+            client_secret: "sandbox-client-secret".into(),
+            seed: 42,
+            invoices: 1000,
+            customers: 100,
+            items: 30,
+            data_start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(),
+            data_end: NaiveDate::from_ymd_opt(2024, 6, 30).unwrap_or_default(),
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(101 * 86_400),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid sandbox config: {0}")]
+    Config(String),
+    #[error("cannot bind sandbox to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid record for {entity}: {reason}")]
+    Record { entity: String, reason: String },
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RequestLogEntry {
+    /// Milliseconds since the sandbox started.
+    pub at_ms: u64,
+    /// `query`, `count`, `token` or `authorize`.
+    pub kind: String,
+    pub status: u16,
+    /// The query text (never tokens or secrets).
+    pub query: Option<String>,
+    /// Which injected fault, if any, shaped the answer (e.g. `drop`, `throttle_every`).
+    pub fault: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Every request to the query endpoint, COUNT(*) included.
+    pub query_requests: u64,
+    /// The subset of `query_requests` that were `SELECT COUNT(*)`.
+    pub count_requests: u64,
+    pub token_requests: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub dropped: u64,
+    pub unauthorized: u64,
+    /// Successful refresh_token grants.
+    pub refreshes: u64,
+    /// Refresh attempts that presented a retired token.
+    pub retired_refresh_token_uses: u64,
+    pub max_in_flight: u64,
+    /// Records touched by `mutate_while_paging_every`.
+    pub mutations: u64,
+    pub request_log: Vec<RequestLogEntry>,
+}
+
+/// State shared by the handlers and the `Sandbox` handles.
+pub(crate) struct Inner {
+    cfg: SandboxConfig,
+    addr: SocketAddr,
+    started: Instant,
+    store: store::Store,
+    oauth: Mutex<oauth::OAuth>,
+    faults: RwLock<Faults>,
+    stats: Mutex<Stats>,
+    /// Numbers query requests for the every-Nth faults.
+    query_counter: AtomicU64,
+    /// Numbers SELECT pages with STARTPOSITION > 1 for `mutate_while_paging_every`.
+    paging_counter: AtomicU64,
+    /// Alternates injected server errors between 500 and 503.
+    server_error_counter: AtomicU64,
+    in_flight: AtomicU64,
+    rate: faults::RateLimiter,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A handler that panicked mid-update leaves counters at worst slightly off; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn stats(&self) -> MutexGuard<'_, Stats> {
+        lock(&self.stats)
+    }
+
+    fn faults(&self) -> Faults {
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn log(&self, kind: &str, status: u16, query: Option<&str>, fault: Option<&str>) {
+        let entry = RequestLogEntry {
+            at_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            kind: kind.into(),
+            status,
+            query: query.map(str::to_string),
+            fault: fault.map(str::to_string),
+        };
+        let mut s = self.stats();
+        if s.request_log.len() >= REQUEST_LOG_CAP {
+            s.request_log.remove(0);
+        }
+        s.request_log.push(entry);
+    }
+
+    /// `time` for envelopes: now, company offset, milliseconds.
+    fn time(&self) -> String {
+        clock::format_millis(Utc::now())
+    }
+
+    fn touch(&self, entity: &str, id: &str) -> bool {
+        let Ok(id) = id.parse::<u64>() else {
+            return false;
+        };
+        self.store
+            .write(entity)
+            .is_some_and(|mut t| t.touch(id, Utc::now()))
+    }
+
+    fn records(&self, entity: &str) -> Option<Vec<serde_json::Value>> {
+        let t = self.store.read(entity)?;
+        Some(
+            t.rows
+                .values()
+                .map(|r| t.render(&self.store.ctx, r))
+                .collect(),
+        )
+    }
+}
+
+/// A running sandbox. Cheap to clone; all clones share one server.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+    control: Arc<server::Control>,
+}
+
+impl Sandbox {
+    pub async fn start(cfg: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        if cfg.data_end < cfg.data_start {
+            return Err(SandboxError::Config("data_end is before data_start".into()));
+        }
+        if cfg.invoices > 0 && (cfg.customers == 0 || cfg.items == 0) {
+            return Err(SandboxError::Config(
+                "invoices need at least one customer and one item".into(),
+            ));
+        }
+        let ctx = data::GenCtx {
+            seed: cfg.seed,
+            start: clock::local_midnight(cfg.data_start),
+            end: clock::local_to_utc(
+                cfg.data_end
+                    .and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()),
+            ),
+            customers: cfg.customers as u64,
+            items: cfg.items as u64,
+        };
+        let counts = (cfg.invoices, cfg.customers, cfg.items);
+        // Generating 500k keys takes a moment of pure CPU; keep it off the async workers.
+        let store = tokio::task::spawn_blocking(move || {
+            store::Store::generate(ctx, |name| match name {
+                "Invoice" => counts.0,
+                "Customer" => counts.1,
+                "Item" => counts.2,
+                _ => 0,
+            })
+        })
+        .await
+        .map_err(|e| SandboxError::Config(format!("data generation failed: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(cfg.bind)
+            .await
+            .map_err(|source| SandboxError::Bind {
+                addr: cfg.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+            addr: cfg.bind,
+            source,
+        })?;
+        let oauth = oauth::OAuth::new(cfg.refresh_token_ttl);
+        let inner = Arc::new(Inner {
+            cfg,
+            addr,
+            started: Instant::now(),
+            store,
+            oauth: Mutex::new(oauth),
+            faults: RwLock::new(Faults::default()),
+            stats: Mutex::new(Stats::default()),
+            query_counter: AtomicU64::new(0),
+            paging_counter: AtomicU64::new(0),
+            server_error_counter: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            rate: faults::RateLimiter::default(),
+        });
+        let control = Arc::new(server::spawn(listener, inner.clone()));
+        tracing::debug!(%addr, "sandbox listening");
+        Ok(Sandbox { inner, control })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// `http://127.0.0.1:PORT`; the query URL is `{api_base_url}/v3/company/{realm}/query`.
+    pub fn api_base_url(&self) -> String {
+        format!("http://{}", self.inner.addr)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth2/v1/tokens/bearer", self.api_base_url())
+    }
+
+    pub fn authorize_url(&self) -> String {
+        format!("{}/connect/oauth2", self.api_base_url())
+    }
+
+    pub fn realm_id(&self) -> &str {
+        &self.inner.cfg.realm_id
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.inner.cfg.client_id
+    }
+
+    pub fn client_secret(&self) -> &str {
+        &self.inner.cfg.client_secret
+    }
+
+    /// A refresh token that is valid now: the one issued at start, or the latest rotation.
+    pub fn current_refresh_token(&self) -> String {
+        lock(&self.inner.oauth).current_refresh_token(self.inner.cfg.refresh_token_ttl)
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.inner.faults.write().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.inner.faults()
+    }
+
+    /// Every record of an entity (QBO name), inactive included, as the API would serialise it.
+    /// Unknown entities yield an empty list.
+    pub fn records(&self, qbo_entity: &str) -> Vec<serde_json::Value> {
+        self.inner.records(qbo_entity).unwrap_or_default()
+    }
+
+    /// Inserts or replaces a record (Id taken from the value). Panics on an unknown entity or a
+    /// record without Id / MetaData.LastUpdatedTime, since that is a bug in the calling test;
+    /// see `try_put_record` for the fallible form.
+    pub fn put_record(&self, qbo_entity: &str, record: serde_json::Value) {
+        if let Err(e) = self.try_put_record(qbo_entity, record) {
+            panic!("{e}");
+        }
+    }
+
+    pub fn try_put_record(
+        &self,
+        qbo_entity: &str,
+        record: serde_json::Value,
+    ) -> Result<(), SandboxError> {
+        let err = |reason: String| SandboxError::Record {
+            entity: qbo_entity.into(),
+            reason,
+        };
+        let mut t = self
+            .inner
+            .store
+            .write(qbo_entity)
+            .ok_or_else(|| err("unknown entity".into()))?;
+        let keys = t.keys_from_json(&record).map_err(err)?;
+        t.upsert(store::Row {
+            keys,
+            doc: Some(Arc::new(record)),
+        });
+        Ok(())
+    }
+
+    /// Simulates a user editing a record now: SyncToken + 1, LastUpdatedTime = now.
+    /// Unknown entities or Ids are ignored.
+    pub fn touch_record(&self, qbo_entity: &str, id: &str) {
+        self.inner.touch(qbo_entity, id);
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.stats().clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.
+    pub async fn shutdown(self) {
+        self.control.shutdown().await;
+    }
+}

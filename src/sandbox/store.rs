@@ -1,0 +1,186 @@
+//! The record store: per entity, key fields in a `BTreeMap` by numeric Id plus ordered indexes
+//! on `(LastUpdatedTime, Id)` and `(TxnDate, Id)`, so window queries are range scans and a
+//! page never clones the dataset. Full JSON is rendered on demand (see `data`), except for
+//! records planted by tests, which are kept verbatim.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+
+use super::clock;
+use super::data::{EntityGen, FieldDef, GenCtx, Keys, COMMON_FIELDS};
+use crate::entities::{self, Entity};
+
+pub struct Row {
+    pub keys: Keys,
+    /// Verbatim JSON for records planted with `put_record`; `None` means "render from seed".
+    pub doc: Option<Arc<Value>>,
+}
+
+pub struct Table {
+    pub entity: &'static Entity,
+    pub gen: &'static dyn EntityGen,
+    pub rows: BTreeMap<u64, Row>,
+    pub by_updated: BTreeSet<(i64, u64)>,
+    pub by_txn: BTreeSet<(NaiveDate, u64)>,
+}
+
+impl Table {
+    fn new(entity: &'static Entity, gen: &'static dyn EntityGen) -> Table {
+        Table {
+            entity,
+            gen,
+            rows: BTreeMap::new(),
+            by_updated: BTreeSet::new(),
+            by_txn: BTreeSet::new(),
+        }
+    }
+
+    /// Inserts or replaces a row, keeping both indexes in step.
+    pub fn upsert(&mut self, row: Row) {
+        let id = row.keys.id;
+        if let Some(old) = self.rows.remove(&id) {
+            self.by_updated.remove(&(old.keys.updated_ms, id));
+            if let Some(d) = old.keys.txn_date {
+                self.by_txn.remove(&(d, id));
+            }
+        }
+        self.by_updated.insert((row.keys.updated_ms, id));
+        if let Some(d) = row.keys.txn_date {
+            self.by_txn.insert((d, id));
+        }
+        self.rows.insert(id, row);
+    }
+
+    pub fn render(&self, ctx: &GenCtx, row: &Row) -> Value {
+        match &row.doc {
+            Some(doc) => (**doc).clone(),
+            None => self.gen.render(ctx, &row.keys),
+        }
+    }
+
+    /// Looks a queryable field up by name, case-insensitively (QBO accepts
+    /// `Metadata.LastUpdatedTime` as well as `MetaData.LastUpdatedTime`).
+    pub fn field(&self, name: &str) -> Option<FieldDef> {
+        COMMON_FIELDS
+            .iter()
+            .chain(self.gen.fields())
+            .find(|f| f.path.eq_ignore_ascii_case(name))
+            .copied()
+    }
+
+    /// A user edit: SyncToken + 1 and LastUpdatedTime = `now` (whole seconds, like QBO).
+    pub fn touch(&mut self, id: u64, now: DateTime<Utc>) -> bool {
+        let Some(old) = self.rows.get(&id) else {
+            return false;
+        };
+        let mut keys = old.keys.clone();
+        keys.sync_token += 1;
+        let ms = now.timestamp_millis();
+        keys.updated_ms = ms - ms.rem_euclid(1000);
+        let doc = old.doc.clone().map(|mut doc| {
+            let d = Arc::make_mut(&mut doc);
+            d["SyncToken"] = Value::String(keys.sync_token.to_string());
+            d["MetaData"]["LastUpdatedTime"] =
+                Value::String(clock::format_secs(clock::from_millis(keys.updated_ms)));
+            doc
+        });
+        self.upsert(Row { keys, doc });
+        true
+    }
+
+    /// Reads the key fields out of a planted record.
+    pub fn keys_from_json(&self, v: &Value) -> Result<Keys, String> {
+        let id = match &v["Id"] {
+            Value::String(s) => s.parse::<u64>().ok(),
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        }
+        .ok_or("record needs a numeric string Id")?;
+        let sync_token = match &v["SyncToken"] {
+            Value::Null => 0,
+            Value::String(s) => s
+                .parse()
+                .map_err(|_| "SyncToken must be a numeric string")?,
+            _ => return Err("SyncToken must be a numeric string".into()),
+        };
+        let time = |name: &str| {
+            v["MetaData"][name]
+                .as_str()
+                .and_then(clock::parse_instant_ms)
+        };
+        let updated_ms =
+            time("LastUpdatedTime").ok_or("record needs MetaData.LastUpdatedTime (RFC 3339)")?;
+        let created_ms = time("CreateTime").unwrap_or(updated_ms);
+        let txn_date = match (self.entity.has_txn_date(), &v["TxnDate"]) {
+            (true, Value::String(s)) => {
+                Some(clock::parse_date(s).ok_or("TxnDate must be YYYY-MM-DD")?)
+            }
+            _ => None,
+        };
+        let active = if self.entity.hides_inactive() {
+            Some(v["Active"].as_bool().unwrap_or(true))
+        } else {
+            None
+        };
+        Ok(Keys {
+            id,
+            sync_token,
+            created_ms,
+            updated_ms,
+            txn_date,
+            active,
+        })
+    }
+}
+
+pub struct Store {
+    pub ctx: GenCtx,
+    tables: Vec<(&'static Entity, RwLock<Table>)>,
+}
+
+impl Store {
+    /// Generates every entity that has both a generator and a registry entry.
+    pub fn generate(ctx: GenCtx, count_of: impl Fn(&str) -> usize) -> Store {
+        let mut tables = Vec::new();
+        for gen in super::data::generators() {
+            let Some(entity) = entities::by_qbo_name(gen.qbo_name()) else {
+                continue;
+            };
+            let mut t = Table::new(entity, gen);
+            let n = count_of(gen.qbo_name()) as u64;
+            for id in 1..=n {
+                t.upsert(Row {
+                    keys: gen.keys(&ctx, id, n),
+                    doc: None,
+                });
+            }
+            tables.push((entity, RwLock::new(t)));
+        }
+        Store { ctx, tables }
+    }
+
+    fn find(&self, name: &str) -> Option<&RwLock<Table>> {
+        self.tables
+            .iter()
+            .find(|(e, _)| e.qbo_name.eq_ignore_ascii_case(name))
+            .map(|(_, t)| t)
+    }
+
+    pub fn read(&self, name: &str) -> Option<RwLockReadGuard<'_, Table>> {
+        self.find(name).map(read)
+    }
+
+    pub fn write(&self, name: &str) -> Option<RwLockWriteGuard<'_, Table>> {
+        self.find(name)
+            .map(|t| t.write().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A panic while holding the lock cannot leave a table half-updated in a way that matters to a
+/// test double, so poisoning is ignored rather than propagated.
+fn read(t: &RwLock<Table>) -> RwLockReadGuard<'_, Table> {
+    t.read().unwrap_or_else(|e| e.into_inner())
+}
