@@ -1,0 +1,374 @@
+//! Where tokens live between runs. QBO rotates refresh tokens, so every save must be
+//! atomic: a crash mid-write must leave either the old or the new token, never half of one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::config::TokenStoreSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the OS keyring is not usable here ({0}); set QBO_TOKEN_STORE=file:<path> to keep tokens \
+         in a file readable only by you"
+    )]
+    KeyringUnavailable(String),
+    #[error("token file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "token file {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}` \
+         and consider the refresh token leaked: re-authorize with `qbo auth login`",
+        path = path.display()
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
+    #[error("token store content is not valid: {0}")]
+    Corrupt(String),
+}
+
+/// The tokens of one realm. Secrets stay wrapped; only the store's serialiser sees them.
+#[derive(Clone)]
+pub struct Tokens {
+    pub realm_id: String,
+    pub refresh_token: SecretString,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    pub access_token: Option<SecretString>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("realm_id", &self.realm_id)
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// On-disk shape. Plain strings live only for the duration of a (de)serialisation.
+#[derive(Serialize, Deserialize)]
+struct StoredTokens {
+    realm_id: String,
+    refresh_token: String,
+    refresh_expires_at: Option<DateTime<Utc>>,
+    access_token: Option<String>,
+    access_expires_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+fn encode(t: &Tokens) -> Result<String, StoreError> {
+    serde_json::to_string(&stored(t)).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn stored(t: &Tokens) -> StoredTokens {
+    StoredTokens {
+        realm_id: t.realm_id.clone(),
+        refresh_token: t.refresh_token.expose_secret().to_string(),
+        refresh_expires_at: t.refresh_expires_at,
+        access_token: t
+            .access_token
+            .as_ref()
+            .map(|a| a.expose_secret().to_string()),
+        access_expires_at: t.access_expires_at,
+        updated_at: t.updated_at,
+    }
+}
+
+fn decode(s: &str) -> Result<Tokens, StoreError> {
+    // serde_json's error names a position, never the content, so no secret leaks through it.
+    let s: StoredTokens =
+        serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(unstored(s))
+}
+
+fn unstored(s: StoredTokens) -> Tokens {
+    Tokens {
+        realm_id: s.realm_id,
+        refresh_token: s.refresh_token.into(),
+        refresh_expires_at: s.refresh_expires_at,
+        access_token: s.access_token.map(Into::into),
+        access_expires_at: s.access_expires_at,
+        updated_at: s.updated_at,
+    }
+}
+
+/// A token file holds every realm that uses it, so one file can serve many companies.
+#[derive(Serialize, Deserialize, Default)]
+struct TokenFile {
+    version: u32,
+    realms: std::collections::BTreeMap<String, StoredTokens>,
+}
+
+/// A place that keeps the latest tokens per realm. `lock` serialises refreshes across
+/// processes that share the store (two refreshes at once are QBO's classic `invalid_grant`).
+pub trait TokenStore: Send + Sync {
+    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError>;
+    fn save(&self, tokens: &Tokens) -> Result<(), StoreError>;
+    fn lock(&self, realm_id: &str) -> Result<Option<File>, StoreError>;
+    fn describe(&self) -> String;
+}
+
+pub fn open(spec: &TokenStoreSpec) -> Result<Box<dyn TokenStore>, StoreError> {
+    match spec {
+        TokenStoreSpec::Keyring => Ok(Box::new(KeyringStore::probe()?)),
+        TokenStoreSpec::File(path) => Ok(Box::new(FileStore::new(path.clone()))),
+    }
+}
+
+/// Tokens in one JSON file per realm: `<path>` holds the realm's tokens, mode 0600,
+/// replaced by write-then-rename.
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(path: PathBuf) -> Self {
+        FileStore { path }
+    }
+
+    fn io(&self, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".tmp.{}", std::process::id()));
+        self.path.with_file_name(name)
+    }
+}
+
+fn parse_file(text: &str) -> Result<TokenFile, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(StoreError::TooOpen {
+            path: path.to_path_buf(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
+impl TokenStore for FileStore {
+    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(e)),
+        };
+        check_private(&self.path)?;
+        let mut file = parse_file(&text)?;
+        Ok(file.realms.remove(realm_id).map(unstored))
+    }
+
+    fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let mut file = match fs::read_to_string(&self.path) {
+            Ok(text) => {
+                check_private(&self.path)?;
+                parse_file(&text)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenFile::default(),
+            Err(e) => return Err(self.io(e)),
+        };
+        file.version = 1;
+        file.realms.insert(tokens.realm_id.clone(), stored(tokens));
+        let body =
+            serde_json::to_string_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tmp = self.tmp_path();
+        let write = || -> std::io::Result<()> {
+            let mut f = create_private(&tmp)?;
+            f.write_all(body.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            // Make the rename itself durable before the new token is used.
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            self.io(e)
+        })
+    }
+
+    fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let lock_path = self.path.with_file_name(name);
+        if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| self.io(e))?;
+        file.lock().map_err(|e| self.io(e))?;
+        Ok(Some(file))
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+}
+
+/// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager, or the Linux
+/// kernel keyring, whichever `keyring` finds).
+pub struct KeyringStore;
+
+const KEYRING_SERVICE: &str = "qbo";
+
+impl KeyringStore {
+    /// Fails early, with advice, when the machine has no usable keyring (CI, containers).
+    pub fn probe() -> Result<Self, StoreError> {
+        let entry = keyring::Entry::new(KEYRING_SERVICE, "probe")
+            .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))?;
+        match entry.get_password() {
+            Ok(_) | Err(keyring::Error::NoEntry) => Ok(KeyringStore),
+            Err(e) => Err(StoreError::KeyringUnavailable(e.to_string())),
+        }
+    }
+
+    fn entry(realm_id: &str) -> Result<keyring::Entry, StoreError> {
+        keyring::Entry::new(KEYRING_SERVICE, &format!("realm:{realm_id}"))
+            .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))
+    }
+}
+
+impl TokenStore for KeyringStore {
+    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
+        match Self::entry(realm_id)?.get_password() {
+            Ok(text) => decode(&text).map(Some),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(StoreError::KeyringUnavailable(e.to_string())),
+        }
+    }
+
+    fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
+        // A keyring write replaces the whole secret in one call, which is as atomic as it gets.
+        Self::entry(&tokens.realm_id)?
+            .set_password(&encode(tokens)?)
+            .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))
+    }
+
+    fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
+        Ok(None)
+    }
+
+    fn describe(&self) -> String {
+        "keyring".to_string()
+    }
+}
+
+/// Tokens kept only in memory (tests, and the demo's throwaway sandbox company).
+#[derive(Default)]
+pub struct MemoryStore {
+    tokens: Mutex<Option<Tokens>>,
+}
+
+impl TokenStore for MemoryStore {
+    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
+        let guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(guard.clone().filter(|t| t.realm_id == realm_id))
+    }
+
+    fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
+        *self.tokens.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokens.clone());
+        Ok(())
+    }
+
+    fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
+        Ok(None)
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Tokens {
+        Tokens {
+            realm_id: "123".into(),
+            refresh_token: "rt-secret".to_string().into(),
+            refresh_expires_at: None,
+            access_token: Some("at-secret".to_string().into()),
+            access_expires_at: None,
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let s = format!("{:?}", sample());
+        assert!(!s.contains("rt-secret") && !s.contains("at-secret"), "{s}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_store_is_private_and_refuses_open_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let store = FileStore::new(path.clone());
+        store.save(&sample()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let back = store.load("123").unwrap().unwrap();
+        assert_eq!(back.refresh_token.expose_secret(), "rt-secret");
+        assert!(store.load("other-realm").unwrap().is_none());
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.load("123").unwrap_err();
+        assert!(matches!(err, StoreError::TooOpen { .. }), "{err}");
+    }
+}
