@@ -1,0 +1,138 @@
+//! Postgres: connecting (and creating the database), migrations, the raw zone and the
+//! ops tables. Everything here is behind `PgStore` so the engine never writes SQL.
+
+pub mod raw;
+pub mod runs;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+pub use raw::{PageMeta, UpsertCounts};
+pub use runs::{ChunkRow, ClaimMode, NewRun, ReportFilter, RunRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DATABASE_URL is not a valid Postgres URL: {0}")]
+    BadUrl(String),
+    #[error("cannot reach Postgres at {target}: {source}")]
+    Unreachable {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("lost the lease on chunk {chunk} of run {run_id}: another worker took it over, so this worker's page was rolled back")]
+    LeaseLost { run_id: uuid::Uuid, chunk: i32 },
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Connection-level failures (Postgres restarting, network blips) are worth retrying;
+    /// constraint violations and SQL errors are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            StoreError::Db(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Protocol(_)
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| {
+                        c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where to print a database target without its password.
+pub fn redacted_target(url: &SecretString) -> String {
+    match url::Url::parse(url.expose_secret()) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("****"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable DATABASE_URL>".to_string(),
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects, creating the database if it does not exist yet, and applies migrations.
+    pub async fn connect_and_migrate(url: &SecretString) -> Result<Self, StoreError> {
+        let store = Self::connect(url, true).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn connect(url: &SecretString, create: bool) -> Result<Self, StoreError> {
+        let target = redacted_target(url);
+        let options: PgConnectOptions = url
+            .expose_secret()
+            .parse()
+            .map_err(|e: sqlx::Error| StoreError::BadUrl(scrub(&e.to_string(), url)))?;
+        let unreachable = |source| StoreError::Unreachable {
+            target: target.clone(),
+            source,
+        };
+        if create
+            && !Postgres::database_exists(url.expose_secret())
+                .await
+                .map_err(unreachable)?
+        {
+            match Postgres::create_database(url.expose_secret()).await {
+                Ok(()) => tracing::info!(%target, "created the database"),
+                // Another process created it between our check and our create.
+                Err(e)
+                    if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") => {
+                }
+                Err(e) => return Err(unreachable(e)),
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.application_name("qbo"))
+            .await
+            .map_err(unreachable)?;
+        Ok(PgStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn scrub(message: &str, url: &SecretString) -> String {
+    match url::Url::parse(url.expose_secret())
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        Some(pw) if !pw.is_empty() => message.replace(&pw, "****"),
+        _ => message.to_string(),
+    }
+}

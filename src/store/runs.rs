@@ -1,0 +1,419 @@
+//! `ops.backfill_runs` and `ops.backfill_report`: creating runs, claiming chunks under a
+//! lease, recording progress, and reading the report.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::{PgStore, StoreError, UpsertCounts};
+use crate::chunks::Window;
+
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub realm_id: &'a str,
+    pub entity: &'a str,
+    pub range_start: NaiveDate,
+    pub range_end: NaiveDate,
+    pub window_field: &'a str,
+    pub options: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub run_id: Uuid,
+    pub realm_id: String,
+    pub entity: String,
+    pub range_start: NaiveDate,
+    pub range_end: NaiveDate,
+    pub window_field: String,
+    pub options: serde_json::Value,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChunkRow {
+    pub run_id: Uuid,
+    pub chunk_index: i32,
+    pub realm_id: String,
+    pub entity: String,
+    pub window_start_utc: DateTime<Utc>,
+    pub window_end_utc: DateTime<Utc>,
+    pub status: String,
+    pub attempts: i32,
+    pub expected_count: Option<i64>,
+    pub row_count: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub pages: i32,
+    pub requests: i32,
+    pub retries: i32,
+    pub passes: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error_message: Option<String>,
+    pub last_intuit_tid: Option<String>,
+}
+
+/// Which chunks an invocation may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimMode {
+    /// A new run or `--resume`: everything not yet `success` (pending, failed, or running
+    /// under a lease that has expired because its worker died).
+    Unfinished,
+    /// `--retry-failed`: only chunks whose status is `error`.
+    FailedOnly,
+}
+
+/// Progress of the chunk attempt, written with each page.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress {
+    pub expected_count: Option<i64>,
+    pub row_count: i64,
+    pub counts: UpsertCounts,
+    pub pages: i32,
+    pub requests: i32,
+    pub retries: i32,
+    pub passes: i32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReportFilter {
+    pub realm_id: Option<String>,
+    pub entity: Option<String>,
+    pub run_id: Option<Uuid>,
+}
+
+impl PgStore {
+    /// Creates the run and one `pending` report row per window, atomically.
+    pub async fn create_run(
+        &self,
+        run: &NewRun<'_>,
+        windows: &[Window],
+    ) -> Result<Uuid, StoreError> {
+        let run_id = Uuid::new_v4();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query!(
+            r#"INSERT INTO ops.backfill_runs
+                   (run_id, realm_id, entity, range_start, range_end, window_field, options)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+            run_id,
+            run.realm_id,
+            run.entity,
+            run.range_start,
+            run.range_end,
+            run.window_field,
+            run.options,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let indexes: Vec<i32> = (0..windows.len() as i32).collect();
+        let starts: Vec<DateTime<Utc>> = windows.iter().map(|w| w.start).collect();
+        let ends: Vec<DateTime<Utc>> = windows.iter().map(|w| w.end).collect();
+        sqlx::query!(
+            r#"INSERT INTO ops.backfill_report
+                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc)
+               SELECT $1, i, $2, $3, s, e
+               FROM UNNEST($4::int[], $5::timestamptz[], $6::timestamptz[]) AS t(i, s, e)"#,
+            run_id,
+            run.realm_id,
+            run.entity,
+            &indexes,
+            &starts,
+            &ends,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(run_id)
+    }
+
+    pub async fn latest_run(
+        &self,
+        realm_id: &str,
+        entity: &str,
+    ) -> Result<Option<RunRow>, StoreError> {
+        Ok(sqlx::query_as!(
+            RunRow,
+            r#"SELECT run_id, realm_id, entity, range_start, range_end, window_field, options,
+                      status, started_at, finished_at
+               FROM ops.backfill_runs
+               WHERE realm_id = $1 AND entity = $2
+               ORDER BY started_at DESC
+               LIMIT 1"#,
+            realm_id,
+            entity,
+        )
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn run(&self, run_id: Uuid) -> Result<Option<RunRow>, StoreError> {
+        Ok(sqlx::query_as!(
+            RunRow,
+            r#"SELECT run_id, realm_id, entity, range_start, range_end, window_field, options,
+                      status, started_at, finished_at
+               FROM ops.backfill_runs WHERE run_id = $1"#,
+            run_id,
+        )
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn mark_run_running(&self, run_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query!(
+            "UPDATE ops.backfill_runs SET status = 'running', finished_at = NULL, updated_at = now()
+             WHERE run_id = $1",
+            run_id
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the next chunk this invocation has not tried yet. `SKIP LOCKED` lets several
+    /// workers (tasks now, machines later) claim concurrently without ever sharing a chunk.
+    pub async fn claim_chunk(
+        &self,
+        run_id: Uuid,
+        mode: ClaimMode,
+        invocation: Uuid,
+        worker: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<ChunkRow>, StoreError> {
+        let failed_only = mode == ClaimMode::FailedOnly;
+        let lease_secs = lease.as_secs_f64();
+        Ok(sqlx::query_as!(
+            ChunkRow,
+            r#"UPDATE ops.backfill_report r
+               SET status = 'running', attempts = r.attempts + 1,
+                   lease_owner = $4, lease_expires_at = now() + make_interval(secs => $5),
+                   last_invocation = $3, started_at = now(), finished_at = NULL,
+                   error_message = NULL, expected_count = NULL, row_count = 0, inserted = 0,
+                   updated = 0, skipped = 0, pages = 0, passes = 0
+               WHERE (r.run_id, r.chunk_index) = (
+                   SELECT c.run_id, c.chunk_index FROM ops.backfill_report c
+                   WHERE c.run_id = $1
+                     AND c.last_invocation IS DISTINCT FROM $3
+                     AND CASE WHEN $2 THEN c.status = 'error'
+                              ELSE c.status IN ('pending', 'error')
+                                   OR (c.status = 'running' AND c.lease_expires_at < now())
+                         END
+                   ORDER BY c.chunk_index
+                   LIMIT 1
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING r.run_id, r.chunk_index, r.realm_id, r.entity, r.window_start_utc,
+                         r.window_end_utc, r.status, r.attempts, r.expected_count, r.row_count,
+                         r.inserted, r.updated, r.skipped, r.pages, r.requests, r.retries,
+                         r.passes, r.started_at, r.finished_at, r.error_message, r.last_intuit_tid"#,
+            run_id,
+            failed_only,
+            invocation,
+            worker,
+            lease_secs,
+        )
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Chunks still held by a live lease of another worker (so `--resume` can say why it waits).
+    pub async fn leased_elsewhere(
+        &self,
+        run_id: Uuid,
+        invocation: Uuid,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM ops.backfill_report
+               WHERE run_id = $1 AND status = 'running' AND lease_expires_at >= now()
+                 AND last_invocation IS DISTINCT FROM $2"#,
+            run_id,
+            invocation
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Extends the lease; false if another worker has taken the chunk.
+    pub async fn heartbeat(
+        &self,
+        run_id: Uuid,
+        chunk: i32,
+        worker: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query!(
+            "UPDATE ops.backfill_report SET lease_expires_at = now() + make_interval(secs => $4)
+             WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND status = 'running'",
+            run_id,
+            chunk,
+            worker,
+            lease.as_secs_f64()
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records progress inside the page's transaction; fails (so the page rolls back) if the
+    /// lease is no longer ours. This fencing stops a stalled worker's late writes.
+    pub async fn record_progress(
+        tx: &mut Transaction<'_, Postgres>,
+        run_id: Uuid,
+        chunk: i32,
+        worker: &str,
+        p: &Progress,
+        intuit_tid: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let r = sqlx::query!(
+            r#"UPDATE ops.backfill_report
+               SET expected_count = $4, row_count = $5, inserted = $6, updated = $7, skipped = $8,
+                   pages = $9, requests = $10, retries = $11, passes = $12,
+                   last_intuit_tid = COALESCE($13, last_intuit_tid)
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND status = 'running'"#,
+            run_id,
+            chunk,
+            worker,
+            p.expected_count,
+            p.row_count,
+            p.counts.inserted,
+            p.counts.updated,
+            p.counts.skipped,
+            p.pages,
+            p.requests,
+            p.retries,
+            p.passes,
+            intuit_tid,
+        )
+        .execute(&mut **tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::LeaseLost { run_id, chunk });
+        }
+        Ok(())
+    }
+
+    /// Ends the attempt as `success` or `error`, with its final counters.
+    pub async fn finish_chunk(
+        &self,
+        run_id: Uuid,
+        chunk: i32,
+        worker: &str,
+        p: &Progress,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let status = if error.is_some() { "error" } else { "success" };
+        let r = sqlx::query!(
+            r#"UPDATE ops.backfill_report
+               SET status = $4, error_message = $5, finished_at = now(), lease_owner = NULL,
+                   lease_expires_at = NULL, expected_count = $6, row_count = $7, inserted = $8,
+                   updated = $9, skipped = $10, pages = $11, requests = $12, retries = $13,
+                   passes = $14
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND status = 'running'"#,
+            run_id,
+            chunk,
+            worker,
+            status,
+            error,
+            p.expected_count,
+            p.row_count,
+            p.counts.inserted,
+            p.counts.updated,
+            p.counts.skipped,
+            p.pages,
+            p.requests,
+            p.retries,
+            p.passes,
+        )
+        .execute(self.pool())
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::LeaseLost { run_id, chunk });
+        }
+        Ok(())
+    }
+
+    /// Gives a chunk back (interrupted by the operator) so `--resume` can take it at once.
+    pub async fn release_chunk(
+        &self,
+        run_id: Uuid,
+        chunk: i32,
+        worker: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            r#"UPDATE ops.backfill_report
+               SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                   error_message = 'interrupted', finished_at = now()
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND status = 'running'"#,
+            run_id,
+            chunk,
+            worker
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Derives the run's status from its chunks and stores it.
+    pub async fn settle_run(&self, run_id: Uuid) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar!(
+            r#"UPDATE ops.backfill_runs r
+               SET status = s.status, updated_at = now(),
+                   finished_at = now()
+               FROM (
+                   SELECT CASE
+                       WHEN bool_or(status IN ('pending', 'running')) THEN 'incomplete'
+                       WHEN bool_and(status = 'success') THEN 'success'
+                       WHEN bool_or(status = 'success') THEN 'partial'
+                       ELSE 'error' END AS status
+                   FROM ops.backfill_report WHERE run_id = $1
+               ) s
+               WHERE r.run_id = $1
+               RETURNING r.status"#,
+            run_id
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn chunks(&self, filter: &ReportFilter) -> Result<Vec<ChunkRow>, StoreError> {
+        Ok(sqlx::query_as!(
+            ChunkRow,
+            r#"SELECT run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
+                      status, attempts, expected_count, row_count, inserted, updated, skipped,
+                      pages, requests, retries, passes, started_at, finished_at, error_message,
+                      last_intuit_tid
+               FROM ops.backfill_report
+               WHERE ($1::text IS NULL OR realm_id = $1)
+                 AND ($2::text IS NULL OR entity = $2)
+                 AND ($3::uuid IS NULL OR run_id = $3)
+               ORDER BY entity, run_id, chunk_index"#,
+            filter.realm_id,
+            filter.entity,
+            filter.run_id,
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+impl PgStore {
+    /// The latest run of each entity of a realm (or of every realm), for `qbo report`'s default view.
+    pub async fn latest_run_ids(
+        &self,
+        realm_id: Option<&str>,
+        entity: Option<&str>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT DISTINCT ON (realm_id, entity) run_id AS "run_id!"
+               FROM ops.backfill_runs
+               WHERE ($1::text IS NULL OR realm_id = $1) AND ($2::text IS NULL OR entity = $2)
+               ORDER BY realm_id, entity, started_at DESC"#,
+            realm_id,
+            entity
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
