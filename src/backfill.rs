@@ -1,0 +1,695 @@
+//! The backfill engine: creates or resumes a run, lets workers claim its chunks, and loads
+//! each chunk completely (every record that was in the window when the chunk started).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::auth::AuthError;
+use crate::chunks::{self, DateRange, PlanError, Window, WindowField};
+use crate::client::{ClientError, QuerySource, RawRecord, RequestCounters};
+use crate::entities::Entity;
+use crate::query::{Literal, Op, Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
+use crate::store::runs::Progress;
+use crate::store::{raw, ChunkRow, ClaimMode, NewRun, PageMeta, PgStore, ReportFilter, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub chunk_days: i64,
+    pub page_size: u32,
+    pub concurrency: u32,
+    pub window_field: WindowField,
+    /// How long a claimed chunk stays ours without a heartbeat.
+    pub lease: Duration,
+    /// Full re-reads of a window allowed when records change while we page.
+    pub max_passes: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            chunk_days: 7,
+            page_size: MAX_PAGE_SIZE,
+            concurrency: 1,
+            window_field: WindowField::LastUpdated,
+            lease: Duration::from_secs(30),
+            max_passes: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    New(DateRange),
+    Resume,
+    RetryFailed(Option<Uuid>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("there is no backfill of {entity} for realm {realm_id} to resume; start one with --start and --end")]
+    NothingToResume { entity: String, realm_id: String },
+    #[error("run {0} does not exist (see `qbo report --format json` for run ids)")]
+    RunNotFound(Uuid),
+    #[error("run {run_id} belongs to {actual}, not {requested}")]
+    WrongRun {
+        run_id: Uuid,
+        actual: String,
+        requested: String,
+    },
+    #[error(
+        "--window-field txn-date needs a transaction entity; {0} has no TxnDate (use last-updated)"
+    )]
+    NoTxnDate(&'static str),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(AuthError),
+}
+
+/// What one invocation did to one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub run_id: Uuid,
+    pub entity: &'static str,
+    pub status: String,
+    pub chunks: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub pending: usize,
+    pub rows: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub requests: i64,
+    pub retries: i64,
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    fn from_chunks(
+        run_id: Uuid,
+        entity: &'static Entity,
+        status: String,
+        rows: &[ChunkRow],
+        interrupted: bool,
+    ) -> Self {
+        let count = |s: &str| rows.iter().filter(|c| c.status == s).count();
+        RunSummary {
+            run_id,
+            entity: entity.cli_name,
+            status,
+            chunks: rows.len(),
+            succeeded: count("success"),
+            failed: count("error"),
+            pending: count("pending") + count("running"),
+            rows: rows.iter().map(|c| c.row_count).sum(),
+            inserted: rows.iter().map(|c| c.inserted).sum(),
+            updated: rows.iter().map(|c| c.updated).sum(),
+            skipped: rows.iter().map(|c| c.skipped).sum(),
+            requests: rows.iter().map(|c| c.requests as i64).sum(),
+            retries: rows.iter().map(|c| c.retries as i64).sum(),
+            interrupted,
+        }
+    }
+}
+
+/// Why a chunk attempt stopped early.
+#[derive(Debug, thiserror::Error)]
+enum ChunkError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the window kept changing while it was paged ({0} passes); run --retry-failed later")]
+    Unstable(u32),
+    #[error("interrupted")]
+    Cancelled,
+}
+
+/// Everything a worker needs, shared by all workers of one invocation.
+pub struct Backfill<S> {
+    source: Arc<S>,
+    store: PgStore,
+    cancel: CancellationToken,
+    /// Set when a failure needs a human (the refresh token was rejected): stop everything.
+    fatal: Mutex<Option<AuthError>>,
+}
+
+struct RunCtx {
+    run_id: Uuid,
+    entity: &'static Entity,
+    field: WindowField,
+    mode: ClaimMode,
+    invocation: Uuid,
+    opts: Options,
+    total_chunks: usize,
+}
+
+impl<S: QuerySource + 'static> Backfill<S> {
+    pub fn new(source: Arc<S>, store: PgStore, cancel: CancellationToken) -> Arc<Self> {
+        Arc::new(Backfill {
+            source,
+            store,
+            cancel,
+            fatal: Mutex::new(None),
+        })
+    }
+
+    /// Runs (or resumes, or retries) the backfill of one entity to completion.
+    pub async fn run(
+        self: &Arc<Self>,
+        entity: &'static Entity,
+        mode: Mode,
+        opts: Options,
+    ) -> Result<RunSummary, BackfillError> {
+        let realm_id = self.source.realm_id().to_string();
+        let (run_id, field, claim) = self.prepare(entity, &realm_id, &mode, &opts).await?;
+        self.store.mark_run_running(run_id).await?;
+        let total_chunks = self
+            .store
+            .chunks(&ReportFilter {
+                run_id: Some(run_id),
+                ..Default::default()
+            })
+            .await?
+            .len();
+        let ctx = Arc::new(RunCtx {
+            run_id,
+            entity,
+            field,
+            mode: claim,
+            invocation: Uuid::new_v4(),
+            opts: opts.clone(),
+            total_chunks,
+        });
+        let span = tracing::info_span!("backfill", %run_id, realm_id = %realm_id, entity = entity.cli_name);
+        tracing::info!(parent: &span, chunks = total_chunks, ?mode, "starting");
+
+        let mut workers = tokio::task::JoinSet::new();
+        for n in 0..opts.concurrency.max(1) {
+            let me = self.clone();
+            let ctx = ctx.clone();
+            let worker = format!("{}:{}:{n}", hostname(), std::process::id());
+            workers.spawn(async move { me.work(&ctx, &worker).await }.instrument(span.clone()));
+        }
+        let mut first_error = None;
+        while let Some(joined) = workers.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.cancel.cancel();
+                    first_error.get_or_insert(e);
+                }
+                Err(join) => {
+                    first_error.get_or_insert(BackfillError::Store(StoreError::Db(
+                        sqlx::Error::WorkerCrashed,
+                    )));
+                    tracing::error!(error = %join, "a worker panicked");
+                }
+            }
+        }
+        let status = self.store.settle_run(run_id).await?;
+        if let Some(auth) = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(BackfillError::Auth(auth));
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let rows = self
+            .store
+            .chunks(&ReportFilter {
+                run_id: Some(run_id),
+                ..Default::default()
+            })
+            .await?;
+        Ok(RunSummary::from_chunks(
+            run_id,
+            entity,
+            status,
+            &rows,
+            self.cancel.is_cancelled(),
+        ))
+    }
+
+    async fn prepare(
+        &self,
+        entity: &'static Entity,
+        realm_id: &str,
+        mode: &Mode,
+        opts: &Options,
+    ) -> Result<(Uuid, WindowField, ClaimMode), BackfillError> {
+        match mode {
+            Mode::New(range) => {
+                if opts.window_field == WindowField::TxnDate && !entity.has_txn_date() {
+                    return Err(BackfillError::NoTxnDate(entity.cli_name));
+                }
+                let windows = chunks::plan(*range, opts.chunk_days)?;
+                let run_id = self
+                    .store
+                    .create_run(
+                        &NewRun {
+                            realm_id,
+                            entity: entity.cli_name,
+                            range_start: range.start,
+                            range_end: range.end_inclusive,
+                            window_field: opts.window_field.as_str(),
+                            options: json!({
+                                "chunk_days": opts.chunk_days,
+                                "page_size": opts.page_size,
+                                "concurrency": opts.concurrency,
+                                "minor_version": self.source.minor_version(),
+                            }),
+                        },
+                        &windows,
+                    )
+                    .await?;
+                Ok((run_id, opts.window_field, ClaimMode::Unfinished))
+            }
+            Mode::Resume => {
+                let run = self
+                    .store
+                    .latest_run(realm_id, entity.cli_name)
+                    .await?
+                    .ok_or_else(|| BackfillError::NothingToResume {
+                        entity: entity.cli_name.to_string(),
+                        realm_id: realm_id.to_string(),
+                    })?;
+                Ok((
+                    run.run_id,
+                    stored_field(&run.window_field),
+                    ClaimMode::Unfinished,
+                ))
+            }
+            Mode::RetryFailed(run_id) => {
+                let run = match run_id {
+                    Some(id) => self
+                        .store
+                        .run(*id)
+                        .await?
+                        .ok_or(BackfillError::RunNotFound(*id))?,
+                    None => self
+                        .store
+                        .latest_run(realm_id, entity.cli_name)
+                        .await?
+                        .ok_or_else(|| BackfillError::NothingToResume {
+                            entity: entity.cli_name.to_string(),
+                            realm_id: realm_id.to_string(),
+                        })?,
+                };
+                if run.entity != entity.cli_name || run.realm_id != realm_id {
+                    return Err(BackfillError::WrongRun {
+                        run_id: run.run_id,
+                        actual: format!("{} of realm {}", run.entity, run.realm_id),
+                        requested: format!("{} of realm {realm_id}", entity.cli_name),
+                    });
+                }
+                Ok((
+                    run.run_id,
+                    stored_field(&run.window_field),
+                    ClaimMode::FailedOnly,
+                ))
+            }
+        }
+    }
+
+    /// One worker: claim, load, report, until nothing is left for this invocation.
+    async fn work(&self, ctx: &RunCtx, worker: &str) -> Result<(), BackfillError> {
+        let mut told_about_leases = false;
+        while !self.cancel.is_cancelled() {
+            let claimed = self
+                .store
+                .claim_chunk(ctx.run_id, ctx.mode, ctx.invocation, worker, ctx.opts.lease)
+                .await?;
+            let Some(chunk) = claimed else {
+                if ctx.mode == ClaimMode::FailedOnly {
+                    return Ok(());
+                }
+                // A chunk still leased by a worker that died (or is alive elsewhere): wait for
+                // the lease to run out rather than load the window twice at once.
+                let held = self
+                    .store
+                    .leased_elsewhere(ctx.run_id, ctx.invocation)
+                    .await?;
+                if held == 0 {
+                    return Ok(());
+                }
+                if !told_about_leases {
+                    tracing::warn!(
+                        chunks = held,
+                        lease_secs = ctx.opts.lease.as_secs(),
+                        "chunks are leased by another worker (or one that was killed); waiting for the lease to expire"
+                    );
+                    told_about_leases = true;
+                }
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(ctx.opts.lease.min(Duration::from_secs(2))) => {}
+                }
+                continue;
+            };
+            self.run_chunk(ctx, worker, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_chunk(
+        &self,
+        ctx: &RunCtx,
+        worker: &str,
+        chunk: ChunkRow,
+    ) -> Result<(), BackfillError> {
+        let window = Window {
+            start: chunk.window_start_utc,
+            end: chunk.window_end_utc,
+        };
+        let span = tracing::info_span!("chunk", chunk = chunk.chunk_index, window_start = %window.start, window_end = %window.end, attempt = chunk.attempts);
+        let lease_lost = self.cancel.child_token();
+        let heartbeat = self.spawn_heartbeat(ctx, chunk.chunk_index, worker, lease_lost.clone());
+        let mut job = ChunkJob {
+            ctx,
+            chunk: chunk.chunk_index,
+            worker,
+            window,
+            stop: lease_lost.clone(),
+            progress: Progress::default(),
+            counters: RequestCounters::default(),
+            seen: HashSet::new(),
+        };
+        let outcome = self.load_chunk(&mut job).instrument(span.clone()).await;
+        heartbeat.abort();
+        job.progress.requests = job.counters.requests as i32;
+        job.progress.retries = job.counters.retries as i32;
+        job.progress.row_count = job.seen.len() as i64;
+        let _enter = span.enter();
+        match outcome {
+            Ok(()) => {
+                self.store
+                    .finish_chunk(ctx.run_id, chunk.chunk_index, worker, &job.progress, None)
+                    .await?;
+                tracing::info!(
+                    "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
+                    chunk.chunk_index + 1,
+                    ctx.total_chunks,
+                    window.start.format("%Y-%m-%d"),
+                    window.end.format("%Y-%m-%d"),
+                    job.progress.row_count,
+                    job.progress.expected_count.unwrap_or_default(),
+                    job.progress.counts.inserted,
+                    job.progress.counts.updated,
+                    job.progress.counts.skipped,
+                    job.progress.pages,
+                    job.progress.requests,
+                );
+                Ok(())
+            }
+            Err(ChunkError::Cancelled) if self.cancel.is_cancelled() => {
+                self.store
+                    .release_chunk(ctx.run_id, chunk.chunk_index, worker)
+                    .await?;
+                Ok(())
+            }
+            Err(ChunkError::Cancelled) | Err(ChunkError::Store(StoreError::LeaseLost { .. })) => {
+                tracing::warn!("lost the lease on this chunk; another worker owns it now");
+                Ok(())
+            }
+            Err(ChunkError::Client(ClientError::Auth(auth))) if auth.needs_human() => {
+                let message = auth.to_string();
+                self.store
+                    .finish_chunk(
+                        ctx.run_id,
+                        chunk.chunk_index,
+                        worker,
+                        &job.progress,
+                        Some(&message),
+                    )
+                    .await?;
+                tracing::error!(error = %message, "stopping: a human must act");
+                *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(auth);
+                self.cancel.cancel();
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, "chunk failed; the run goes on with the others");
+                self.store
+                    .finish_chunk(
+                        ctx.run_id,
+                        chunk.chunk_index,
+                        worker,
+                        &job.progress,
+                        Some(&message),
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    fn spawn_heartbeat(
+        &self,
+        ctx: &RunCtx,
+        chunk: i32,
+        worker: &str,
+        lost: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let (run_id, lease, worker) = (ctx.run_id, ctx.opts.lease, worker.to_string());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match store.heartbeat(run_id, chunk, &worker, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed; will try again"),
+                }
+            }
+        })
+    }
+
+    /// Loads one window completely. Offset paging skips a record whenever an earlier one
+    /// leaves the window mid-way (an edit moves its LastUpdatedTime to now, a delete removes
+    /// it), so after each pass we fetch everything changed since the pass began and, when
+    /// the pass took several pages, count the window again. If a record we had read moved,
+    /// or the ids seen fall short of what COUNT(*) says, the window is read again (bounded).
+    async fn load_chunk(&self, job: &mut ChunkJob<'_>) -> Result<(), ChunkError> {
+        let entity = job.ctx.entity;
+        let max_passes = job.ctx.opts.max_passes.max(1);
+        let count_query = job
+            .window
+            .constrain(Query::count(entity), job.ctx.field)
+            .render();
+        let answer = self
+            .source
+            .fetch_count(&count_query, &mut job.counters)
+            .await?;
+        let (mut expected, mut server_time) = answer.value;
+        job.progress.expected_count = Some(expected as i64);
+        for pass in 1..=max_passes {
+            job.progress.passes = pass as i32;
+            let pass_began = changed_since_floor(server_time);
+            let window_query = job
+                .window
+                .constrain(Query::select(entity), job.ctx.field)
+                .order_by(LAST_UPDATED_FIELD);
+            let (read, pages) = self.load_pages(job, window_query, "window", pass).await?;
+
+            let changed_query = Query::select(entity)
+                .filter(LAST_UPDATED_FIELD, Op::Ge, Literal::Instant(pass_began))
+                .order_by(LAST_UPDATED_FIELD);
+            let (changed, _) = self
+                .load_pages(job, changed_query, "changed-since-pass", pass)
+                .await?;
+
+            // One page is one snapshot: nothing can shift under it.
+            if pages <= 1 {
+                return Ok(());
+            }
+            let answer = self
+                .source
+                .fetch_count(&count_query, &mut job.counters)
+                .await?;
+            let (now_in_window, now) = answer.value;
+            let moved = changed.iter().any(|id| read.contains(id));
+            let covered = read.union(&changed).count() as u64;
+            if !moved && covered >= expected.max(now_in_window) {
+                return Ok(());
+            }
+            tracing::info!(
+                pass,
+                expected,
+                now_in_window,
+                read = read.len(),
+                changed = changed.len(),
+                "records changed while paging; reading the window again"
+            );
+            (expected, server_time) = (now_in_window, now);
+        }
+        Err(ChunkError::Unstable(max_passes))
+    }
+
+    /// Pages through `query` to the end, committing each page with the chunk's progress.
+    /// Returns the ids read and the number of pages.
+    async fn load_pages(
+        &self,
+        job: &mut ChunkJob<'_>,
+        query: Query,
+        purpose: &str,
+        pass: u32,
+    ) -> Result<(HashSet<String>, i32), ChunkError> {
+        let page_size = job.ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE);
+        let mut ids = HashSet::new();
+        let mut start = 1u32;
+        let mut page_number = 1i32;
+        loop {
+            if job.stop.is_cancelled() {
+                return Err(ChunkError::Cancelled);
+            }
+            let text = query.clone().page(start, page_size).render();
+            let answer = self
+                .source
+                .fetch_page(job.ctx.entity.qbo_name, &text, &mut job.counters)
+                .await?;
+            let records = answer.value.records;
+            let request_payload = json!({
+                "method": "GET",
+                "endpoint": format!("/v3/company/{}/query", self.source.realm_id()),
+                "query": text,
+                "minorversion": self.source.minor_version(),
+                "startposition": start,
+                "maxresults": page_size,
+                "purpose": purpose,
+                "pass": pass,
+            });
+            let meta = PageMeta {
+                realm_id: self.source.realm_id(),
+                run_id: job.ctx.run_id,
+                window_start: job.window.start,
+                window_end: job.window.end,
+                page_number,
+                page_size: page_size as i32,
+                request_payload: &request_payload,
+                intuit_tid: answer.intuit_tid.as_deref(),
+            };
+            self.commit_page(job, &meta, &records).await?;
+            ids.extend(records.iter().map(|r| r.id.clone()));
+            if (records.len() as u32) < page_size {
+                return Ok((ids, page_number));
+            }
+            start += page_size;
+            page_number += 1;
+        }
+    }
+
+    /// Writes a page's rows and the chunk's progress in one transaction, so a crash never
+    /// leaves progress without its rows. Retries while Postgres is briefly unreachable.
+    async fn commit_page(
+        &self,
+        job: &mut ChunkJob<'_>,
+        meta: &PageMeta<'_>,
+        records: &[RawRecord],
+    ) -> Result<(), ChunkError> {
+        let new_ids = records.iter().filter(|r| !job.seen.contains(&r.id)).count();
+        let mut attempt = 0u32;
+        loop {
+            let mut progress = job.progress;
+            progress.pages += 1;
+            progress.row_count = (job.seen.len() + new_ids) as i64;
+            progress.requests = job.counters.requests as i32;
+            progress.retries = job.counters.retries as i32;
+            match self.try_commit(job, meta, records, &mut progress).await {
+                Ok(()) => {
+                    job.progress = progress;
+                    job.seen.extend(records.iter().map(|r| r.id.clone()));
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && attempt < 6 => {
+                    attempt += 1;
+                    let delay = Duration::from_millis(500 * (1 << attempt.min(5)));
+                    tracing::warn!(error = %e, attempt, "database unavailable; retrying the page commit");
+                    tokio::select! {
+                        _ = job.stop.cancelled() => return Err(ChunkError::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn try_commit(
+        &self,
+        job: &ChunkJob<'_>,
+        meta: &PageMeta<'_>,
+        records: &[RawRecord],
+        progress: &mut Progress,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        let counts = raw::upsert_page(&mut tx, job.ctx.entity, meta, records).await?;
+        progress.counts += counts;
+        PgStore::record_progress(
+            &mut tx,
+            job.ctx.run_id,
+            job.chunk,
+            job.worker,
+            progress,
+            meta.intuit_tid,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+struct ChunkJob<'a> {
+    ctx: &'a RunCtx,
+    chunk: i32,
+    worker: &'a str,
+    window: Window,
+    /// Cancelled on interrupt or when the lease is lost.
+    stop: CancellationToken,
+    progress: Progress,
+    counters: RequestCounters,
+    /// Distinct ids loaded by this attempt.
+    seen: HashSet<String>,
+}
+
+fn stored_field(s: &str) -> WindowField {
+    WindowField::parse_stored(s).unwrap_or(WindowField::LastUpdated)
+}
+
+/// QBO stamps LastUpdatedTime in whole seconds, and its clock is the one that counts: take
+/// the server's time, floor it to the second and step back one more. Without a server time,
+/// allow generous clock skew.
+fn changed_since_floor(server_time: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    match server_time {
+        Some(t) => {
+            t.duration_trunc(chrono::Duration::seconds(1)).unwrap_or(t)
+                - chrono::Duration::seconds(1)
+        }
+        None => Utc::now() - chrono::Duration::minutes(5),
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}

@@ -1,0 +1,305 @@
+//! `qbo backfill`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{CliError, DbArgs, Outcome, QboArgs};
+use crate::auth::{self, TokenManager, TokenStore};
+use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
+use crate::chunks::{self, DateRange, WindowField};
+use crate::client::QboClient;
+use crate::config::{QboSettings, RateLimits, RetryPolicy};
+use crate::entities::Selection;
+use crate::store::{PgStore, StoreError};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  qbo backfill invoices --start 2024-01-01 --end 2024-12-31
+  qbo backfill all --start 2024-01-01 --end 2024-03-31 --chunk-days 1 --concurrency 4
+  qbo backfill invoices --resume                # after a crash or Ctrl-C
+  qbo backfill invoices --retry-failed          # only the chunks whose status is error
+
+Windows are half-open UTC intervals [start, end + 1 day) cut into --chunk-days pieces;
+--end is inclusive. Name lists (customers, items) include inactive records.
+
+Exit codes: 0 all chunks succeeded, 1 some chunks failed, 2 bad usage or configuration,
+3 the refresh token was rejected (run `qbo auth login`), 130 interrupted (use --resume).";
+
+fn parse_date_arg(s: &str) -> Result<NaiveDate, String> {
+    chunks::parse_date(s).map_err(|e| e.to_string())
+}
+
+fn parse_selection(s: &str) -> Result<Selection, String> {
+    s.parse::<Selection>().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// What to load: invoices, customers, items, or all.
+    #[arg(value_parser = parse_selection)]
+    pub entity: Selection,
+    /// First day of the range (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date_arg, requires = "end", conflicts_with_all = ["resume", "retry_failed"])]
+    pub start: Option<NaiveDate>,
+    /// Last day of the range, inclusive (YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_date_arg, requires = "start")]
+    pub end: Option<NaiveDate>,
+    /// Days per window (chunk). Each window is one row of the report.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=3660))]
+    pub chunk_days: i64,
+    /// Records per request; QBO serves at most 1000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page_size: u32,
+    /// Windows loaded at once. QBO's limits (500 requests/minute, 10 in flight per company)
+    /// hold whatever this says.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub concurrency: u32,
+    /// Timestamp the windows filter on. txn-date only applies to transactions (invoices).
+    #[arg(long, value_enum, default_value = "last-updated")]
+    pub window_field: WindowField,
+    /// Continue the latest run of this entity and company: windows already `success` are not
+    /// fetched again.
+    #[arg(long, conflicts_with = "retry_failed")]
+    pub resume: bool,
+    /// Re-run only the windows whose status is `error` (of the latest run, or of --run).
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// The run to retry (a UUID from `qbo report`).
+    #[arg(long, requires = "retry_failed")]
+    pub run: Option<Uuid>,
+    /// Attempts per request before its window is marked `error` (429, 5xx, timeouts, drops).
+    #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
+    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000)]
+    pub retry_base_ms: u64,
+    /// Give up on a request after this many seconds.
+    #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout_secs: u64,
+    /// Requests per minute for this company, at most QBO's 500.
+    #[arg(long, env = "QBO_REQUESTS_PER_MINUTE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub requests_per_minute: u32,
+    /// Seconds a claimed window stays reserved without a heartbeat. After a crash, --resume
+    /// waits at most this long for the dead worker's windows.
+    #[arg(long, env = "QBO_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub qbo: QboArgs,
+}
+
+impl BackfillArgs {
+    fn mode(&self) -> Result<Mode, CliError> {
+        if self.resume {
+            return Ok(Mode::Resume);
+        }
+        if self.retry_failed {
+            return Ok(Mode::RetryFailed(self.run));
+        }
+        match (self.start, self.end) {
+            (Some(start), Some(end)) => Ok(Mode::New(DateRange::new(start, end).map_err(CliError::usage)?)),
+            _ => Err(CliError::usage(anyhow::anyhow!(
+                "say what to load: --start YYYY-MM-DD --end YYYY-MM-DD for a new run, --resume to continue the latest one, or --retry-failed"
+            ))),
+        }
+    }
+
+    fn options(&self) -> Options {
+        Options {
+            chunk_days: self.chunk_days,
+            page_size: self.page_size,
+            concurrency: self.concurrency,
+            window_field: self.window_field,
+            lease: Duration::from_secs(self.lease_secs),
+            ..Options::default()
+        }
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            base_delay: Duration::from_millis(self.retry_base_ms),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+pub async fn connect(db: &DbArgs) -> Result<PgStore, CliError> {
+    PgStore::connect_and_migrate(&db.secret())
+        .await
+        .map_err(|e| match e {
+            StoreError::BadUrl(_) | StoreError::Unreachable { .. } => CliError::usage(
+                anyhow::Error::new(e).context("check DATABASE_URL and that Postgres is running"),
+            ),
+            other => CliError::failed(other),
+        })
+}
+
+pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
+    // Everything the user typed is checked before anything is written anywhere.
+    let mode = args.mode()?;
+    let settings = args.qbo.settings().map_err(CliError::usage)?;
+    if args.window_field == WindowField::TxnDate {
+        if let Some(e) = args
+            .entity
+            .entities()
+            .into_iter()
+            .find(|e| !e.has_txn_date())
+        {
+            return Err(CliError::usage(BackfillError::NoTxnDate(e.cli_name)));
+        }
+    }
+    let store: Arc<dyn TokenStore> =
+        Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
+    let db = connect(&args.db).await?;
+    let cancel = interrupt_on_ctrl_c();
+    let limits = RateLimits {
+        requests_per_minute: args.requests_per_minute,
+        ..RateLimits::default()
+    };
+    let summaries = run_backfill(
+        &settings,
+        store,
+        db,
+        Job {
+            selection: args.entity,
+            mode,
+            options: args.options(),
+            retry: args.retry_policy(),
+            limits,
+        },
+        cancel,
+    )
+    .await?;
+    Ok(outcome_of(&summaries))
+}
+
+/// What to run, independent of where the settings came from.
+pub struct Job {
+    pub selection: Selection,
+    pub mode: Mode,
+    pub options: Options,
+    pub retry: RetryPolicy,
+    pub limits: RateLimits,
+}
+
+/// The part `qbo demo` shares: build the client and run every selected entity.
+pub async fn run_backfill(
+    settings: &QboSettings,
+    tokens: Arc<dyn TokenStore>,
+    db: PgStore,
+    job: Job,
+    cancel: CancellationToken,
+) -> Result<Vec<RunSummary>, CliError> {
+    let manager = Arc::new(TokenManager::new(settings, tokens).map_err(CliError::usage)?);
+    let client = Arc::new(
+        QboClient::new(settings, manager, job.retry.clone(), &job.limits)
+            .context("building the HTTP client")
+            .map_err(CliError::usage)?,
+    );
+    let engine = Backfill::new(client, db, cancel.clone());
+    let mut summaries = Vec::new();
+    for entity in job.selection.entities() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        match engine
+            .run(entity, job.mode.clone(), job.options.clone())
+            .await
+        {
+            Ok(summary) => {
+                println!("{}", summary_line(&summary));
+                summaries.push(summary);
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    Ok(summaries)
+}
+
+fn classify(e: BackfillError) -> CliError {
+    match e {
+        BackfillError::Auth(auth) if auth.needs_human() => CliError {
+            outcome: if matches!(auth, crate::auth::AuthError::InvalidClient) {
+                Outcome::Usage
+            } else {
+                Outcome::NeedsHuman
+            },
+            error: auth.into(),
+        },
+        e @ (BackfillError::NothingToResume { .. }
+        | BackfillError::RunNotFound(_)
+        | BackfillError::WrongRun { .. }
+        | BackfillError::NoTxnDate(_)
+        | BackfillError::Plan(_)) => CliError::usage(e),
+        e => CliError::failed(e),
+    }
+}
+
+pub fn outcome_of(summaries: &[RunSummary]) -> Outcome {
+    if summaries.iter().any(|s| s.interrupted) {
+        Outcome::Interrupted
+    } else if summaries.iter().any(|s| s.failed > 0 || s.pending > 0) {
+        Outcome::SomeFailed
+    } else {
+        Outcome::Success
+    }
+}
+
+pub fn summary_line(s: &RunSummary) -> String {
+    let mut line = format!(
+        "{}: run {} {} - {} chunks ({} success, {} error, {} not done), {} rows ({} inserted, {} updated, {} skipped), {} requests, {} retries",
+        s.entity, s.run_id, s.status, s.chunks, s.succeeded, s.failed, s.pending, s.rows, s.inserted, s.updated, s.skipped, s.requests, s.retries
+    );
+    if s.failed > 0 {
+        line.push_str(&format!(
+            "\n  re-run the failed chunks with: qbo backfill {} --retry-failed --run {}",
+            s.entity, s.run_id
+        ));
+    }
+    if s.interrupted || s.pending > 0 {
+        line.push_str(&format!(
+            "\n  continue with: qbo backfill {} --resume",
+            s.entity
+        ));
+    }
+    line
+}
+
+/// First Ctrl-C (or SIGTERM): stop claiming windows, hand the current ones back, exit 130.
+pub fn interrupt_on_ctrl_c() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::warn!("interrupted: handing the current windows back; resume with --resume");
+        t.cancel();
+    });
+    token
+}

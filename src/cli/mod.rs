@@ -1,0 +1,236 @@
+//! The command line: argument structs (their doc comments are the `--help` text) and the
+//! mapping from outcomes to exit codes.
+
+mod auth_cmd;
+mod backfill_cmd;
+mod demo;
+mod report_cmd;
+mod sandbox_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::config::{self, ConfigError, Environment, QboSettings, TokenStoreSpec};
+use crate::telemetry::LogFormat;
+
+pub const EXIT_HELP: &str = "\
+Exit codes:
+  0  every chunk succeeded
+  1  some chunks failed (the others are loaded and reported; re-run them with --retry-failed)
+  2  bad usage or configuration (nothing was written)
+  3  the refresh token was rejected: a human must re-authorize with `qbo auth login`
+  130 interrupted (Ctrl-C); continue with --resume";
+
+/// Backfill QuickBooks Online (QBO) accounting data into a PostgreSQL raw zone.
+///
+/// Splits a date range into windows, pages through QBO's query API with OAuth2, upserts
+/// every record's raw JSON into raw.qb_<entity> and writes one ops.backfill_report row per
+/// window. Runs can be killed and resumed; re-running never duplicates a row.
+#[derive(Debug, Parser)]
+#[command(name = "qbo", version, after_help = EXIT_HELP)]
+pub struct Cli {
+    /// Log line format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "QBO_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Log level for qbo (error, warn, info, debug, trace). RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", env = "QBO_LOG_LEVEL")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load a date range of an entity (or all) into raw.qb_<entity>, window by window.
+    #[command(after_help = backfill_cmd::AFTER_HELP)]
+    Backfill(backfill_cmd::BackfillArgs),
+    /// Show one line per chunk of the latest run of each entity (or of --run).
+    Report(report_cmd::ReportArgs),
+    /// Create the database if missing and apply migrations (backfill does this on its own).
+    Migrate(DbArgs),
+    /// Authorize qbo with a QuickBooks company, or see the state of its tokens.
+    #[command(subcommand)]
+    Auth(auth_cmd::AuthCommand),
+    /// Start a local QBO sandbox, backfill a year of invoices, customers and items into
+    /// DATABASE_URL, and print the report. Needs nothing but a reachable Postgres.
+    Demo(demo::DemoArgs),
+    /// Run the local QBO sandbox server alone (for trying qbo against it by hand).
+    Sandbox(sandbox_cmd::SandboxArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Postgres connection URL. The database is created if it does not exist.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://localhost:5432/qbo",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+impl DbArgs {
+    pub fn secret(&self) -> SecretString {
+        self.database_url.clone().into()
+    }
+}
+
+/// How to reach QBO. Secrets come from the environment; their values are never printed.
+#[derive(Debug, Clone, Args)]
+pub struct QboArgs {
+    /// The app's OAuth client id (developer.intuit.com > your app > Keys).
+    #[arg(long, env = "QBO_CLIENT_ID", hide_env_values = true)]
+    pub client_id: Option<String>,
+    /// The app's OAuth client secret. Prefer the environment variable to the flag.
+    #[arg(long, env = "QBO_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// The company (realm) id.
+    #[arg(long, env = "QBO_REALM_ID")]
+    pub realm_id: Option<String>,
+    /// A refresh token used only to seed an empty token store.
+    #[arg(long, env = "QBO_REFRESH_TOKEN", hide_env_values = true)]
+    pub refresh_token: Option<String>,
+    /// Which of Intuit's hosts to use.
+    #[arg(
+        long,
+        env = "QBO_ENVIRONMENT",
+        value_enum,
+        default_value = "production"
+    )]
+    pub environment: Environment,
+    /// Override the API base URL (the local sandbox, or a proxy).
+    #[arg(long, env = "QBO_API_BASE_URL")]
+    pub api_base_url: Option<String>,
+    /// Override the OAuth token endpoint.
+    #[arg(long, env = "QBO_TOKEN_URL")]
+    pub token_url: Option<String>,
+    /// Override the OAuth authorization page (for `auth login`).
+    #[arg(long, env = "QBO_AUTHORIZE_URL")]
+    pub authorize_url: Option<String>,
+    /// QBO API minor version (75 or later).
+    #[arg(long, env = "QBO_MINOR_VERSION", default_value_t = config::MIN_MINOR_VERSION)]
+    pub minor_version: u32,
+    /// Where tokens are kept: `keyring` (the OS keyring) or `file:<path>` (mode 0600).
+    #[arg(long, env = "QBO_TOKEN_STORE", default_value = "keyring")]
+    pub token_store: String,
+}
+
+impl QboArgs {
+    /// Validates everything at once, before any network or database work.
+    pub fn settings(&self) -> Result<QboSettings, ConfigError> {
+        let client_id =
+            self.client_id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or(ConfigError::Missing {
+                    name: "QBO_CLIENT_ID",
+                    hint: "set it to your Intuit app's client id",
+                })?;
+        let client_secret =
+            self.client_secret
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or(ConfigError::Missing {
+                    name: "QBO_CLIENT_SECRET",
+                    hint: "set it to your Intuit app's client secret",
+                })?;
+        let realm_id = self.realm_id.clone().ok_or(ConfigError::Missing {
+            name: "QBO_REALM_ID",
+            hint: "set it to the company's realm id",
+        })?;
+        config::validate_realm_id(&realm_id)?;
+        config::validate_minor_version(self.minor_version)?;
+        let api = self
+            .api_base_url
+            .clone()
+            .unwrap_or_else(|| self.environment.api_base_url().to_string());
+        Ok(QboSettings {
+            client_id,
+            client_secret: client_secret.into(),
+            realm_id,
+            api_base_url: config::parse_url("QBO_API_BASE_URL", &api)?,
+            token_url: config::parse_url(
+                "QBO_TOKEN_URL",
+                self.token_url
+                    .as_deref()
+                    .unwrap_or(config::INTUIT_TOKEN_URL),
+            )?,
+            authorize_url: config::parse_url(
+                "QBO_AUTHORIZE_URL",
+                self.authorize_url
+                    .as_deref()
+                    .unwrap_or(config::INTUIT_AUTHORIZE_URL),
+            )?,
+            minor_version: self.minor_version,
+            token_store: self.token_store.parse::<TokenStoreSpec>()?,
+            seed_refresh_token: self
+                .refresh_token
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(Into::into),
+        })
+    }
+}
+
+/// What the process should exit with, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success = 0,
+    SomeFailed = 1,
+    Usage = 2,
+    NeedsHuman = 3,
+    Interrupted = 130,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        ExitCode::from(o as u8)
+    }
+}
+
+/// Errors at the edge carry the exit code they mean.
+#[derive(Debug)]
+pub struct CliError {
+    pub outcome: Outcome,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        CliError {
+            outcome: Outcome::Usage,
+            error: error.into(),
+        }
+    }
+    pub fn failed(error: impl Into<anyhow::Error>) -> Self {
+        CliError {
+            outcome: Outcome::SomeFailed,
+            error: error.into(),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
+    match cli.command {
+        Command::Backfill(args) => backfill_cmd::run(args).await,
+        Command::Report(args) => report_cmd::run(args).await,
+        Command::Migrate(db) => {
+            let store = backfill_cmd::connect(&db).await?;
+            drop(store);
+            println!("database is migrated");
+            Ok(Outcome::Success)
+        }
+        Command::Auth(cmd) => auth_cmd::run(cmd).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Sandbox(args) => sandbox_cmd::run(args).await,
+    }
+}

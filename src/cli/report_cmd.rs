@@ -1,0 +1,64 @@
+//! `qbo report`.
+
+use clap::Args;
+use uuid::Uuid;
+
+use super::{backfill_cmd::connect, CliError, DbArgs, Outcome};
+use crate::entities;
+use crate::report::{self, Format};
+use crate::store::ReportFilter;
+
+fn parse_entity(s: &str) -> Result<&'static str, String> {
+    entities::find(s)
+        .map(|e| e.cli_name)
+        .ok_or_else(|| entities::UnknownEntity(s.to_string()).to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only this entity (invoices, customers, items).
+    #[arg(value_parser = parse_entity)]
+    pub entity: Option<&'static str>,
+    /// Only this run (a UUID). Without it: the latest run of each entity.
+    #[arg(long)]
+    pub run: Option<Uuid>,
+    /// Every run, not only the latest of each entity.
+    #[arg(long, conflicts_with = "run")]
+    pub all_runs: bool,
+    /// Only this company.
+    #[arg(long, env = "QBO_REALM_ID")]
+    pub realm_id: Option<String>,
+    /// table for people, json for scripts.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
+    let store = connect(&args.db).await?;
+    let base = ReportFilter {
+        realm_id: args.realm_id.clone(),
+        entity: args.entity.map(str::to_string),
+        run_id: args.run,
+    };
+    let rows = if args.run.is_some() || args.all_runs {
+        store.chunks(&base).await.map_err(CliError::failed)?
+    } else {
+        let mut rows = Vec::new();
+        let latest = store
+            .latest_run_ids(args.realm_id.as_deref(), args.entity)
+            .await
+            .map_err(CliError::failed)?;
+        for run_id in latest {
+            let filter = ReportFilter {
+                run_id: Some(run_id),
+                ..base.clone()
+            };
+            rows.extend(store.chunks(&filter).await.map_err(CliError::failed)?);
+        }
+        rows
+    };
+    print!("{}", report::render(&rows, args.format));
+    Ok(Outcome::Success)
+}
