@@ -1,0 +1,67 @@
+use qbo::sandbox::Faults;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_with_retry_after_is_honoured() {
+    let w = World::new(small_company()).await;
+    w.faults(Faults {
+        throttle_every: 5,
+        throttle_retry_after_secs: Some(1),
+        ..Default::default()
+    });
+    w.backfill(
+        "customers",
+        "2024-01-01",
+        "2024-03-31",
+        &["--chunk-days", "31"],
+    )
+    .await
+    .assert_code(0);
+    let stats = w.sandbox.stats();
+    assert!(stats.throttled > 0);
+    // After each 429 the next API request came no sooner than Retry-After said.
+    let log = &stats.request_log;
+    let mut checked = 0;
+    for pair in log.windows(2) {
+        if pair[0].status == 429 {
+            let gap = pair[1].at_ms - pair[0].at_ms;
+            assert!(
+                gap >= 1000,
+                "request {} ms after a 429 with Retry-After: 1",
+                gap
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+    w.assert_raw_matches_sandbox_entity("Customer", "raw.qb_customers")
+        .await;
+    // Retries are counted in the report.
+    let pool = w.db.pool().await;
+    let retries: i64 = sqlx::query_scalar("SELECT sum(retries)::bigint FROM ops.backfill_report")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(retries as u64 >= stats.throttled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_dropped_connections_and_xml_throttles_are_retried() {
+    let w = World::new(small_company()).await;
+    w.faults(Faults {
+        server_error_every: 7,
+        drop_every: 11,
+        throttle_every: 13,
+        throttle_as_xml: true,
+        fault_in_200_every: 17,
+        ..Default::default()
+    });
+    let run = w
+        .backfill("all", "2024-01-01", "2024-03-31", &["--max-attempts", "6"])
+        .await;
+    run.assert_code(0);
+    let stats = w.sandbox.stats();
+    assert!(stats.server_errors > 0 && stats.dropped > 0 && stats.throttled > 0);
+    w.assert_raw_matches_sandbox().await;
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of `qbo backfill`: the real binary, a real Postgres, the sandbox over HTTP.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod bad_input;
+mod faults;
+mod load;
+mod resume;

@@ -1,0 +1,148 @@
+use std::time::Duration;
+
+use qbo::sandbox::Faults;
+
+use crate::common::*;
+
+async fn successes(w: &World) -> i64 {
+    let Ok(pool) = sqlx::PgPool::connect(&w.db.url).await else {
+        return 0;
+    };
+    sqlx::query_scalar("SELECT count(*) FROM ops.backfill_report WHERE status = 'success'")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_from_its_last_successful_window_and_ends_complete() {
+    let w = World::new(small_company()).await;
+    // Slow enough to be caught in the middle.
+    w.faults(Faults {
+        latency_ms: 60,
+        ..Default::default()
+    });
+    let mut child = w
+        .qbo(&[
+            "backfill",
+            "invoices",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--chunk-days",
+            "3",
+            "--page-size",
+            "20",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while successes(&w).await < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run made no progress"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap(); // SIGKILL: no cleanup, no goodbye.
+    child.wait().await.unwrap();
+    let done_before = successes(&w).await;
+    let states = w.chunk_states("invoices").await;
+    assert!(
+        states.iter().any(|(s, _)| s != "success"),
+        "killed before the end"
+    );
+
+    w.faults(Faults::default());
+    let resumed = w.run(&["backfill", "invoices", "--resume"]).await;
+    resumed.assert_code(0);
+    let states = w.chunk_states("invoices").await;
+    assert!(states.iter().all(|(s, _)| s == "success"), "{states:?}");
+    // Windows that had succeeded were not fetched again.
+    let retried_successes = states
+        .iter()
+        .take(done_before as usize)
+        .filter(|(_, a)| *a > 1)
+        .count();
+    assert_eq!(retried_successes, 0, "{states:?}");
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_reruns_only_the_failed_chunk() {
+    let w = World::new(small_company()).await;
+    // Any query whose window contains this instant fails with a 500, every time.
+    w.faults(Faults {
+        fail_window_containing: Some("2024-02-14T12:00:00Z".into()),
+        ..Default::default()
+    });
+    let first = w
+        .backfill(
+            "invoices",
+            "2024-01-01",
+            "2024-03-31",
+            &["--max-attempts", "2"],
+        )
+        .await;
+    first.assert_code(1);
+    assert!(
+        first.stdout.contains("--retry-failed"),
+        "says how to re-run: {}",
+        first.stdout
+    );
+    let states = w.chunk_states("invoices").await;
+    let failed: Vec<usize> = states
+        .iter()
+        .enumerate()
+        .filter(|(_, (s, _))| s == "error")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        failed,
+        vec![6],
+        "only the window of Feb 12-19 fails: {states:?}"
+    );
+    let report = w.run(&["report", "invoices"]).await;
+    report.assert_code(0);
+    assert!(
+        report.stdout.contains("error") && report.stdout.contains("HTTP 500"),
+        "{}",
+        report.stdout
+    );
+
+    w.faults(Faults::default());
+    let retry = w.run(&["backfill", "invoices", "--retry-failed"]).await;
+    retry.assert_code(0);
+    let after = w.chunk_states("invoices").await;
+    for (i, ((s_before, a_before), (s_after, a_after))) in states.iter().zip(&after).enumerate() {
+        assert_eq!(s_after, "success");
+        if i == 6 {
+            assert_eq!(*a_after, a_before + 1, "the failed chunk ran again");
+        } else {
+            assert_eq!(
+                (s_after, a_after),
+                (s_before, a_before),
+                "chunk {i} was left alone"
+            );
+        }
+    }
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    let json = w.run(&["report", "invoices", "--format", "json"]).await;
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 13);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_nothing_to_resume_says_how_to_start() {
+    let w = World::new(small_company()).await;
+    let run = w.run(&["backfill", "items", "--resume"]).await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("--start and --end"), "{}", run.stderr);
+}
