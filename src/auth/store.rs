@@ -281,6 +281,24 @@ impl KeyringStore {
     }
 }
 
+/// Keyrings have no locks of their own; a lock file per realm in the temp directory
+/// serialises refreshes between processes of this machine.
+fn keyring_lock(realm_id: &str) -> Result<Option<File>, StoreError> {
+    let path = std::env::temp_dir().join(format!("qbo-keyring-{realm_id}.lock"));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    file.lock()
+        .map_err(|source| StoreError::Io { path, source })?;
+    Ok(Some(file))
+}
+
 impl TokenStore for KeyringStore {
     fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
         match Self::entry(realm_id)?.get_password() {
@@ -297,8 +315,8 @@ impl TokenStore for KeyringStore {
             .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))
     }
 
-    fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
-        Ok(None)
+    fn lock(&self, realm_id: &str) -> Result<Option<File>, StoreError> {
+        keyring_lock(realm_id)
     }
 
     fn describe(&self) -> String {

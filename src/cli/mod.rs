@@ -127,31 +127,21 @@ pub struct QboArgs {
 impl QboArgs {
     /// Validates everything at once, before any network or database work.
     pub fn settings(&self) -> Result<QboSettings, ConfigError> {
-        let client_id =
-            self.client_id
-                .clone()
-                .filter(|s| !s.is_empty())
-                .ok_or(ConfigError::Missing {
-                    name: "QBO_CLIENT_ID",
-                    hint: "set it to your Intuit app's client id",
-                })?;
-        let client_secret =
-            self.client_secret
-                .clone()
-                .filter(|s| !s.is_empty())
-                .ok_or(ConfigError::Missing {
-                    name: "QBO_CLIENT_SECRET",
-                    hint: "set it to your Intuit app's client secret",
-                })?;
-        let realm_id = self.realm_id.clone().ok_or(ConfigError::Missing {
+        let client_id = nonempty(&self.client_id).ok_or(ConfigError::Missing {
+            name: "QBO_CLIENT_ID",
+            hint: "set it to your Intuit app's client id",
+        })?;
+        let client_secret = nonempty(&self.client_secret).ok_or(ConfigError::Missing {
+            name: "QBO_CLIENT_SECRET",
+            hint: "set it to your Intuit app's client secret",
+        })?;
+        let realm_id = nonempty(&self.realm_id).ok_or(ConfigError::Missing {
             name: "QBO_REALM_ID",
             hint: "set it to the company's realm id",
         })?;
         config::validate_realm_id(&realm_id)?;
         config::validate_minor_version(self.minor_version)?;
-        let api = self
-            .api_base_url
-            .clone()
+        let api = nonempty(&self.api_base_url)
             .unwrap_or_else(|| self.environment.api_base_url().to_string());
         Ok(QboSettings {
             client_id,
@@ -160,25 +150,26 @@ impl QboArgs {
             api_base_url: config::parse_url("QBO_API_BASE_URL", &api)?,
             token_url: config::parse_url(
                 "QBO_TOKEN_URL",
-                self.token_url
+                nonempty(&self.token_url)
                     .as_deref()
                     .unwrap_or(config::INTUIT_TOKEN_URL),
             )?,
             authorize_url: config::parse_url(
                 "QBO_AUTHORIZE_URL",
-                self.authorize_url
+                nonempty(&self.authorize_url)
                     .as_deref()
                     .unwrap_or(config::INTUIT_AUTHORIZE_URL),
             )?,
             minor_version: self.minor_version,
             token_store: self.token_store.parse::<TokenStoreSpec>()?,
-            seed_refresh_token: self
-                .refresh_token
-                .clone()
-                .filter(|s| !s.is_empty())
-                .map(Into::into),
+            seed_refresh_token: nonempty(&self.refresh_token).map(Into::into),
         })
     }
+}
+
+/// An empty variable (`QBO_API_BASE_URL=`) means "not set", as it does in most shells' habits.
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.trim().is_empty())
 }
 
 /// What the process should exit with, and why.

@@ -3,15 +3,16 @@
 //! offset-less query literals in that zone, so both directions live here.
 
 use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday,
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, Utc,
+    Weekday,
 };
 
 const PST_SECS: i32 = -8 * 3600;
 const PDT_SECS: i32 = -7 * 3600;
 
 fn offset(secs: i32) -> FixedOffset {
-    // Both constants are well inside ±24 h, so this cannot fail; fall back to UTC regardless.
-    FixedOffset::east_opt(secs).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"))
+    // Both callers pass constants well inside ±24 h; UTC is an unreachable fallback.
+    FixedOffset::east_opt(secs).unwrap_or_else(|| Utc.fix())
 }
 
 /// The `n`th (1-based) Sunday of a month.

@@ -177,6 +177,10 @@ fn meta(keys: &Keys) -> Value {
 
 /// Money as a JSON number with two decimals (from integer cents, so no float drift).
 fn money(cents: i64) -> Value {
+    if cents % 100 == 0 {
+        // QBO writes whole amounts without a fraction (`"Balance": 0`).
+        return Value::from(cents / 100);
+    }
     serde_json::Number::from_f64(cents as f64 / 100.0).map_or(Value::Null, Value::Number)
 }
 

@@ -137,6 +137,17 @@ fn element(out: &mut String, name: &str, v: &Value) {
     match v {
         Value::Null => {}
         Value::Array(items) => items.iter().for_each(|item| element(out, name, item)),
+        // QBO references (`{"value": "9", "name": "Design"}`) are `<ItemRef name="Design">9</ItemRef>`.
+        Value::Object(map) if is_reference(map) => {
+            out.push('<');
+            out.push_str(name);
+            for (k, v) in map.iter().filter(|(k, _)| *k != "value") {
+                out.push_str(&format!(r#" {k}="{}""#, escape(&text(v))));
+            }
+            out.push('>');
+            out.push_str(&escape(&text(&map["value"])));
+            out.push_str(&format!("</{name}>"));
+        }
         Value::Object(map) => {
             out.push('<');
             out.push_str(name);
@@ -149,6 +160,14 @@ fn element(out: &mut String, name: &str, v: &Value) {
         }
         scalar => out.push_str(&format!("<{name}>{}</{name}>", escape(&text(scalar)))),
     }
+}
+
+fn is_reference(map: &Map<String, Value>) -> bool {
+    map.get("value")
+        .is_some_and(|v| !v.is_object() && !v.is_array())
+        && map.iter().all(|(k, v)| {
+            matches!(k.as_str(), "value" | "name" | "type") && !v.is_object() && !v.is_array()
+        })
 }
 
 fn is_attribute(k: &str, v: &Value) -> bool {
@@ -189,7 +208,7 @@ mod tests {
 
     #[test]
     fn xml_page_and_fault() {
-        let rec = json!({"Id": "1", "domain": "QBO", "sparse": false, "DisplayName": "O'Brien <&> \"Co\"", "Line": [{"Amount": 1}, {"Amount": 2}], "Memo": null});
+        let rec = json!({"Id": "1", "CustomerRef": {"value": "7", "name": "A&B"}, "domain": "QBO", "sparse": false, "DisplayName": "O'Brien <&> \"Co\"", "Line": [{"Amount": 1}, {"Amount": 2}], "Memo": null});
         let x = to_xml(&page("Customer", vec![rec], 1, "T"));
         assert!(
             x.contains(r#"<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="T">"#),
@@ -205,6 +224,10 @@ mod tests {
             "{x}"
         );
         assert!(!x.contains("Memo"));
+        assert!(
+            x.contains(r#"<CustomerRef name="A&amp;B">7</CustomerRef>"#),
+            "{x}"
+        );
         let f = to_xml(&throttle("T"));
         assert!(
             f.contains(r#"<Fault type="SERVICE"><Error code="3001"><Detail>"#),

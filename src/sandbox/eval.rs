@@ -255,7 +255,7 @@ pub fn select<'a>(table: &'a Table, ctx: &GenCtx, q: &Compiled) -> Vec<&'a Row> 
                     table
                         .by_updated
                         .range((pair(lo, 0), pair(hi, u64::MAX)))
-                        .filter_map(|(_, id)| table.rows.get(id)),
+                        .map(|(_, r)| &**r),
                 )
             };
             (it, FieldKind::UpdateTime)
@@ -273,7 +273,7 @@ pub fn select<'a>(table: &'a Table, ctx: &GenCtx, q: &Compiled) -> Vec<&'a Row> 
                     table
                         .by_txn
                         .range((pair(lo, 0), pair(hi, u64::MAX)))
-                        .filter_map(|(_, id)| table.rows.get(id)),
+                        .map(|(_, r)| &**r),
                 )
             };
             (it, FieldKind::TxnDate)
@@ -291,7 +291,7 @@ pub fn select<'a>(table: &'a Table, ctx: &GenCtx, q: &Compiled) -> Vec<&'a Row> 
                 if empty_range(&lo, &hi) || hi == Bound::Included(0) {
                     Box::new(std::iter::empty())
                 } else {
-                    Box::new(table.rows.range((lo, hi)).map(|(_, r)| r))
+                    Box::new(table.rows.range((lo, hi)).map(|(_, r)| &**r))
                 };
             (it, FieldKind::Id)
         };

@@ -176,7 +176,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `(client_id, client_secret)` from `Authorization: Basic ...`, percent-decoded per RFC 6749.
+/// `(client_id, client_secret)` from `Authorization: Basic ...`, raw (undecoded).
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, b64) = v.split_once(' ')?;
@@ -185,12 +185,31 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     }
     let raw = String::from_utf8(base64_decode(b64.trim())?).ok()?;
     let (id, secret) = raw.split_once(':')?;
-    let dec = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
-    Some((dec(id)?, dec(secret)?))
+    Some((id.to_string(), secret.to_string()))
+}
+
+/// RFC 6749 says clients percent-encode id and secret before Basic auth (the oauth2 crate
+/// does); many clients do not. Accept either spelling, nothing else.
+fn same_credential(presented: &str, expected: &str) -> bool {
+    let decoded = percent_decode(presented);
+    presented == expected || decoded.as_deref() == Some(expected)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
@@ -218,7 +237,9 @@ pub async fn token_endpoint(
 fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
     let cfg = &inner.cfg;
     match basic_auth(headers) {
-        Some((id, secret)) if id == cfg.client_id && secret == cfg.client_secret => {}
+        Some((id, secret))
+            if same_credential(&id, &cfg.client_id)
+                && same_credential(&secret, &cfg.client_secret) => {}
         _ => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client"),
     }
     let form_type = headers
@@ -329,6 +350,9 @@ mod tests {
         );
         assert_eq!(base64_decode("YQ==").unwrap(), b"a");
         assert!(base64_decode("!!").is_none());
+        assert!(same_credential("a%2Bb%20c", "a+b c"));
+        assert!(same_credential("a+b", "a+b"));
+        assert!(!same_credential("a%2", "a%"));
     }
 
     #[test]

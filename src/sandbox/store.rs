@@ -3,7 +3,7 @@
 //! page never clones the dataset. Full JSON is rendered on demand (see `data`), except for
 //! records planted by tests, which are kept verbatim.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -22,9 +22,10 @@ pub struct Row {
 pub struct Table {
     pub entity: &'static Entity,
     pub gen: &'static dyn EntityGen,
-    pub rows: BTreeMap<u64, Row>,
-    pub by_updated: BTreeSet<(i64, u64)>,
-    pub by_txn: BTreeSet<(NaiveDate, u64)>,
+    // Rows are shared by all three maps so an index scan needs no second lookup.
+    pub rows: BTreeMap<u64, Arc<Row>>,
+    pub by_updated: BTreeMap<(i64, u64), Arc<Row>>,
+    pub by_txn: BTreeMap<(NaiveDate, u64), Arc<Row>>,
 }
 
 impl Table {
@@ -33,23 +34,25 @@ impl Table {
             entity,
             gen,
             rows: BTreeMap::new(),
-            by_updated: BTreeSet::new(),
-            by_txn: BTreeSet::new(),
+            by_updated: BTreeMap::new(),
+            by_txn: BTreeMap::new(),
         }
     }
 
     /// Inserts or replaces a row, keeping both indexes in step.
     pub fn upsert(&mut self, row: Row) {
         let id = row.keys.id;
+        let row = Arc::new(row);
         if let Some(old) = self.rows.remove(&id) {
             self.by_updated.remove(&(old.keys.updated_ms, id));
             if let Some(d) = old.keys.txn_date {
                 self.by_txn.remove(&(d, id));
             }
         }
-        self.by_updated.insert((row.keys.updated_ms, id));
+        self.by_updated
+            .insert((row.keys.updated_ms, id), row.clone());
         if let Some(d) = row.keys.txn_date {
-            self.by_txn.insert((d, id));
+            self.by_txn.insert((d, id), row.clone());
         }
         self.rows.insert(id, row);
     }

@@ -301,7 +301,7 @@ async fn rate_and_concurrency_limits() {
     sb.set_faults(Faults {
         max_requests_per_minute: 0,
         max_concurrent: 2,
-        latency_ms: 300,
+        latency_ms: 800,
         ..Faults::default()
     });
     let reqs = (0..5).map(|_| {
@@ -599,4 +599,40 @@ async fn large_dataset_paging() {
         t2.elapsed()
     );
     sb.shutdown().await;
+}
+
+/// The `oauth2` crate (what the real client uses) must interoperate with the token endpoint.
+#[tokio::test]
+async fn oauth2_crate_refreshes_against_sandbox() {
+    use oauth2::{
+        basic::BasicClient, ClientId, ClientSecret, RefreshToken, TokenResponse, TokenUrl,
+    };
+    let sb = sandbox().await;
+    let oauth = BasicClient::new(ClientId::new(sb.client_id().into()))
+        .set_client_secret(ClientSecret::new(sb.client_secret().into()))
+        .set_token_uri(TokenUrl::new(sb.token_url()).unwrap());
+    let http = client();
+    let first = sb.current_refresh_token();
+    let tok = oauth
+        .exchange_refresh_token(&RefreshToken::new(first.clone()))
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        tok.refresh_token().unwrap().secret(),
+        &sb.current_refresh_token()
+    );
+    assert_eq!(tok.expires_in(), Some(std::time::Duration::from_secs(3600)));
+    let again = oauth
+        .exchange_refresh_token(&RefreshToken::new(first))
+        .request_async(&http)
+        .await;
+    assert!(again.is_err(), "a retired refresh token is invalid_grant");
+    let (st, _) = get_json(
+        &sb,
+        tok.access_token().secret(),
+        "SELECT COUNT(*) FROM Customer",
+    )
+    .await;
+    assert_eq!(st, 200);
 }

@@ -146,3 +146,86 @@ async fn resume_with_nothing_to_resume_says_how_to_start() {
     run.assert_code(2);
     assert!(run.stderr.contains("--start and --end"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_hands_windows_back_exits_130_and_resume_finishes_at_once() {
+    let w = World::new(small_company()).await;
+    w.faults(Faults {
+        latency_ms: 60,
+        ..Default::default()
+    });
+    let child = w
+        .qbo(&[
+            "backfill",
+            "items",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--chunk-days",
+            "2",
+            "--page-size",
+            "5",
+        ])
+        .env("QBO_LEASE_SECS", "600")
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while successes(&w).await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = Run::from(child.wait_with_output().await.unwrap());
+    out.assert_code(130);
+    assert!(out.stdout.contains("--resume"), "{}", out.stdout);
+    let states = w.chunk_states("items").await;
+    assert!(
+        states.iter().all(|(s, _)| s == "success" || s == "pending"),
+        "nothing left running: {states:?}"
+    );
+
+    // With a 600 s lease, a chunk left `running` would make --resume wait; handed back, it does not.
+    w.faults(Faults::default());
+    let started = std::time::Instant::now();
+    w.run(&["backfill", "items", "--resume"])
+        .await
+        .assert_code(0);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    w.assert_raw_matches_sandbox_entity("Item", "raw.qb_items")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_database_and_is_idempotent() {
+    let w = World::new(small_company()).await;
+    assert!(!w.db.exists().await);
+    w.run(&["migrate"]).await.assert_code(0);
+    w.run(&["migrate"]).await.assert_code(0);
+    let pool = w.db.pool().await;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables
+         WHERE table_schema IN ('raw', 'ops') ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "ops.backfill_report",
+            "ops.backfill_runs",
+            "raw.qb_customers",
+            "raw.qb_invoices",
+            "raw.qb_items"
+        ]
+    );
+}
