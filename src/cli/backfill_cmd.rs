@@ -101,6 +101,11 @@ impl BackfillArgs {
             return Ok(Mode::Resume);
         }
         if self.retry_failed {
+            if self.run.is_some() && self.entity == Selection::All {
+                return Err(CliError::usage(anyhow::anyhow!(
+                    "--run names one run of one entity; give that entity instead of `all`"
+                )));
+            }
             return Ok(Mode::RetryFailed(self.run));
         }
         match (self.start, self.end) {
@@ -218,6 +223,10 @@ pub async fn run_backfill(
             Ok(summary) => {
                 println!("{}", summary_line(&summary));
                 summaries.push(summary);
+            }
+            // `all --resume` continues what exists; an entity never backfilled is not an error.
+            Err(BackfillError::NothingToResume { .. }) if job.selection == Selection::All => {
+                println!("{}: no earlier run to continue; skipped", entity.cli_name);
             }
             Err(e) => return Err(classify(e)),
         }

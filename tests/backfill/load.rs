@@ -169,15 +169,40 @@ async fn records_edited_while_a_window_is_paged_are_not_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_workers_share_a_run_without_loading_a_window_twice() {
     let w = World::new(small_company()).await;
+    // Slow answers make the 16 workers queue behind the client's in-flight limit.
+    w.faults(qbo::sandbox::Faults {
+        latency_ms: 40,
+        ..Default::default()
+    });
     let run = w
         .backfill(
             "invoices",
             "2024-01-01",
             "2024-03-31",
-            &["--concurrency", "4", "--chunk-days", "3"],
+            &[
+                "--concurrency",
+                "16",
+                "--chunk-days",
+                "3",
+                "--log-format",
+                "json",
+            ],
         )
         .await;
     run.assert_code(0);
+    // Log shippers get one JSON object per line, with the run's context on chunk lines.
+    let lines: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["name"] == "chunk" && l["level"] == "INFO"),
+        "{}",
+        run.stderr
+    );
     let states = w.chunk_states("invoices").await;
     assert_eq!(states.len(), 31);
     assert!(
@@ -186,7 +211,14 @@ async fn concurrent_workers_share_a_run_without_loading_a_window_twice() {
             .all(|(s, attempts)| s == "success" && *attempts == 1),
         "{states:?}"
     );
-    assert!(w.sandbox.stats().max_in_flight <= 10);
+    // 16 workers, but never more than QBO's 10 requests in flight, so never throttled.
+    let stats = w.sandbox.stats();
+    assert!(
+        stats.max_in_flight <= 10,
+        "{} in flight",
+        stats.max_in_flight
+    );
+    assert_eq!(stats.throttled, 0);
     w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
         .await;
 }

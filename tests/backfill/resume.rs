@@ -229,3 +229,35 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_all_continues_what_exists_and_skips_the_rest() {
+    let w = World::new(small_company()).await;
+    w.backfill("customers", "2024-01-01", "2024-03-31", &[])
+        .await
+        .assert_code(0);
+    let run = w.run(&["backfill", "all", "--resume"]).await;
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("invoices: no earlier run to continue; skipped"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("customers: run"), "{}", run.stdout);
+    let retry = w
+        .run(&[
+            "backfill",
+            "all",
+            "--retry-failed",
+            "--run",
+            "00000000-0000-0000-0000-000000000000",
+        ])
+        .await;
+    retry.assert_code(2);
+    assert!(
+        retry.stderr.contains("instead of `all`"),
+        "{}",
+        retry.stderr
+    );
+}

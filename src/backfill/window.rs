@@ -1,0 +1,217 @@
+//! Loading one window: COUNT(*), offset pages, the changed-since sweep, and re-reads until
+//! every record that was in the window when the chunk started is in the raw zone.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backfill, ChunkError, RunCtx};
+use crate::chunks::Window;
+use crate::client::{QuerySource, RawRecord, RequestCounters};
+use crate::query::{Literal, Op, Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
+use crate::store::runs::Progress;
+use crate::store::{raw, PageMeta, PgStore, StoreError};
+
+pub(super) struct ChunkJob<'a> {
+    pub(super) ctx: &'a RunCtx,
+    pub(super) chunk: i32,
+    pub(super) worker: &'a str,
+    pub(super) window: Window,
+    /// Cancelled on interrupt or when the lease is lost.
+    pub(super) stop: CancellationToken,
+    pub(super) progress: Progress,
+    pub(super) counters: RequestCounters,
+    /// Distinct ids loaded by this attempt.
+    pub(super) seen: HashSet<String>,
+}
+
+impl<S: QuerySource + 'static> Backfill<S> {
+    /// Loads one window completely. Offset paging skips a record whenever an earlier one
+    /// leaves the window mid-way (an edit moves its LastUpdatedTime to now, a delete removes
+    /// it), so after each pass we fetch everything changed since the pass began and, when
+    /// the pass took several pages, count the window again. If a record we had read moved,
+    /// or the ids seen fall short of what COUNT(*) says, the window is read again (bounded).
+    pub(super) async fn load_chunk(&self, job: &mut ChunkJob<'_>) -> Result<(), ChunkError> {
+        let entity = job.ctx.entity;
+        let max_passes = job.ctx.opts.max_passes.max(1);
+        let count_query = job
+            .window
+            .constrain(Query::count(entity), job.ctx.field)
+            .render();
+        let answer = self
+            .source
+            .fetch_count(&count_query, &mut job.counters)
+            .await?;
+        let (mut expected, mut server_time) = answer.value;
+        job.progress.expected_count = Some(expected as i64);
+        for pass in 1..=max_passes {
+            job.progress.passes = pass as i32;
+            let pass_began = changed_since_floor(server_time);
+            let window_query = job
+                .window
+                .constrain(Query::select(entity), job.ctx.field)
+                .order_by(LAST_UPDATED_FIELD);
+            let (read, pages) = self.load_pages(job, window_query, "window", pass).await?;
+
+            let changed_query = Query::select(entity)
+                .filter(LAST_UPDATED_FIELD, Op::Ge, Literal::Instant(pass_began))
+                .order_by(LAST_UPDATED_FIELD);
+            let (changed, _) = self
+                .load_pages(job, changed_query, "changed-since-pass", pass)
+                .await?;
+
+            // One page is one snapshot: nothing can shift under it.
+            if pages <= 1 {
+                return Ok(());
+            }
+            let answer = self
+                .source
+                .fetch_count(&count_query, &mut job.counters)
+                .await?;
+            let (now_in_window, now) = answer.value;
+            let moved = changed.iter().any(|id| read.contains(id));
+            let covered = read.union(&changed).count() as u64;
+            if !moved && covered >= expected.max(now_in_window) {
+                return Ok(());
+            }
+            tracing::info!(
+                pass,
+                expected,
+                now_in_window,
+                read = read.len(),
+                changed = changed.len(),
+                "records changed while paging; reading the window again"
+            );
+            (expected, server_time) = (now_in_window, now);
+        }
+        Err(ChunkError::Unstable(max_passes))
+    }
+
+    /// Pages through `query` to the end, committing each page with the chunk's progress.
+    /// Returns the ids read and the number of pages.
+    async fn load_pages(
+        &self,
+        job: &mut ChunkJob<'_>,
+        query: Query,
+        purpose: &str,
+        pass: u32,
+    ) -> Result<(HashSet<String>, i32), ChunkError> {
+        let page_size = job.ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE);
+        let mut ids = HashSet::new();
+        let mut start = 1u32;
+        let mut page_number = 1i32;
+        loop {
+            if job.stop.is_cancelled() {
+                return Err(ChunkError::Cancelled);
+            }
+            let text = query.clone().page(start, page_size).render();
+            let answer = self
+                .source
+                .fetch_page(job.ctx.entity.qbo_name, &text, &mut job.counters)
+                .await?;
+            let records = answer.value.records;
+            let request_payload = json!({
+                "method": "GET",
+                "endpoint": format!("/v3/company/{}/query", self.source.realm_id()),
+                "query": text,
+                "minorversion": self.source.minor_version(),
+                "startposition": start,
+                "maxresults": page_size,
+                "purpose": purpose,
+                "pass": pass,
+            });
+            let meta = PageMeta {
+                realm_id: self.source.realm_id(),
+                run_id: job.ctx.run_id,
+                window_start: job.window.start,
+                window_end: job.window.end,
+                page_number,
+                page_size: page_size as i32,
+                request_payload: &request_payload,
+                intuit_tid: answer.intuit_tid.as_deref(),
+            };
+            self.commit_page(job, &meta, &records).await?;
+            ids.extend(records.iter().map(|r| r.id.clone()));
+            if (records.len() as u32) < page_size {
+                return Ok((ids, page_number));
+            }
+            start += page_size;
+            page_number += 1;
+        }
+    }
+
+    /// Writes a page's rows and the chunk's progress in one transaction, so a crash never
+    /// leaves progress without its rows. Retries while Postgres is briefly unreachable.
+    async fn commit_page(
+        &self,
+        job: &mut ChunkJob<'_>,
+        meta: &PageMeta<'_>,
+        records: &[RawRecord],
+    ) -> Result<(), ChunkError> {
+        let new_ids = records.iter().filter(|r| !job.seen.contains(&r.id)).count();
+        let mut attempt = 0u32;
+        loop {
+            let mut progress = job.progress;
+            progress.pages += 1;
+            progress.row_count = (job.seen.len() + new_ids) as i64;
+            progress.requests = job.counters.requests as i32;
+            progress.retries = job.counters.retries as i32;
+            match self.try_commit(job, meta, records, &mut progress).await {
+                Ok(()) => {
+                    job.progress = progress;
+                    job.seen.extend(records.iter().map(|r| r.id.clone()));
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && attempt < 6 => {
+                    attempt += 1;
+                    let delay = Duration::from_millis(500 * (1 << attempt.min(5)));
+                    tracing::warn!(error = %e, attempt, "database unavailable; retrying the page commit");
+                    tokio::select! {
+                        _ = job.stop.cancelled() => return Err(ChunkError::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn try_commit(
+        &self,
+        job: &ChunkJob<'_>,
+        meta: &PageMeta<'_>,
+        records: &[RawRecord],
+        progress: &mut Progress,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.pool().begin().await?;
+        let counts = raw::upsert_page(&mut tx, job.ctx.entity, meta, records).await?;
+        progress.counts += counts;
+        PgStore::record_progress(
+            &mut tx,
+            job.ctx.run_id,
+            job.chunk,
+            job.worker,
+            progress,
+            meta.intuit_tid,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// QBO stamps LastUpdatedTime in whole seconds, and its clock is the one that counts: take
+/// the server's time, floor it to the second and step back one more. Without a server time,
+/// allow generous clock skew.
+fn changed_since_floor(server_time: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    match server_time {
+        Some(t) => {
+            t.duration_trunc(chrono::Duration::seconds(1)).unwrap_or(t)
+                - chrono::Duration::seconds(1)
+        }
+        None => Utc::now() - chrono::Duration::minutes(5),
+    }
+}
