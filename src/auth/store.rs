@@ -320,7 +320,12 @@ impl TokenStore for KeyringStore {
     }
 
     fn describe(&self) -> String {
-        "keyring".to_string()
+        if cfg!(target_os = "linux") {
+            // keyring's Linux backend is the kernel keyring, which a reboot empties.
+            "keyring (Linux kernel keyring: emptied at reboot; on servers prefer QBO_TOKEN_STORE=file:<path>)".to_string()
+        } else {
+            "keyring".to_string()
+        }
     }
 }
 
