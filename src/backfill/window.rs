@@ -1,7 +1,7 @@
 //! Loading one window: COUNT(*), offset pages, the changed-since sweep, and re-reads until
 //! every record that was in the window when the chunk started is in the raw zone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
@@ -27,6 +27,9 @@ pub(super) struct ChunkJob<'a> {
     /// Distinct ids loaded by this attempt.
     pub(super) seen: HashSet<String>,
 }
+
+/// Ids read by one query, each with the LastUpdatedTime it was first seen at.
+type Sightings = HashMap<String, DateTime<Utc>>;
 
 impl<S: QuerySource + 'static> Backfill<S> {
     /// Loads one window completely. Offset paging skips a record whenever an earlier one
@@ -72,8 +75,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 .fetch_count(&count_query, &mut job.counters)
                 .await?;
             let (now_in_window, now) = answer.value;
-            let moved = changed.iter().any(|id| read.contains(id));
-            let covered = read.union(&changed).count() as u64;
+            // Only a record we had already read at an older version can have shifted the
+            // ones after it past us; one we first met at its new version moved ahead of us.
+            let moved = changed
+                .iter()
+                .any(|(id, lut)| read.get(id).is_some_and(|first| lut > first));
+            let covered = read.len() as u64
+                + changed.keys().filter(|id| !read.contains_key(*id)).count() as u64;
             if !moved && covered >= expected.max(now_in_window) {
                 return Ok(());
             }
@@ -91,16 +99,16 @@ impl<S: QuerySource + 'static> Backfill<S> {
     }
 
     /// Pages through `query` to the end, committing each page with the chunk's progress.
-    /// Returns the ids read and the number of pages.
+    /// Returns each id read with the LastUpdatedTime it was first seen at, and the pages.
     async fn load_pages(
         &self,
         job: &mut ChunkJob<'_>,
         query: Query,
         purpose: &str,
         pass: u32,
-    ) -> Result<(HashSet<String>, i32), ChunkError> {
+    ) -> Result<(Sightings, i32), ChunkError> {
         let page_size = job.ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE);
-        let mut ids = HashSet::new();
+        let mut ids = Sightings::new();
         let mut start = 1u32;
         let mut page_number = 1i32;
         loop {
@@ -134,7 +142,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 intuit_tid: answer.intuit_tid.as_deref(),
             };
             self.commit_page(job, &meta, &records).await?;
-            ids.extend(records.iter().map(|r| r.id.clone()));
+            for r in &records {
+                ids.entry(r.id.clone()).or_insert(r.last_updated);
+            }
             if (records.len() as u32) < page_size {
                 return Ok((ids, page_number));
             }
