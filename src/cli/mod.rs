@@ -66,7 +66,7 @@ pub enum Command {
     Sandbox(sandbox_cmd::SandboxArgs),
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct DbArgs {
     /// Postgres connection URL. The database is created if it does not exist.
     #[arg(
@@ -78,6 +78,35 @@ pub struct DbArgs {
     pub database_url: String,
 }
 
+// Hand-written so a stray `{:?}` can never print a password or a secret.
+impl std::fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbArgs")
+            .field(
+                "database_url",
+                &crate::store::redacted_target(&self.secret()),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for QboArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("QboArgs")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &hidden(&self.client_secret))
+            .field("realm_id", &self.realm_id)
+            .field("refresh_token", &hidden(&self.refresh_token))
+            .field("environment", &self.environment)
+            .field("api_base_url", &self.api_base_url)
+            .field("token_url", &self.token_url)
+            .field("minor_version", &self.minor_version)
+            .field("token_store", &self.token_store)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DbArgs {
     pub fn secret(&self) -> SecretString {
         self.database_url.clone().into()
@@ -85,7 +114,7 @@ impl DbArgs {
 }
 
 /// How to reach QBO. Secrets come from the environment; their values are never printed.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct QboArgs {
     /// The app's OAuth client id (developer.intuit.com > your app > Keys).
     #[arg(long, env = "QBO_CLIENT_ID", hide_env_values = true)]
@@ -223,5 +252,33 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Auth(cmd) => auth_cmd::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let cli = Cli::parse_from([
+            "qbo",
+            "backfill",
+            "invoices",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-02",
+            "--client-secret",
+            "s3cret-value",
+            "--refresh-token",
+            "rt-value",
+            "--database-url",
+            "postgres://u:pw-value@db/qbo",
+        ]);
+        let text = format!("{cli:?}");
+        for secret in ["s3cret-value", "rt-value", "pw-value"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
     }
 }
