@@ -176,7 +176,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
     ) -> Result<RunSummary, BackfillError> {
         let realm_id = self.source.realm_id().to_string();
         let (run_id, field, claim) = self.prepare(entity, &realm_id, &mode, &opts).await?;
-        self.store.mark_run_running(run_id).await?;
+        retry_transient(&self.cancel, "marking the run running", || {
+            self.store.mark_run_running(run_id)
+        })
+        .await?;
         let total_chunks = self
             .store
             .chunks(&ReportFilter {
@@ -220,7 +223,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 }
             }
         }
-        let status = self.store.settle_run(run_id).await?;
+        let status = retry_transient(&CancellationToken::new(), "settling the run", || {
+            self.store.settle_run(run_id)
+        })
+        .await?;
         if let Some(auth) = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
             return Err(BackfillError::Auth(auth));
         }
@@ -328,20 +334,21 @@ impl<S: QuerySource + 'static> Backfill<S> {
     async fn work(&self, ctx: &RunCtx, worker: &str) -> Result<(), BackfillError> {
         let mut told_about_leases = false;
         while !self.cancel.is_cancelled() {
-            let claimed = self
-                .store
-                .claim_chunk(ctx.run_id, ctx.mode, ctx.invocation, worker, ctx.opts.lease)
-                .await?;
+            let claimed = retry_transient(&self.cancel, "claiming a chunk", || {
+                self.store
+                    .claim_chunk(ctx.run_id, ctx.mode, ctx.invocation, worker, ctx.opts.lease)
+            })
+            .await?;
             let Some(chunk) = claimed else {
                 if ctx.mode == ClaimMode::FailedOnly {
                     return Ok(());
                 }
                 // A chunk still leased by a worker that died (or is alive elsewhere): wait for
                 // the lease to run out rather than load the window twice at once.
-                let held = self
-                    .store
-                    .leased_elsewhere(ctx.run_id, ctx.invocation)
-                    .await?;
+                let held = retry_transient(&self.cancel, "looking for leased chunks", || {
+                    self.store.leased_elsewhere(ctx.run_id, ctx.invocation)
+                })
+                .await?;
                 if held == 0 {
                     return Ok(());
                 }
@@ -395,8 +402,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let _enter = span.enter();
         match outcome {
             Ok(()) => {
-                self.store
-                    .finish_chunk(ctx.run_id, chunk.chunk_index, worker, &job.progress, None)
+                self.finish(ctx, chunk.chunk_index, worker, &job.progress, None)
                     .await?;
                 tracing::info!(
                     "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
@@ -415,9 +421,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 Ok(())
             }
             Err(ChunkError::Cancelled) if self.cancel.is_cancelled() => {
-                self.store
-                    .release_chunk(ctx.run_id, chunk.chunk_index, worker)
-                    .await?;
+                retry_transient(&CancellationToken::new(), "handing the chunk back", || {
+                    self.store
+                        .release_chunk(ctx.run_id, chunk.chunk_index, worker)
+                })
+                .await?;
                 Ok(())
             }
             Err(ChunkError::Cancelled) | Err(ChunkError::Store(StoreError::LeaseLost { .. })) => {
@@ -426,15 +434,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
             }
             Err(e) => {
                 let message = e.to_string();
-                self.store
-                    .finish_chunk(
-                        ctx.run_id,
-                        chunk.chunk_index,
-                        worker,
-                        &job.progress,
-                        Some(&message),
-                    )
-                    .await?;
+                self.finish(
+                    ctx,
+                    chunk.chunk_index,
+                    worker,
+                    &job.progress,
+                    Some(&message),
+                )
+                .await?;
                 match e {
                     ChunkError::Client(ClientError::Auth(auth)) if auth.needs_human() => {
                         tracing::error!(error = %message, "stopping: a human must act");
@@ -448,6 +455,27 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 Ok(())
             }
         }
+    }
+
+    /// Records the attempt's outcome, waiting out a Postgres restart rather than leaving a
+    /// loaded chunk looking unfinished.
+    async fn finish(
+        &self,
+        ctx: &RunCtx,
+        chunk: i32,
+        worker: &str,
+        progress: &crate::store::runs::Progress,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        retry_transient(
+            &CancellationToken::new(),
+            "recording the chunk's outcome",
+            || {
+                self.store
+                    .finish_chunk(ctx.run_id, chunk, worker, progress, error)
+            },
+        )
+        .await
     }
 
     fn spawn_heartbeat(
@@ -472,6 +500,37 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 }
             }
         })
+    }
+}
+
+/// How long a worker keeps trying while Postgres is unreachable (about half a minute).
+const DB_ATTEMPTS: u32 = 7;
+
+/// Retries a store call while Postgres is briefly unreachable (a restart, a failover);
+/// anything else fails at once. Stops early when `stop` is cancelled.
+async fn retry_transient<T, F, Fut>(
+    stop: &CancellationToken,
+    what: &str,
+    mut call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.is_transient() && attempt < DB_ATTEMPTS => {
+                let delay = Duration::from_millis(250 << attempt.min(5));
+                tracing::warn!(error = %e, attempt, what, "database unavailable; retrying");
+                attempt += 1;
+                tokio::select! {
+                    _ = stop.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            result => return result,
+        }
     }
 }
 

@@ -2,13 +2,12 @@
 //! every record that was in the window when the chunk started is in the raw zone.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backfill, ChunkError, RunCtx};
+use super::{retry_transient, Backfill, ChunkError, RunCtx};
 use crate::chunks::Window;
 use crate::client::{QuerySource, RawRecord, RequestCounters};
 use crate::query::{Literal, Op, Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
@@ -162,30 +161,30 @@ impl<S: QuerySource + 'static> Backfill<S> {
         records: &[RawRecord],
     ) -> Result<(), ChunkError> {
         let new_ids = records.iter().filter(|r| !job.seen.contains(&r.id)).count();
-        let mut attempt = 0u32;
-        loop {
-            let mut progress = job.progress;
-            progress.pages += 1;
-            progress.row_count = (job.seen.len() + new_ids) as i64;
-            progress.requests = job.counters.requests as i32;
-            progress.retries = job.counters.retries as i32;
-            match self.try_commit(job, meta, records, &mut progress).await {
-                Ok(()) => {
-                    job.progress = progress;
-                    job.seen.extend(records.iter().map(|r| r.id.clone()));
-                    return Ok(());
-                }
-                Err(e) if e.is_transient() && attempt < 6 => {
-                    attempt += 1;
-                    let delay = Duration::from_millis(500 * (1 << attempt.min(5)));
-                    tracing::warn!(error = %e, attempt, "database unavailable; retrying the page commit");
-                    tokio::select! {
-                        _ = job.stop.cancelled() => return Err(ChunkError::Cancelled),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-                Err(e) => return Err(e.into()),
+        let mut progress = job.progress;
+        progress.pages += 1;
+        progress.row_count = (job.seen.len() + new_ids) as i64;
+        progress.requests = job.counters.requests as i32;
+        progress.retries = job.counters.retries as i32;
+        let stop = job.stop.clone();
+        let committed = retry_transient(&stop, "committing a page", || {
+            let mut attempt_progress = progress;
+            let job = &*job;
+            async move {
+                self.try_commit(job, meta, records, &mut attempt_progress)
+                    .await
+                    .map(|()| attempt_progress)
             }
+        })
+        .await;
+        match committed {
+            Ok(done) => {
+                job.progress = done;
+                job.seen.extend(records.iter().map(|r| r.id.clone()));
+                Ok(())
+            }
+            Err(_) if stop.is_cancelled() => Err(ChunkError::Cancelled),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -294,7 +294,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// Ends the attempt as `success` or `error`, with its final counters.
+    /// Ends the attempt as `success` or `error`, with its final counters. Idempotent for the
+    /// worker that holds the chunk (it keeps `lease_owner`), so a retry after a lost reply
+    /// from Postgres is harmless.
     pub async fn finish_chunk(
         &self,
         run_id: Uuid,
@@ -306,11 +308,12 @@ impl PgStore {
         let status = if error.is_some() { "error" } else { "success" };
         let r = sqlx::query!(
             r#"UPDATE ops.backfill_report
-               SET status = $4, error_message = $5, finished_at = now(), lease_owner = NULL,
+               SET status = $4, error_message = $5, finished_at = now(),
                    lease_expires_at = NULL, expected_count = $6, row_count = $7, inserted = $8,
                    updated = $9, skipped = $10, pages = $11, requests = $12, retries = $13,
                    passes = $14
-               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND status = 'running'"#,
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3
+                 AND (status = 'running' OR status = $4)"#,
             run_id,
             chunk,
             worker,
