@@ -20,7 +20,7 @@ use crate::client::{ClientError, QuerySource, RequestCounters};
 use crate::entities::Entity;
 use crate::query::MAX_PAGE_SIZE;
 use crate::store::runs::Progress;
-use crate::store::{ChunkRow, ClaimMode, NewRun, PgStore, ReportFilter, StoreError};
+use crate::store::{ChunkRow, ClaimMode, NewRun, PgStore, ReportFilter, RunRow, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -284,14 +284,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 Ok((run_id, opts.window_field, ClaimMode::Unfinished))
             }
             Mode::Resume => {
-                let run = self
-                    .store
-                    .latest_run(realm_id, entity.cli_name)
-                    .await?
-                    .ok_or_else(|| BackfillError::NothingToResume {
-                        entity: entity.cli_name.to_string(),
-                        realm_id: realm_id.to_string(),
-                    })?;
+                let run = self.latest_run(entity, realm_id).await?;
                 Ok((
                     run.run_id,
                     stored_field(&run.window_field),
@@ -305,14 +298,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                         .run(*id)
                         .await?
                         .ok_or(BackfillError::RunNotFound(*id))?,
-                    None => self
-                        .store
-                        .latest_run(realm_id, entity.cli_name)
-                        .await?
-                        .ok_or_else(|| BackfillError::NothingToResume {
-                            entity: entity.cli_name.to_string(),
-                            realm_id: realm_id.to_string(),
-                        })?,
+                    None => self.latest_run(entity, realm_id).await?,
                 };
                 if run.entity != entity.cli_name || run.realm_id != realm_id {
                     return Err(BackfillError::WrongRun {
@@ -328,6 +314,16 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 ))
             }
         }
+    }
+
+    async fn latest_run(&self, entity: &Entity, realm_id: &str) -> Result<RunRow, BackfillError> {
+        self.store
+            .latest_run(realm_id, entity.cli_name)
+            .await?
+            .ok_or_else(|| BackfillError::NothingToResume {
+                entity: entity.cli_name.to_string(),
+                realm_id: realm_id.to_string(),
+            })
     }
 
     /// One worker: claim, load, report, until nothing is left for this invocation.

@@ -238,6 +238,33 @@ pub fn customer_name(seed: u64, cid: u64) -> (String, String, String) {
     (given, family, display)
 }
 
+/// Keys of a name-list record: a few edits if it was ever updated, and some deactivated
+/// (`inactive` percent of them).
+fn name_list_keys(
+    ctx: &GenCtx,
+    entity: &'static str,
+    id: u64,
+    of: u64,
+    max_edits: u64,
+    inactive: u64,
+) -> Keys {
+    let mut r = Rng::new(ctx.seed, entity, id, 1);
+    let (created_ms, updated_ms) = spread_times(ctx, &mut r, id, of);
+    let edits = if updated_ms > created_ms {
+        1 + r.below(max_edits)
+    } else {
+        0
+    };
+    Keys {
+        id,
+        sync_token: edits,
+        created_ms,
+        updated_ms,
+        txn_date: None,
+        active: Some(!r.chance(inactive)),
+    }
+}
+
 pub struct CustomerGen;
 
 impl EntityGen for CustomerGen {
@@ -259,21 +286,7 @@ impl EntityGen for CustomerGen {
     }
 
     fn keys(&self, ctx: &GenCtx, id: u64, of: u64) -> Keys {
-        let mut r = Rng::new(ctx.seed, self.qbo_name(), id, 1);
-        let (created_ms, updated_ms) = spread_times(ctx, &mut r, id, of);
-        let edits = if updated_ms > created_ms {
-            1 + r.below(4)
-        } else {
-            0
-        };
-        Keys {
-            id,
-            sync_token: edits,
-            created_ms,
-            updated_ms,
-            txn_date: None,
-            active: Some(!r.chance(12)),
-        }
+        name_list_keys(ctx, self.qbo_name(), id, of, 4, 12)
     }
 
     fn render(&self, ctx: &GenCtx, k: &Keys) -> Value {
@@ -349,21 +362,7 @@ impl EntityGen for ItemGen {
     }
 
     fn keys(&self, ctx: &GenCtx, id: u64, of: u64) -> Keys {
-        let mut r = Rng::new(ctx.seed, self.qbo_name(), id, 1);
-        let (created_ms, updated_ms) = spread_times(ctx, &mut r, id, of);
-        let edits = if updated_ms > created_ms {
-            1 + r.below(3)
-        } else {
-            0
-        };
-        Keys {
-            id,
-            sync_token: edits,
-            created_ms,
-            updated_ms,
-            txn_date: None,
-            active: Some(!r.chance(15)),
-        }
+        name_list_keys(ctx, self.qbo_name(), id, of, 3, 15)
     }
 
     fn render(&self, ctx: &GenCtx, k: &Keys) -> Value {
