@@ -14,7 +14,7 @@ pub enum ConfigError {
         name: &'static str,
         hint: &'static str,
     },
-    #[error("{name} is not a valid URL ({value}): {source}")]
+    #[error("{name} is not a valid URL ({value})")]
     BadUrl {
         name: &'static str,
         value: String,

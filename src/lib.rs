@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod entities;
+pub mod errors;
 pub mod query;
 pub mod report;
 pub mod sandbox;

@@ -19,7 +19,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(outcome) => outcome.into(),
         Err(e) => {
-            eprintln!("error: {:#}", e.error);
+            let cause: &(dyn std::error::Error + 'static) = e.error.as_ref();
+            eprintln!("error: {}", qbo::errors::chain(cause));
             e.outcome.into()
         }
     }

@@ -1,6 +1,8 @@
 //! Logging: human lines on a terminal, JSON for log shippers. Always to stderr, so stdout
 //! carries only what a command produces (a report, a summary).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{fmt, EnvFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +25,10 @@ pub fn init(format: LogFormat, level: &str) {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        // Colours only for a person at a terminal; files and log collectors get plain text.
+        LogFormat::Text => builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }

@@ -29,7 +29,7 @@ struct Callback {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    #[error("cannot listen on {addr} for the OAuth redirect: {source}")]
+    #[error("cannot listen on {addr} for the OAuth redirect")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,

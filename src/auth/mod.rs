@@ -46,7 +46,7 @@ pub enum AuthError {
     NoToken { realm_id: String, store: String },
     #[error("token endpoint failed: {0}")]
     Endpoint(String),
-    #[error("could not persist the rotated refresh token, so it was not used: {0}")]
+    #[error("could not persist the rotated refresh token, so it was not used")]
     Persist(#[source] StoreError),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -19,7 +19,7 @@ pub enum StoreError {
          in a file readable only by you"
     )]
     KeyringUnavailable(String),
-    #[error("token file {path}: {source}")]
+    #[error("token file {path}", path = path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -429,7 +429,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 Ok(())
             }
             Err(e) => {
-                let message = e.to_string();
+                let message = crate::errors::chain(&e);
                 self.finish(
                     ctx,
                     chunk.chunk_index,
@@ -492,7 +492,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
                         lost.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed; will try again"),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::errors::chain(&e), "heartbeat failed; will try again")
+                    }
                 }
             }
         })
@@ -518,7 +520,7 @@ where
         match call().await {
             Err(e) if e.is_transient() && attempt < DB_ATTEMPTS => {
                 let delay = Duration::from_millis(250 << attempt.min(5));
-                tracing::warn!(error = %e, attempt, what, "database unavailable; retrying");
+                tracing::warn!(error = %crate::errors::chain(&e), attempt, what, "database unavailable; retrying");
                 attempt += 1;
                 tokio::select! {
                     _ = stop.cancelled() => return Err(e),

@@ -284,13 +284,7 @@ fn transport_error(e: reqwest::Error) -> ClientError {
     } else {
         "transport error"
     };
-    let mut msg = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    ClientError::Transport(msg)
+    ClientError::Transport(format!("{kind}: {}", crate::errors::chain(&e)))
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {

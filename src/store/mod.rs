@@ -18,17 +18,17 @@ pub use runs::{ChunkRow, ClaimMode, NewRun, ReportFilter, RunRow};
 pub enum StoreError {
     #[error("DATABASE_URL is not a valid Postgres URL: {0}")]
     BadUrl(String),
-    #[error("cannot reach Postgres at {target}: {source}")]
+    #[error("cannot reach Postgres at {target}")]
     Unreachable {
         target: String,
         #[source]
         source: sqlx::Error,
     },
-    #[error("applying migrations failed: {0}")]
+    #[error("applying migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("lost the lease on chunk {chunk} of run {run_id}: another worker took it over, so this worker's page was rolled back")]
     LeaseLost { run_id: uuid::Uuid, chunk: i32 },
-    #[error("database error: {0}")]
+    #[error("database error")]
     Db(#[from] sqlx::Error),
 }
 
