@@ -54,6 +54,17 @@ pub enum Mode {
     RetryFailed(Option<Uuid>),
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::New(r) => write!(f, "new run {}..{}", r.start, r.end_inclusive),
+            Mode::Resume => f.write_str("resume"),
+            Mode::RetryFailed(Some(id)) => write!(f, "retry failed chunks of run {id}"),
+            Mode::RetryFailed(None) => f.write_str("retry failed chunks of the latest run"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
     #[error("there is no backfill of {entity} for realm {realm_id} to resume; start one with --start and --end")]
@@ -198,7 +209,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             total_chunks,
         });
         let span = tracing::info_span!("backfill", %run_id, realm_id = %realm_id, entity = entity.cli_name);
-        tracing::info!(parent: &span, chunks = total_chunks, ?mode, "starting");
+        tracing::info!(parent: &span, chunks = total_chunks, %mode, "starting");
 
         let mut workers = tokio::task::JoinSet::new();
         for n in 0..opts.concurrency.max(1) {
