@@ -69,7 +69,7 @@ impl Default for SandboxConfig {
 pub enum SandboxError {
     #[error("invalid sandbox config: {0}")]
     Config(String),
-    #[error("cannot bind sandbox to {addr}: {source}")]
+    #[error("cannot bind sandbox to {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
