@@ -9,10 +9,10 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{CliError, DbArgs, Outcome, QboArgs};
+use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs};
 use crate::auth::{self, TokenManager, TokenStore};
 use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
-use crate::chunks::{self, DateRange, WindowField};
+use crate::chunks::{DateRange, WindowField};
 use crate::client::QboClient;
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
 use crate::entities::Selection;
@@ -30,10 +30,6 @@ Windows are half-open UTC intervals [start, end + 1 day) cut into --chunk-days p
 
 Exit codes: 0 all chunks succeeded, 1 some chunks failed, 2 bad usage or configuration,
 3 the refresh token was rejected (run `qbo auth login`), 130 interrupted (use --resume).";
-
-fn parse_date_arg(s: &str) -> Result<NaiveDate, String> {
-    chunks::parse_date(s).map_err(|e| e.to_string())
-}
 
 fn parse_selection(s: &str) -> Result<Selection, String> {
     s.parse::<Selection>().map_err(|e| e.to_string())

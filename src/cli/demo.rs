@@ -7,27 +7,20 @@ use chrono::NaiveDate;
 use clap::Args;
 
 use super::backfill_cmd::{connect, interrupt_on_ctrl_c, outcome_of, run_backfill, Job};
-use super::{CliError, DbArgs, Outcome};
+use super::{CliError, CompanyArgs, DbArgs, Outcome};
 use crate::auth::store::MemoryStore;
 use crate::backfill::{Mode, Options};
 use crate::chunks::DateRange;
 use crate::config::{self, QboSettings, RateLimits, RetryPolicy, TokenStoreSpec};
 use crate::entities::Selection;
 use crate::report::{self, Format};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::Sandbox;
 use crate::store::ReportFilter;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Invoices in the sandbox company.
-    #[arg(long, default_value_t = 2_000)]
-    pub invoices: usize,
-    /// Customers in the sandbox company (some inactive).
-    #[arg(long, default_value_t = 300)]
-    pub customers: usize,
-    /// Items in the sandbox company (some inactive).
-    #[arg(long, default_value_t = 150)]
-    pub items: usize,
+    #[command(flatten)]
+    pub company: CompanyArgs,
     /// Days per window.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3660))]
     pub chunk_days: i64,
@@ -41,23 +34,16 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
     let db = connect(&args.db).await?;
     let year = |m, d| NaiveDate::from_ymd_opt(2024, m, d).expect("valid date");
-    let sandbox = Sandbox::start(SandboxConfig {
-        invoices: args.invoices,
-        customers: args.customers,
-        items: args.items,
-        data_start: year(1, 1),
-        data_end: year(12, 31),
-        ..SandboxConfig::default()
-    })
-    .await
-    .map_err(CliError::failed)?;
+    let sandbox = Sandbox::start(args.company.sandbox_config(year(1, 1), year(12, 31)))
+        .await
+        .map_err(CliError::failed)?;
     eprintln!(
         "started the QBO sandbox at {} (company {}: {} invoices, {} customers, {} items)",
         sandbox.api_base_url(),
         sandbox.realm_id(),
-        args.invoices,
-        args.customers,
-        args.items
+        args.company.invoices,
+        args.company.customers,
+        args.company.items
     );
     let settings = QboSettings {
         client_id: sandbox.client_id().to_string(),

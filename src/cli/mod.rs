@@ -196,7 +196,49 @@ impl QboArgs {
     }
 }
 
-/// An empty variable (`QBO_API_BASE_URL=`) means "not set", as it does in most shells' habits.
+/// The sandbox company's size, shared by `qbo demo` and `qbo sandbox` so both serve the
+/// same data by default.
+#[derive(Debug, Clone, Args)]
+pub struct CompanyArgs {
+    /// Seed for the generated records (same seed, same company).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Invoices in the sandbox company.
+    #[arg(long, default_value_t = 2_000)]
+    pub invoices: usize,
+    /// Customers in the sandbox company (some inactive).
+    #[arg(long, default_value_t = 300)]
+    pub customers: usize,
+    /// Items in the sandbox company (some inactive).
+    #[arg(long, default_value_t = 150)]
+    pub items: usize,
+}
+
+impl CompanyArgs {
+    /// A sandbox holding this company, its records last updated between `start` and `end`.
+    pub fn sandbox_config(
+        &self,
+        start: chrono::NaiveDate,
+        end: chrono::NaiveDate,
+    ) -> crate::sandbox::SandboxConfig {
+        crate::sandbox::SandboxConfig {
+            seed: self.seed,
+            invoices: self.invoices,
+            customers: self.customers,
+            items: self.items,
+            data_start: start,
+            data_end: end,
+            ..Default::default()
+        }
+    }
+}
+
+/// `YYYY-MM-DD` for clap, with the library's explanation on failure.
+pub fn parse_date_arg(s: &str) -> Result<chrono::NaiveDate, String> {
+    crate::chunks::parse_date(s).map_err(|e| e.to_string())
+}
+
+/// An empty flag value (`--realm-id ""`) means "not set", like an empty variable (see main.rs).
 fn nonempty(v: &Option<String>) -> Option<String> {
     v.clone().filter(|s| !s.trim().is_empty())
 }

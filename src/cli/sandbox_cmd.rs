@@ -3,28 +3,16 @@
 use chrono::NaiveDate;
 use clap::Args;
 
-use super::{CliError, Outcome};
-use crate::chunks;
+use super::{parse_date_arg, CliError, CompanyArgs, Outcome};
 use crate::sandbox::{Sandbox, SandboxConfig};
-
-fn parse_date_arg(s: &str) -> Result<NaiveDate, String> {
-    chunks::parse_date(s).map_err(|e| e.to_string())
-}
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Port to listen on (127.0.0.1 only). 0 picks a free one.
     #[arg(long, default_value_t = 8090)]
     pub port: u16,
-    /// Seed for the generated company data.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 2_000)]
-    pub invoices: usize,
-    #[arg(long, default_value_t = 300)]
-    pub customers: usize,
-    #[arg(long, default_value_t = 150)]
-    pub items: usize,
+    #[command(flatten)]
+    pub company: CompanyArgs,
     /// First day records were last updated on.
     #[arg(long, value_parser = parse_date_arg, default_value = "2024-01-01")]
     pub data_start: NaiveDate,
@@ -40,14 +28,8 @@ pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
         )));
     }
     let sandbox = Sandbox::start(SandboxConfig {
-        seed: args.seed,
-        invoices: args.invoices,
-        customers: args.customers,
-        items: args.items,
-        data_start: args.data_start,
-        data_end: args.data_end,
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
-        ..SandboxConfig::default()
+        ..args.company.sandbox_config(args.data_start, args.data_end)
     })
     .await
     .map_err(CliError::usage)?;
