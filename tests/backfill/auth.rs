@@ -76,19 +76,18 @@ async fn rotated_refresh_tokens_are_persisted_and_the_retired_one_is_never_sent_
 async fn a_rejected_refresh_token_exits_3_and_says_what_to_do() {
     let w = World::new(small_company()).await;
     let run = w
-        .qbo(&[
-            "backfill",
-            "invoices",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-01-31",
-        ])
-        .env("QBO_REFRESH_TOKEN", "not-a-token-qbo-ever-issued")
-        .output()
-        .await
-        .unwrap();
-    let run = Run::from(run);
+        .run_with(
+            &[
+                "backfill",
+                "invoices",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-01-31",
+            ],
+            &[("QBO_REFRESH_TOKEN", Some("not-a-token-qbo-ever-issued"))],
+        )
+        .await;
     run.assert_code(3);
     assert!(
         run.stderr.contains("invalid_grant") && run.stderr.contains("qbo auth login"),

@@ -196,6 +196,18 @@ impl World {
         Run::from(out)
     }
 
+    /// `qbo <args>` with some variables changed: `Some(v)` sets, `None` removes.
+    pub async fn run_with(&self, args: &[&str], env: &[(&str, Option<&str>)]) -> Run {
+        let mut cmd = self.qbo(args);
+        for (name, value) in env {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
+        Run::from(cmd.output().await.expect("run qbo"))
+    }
+
     pub async fn backfill(&self, entity: &str, start: &str, end: &str, extra: &[&str]) -> Run {
         let mut args = vec!["backfill", entity, "--start", start, "--end", end];
         args.extend_from_slice(extra);
