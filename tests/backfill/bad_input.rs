@@ -111,69 +111,70 @@ async fn bad_input_is_explained_exits_2_and_writes_nothing() {
     }
 }
 
+const SHORT_RUN: &[&str] = &[
+    "backfill",
+    "invoices",
+    "--start",
+    "2024-01-01",
+    "--end",
+    "2024-01-02",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_configuration_is_named() {
     let w = World::new(small_company()).await;
-    let run = Run::from(
-        w.qbo(&[
-            "backfill",
-            "invoices",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-01-02",
-        ])
-        .env_remove("QBO_CLIENT_SECRET")
-        .output()
-        .await
-        .unwrap(),
-    );
+    let run = w.run_with(SHORT_RUN, &[("QBO_CLIENT_SECRET", None)]).await;
     run.assert_code(2);
     assert!(
         run.stderr.contains("QBO_CLIENT_SECRET is not set"),
         "{}",
         run.stderr
     );
-    let run = Run::from(
-        w.qbo(&[
-            "backfill",
-            "invoices",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-01-02",
-        ])
-        .env("QBO_TOKEN_STORE", "vault:x")
-        .output()
-        .await
-        .unwrap(),
-    );
+    let run = w
+        .run_with(SHORT_RUN, &[("QBO_TOKEN_STORE", Some("vault:x"))])
+        .await;
     run.assert_code(2);
     assert!(
         run.stderr.contains("QBO_TOKEN_STORE must be"),
         "{}",
         run.stderr
     );
+    let run = w
+        .run_with(SHORT_RUN, &[("QBO_REALM_ID", Some("acme"))])
+        .await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("numeric realm id"), "{}", run.stderr);
     assert!(!w.db.exists().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_variables_count_as_unset() {
+    let w = World::new(small_company()).await;
+    // As a compose file or `FOO=` in a shell leaves them: set, but empty.
+    let empty = [
+        "QBO_ENVIRONMENT",
+        "QBO_MINOR_VERSION",
+        "QBO_LOG_FORMAT",
+        "QBO_AUTHORIZE_URL",
+        "QBO_MAX_ATTEMPTS",
+    ];
+    let env: Vec<(&str, Option<&str>)> = empty.iter().map(|n| (*n, Some(""))).collect();
+    let run = w.run_with(SHORT_RUN, &env).await;
+    run.assert_code(0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_a_clear_configuration_error() {
     let w = World::new(small_company()).await;
-    let run = Run::from(
-        w.qbo(&[
-            "backfill",
-            "invoices",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-01-02",
-        ])
-        .env("DATABASE_URL", "postgres://qbo:hunter2@127.0.0.1:1/qbo")
-        .output()
-        .await
-        .unwrap(),
-    );
+    let run = w
+        .run_with(
+            SHORT_RUN,
+            &[(
+                "DATABASE_URL",
+                Some("postgres://qbo:hunter2@127.0.0.1:1/qbo"),
+            )],
+        )
+        .await;
     run.assert_code(2);
     assert!(
         run.stderr.contains("cannot reach Postgres") && run.stderr.contains("DATABASE_URL"),
@@ -188,60 +189,77 @@ async fn an_unreachable_database_is_a_clear_configuration_error() {
     assert_eq!(w.sandbox.stats().query_requests, 0, "nothing was fetched");
 }
 
+/// Every token the sandbox ever issued has one of its shapes: access tokens start with
+/// `eyJsbx.`, refresh tokens are `AB11` and 64 hex digits.
+fn find_token(text: &str) -> Option<&str> {
+    if let Some(i) = text.find("eyJsbx.") {
+        return Some(&text[i..(i + 20).min(text.len())]);
+    }
+    text.match_indices("AB11").find_map(|(i, _)| {
+        let rest = &text[i + 4..];
+        let hex = rest.chars().take_while(|c| c.is_ascii_hexdigit()).count();
+        (hex >= 64).then(|| &text[i..i + 20])
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_output_logs_or_tables_even_at_trace_level() {
     let w = World::new(small_company()).await;
+    // Many access tokens (one per expiry) and refresh tokens (one per refresh) go by.
     w.faults(qbo::sandbox::Faults {
         expire_access_every: 5,
         throttle_every: 9,
         ..Default::default()
     });
-    let run = Run::from(
-        w.qbo(&[
-            "--log-level",
-            "trace",
-            "backfill",
-            "all",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-03-31",
-        ])
-        .env("RUST_LOG", "trace")
-        .output()
-        .await
-        .unwrap(),
-    );
+    let run = w
+        .run_with(
+            &[
+                "--log-level",
+                "trace",
+                "backfill",
+                "all",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-03-31",
+            ],
+            &[("RUST_LOG", Some("trace"))],
+        )
+        .await;
     run.assert_code(0);
-    let tokens: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(w.token_file()).unwrap()).unwrap();
-    let realm = &tokens["realms"][w.sandbox.realm_id()];
-    let secrets = [
-        w.sandbox.client_secret().to_string(),
-        w.initial_refresh_token.clone(),
-        realm["refresh_token"].as_str().unwrap().to_string(),
-        realm["access_token"].as_str().unwrap().to_string(),
-    ];
-    let pool = w.db.pool().await;
-    let tables: String = sqlx::query_scalar(
-        "SELECT concat_ws(' ',
-            (SELECT string_agg(r::text, ' ') FROM ops.backfill_runs r),
-            (SELECT string_agg(c::text, ' ') FROM ops.backfill_report c),
-            (SELECT string_agg(request_payload::text, ' ') FROM raw.qb_invoices),
-            (SELECT string_agg(request_payload::text, ' ') FROM raw.qb_customers))",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    assert!(
+        w.sandbox.stats().refreshes > 3,
+        "tokens rotated during the run"
+    );
     assert!(
         run.stderr.len() > 10_000,
         "trace logging was on ({} bytes)",
         run.stderr.len()
     );
-    for s in &secrets {
-        assert!(!s.is_empty());
-        assert!(!run.stdout.contains(s.as_str()), "a secret is in stdout");
-        assert!(!run.stderr.contains(s.as_str()), "a secret is in the logs");
-        assert!(!tables.contains(s.as_str()), "a secret is in the database");
+    let pool = w.db.pool().await;
+    let tables: String = sqlx::query_scalar(
+        "SELECT concat_ws(' ',
+            (SELECT string_agg(r::text, ' ') FROM ops.backfill_runs r),
+            (SELECT string_agg(c::text, ' ') FROM ops.backfill_report c),
+            (SELECT string_agg(request_payload::text || coalesce(intuit_tid, ''), ' ') FROM raw.qb_invoices),
+            (SELECT string_agg(request_payload::text || coalesce(intuit_tid, ''), ' ') FROM raw.qb_customers),
+            (SELECT string_agg(request_payload::text || coalesce(intuit_tid, ''), ' ') FROM raw.qb_items))",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // The shape check must be able to fire: the token file holds both kinds.
+    let store = std::fs::read_to_string(w.token_file()).unwrap();
+    assert!(find_token(&store).is_some() && store.contains("eyJsbx."));
+    for (place, text) in [
+        ("stdout", &run.stdout),
+        ("the logs", &run.stderr),
+        ("the database", &tables),
+    ] {
+        assert_eq!(find_token(text), None, "a token is in {place}");
+        assert!(
+            !text.contains(w.sandbox.client_secret()),
+            "the client secret is in {place}"
+        );
     }
 }
