@@ -1,13 +1,15 @@
 //! The backfill engine: creates or resumes a run, lets workers claim its chunks, and loads
 //! each chunk completely (every record that was in the window when the chunk started).
 
+mod progress;
 mod window;
 
+pub use progress::{ProgressSnapshot, RunProgress};
 use window::ChunkJob;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -106,6 +108,10 @@ pub struct RunSummary {
     pub requests: i64,
     pub retries: i64,
     pub interrupted: bool,
+    /// Wall time of this invocation's work on the run.
+    pub duration_secs: f64,
+    /// Distinct records this invocation loaded (`rows` also counts earlier invocations').
+    pub rows_loaded_now: u64,
 }
 
 impl RunSummary {
@@ -115,6 +121,7 @@ impl RunSummary {
         status: String,
         rows: &[ChunkRow],
         interrupted: bool,
+        now: &ProgressSnapshot,
     ) -> Self {
         let count = |s: &str| rows.iter().filter(|c| c.status == s).count();
         RunSummary {
@@ -132,6 +139,17 @@ impl RunSummary {
             requests: rows.iter().map(|c| c.requests as i64).sum(),
             retries: rows.iter().map(|c| c.retries as i64).sum(),
             interrupted,
+            duration_secs: now.elapsed.as_secs_f64(),
+            rows_loaded_now: now.rows,
+        }
+    }
+
+    /// This invocation's pace.
+    pub fn rows_per_sec(&self) -> f64 {
+        if self.duration_secs > 0.0 {
+            self.rows_loaded_now as f64 / self.duration_secs
+        } else {
+            0.0
         }
     }
 }
@@ -156,6 +174,7 @@ pub struct Backfill<S> {
     cancel: CancellationToken,
     /// Set when a failure needs a human (the refresh token was rejected): stop everything.
     fatal: Mutex<Option<AuthError>>,
+    progress: Arc<RunProgress>,
 }
 
 struct RunCtx {
@@ -175,7 +194,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
             store,
             cancel,
             fatal: Mutex::new(None),
+            progress: Arc::new(RunProgress::default()),
         })
+    }
+
+    /// Live counters of the run in progress (one entity at a time), for a progress display.
+    pub fn progress(&self) -> Arc<RunProgress> {
+        self.progress.clone()
     }
 
     /// Runs (or resumes, or retries) the backfill of one entity to completion.
@@ -191,14 +216,21 @@ impl<S: QuerySource + 'static> Backfill<S> {
             self.store.mark_run_running(run_id)
         })
         .await?;
-        let total_chunks = self
+        let started = Instant::now();
+        let existing = self
             .store
             .chunks(&ReportFilter {
                 run_id: Some(run_id),
                 ..Default::default()
             })
-            .await?
-            .len();
+            .await?;
+        let total_chunks = existing.len();
+        let done_before = match claim {
+            ClaimMode::Unfinished => existing.iter().filter(|c| c.status == "success").count(),
+            ClaimMode::FailedOnly => existing.iter().filter(|c| c.status != "error").count(),
+        };
+        self.progress
+            .begin(entity.cli_name, total_chunks as u64, done_before as u64);
         let ctx = Arc::new(RunCtx {
             run_id,
             entity,
@@ -257,6 +289,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
             status,
             &rows,
             self.cancel.is_cancelled(),
+            &ProgressSnapshot {
+                elapsed: started.elapsed(),
+                ..self.progress.snapshot()
+            },
         ))
     }
 
@@ -399,10 +435,12 @@ impl<S: QuerySource + 'static> Backfill<S> {
             stop: lease_lost.clone(),
             progress: Progress::default(),
             counters: RequestCounters::default(),
+            published: RequestCounters::default(),
             seen: HashSet::new(),
         };
         let outcome = self.load_chunk(&mut job).instrument(span.clone()).await;
         heartbeat.abort();
+        self.publish(&mut job, 0);
         job.progress.requests = job.counters.requests as i32;
         job.progress.retries = job.counters.retries as i32;
         job.progress.row_count = job.seen.len() as i64;
@@ -411,6 +449,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             Ok(()) => {
                 self.finish(ctx, chunk.chunk_index, worker, &job.progress, None)
                     .await?;
+                self.progress.chunk_finished(true);
                 tracing::info!(
                     "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
                     chunk.chunk_index + 1,
@@ -449,6 +488,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     Some(&message),
                 )
                 .await?;
+                self.progress.chunk_finished(false);
                 match e {
                     ChunkError::Client(ClientError::Auth(auth)) if auth.needs_human() => {
                         tracing::error!(error = %message, "stopping: a human must act");

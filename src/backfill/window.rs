@@ -23,6 +23,8 @@ pub(super) struct ChunkJob<'a> {
     pub(super) stop: CancellationToken,
     pub(super) progress: Progress,
     pub(super) counters: RequestCounters,
+    /// The part of `counters` already added to the run's live progress.
+    pub(super) published: RequestCounters,
     /// Distinct ids loaded by this attempt.
     pub(super) seen: HashSet<String>,
 }
@@ -181,11 +183,21 @@ impl<S: QuerySource + 'static> Backfill<S> {
             Ok(done) => {
                 job.progress = done;
                 job.seen.extend(records.iter().map(|r| r.id.clone()));
+                self.publish(job, new_ids as u64);
                 Ok(())
             }
             Err(_) if stop.is_cancelled() => Err(ChunkError::Cancelled),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Adds what the job did since the last call to the run's live progress.
+    pub(super) fn publish(&self, job: &mut ChunkJob<'_>, new_rows: u64) {
+        let requests = job.counters.requests.saturating_sub(job.published.requests);
+        let retries = job.counters.retries.saturating_sub(job.published.retries);
+        job.published = job.counters;
+        self.progress
+            .add(new_rows, u64::from(requests), u64::from(retries));
     }
 
     async fn try_commit(

@@ -9,6 +9,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::progress::{Display, Reporter};
 use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs};
 use crate::auth::{self, TokenManager, TokenStore};
 use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
@@ -85,6 +86,14 @@ pub struct BackfillArgs {
     /// waits at most this long for the dead worker's windows.
     #[arg(long, env = "QBO_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_secs: u64,
+    /// Seconds between `progress` log lines when stderr is not a terminal (or the logs are
+    /// JSON); on a terminal a progress bar is drawn instead. 0 turns both off.
+    #[arg(long, env = "QBO_PROGRESS_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub progress_secs: u64,
+    /// Turns off qbo's own requests-per-minute budget. Only for servers without QBO's limit
+    /// (the local sandbox, as `qbo-bench` uses it); against QBO it only earns 429s.
+    #[arg(long, hide = true)]
+    pub no_rate_limit: bool,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
@@ -163,7 +172,11 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
     let db = connect(&args.db).await?;
     let cancel = interrupt_on_ctrl_c();
     let limits = RateLimits {
-        requests_per_minute: args.requests_per_minute,
+        requests_per_minute: if args.no_rate_limit {
+            u32::MAX
+        } else {
+            args.requests_per_minute
+        },
         ..RateLimits::default()
     };
     let summaries = run_backfill(
@@ -176,6 +189,7 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
             options: args.options(),
             retry: args.retry_policy(),
             limits,
+            progress_every: Duration::from_secs(args.progress_secs),
         },
         cancel,
     )
@@ -190,6 +204,8 @@ pub struct Job {
     pub options: Options,
     pub retry: RetryPolicy,
     pub limits: RateLimits,
+    /// Interval of the periodic progress lines (zero: none; a bar on a terminal).
+    pub progress_every: Duration,
 }
 
 /// The part `qbo demo` shares: build the client and run every selected entity.
@@ -212,10 +228,12 @@ pub async fn run_backfill(
         if cancel.is_cancelled() {
             break;
         }
-        match engine
+        let reporter = Reporter::spawn(engine.progress(), Display::choose(job.progress_every));
+        let outcome = engine
             .run(entity, job.mode.clone(), job.options.clone())
-            .await
-        {
+            .await;
+        reporter.finish().await;
+        match outcome {
             Ok(summary) => {
                 println!("{}", summary_line(&summary));
                 summaries.push(summary);
@@ -261,8 +279,8 @@ pub fn outcome_of(summaries: &[RunSummary]) -> Outcome {
 
 pub fn summary_line(s: &RunSummary) -> String {
     let mut line = format!(
-        "{}: run {} {} - {} chunks ({} success, {} error, {} not done), {} rows ({} inserted, {} updated, {} skipped), {} requests, {} retries",
-        s.entity, s.run_id, s.status, s.chunks, s.succeeded, s.failed, s.pending, s.rows, s.inserted, s.updated, s.skipped, s.requests, s.retries
+        "{}: run {} {} - {} chunks ({} success, {} error, {} not done), {} rows ({} inserted, {} updated, {} skipped), {} requests, {} retries, {:.1} s, {:.0} rows/s",
+        s.entity, s.run_id, s.status, s.chunks, s.succeeded, s.failed, s.pending, s.rows, s.inserted, s.updated, s.skipped, s.requests, s.retries, s.duration_secs, s.rows_per_sec()
     );
     if s.failed > 0 {
         line.push_str(&format!(

@@ -71,6 +71,7 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
             ..RetryPolicy::default()
         },
         limits: RateLimits::default(),
+        progress_every: Duration::from_secs(10),
     };
     // The sandbox's throwaway tokens live in memory: the demo never touches your keyring.
     let tokens = Arc::new(MemoryStore::default());

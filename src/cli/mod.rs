@@ -4,6 +4,7 @@
 mod auth_cmd;
 mod backfill_cmd;
 mod demo;
+mod progress;
 mod report_cmd;
 mod sandbox_cmd;
 

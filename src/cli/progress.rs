@@ -1,0 +1,193 @@
+//! Showing a run while it goes: a progress bar for a person at a terminal, a `progress` log
+//! event every few seconds otherwise (plain text or JSON, whatever the logs are).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::backfill::{ProgressSnapshot, RunProgress};
+use crate::telemetry;
+
+/// How a run is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    Bar,
+    Lines(Duration),
+    Off,
+}
+
+impl Display {
+    /// A bar on a terminal (text logs); log events every `every` elsewhere; zero turns both off.
+    pub fn choose(every: Duration) -> Display {
+        if every.is_zero() {
+            Display::Off
+        } else if telemetry::is_interactive() {
+            Display::Bar
+        } else {
+            Display::Lines(every)
+        }
+    }
+}
+
+/// Watches one entity's run until `finish`.
+pub struct Reporter {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Reporter {
+    pub fn spawn(progress: Arc<RunProgress>, display: Display) -> Reporter {
+        let (tx, rx) = oneshot::channel();
+        let task = match display {
+            Display::Off => None,
+            Display::Bar => Some(tokio::spawn(show_bar(progress, rx))),
+            Display::Lines(every) => Some(tokio::spawn(log_lines(progress, every, rx))),
+        };
+        Reporter {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Stops watching; the bar, if any, stays on screen in its final state.
+    pub async fn finish(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Requests per minute over the last minute (or since the start, if shorter).
+#[derive(Default)]
+struct Rate {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Rate {
+    /// `elapsed` is the run's age, for the first reading.
+    fn per_minute(&mut self, requests: u64, elapsed: Duration) -> u64 {
+        let now = Instant::now();
+        self.samples.push_back((now, requests));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.samples.pop_front();
+        }
+        let (t0, r0) = self.samples.front().copied().unwrap_or((now, requests));
+        let span = now.duration_since(t0).as_secs_f64();
+        let (n, span) = if span < 0.5 {
+            (requests, elapsed.as_secs_f64())
+        } else {
+            (requests.saturating_sub(r0), span)
+        };
+        if span <= 0.0 {
+            return 0;
+        }
+        (n as f64 * 60.0 / span).round() as u64
+    }
+}
+
+async fn log_lines(progress: Arc<RunProgress>, every: Duration, mut stop: oneshot::Receiver<()>) {
+    let mut rate = Rate::default();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let s = progress.snapshot();
+        let Some(entity) = s.entity else { continue };
+        tracing::info!(
+            entity,
+            chunks_done = s.chunks_finished(),
+            chunks_to_do = s.chunks_to_do(),
+            chunks_failed = s.chunks_failed,
+            rows = s.rows,
+            rows_per_sec = s.rows_per_sec().round() as u64,
+            requests = s.requests,
+            requests_per_min = rate.per_minute(s.requests, s.elapsed),
+            retries = s.retries,
+            elapsed_secs = s.elapsed.as_secs(),
+            eta_secs = s.eta().map(|d| d.as_secs()),
+            "progress"
+        );
+    }
+}
+
+async fn show_bar(progress: Arc<RunProgress>, mut stop: oneshot::Receiver<()>) {
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template(
+        "{prefix:>10} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} chunks{msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    telemetry::set_progress_bar(Some(bar.clone()));
+    let mut rate = Rate::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        let stopping = tokio::select! {
+            _ = &mut stop => true,
+            _ = tick.tick() => false,
+        };
+        let s = progress.snapshot();
+        draw(&bar, &s, rate.per_minute(s.requests, s.elapsed));
+        if stopping {
+            break;
+        }
+    }
+    telemetry::set_progress_bar(None);
+    bar.abandon();
+}
+
+fn draw(bar: &ProgressBar, s: &ProgressSnapshot, per_minute: u64) {
+    if let Some(entity) = s.entity {
+        bar.set_prefix(entity);
+    }
+    bar.set_length(s.chunks_to_do());
+    bar.set_position(s.chunks_finished());
+    let eta = s
+        .eta()
+        .map(|d| format!("ETA {}", human(d)))
+        .unwrap_or_else(|| "ETA -".into());
+    let failed = if s.chunks_failed > 0 {
+        format!(" ({} failed)", s.chunks_failed)
+    } else {
+        String::new()
+    };
+    bar.set_message(format!(
+        "{failed}, {} rows, {} req/min, {} retries, {eta}",
+        s.rows, per_minute, s.retries
+    ));
+}
+
+/// `1h02m`, `3m07s`, `12s`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_clock() {
+        assert_eq!(human(Duration::from_secs(12)), "12s");
+        assert_eq!(human(Duration::from_secs(187)), "3m07s");
+        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+    }
+}
