@@ -1,0 +1,79 @@
+//! Running one contender as a process of its own, so its peak memory is its own: the wall
+//! time from spawn to exit, and the peak resident set (`VmHWM`) polled from /proc until it
+//! exits. `VmHWM` only grows, so polling misses at most what the last few milliseconds added.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::Command;
+
+use super::BenchError;
+
+/// How a child process went.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub wall: Duration,
+    /// Peak resident set in bytes (0 where /proc is not available).
+    pub peak_rss: u64,
+    pub stdout: String,
+}
+
+/// Runs `cmd` to completion, its stderr going to `log` (kept for post-mortems).
+pub async fn run_measured(mut cmd: Command, what: &str, log: &Path) -> Result<Measured, BenchError> {
+    let stderr = std::fs::File::create(log).map_err(|e| BenchError::Io(log.display().to_string(), e))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BenchError::Io(format!("starting {what}"), e))?;
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let reader = tokio::spawn(async move {
+        let mut out = String::new();
+        if let Some(mut s) = stdout {
+            use tokio::io::AsyncReadExt;
+            let _ = s.read_to_string(&mut out).await;
+        }
+        out
+    });
+    let mut peak_rss = 0;
+    let status = loop {
+        if let Some(pid) = pid {
+            peak_rss = peak_rss.max(vm_hwm(pid).unwrap_or(0));
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Err(BenchError::Io(format!("waiting for {what}"), e)),
+        }
+    };
+    let wall = started.elapsed();
+    let stdout = reader.await.unwrap_or_default();
+    if !status.success() {
+        let tail = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+        return Err(BenchError::Child {
+            what: what.to_string(),
+            status: status.to_string(),
+            log: log.display().to_string(),
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(Measured {
+        wall,
+        peak_rss,
+        stdout,
+    })
+}
+
+/// `VmHWM` of a live process, in bytes.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,148 @@
+//! `qbo-bench`: how fast qbo loads, against the method users have today and against the
+//! practical ceiling, all from one invocation on one machine (see README, "Benchmark").
+//!
+//! The sandbox runs inside the bench process; every contender runs as a child process, so
+//! each one's peak memory is its own. Each contender gets a throwaway database on the server
+//! at `--database-url`, dropped at the end.
+
+mod api;
+mod child;
+mod copy;
+mod plan;
+mod print;
+mod seed;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+pub use plan::run;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("database error")]
+    Db(#[from] sqlx::Error),
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("{0}")]
+    Io(String, #[source] std::io::Error),
+    #[error("the sandbox did not start")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("{what} failed ({status}); its log is {log}; last lines:\n{tail}")]
+    Child {
+        what: String,
+        status: String,
+        log: String,
+        tail: String,
+    },
+    #[error("{what} printed no result: {detail}")]
+    NoResult { what: String, detail: String },
+}
+
+/// The entities measured: the three the sandbox generates (the others would be empty).
+pub fn entities() -> Vec<&'static crate::entities::Entity> {
+    ["invoices", "customers", "items"]
+        .into_iter()
+        .filter_map(crate::entities::find)
+        .collect()
+}
+
+/// What a child contender reports on stdout, as one JSON line.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ChildReport {
+    pub rows: u64,
+    pub requests: u64,
+}
+
+/// Measure qbo's backfill speed and memory against the seed's method and Postgres COPY.
+///
+/// Needs a Postgres where the user may CREATE DATABASE, and the release build of `qbo`
+/// (`cargo build --release`). Prints one line per contender, then the ratios to the targets.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "qbo-bench", version)]
+pub struct BenchArgs {
+    /// Records in the sandbox company, per size (invoices, customers and items 2000:300:150,
+    /// as in the sandbox's defaults).
+    #[arg(long, value_delimiter = ',', default_value = "50000,500000")]
+    pub sizes: Vec<u64>,
+    /// A smoke check in about two minutes: size 5000, the API-bound run at 60 requests/minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// The seed's method stops after the 7-day chunk that reaches this many rows (it is slow
+    /// at large sizes); its rows/s are measured on that subset.
+    #[arg(long, default_value_t = 50_000)]
+    pub baseline_rows: u64,
+    /// Also run qbo with this --concurrency on each size (0: only the defaults).
+    #[arg(long, default_value_t = 4)]
+    pub also_concurrency: u32,
+    #[arg(long)]
+    pub skip_baseline: bool,
+    #[arg(long)]
+    pub skip_copy: bool,
+    #[arg(long)]
+    pub skip_api_bound: bool,
+    /// Records in the API-bound run (4).
+    #[arg(long, default_value_t = 20_000)]
+    pub api_records: u64,
+    /// --chunk-days of the API-bound run: smaller windows mean more requests.
+    #[arg(long, default_value_t = 2)]
+    pub api_chunk_days: i64,
+    /// Requests per minute the sandbox allows in the API-bound run (qbo is told the same).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub api_rpm: u32,
+    /// Latency the sandbox adds to every request in the API-bound run.
+    #[arg(long, default_value_t = 100)]
+    pub api_latency_ms: u64,
+    /// --concurrency of the API-bound run.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=32))]
+    pub api_concurrency: u32,
+    /// A Postgres URL whose user may CREATE DATABASE (each contender gets its own, dropped after).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// The qbo binary to measure (default: the `qbo` next to this program).
+    #[arg(long)]
+    pub qbo: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// `--quick` overrides the sizes of everything slow.
+    pub fn effective(mut self) -> BenchArgs {
+        if self.quick {
+            self.sizes = vec![5_000];
+            self.baseline_rows = self.baseline_rows.min(5_000);
+            self.api_records = self.api_records.min(5_000);
+            self.api_chunk_days = 30;
+            self.api_rpm = self.api_rpm.min(60);
+        }
+        self
+    }
+}
+
+/// The environment variable that turns `qbo-bench` into one of its own child contenders.
+pub const CHILD_ENV: &str = "QBO_BENCH_CHILD";
+const SPEC_ENV: &str = "QBO_BENCH_SPEC";
+
+/// Runs the child contender named by `QBO_BENCH_CHILD`, printing its `ChildReport`.
+pub async fn run_child(kind: &str) -> Result<(), BenchError> {
+    let spec = std::env::var(SPEC_ENV).map_err(|_| BenchError::Usage(format!("{SPEC_ENV} is not set")))?;
+    let bad = |e: serde_json::Error| BenchError::Usage(format!("{SPEC_ENV}: {e}"));
+    let report = match kind {
+        "seed" => seed::run(serde_json::from_str(&spec).map_err(bad)?).await?,
+        "fetch-copy" => copy::fetch_copy(serde_json::from_str(&spec).map_err(bad)?).await?,
+        "copy" => copy::copy_file(serde_json::from_str(&spec).map_err(bad)?).await?,
+        other => return Err(BenchError::Usage(format!("unknown child contender `{other}`"))),
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
+    );
+    Ok(())
+}

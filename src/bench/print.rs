@@ -1,0 +1,235 @@
+//! What the benchmark prints: the machine, one line per contender, the ratios to the targets.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+
+use super::child::Measured;
+use super::ChildReport;
+use crate::sandbox::Stats;
+
+/// One contender's result.
+#[derive(Debug, Clone, Default)]
+pub struct Figure {
+    pub rows: u64,
+    /// Records the sandbox holds for it, when it should have loaded them all.
+    pub expected: Option<u64>,
+    pub wall: Duration,
+    pub peak_rss: u64,
+    pub requests: u64,
+}
+
+impl Figure {
+    pub fn from_child(m: &Measured, r: ChildReport) -> Figure {
+        let mut f = Figure::default();
+        f.add(m, r.rows, r.requests);
+        f
+    }
+
+    /// Adds one more process: times add up, the peak is the highest.
+    pub fn add(&mut self, m: &Measured, rows: u64, requests: u64) {
+        self.wall += m.wall;
+        self.peak_rss = self.peak_rss.max(m.peak_rss);
+        self.rows += rows;
+        self.requests += requests;
+    }
+
+    pub fn rows_per_sec(&self) -> f64 {
+        self.rows as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    pub fn print(&self, tag: &str, label: &str) {
+        println!("  {tag:<5} {label}");
+        self.print_figures();
+    }
+
+    fn print_figures(&self) {
+        let mut line = format!(
+            "        {:>8} rows in {:>7.2} s = {:>7.0} rows/s, peak RSS {:>6.1} MB",
+            self.rows,
+            self.wall.as_secs_f64(),
+            self.rows_per_sec(),
+            mb(self.peak_rss)
+        );
+        if self.requests > 0 {
+            line.push_str(&format!(", {} requests", self.requests));
+        }
+        match self.expected {
+            Some(n) if n != self.rows => {
+                line.push_str(&format!("  WRONG: the sandbox holds {n} records"))
+            }
+            None => line.push_str("  (a subset: the first 7-day chunks)"),
+            _ => {}
+        }
+        println!("{line}");
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn first_line(path: &str, prefix: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+}
+
+/// The machine and the software, so the figures can be compared with care.
+pub async fn header(qbo: &Path, admin: &url::Url) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = first_line("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown CPU".into());
+    let mem = first_line("/proc/meminfo", "MemTotal").unwrap_or_else(|| "?".into());
+    let pg = match PgConnection::connect(admin.as_str()).await {
+        Ok(mut c) => sqlx::query_scalar::<_, String>("SHOW server_version")
+            .fetch_one(&mut c)
+            .await
+            .unwrap_or_else(|_| "?".into()),
+        Err(_) => "?".into(),
+    };
+    println!("qbo-bench {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
+    println!("machine: {cores} cores, {cpu}, {mem} RAM; Postgres {pg}; qbo at {}", qbo.display());
+    println!("the sandbox runs in this process, on the same cores as qbo and Postgres");
+}
+
+pub fn size_header(n: u64, invoices: usize, customers: usize, items: usize) {
+    println!();
+    println!(
+        "N = {n} records ({invoices} invoices, {customers} customers, {items} items), sandbox without latency or rate limit (qbo run with --no-rate-limit)"
+    );
+}
+
+/// The shortest possible wall time for `requests` requests when at most `rpm` may start in
+/// any 60 s and at most `concurrency` are in flight, each taking `latency`.
+pub fn minimum_wall(requests: u64, rpm: u32, concurrency: u32, latency: Duration) -> Duration {
+    let (rpm, c) = (rpm.max(1) as usize, concurrency.max(1) as usize);
+    let mut starts: Vec<f64> = Vec::with_capacity(requests as usize);
+    let lat = latency.as_secs_f64();
+    for k in 0..requests as usize {
+        let by_rate = if k >= rpm { starts[k - rpm] + 60.0 } else { 0.0 };
+        let by_slots = if k >= c { starts[k - c] + lat } else { 0.0 };
+        starts.push(by_rate.max(by_slots));
+    }
+    Duration::from_secs_f64(starts.last().map_or(0.0, |s| s + lat))
+}
+
+pub fn api_bound(
+    f: &Figure,
+    stats: &Stats,
+    rpm: u32,
+    concurrency: u32,
+    latency_ms: u64,
+    chunk_days: i64,
+    minimum: Duration,
+) {
+    println!();
+    println!(
+        "  (4)   API-bound: qbo backfill invoices --concurrency {concurrency} --chunk-days {chunk_days}, {latency_ms} ms per request, {rpm} requests/minute"
+    );
+    f.print_figures();
+    let steady = stats.query_requests as f64 * 60.0 / f64::from(rpm.max(1));
+    println!(
+        "        {} requests ({} throttled); theoretical minimum {:.1} s (at most {rpm} in any 60 s, {concurrency} in flight, {latency_ms} ms each; requests / rate alone = {:.1} s)",
+        stats.query_requests,
+        stats.throttled,
+        minimum.as_secs_f64(),
+        steady
+    );
+}
+
+/// The targets of issue 4, checked as the figures come in.
+#[derive(Default)]
+pub struct Targets {
+    lines: Vec<(String, bool)>,
+    memory: Vec<(u64, u64)>,
+}
+
+impl Targets {
+    fn check(&mut self, text: String, met: bool) {
+        self.lines.push((text, met));
+    }
+
+    pub fn qbo_memory(&mut self, n: u64, peak: u64) {
+        self.memory.push((n, peak));
+    }
+
+    pub fn vs_seed(&mut self, n: u64, qbo: &Figure, best: &Figure, seed: &Figure) {
+        let r = qbo.rows_per_sec() / seed.rows_per_sec().max(1e-9);
+        let b = best.rows_per_sec() / seed.rows_per_sec().max(1e-9);
+        self.check(
+            format!("N={n}: (1)/(2) qbo vs the seed's method = {r:.1}x (best qbo run {b:.1}x), target >= 5"),
+            r >= 5.0,
+        );
+    }
+
+    pub fn vs_copy(&mut self, n: u64, qbo: &Figure, best: &Figure, copy: &Figure, fetched: &Figure) {
+        let r = qbo.rows_per_sec() / copy.rows_per_sec().max(1e-9);
+        let b = best.rows_per_sec() / copy.rows_per_sec().max(1e-9);
+        let f = best.rows_per_sec() / fetched.rows_per_sec().max(1e-9);
+        self.check(
+            format!(
+                "N={n}: (1)/(3) qbo vs COPY = {r:.2} (best qbo run {b:.2}; best vs fetch+COPY (3f) {f:.2}), target >= 0.6"
+            ),
+            r >= 0.6,
+        );
+    }
+
+    pub fn api_bound(&mut self, wall: Duration, minimum: Duration, throttled: u64) {
+        let r = wall.as_secs_f64() / minimum.as_secs_f64().max(1e-9);
+        self.check(
+            format!(
+                "(4) API-bound wall / theoretical minimum = {r:.3} ({:.1} s vs {:.1} s, {throttled} throttled), target <= 1.10",
+                wall.as_secs_f64(),
+                minimum.as_secs_f64()
+            ),
+            r <= 1.10,
+        );
+    }
+
+    /// Prints every target with its verdict; true when all are met.
+    pub fn print(mut self) -> bool {
+        if let (Some(&(n0, lo)), Some(&(n1, hi))) = (self.memory.first(), self.memory.last()) {
+            let all: Vec<String> = self
+                .memory
+                .iter()
+                .map(|(n, b)| format!("{:.1} MB at N={n}", mb(*b)))
+                .collect();
+            let flat = n1 == n0 || (hi as f64) < (lo as f64) * 1.5 + 16.0 * 1024.0 * 1024.0;
+            self.check(
+                format!(
+                    "qbo peak memory (defaults): {}; target flat in N and under 150 MB",
+                    all.join(", ")
+                ),
+                flat && self.memory.iter().all(|(_, b)| mb(*b) < 150.0),
+            );
+        }
+        println!();
+        println!("Targets:");
+        let mut all = true;
+        for (text, met) in &self.lines {
+            all &= met;
+            println!("  [{}] {text}", if *met { "met" } else { "MISSED" });
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimum_is_set_by_the_rate_once_it_binds() {
+        let lat = Duration::from_millis(100);
+        // 1000 requests at 500/min: the second 500 wait for the first minute to pass.
+        let m = minimum_wall(1000, 500, 4, lat).as_secs_f64();
+        assert!((m - (60.0 + 12.5)).abs() < 0.2, "{m}");
+        // Few requests: only latency and the slots count.
+        let m = minimum_wall(8, 500, 4, lat).as_secs_f64();
+        assert!((m - 0.2).abs() < 1e-6, "{m}");
+    }
+}
