@@ -133,18 +133,19 @@ impl<S: QuerySource + 'static> Backfill<S> {
         pass: u32,
     ) -> Result<(Sightings, i32), ChunkError> {
         let page_size = job.ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE);
+        let entity = job.ctx.entity.qbo_name;
         let mut ids = Sightings::new();
         let mut start = 1u32;
         let mut page_number = 1i32;
+        if job.stop.is_cancelled() {
+            return Err(ChunkError::Cancelled);
+        }
+        let mut text = query.clone().page(start, page_size).render();
+        let mut answer = self
+            .source
+            .fetch_page(entity, &text, &mut job.counters)
+            .await?;
         loop {
-            if job.stop.is_cancelled() {
-                return Err(ChunkError::Cancelled);
-            }
-            let text = query.clone().page(start, page_size).render();
-            let answer = self
-                .source
-                .fetch_page(job.ctx.entity.qbo_name, &text, &mut job.counters)
-                .await?;
             let records = answer.value.records;
             let request_payload = json!({
                 "method": "GET",
@@ -166,15 +167,37 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 request_payload: &request_payload,
                 intuit_tid: answer.intuit_tid.as_deref(),
             };
-            self.commit_page(job, &meta, &records).await?;
+            // A full page means another may follow: fetch it while this one commits, so QBO
+            // and Postgres work at the same time. No transaction waits on the request, and
+            // pages still commit one after the other, in order.
+            let full = records.len() as u32 >= page_size;
+            let next_text = (full && !job.stop.is_cancelled())
+                .then(|| query.clone().page(start + page_size, page_size).render());
+            let mut next_counters = RequestCounters::default();
+            let (committed, next) = match &next_text {
+                Some(t) => {
+                    let fetch = self.source.fetch_page(entity, t, &mut next_counters);
+                    let (c, n) = tokio::join!(self.commit_page(job, &meta, &records), fetch);
+                    (c, Some(n))
+                }
+                None => (self.commit_page(job, &meta, &records).await, None),
+            };
+            job.counters.requests += next_counters.requests;
+            job.counters.retries += next_counters.retries;
+            committed?;
             for r in &records {
                 ids.entry(r.id.clone()).or_insert(r.last_updated);
             }
-            if (records.len() as u32) < page_size {
-                return Ok((ids, page_number));
+            match (next, next_text) {
+                (Some(next), Some(t)) => {
+                    answer = next?;
+                    text = t;
+                    start += page_size;
+                    page_number += 1;
+                }
+                _ if full => return Err(ChunkError::Cancelled),
+                _ => return Ok((ids, page_number)),
             }
-            start += page_size;
-            page_number += 1;
         }
     }
 
