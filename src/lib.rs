@@ -2,8 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod bench;
 pub mod backfill;
+pub mod bench;
 pub mod chunks;
 pub mod cli;
 pub mod client;

@@ -80,7 +80,8 @@ impl RunProgress {
             c.store(0, Ordering::Relaxed);
         }
         self.chunks_total.store(chunks_total, Ordering::Relaxed);
-        self.chunks_done_before.store(done_before, Ordering::Relaxed);
+        self.chunks_done_before
+            .store(done_before, Ordering::Relaxed);
         *self.started.lock().unwrap_or_else(|p| p.into_inner()) = Some((entity, Instant::now()));
     }
 
@@ -144,7 +145,10 @@ mod tests {
         p.begin("customers", 4, 1);
         let s = p.snapshot();
         assert_eq!(s.entity, Some("customers"));
-        assert_eq!((s.rows, s.requests, s.retries, s.chunks_finished()), (0, 0, 0, 0));
+        assert_eq!(
+            (s.rows, s.requests, s.retries, s.chunks_finished()),
+            (0, 0, 0, 0)
+        );
         assert_eq!(s.chunks_to_do(), 3);
     }
 }

@@ -16,17 +16,27 @@ pub struct Measured {
     pub wall: Duration,
     /// Peak resident set in bytes (0 where /proc is not available).
     pub peak_rss: u64,
+    /// CPU time (user + system) of the child, as last seen before it exited.
+    pub cpu: Duration,
+    /// CPU time this process (the sandbox, mostly) spent meanwhile.
+    pub sandbox_cpu: Duration,
     pub stdout: String,
 }
 
 /// Runs `cmd` to completion, its stderr going to `log` (kept for post-mortems).
-pub async fn run_measured(mut cmd: Command, what: &str, log: &Path) -> Result<Measured, BenchError> {
-    let stderr = std::fs::File::create(log).map_err(|e| BenchError::Io(log.display().to_string(), e))?;
+pub async fn run_measured(
+    mut cmd: Command,
+    what: &str,
+    log: &Path,
+) -> Result<Measured, BenchError> {
+    let stderr =
+        std::fs::File::create(log).map_err(|e| BenchError::Io(log.display().to_string(), e))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true);
     let started = Instant::now();
+    let own_cpu_before = cpu_time("self").unwrap_or_default();
     let mut child = cmd
         .spawn()
         .map_err(|e| BenchError::Io(format!("starting {what}"), e))?;
@@ -41,9 +51,11 @@ pub async fn run_measured(mut cmd: Command, what: &str, log: &Path) -> Result<Me
         out
     });
     let mut peak_rss = 0;
+    let mut cpu = Duration::ZERO;
     let status = loop {
         if let Some(pid) = pid {
             peak_rss = peak_rss.max(vm_hwm(pid).unwrap_or(0));
+            cpu = cpu.max(cpu_time(&pid.to_string()).unwrap_or_default());
         }
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -52,6 +64,9 @@ pub async fn run_measured(mut cmd: Command, what: &str, log: &Path) -> Result<Me
         }
     };
     let wall = started.elapsed();
+    let sandbox_cpu = cpu_time("self")
+        .unwrap_or_default()
+        .saturating_sub(own_cpu_before);
     let stdout = reader.await.unwrap_or_default();
     if !status.success() {
         let tail = std::fs::read_to_string(log).unwrap_or_default();
@@ -66,6 +81,8 @@ pub async fn run_measured(mut cmd: Command, what: &str, log: &Path) -> Result<Me
     Ok(Measured {
         wall,
         peak_rss,
+        cpu,
+        sandbox_cpu,
         stdout,
     })
 }
@@ -76,4 +93,20 @@ fn vm_hwm(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Linux's clock tick (`getconf CLK_TCK`), 100 on every mainstream architecture.
+const TICKS_PER_SEC: u64 = 100;
+
+/// User + system CPU time of `/proc/<who>/stat` (`who` a pid or `self`).
+fn cpu_time(who: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis(
+        (user + system) * 1000 / TICKS_PER_SEC,
+    ))
 }

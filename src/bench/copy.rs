@@ -68,8 +68,10 @@ fn push_copy_line(out: &mut Vec<u8>, json: &str) {
 pub async fn fetch_copy(spec: FetchCopySpec) -> Result<ChildReport, BenchError> {
     let mut db = PgConnection::connect(&spec.db_url).await?;
     create_table(&mut db, "bench_copy.fetched").await?;
-    let range = DateRange::new(spec.start, spec.end).map_err(|e| BenchError::Usage(e.to_string()))?;
-    let windows = chunks::plan(range, spec.chunk_days).map_err(|e| BenchError::Usage(e.to_string()))?;
+    let range =
+        DateRange::new(spec.start, spec.end).map_err(|e| BenchError::Usage(e.to_string()))?;
+    let windows =
+        chunks::plan(range, spec.chunk_days).map_err(|e| BenchError::Usage(e.to_string()))?;
     let jobs: VecDeque<(&'static Entity, Window)> = super::entities()
         .into_iter()
         .flat_map(|e| windows.iter().map(move |w| (e, *w)))
@@ -92,7 +94,8 @@ pub async fn fetch_copy(spec: FetchCopySpec) -> Result<ChildReport, BenchError> 
     }
     drop(tx);
     let mut file = std::io::BufWriter::new(
-        std::fs::File::create(&spec.file).map_err(|e| BenchError::Io(spec.file.display().to_string(), e))?,
+        std::fs::File::create(&spec.file)
+            .map_err(|e| BenchError::Io(spec.file.display().to_string(), e))?,
     );
     let mut copy = db
         .copy_in_raw("COPY bench_copy.fetched (payload) FROM STDIN")

@@ -84,11 +84,11 @@ pub struct BenchArgs {
     pub skip_copy: bool,
     #[arg(long)]
     pub skip_api_bound: bool,
-    /// Records in the API-bound run (4).
+    /// Records in the API-bound run (4); it loads the invoices among them.
     #[arg(long, default_value_t = 20_000)]
     pub api_records: u64,
     /// --chunk-days of the API-bound run: smaller windows mean more requests.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     pub api_chunk_days: i64,
     /// Requests per minute the sandbox allows in the API-bound run (qbo is told the same).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
@@ -132,13 +132,18 @@ const SPEC_ENV: &str = "QBO_BENCH_SPEC";
 
 /// Runs the child contender named by `QBO_BENCH_CHILD`, printing its `ChildReport`.
 pub async fn run_child(kind: &str) -> Result<(), BenchError> {
-    let spec = std::env::var(SPEC_ENV).map_err(|_| BenchError::Usage(format!("{SPEC_ENV} is not set")))?;
+    let spec =
+        std::env::var(SPEC_ENV).map_err(|_| BenchError::Usage(format!("{SPEC_ENV} is not set")))?;
     let bad = |e: serde_json::Error| BenchError::Usage(format!("{SPEC_ENV}: {e}"));
     let report = match kind {
         "seed" => seed::run(serde_json::from_str(&spec).map_err(bad)?).await?,
         "fetch-copy" => copy::fetch_copy(serde_json::from_str(&spec).map_err(bad)?).await?,
         "copy" => copy::copy_file(serde_json::from_str(&spec).map_err(bad)?).await?,
-        other => return Err(BenchError::Usage(format!("unknown child contender `{other}`"))),
+        other => {
+            return Err(BenchError::Usage(format!(
+                "unknown child contender `{other}`"
+            )))
+        }
     };
     println!(
         "{}",

@@ -78,7 +78,8 @@ impl Bench {
             .map_err(|e| BenchError::Usage(format!("DATABASE_URL: {e}")))?;
         let tag = format!("{}", std::process::id());
         let work = std::env::temp_dir().join(format!("qbo-bench-{tag}"));
-        std::fs::create_dir_all(&work).map_err(|e| BenchError::Io(work.display().to_string(), e))?;
+        std::fs::create_dir_all(&work)
+            .map_err(|e| BenchError::Io(work.display().to_string(), e))?;
         Ok(Bench {
             args,
             qbo,
@@ -132,12 +133,18 @@ impl Bench {
         targets.qbo_memory(n, qbo.peak_rss);
         if !self.args.skip_baseline {
             let seed = self.seed(n, sandbox).await?;
-            seed.print("(2)", "seed method: 7-day chunks, 100/page, 1 request at a time, 1 upsert per row");
+            seed.print(
+                "(2)",
+                "seed method: 7-day chunks, 100/page, 1 request at a time, 1 upsert per row",
+            );
             targets.vs_seed(n, &qbo, &best, &seed);
         }
         if !self.args.skip_copy {
             let (fetched, copied) = self.copy(n, sandbox).await?;
-            copied.print("(3)", "COPY of the same payloads into an unindexed jsonb table");
+            copied.print(
+                "(3)",
+                "COPY of the same payloads into an unindexed jsonb table",
+            );
             fetched.print("(3f)", "fetch from the sandbox like qbo + one COPY stream");
             targets.vs_copy(n, &qbo, &best, &copied, &fetched);
         }
@@ -182,7 +189,10 @@ impl Bench {
             .env("QBO_TOKEN_URL", sandbox.token_url())
             .env(
                 "QBO_TOKEN_STORE",
-                format!("file:{}", self.work.join(format!("tokens-{label}.json")).display()),
+                format!(
+                    "file:{}",
+                    self.work.join(format!("tokens-{label}.json")).display()
+                ),
             );
         cmd
     }
@@ -237,12 +247,11 @@ impl Bench {
         spec: &impl serde::Serialize,
         log: &Path,
     ) -> Result<(Measured, ChildReport), BenchError> {
-        let exe = std::env::current_exe().map_err(|e| BenchError::Io("finding qbo-bench".into(), e))?;
+        let exe =
+            std::env::current_exe().map_err(|e| BenchError::Io("finding qbo-bench".into(), e))?;
         let mut cmd = Command::new(exe);
-        cmd.env(CHILD_ENV, kind).env(
-            SPEC_ENV,
-            serde_json::to_string(spec).unwrap_or_default(),
-        );
+        cmd.env(CHILD_ENV, kind)
+            .env(SPEC_ENV, serde_json::to_string(spec).unwrap_or_default());
         let m = run_measured(cmd, kind, log).await?;
         let line = m.stdout.lines().last().unwrap_or_default();
         let report = serde_json::from_str(line).map_err(|e| BenchError::NoResult {
@@ -287,7 +296,11 @@ impl Bench {
             file: file.clone(),
         };
         let fetched = self
-            .child("fetch-copy", &fetch, &self.work.join(format!("fetch-copy-{n}.log")))
+            .child(
+                "fetch-copy",
+                &fetch,
+                &self.work.join(format!("fetch-copy-{n}.log")),
+            )
             .await;
         let copied = match &fetched {
             Ok(_) => {
@@ -296,7 +309,10 @@ impl Bench {
                     file: file.clone(),
                     table: "bench_copy.copied".into(),
                 };
-                Some(self.child("copy", &spec, &self.work.join(format!("copy-{n}.log"))).await)
+                Some(
+                    self.child("copy", &spec, &self.work.join(format!("copy-{n}.log")))
+                        .await,
+                )
             }
             Err(_) => None,
         };
@@ -374,7 +390,8 @@ impl Bench {
             &rpm,
         ];
         let cmd = self.qbo_cmd(sandbox, &url, "api", &args);
-        let result = run_measured(cmd, "qbo backfill (API-bound)", &self.work.join("api.log")).await;
+        let result =
+            run_measured(cmd, "qbo backfill (API-bound)", &self.work.join("api.log")).await;
         let rows = match &result {
             Ok(_) => count_rows(&url, Some("invoices")).await,
             Err(_) => Ok(0),
@@ -393,7 +410,10 @@ impl Bench {
 async fn count_rows(url: &str, only: Option<&str>) -> Result<u64, BenchError> {
     let mut db = PgConnection::connect(url).await?;
     let mut total = 0i64;
-    for e in entities().into_iter().filter(|e| only.is_none_or(|o| o == e.cli_name)) {
+    for e in entities()
+        .into_iter()
+        .filter(|e| only.is_none_or(|o| o == e.cli_name))
+    {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", e.table))
             .fetch_one(&mut db)
             .await?;

@@ -18,6 +18,10 @@ pub struct Figure {
     pub wall: Duration,
     pub peak_rss: u64,
     pub requests: u64,
+    /// CPU time of the contender's process(es).
+    pub cpu: Duration,
+    /// CPU time the in-process sandbox spent serving it.
+    pub sandbox_cpu: Duration,
 }
 
 impl Figure {
@@ -30,6 +34,8 @@ impl Figure {
     /// Adds one more process: times add up, the peak is the highest.
     pub fn add(&mut self, m: &Measured, rows: u64, requests: u64) {
         self.wall += m.wall;
+        self.cpu += m.cpu;
+        self.sandbox_cpu += m.sandbox_cpu;
         self.peak_rss = self.peak_rss.max(m.peak_rss);
         self.rows += rows;
         self.requests += requests;
@@ -55,6 +61,11 @@ impl Figure {
         if self.requests > 0 {
             line.push_str(&format!(", {} requests", self.requests));
         }
+        line.push_str(&format!(
+            ", CPU {:.1} s (sandbox {:.1} s)",
+            self.cpu.as_secs_f64(),
+            self.sandbox_cpu.as_secs_f64()
+        ));
         match self.expected {
             Some(n) if n != self.rows => {
                 line.push_str(&format!("  WRONG: the sandbox holds {n} records"))
@@ -91,8 +102,14 @@ pub async fn header(qbo: &Path, admin: &url::Url) {
             .unwrap_or_else(|_| "?".into()),
         Err(_) => "?".into(),
     };
-    println!("qbo-bench {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
-    println!("machine: {cores} cores, {cpu}, {mem} RAM; Postgres {pg}; qbo at {}", qbo.display());
+    println!(
+        "qbo-bench {}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    println!(
+        "machine: {cores} cores, {cpu}, {mem} RAM; Postgres {pg}; qbo at {}",
+        qbo.display()
+    );
     println!("the sandbox runs in this process, on the same cores as qbo and Postgres");
 }
 
@@ -110,7 +127,11 @@ pub fn minimum_wall(requests: u64, rpm: u32, concurrency: u32, latency: Duration
     let mut starts: Vec<f64> = Vec::with_capacity(requests as usize);
     let lat = latency.as_secs_f64();
     for k in 0..requests as usize {
-        let by_rate = if k >= rpm { starts[k - rpm] + 60.0 } else { 0.0 };
+        let by_rate = if k >= rpm {
+            starts[k - rpm] + 60.0
+        } else {
+            0.0
+        };
         let by_slots = if k >= c { starts[k - c] + lat } else { 0.0 };
         starts.push(by_rate.max(by_slots));
     }
@@ -166,7 +187,14 @@ impl Targets {
         );
     }
 
-    pub fn vs_copy(&mut self, n: u64, qbo: &Figure, best: &Figure, copy: &Figure, fetched: &Figure) {
+    pub fn vs_copy(
+        &mut self,
+        n: u64,
+        qbo: &Figure,
+        best: &Figure,
+        copy: &Figure,
+        fetched: &Figure,
+    ) {
         let r = qbo.rows_per_sec() / copy.rows_per_sec().max(1e-9);
         let b = best.rows_per_sec() / copy.rows_per_sec().max(1e-9);
         let f = best.rows_per_sec() / fetched.rows_per_sec().max(1e-9);

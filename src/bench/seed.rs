@@ -2,7 +2,9 @@
 //! redone in Rust so the comparison is about the method, not the language. Per entity:
 //! 7-day chunks written `[day 00:00:00Z, day+6 23:59:59Z]`, pages of 100 with
 //! STARTPOSITION/MAXRESULTS, one request at a time, then one `INSERT ... ON CONFLICT (id)
-//! DO UPDATE` statement per row (one transaction per chunk). Only change from the seed:
+//! DO UPDATE` statement per row (one transaction per chunk), parsed and planned each time
+//! as psycopg2's `cursor.execute` has Postgres do (no prepared statement). Only change from
+//! the seed:
 //! name lists ask for `Active IN (true, false)`, so every contender loads the same records.
 
 use chrono::{Duration, NaiveDate, NaiveTime};
@@ -108,6 +110,7 @@ pub async fn run(spec: SeedSpec) -> Result<ChildReport, BenchError> {
             let mut tx = db.begin().await?;
             for r in &rows {
                 sqlx::query(&sql)
+                    .persistent(false)
                     .bind(&r.id)
                     .bind(&r.payload)
                     .bind(&from_s)

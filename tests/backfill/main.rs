@@ -7,5 +7,6 @@ mod auth;
 mod bad_input;
 mod faults;
 mod load;
+mod progress;
 mod resume;
 mod verify;

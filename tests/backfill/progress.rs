@@ -1,0 +1,94 @@
+use crate::common::{small_company, World};
+
+/// Without a terminal, a run reports its progress as log events every QBO_PROGRESS_SECS,
+/// JSON ones with `--log-format json`, and ends with a summary that has its pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_logged_periodically_and_the_summary_has_the_pace() {
+    let w = World::new(small_company()).await;
+    // 13 windows of 3 sequential requests at 150 ms each: the run lasts several seconds
+    // however fast the machine, so a 1 s interval must fire.
+    w.faults(qbo::sandbox::Faults {
+        latency_ms: 150,
+        ..Default::default()
+    });
+    let run = w
+        .run_with(
+            &[
+                "backfill",
+                "invoices",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-03-31",
+                "--log-format",
+                "json",
+            ],
+            &[("QBO_PROGRESS_SECS", Some("1"))],
+        )
+        .await;
+    run.assert_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|e: &serde_json::Value| e["message"] == "progress")
+        .collect();
+    assert!(!events.is_empty(), "no progress events:\n{}", run.stderr);
+    for e in &events {
+        assert_eq!(e["level"], "INFO");
+        assert_eq!(e["entity"], "invoices");
+        assert_eq!(e["chunks_to_do"], 13, "{e}");
+        for key in [
+            "chunks_done",
+            "chunks_failed",
+            "rows",
+            "rows_per_sec",
+            "requests",
+            "requests_per_min",
+            "retries",
+            "elapsed_secs",
+        ] {
+            assert!(e[key].is_u64(), "{key} missing in {e}");
+        }
+        assert!(e["rows"].as_u64().unwrap() <= 240, "{e}");
+    }
+    let last = events.last().unwrap();
+    assert!(last["requests"].as_u64().unwrap() > 0, "{last}");
+    let summary = run.stdout.lines().next().unwrap_or_default();
+    assert!(
+        summary.starts_with("invoices: run ")
+            && summary.contains("240 rows (240 inserted")
+            && summary.contains(" requests, 0 retries, ")
+            && summary.ends_with(" rows/s"),
+        "{summary}"
+    );
+}
+
+/// QBO_PROGRESS_SECS=0 turns the periodic lines off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_can_be_turned_off() {
+    let w = World::new(small_company()).await;
+    w.faults(qbo::sandbox::Faults {
+        latency_ms: 100,
+        ..Default::default()
+    });
+    let run = w
+        .run_with(
+            &[
+                "backfill",
+                "items",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-03-31",
+            ],
+            &[("QBO_PROGRESS_SECS", Some("0"))],
+        )
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("chunk 13/13") && !run.stderr.contains("progress"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,52 @@
+//! `qbo-bench` runs end to end on a tiny company and prints every contender and target.
+//! Only the shape of the output is checked, never a speed.
+
+use std::process::Command;
+
+#[test]
+fn the_benchmark_runs_every_contender_and_prints_the_targets() {
+    let admin = std::env::var("QBO_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .expect("set QBO_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres (a server where the user may CREATE DATABASE)");
+    let out = Command::new(env!("CARGO_BIN_EXE_qbo-bench"))
+        .args([
+            "--sizes",
+            "300",
+            "--baseline-rows",
+            "300",
+            "--api-records",
+            "100",
+            "--api-chunk-days",
+            "366",
+            "--api-latency-ms",
+            "10",
+            "--qbo",
+            env!("CARGO_BIN_EXE_qbo"),
+        ])
+        .env("DATABASE_URL", admin)
+        .output()
+        .expect("run qbo-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for expected in [
+        "machine: ",
+        "N = 300 records",
+        "(1)   qbo backfill, default options",
+        "(1c)  qbo backfill --concurrency 4",
+        "(2)   seed method",
+        "(3)   COPY of the same payloads",
+        "(3f)  fetch from the sandbox",
+        "(4)   API-bound",
+        "theoretical minimum",
+        "Targets:",
+        "(1)/(2)",
+        "(1)/(3)",
+        "qbo peak memory",
+    ] {
+        assert!(stdout.contains(expected), "no `{expected}` in:\n{stdout}");
+    }
+    // Every contender that loads everything loaded exactly the sandbox's records.
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+    assert_eq!(stdout.matches("    300 rows in").count(), 5, "{stdout}");
+}
