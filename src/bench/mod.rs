@@ -10,6 +10,7 @@ mod child;
 mod copy;
 mod plan;
 mod print;
+mod replay;
 mod seed;
 
 use std::path::PathBuf;
@@ -78,6 +79,11 @@ pub struct BenchArgs {
     /// Also run qbo with this --concurrency on each size (0: only the defaults).
     #[arg(long, default_value_t = 4)]
     pub also_concurrency: u32,
+    /// Serve every contender from the live sandbox. By default the sandbox's pages are
+    /// recorded by the first contender and replayed to the others, so rendering JSON (which
+    /// QBO does on Intuit's servers) does not take this machine's CPU away from them.
+    #[arg(long)]
+    pub live: bool,
     #[arg(long)]
     pub skip_baseline: bool,
     #[arg(long)]

@@ -12,6 +12,7 @@ use super::api::ApiSpec;
 use super::child::{run_measured, Measured};
 use super::copy::{CopySpec, FetchCopySpec};
 use super::print::{self, Figure, Targets};
+use super::replay::Replay;
 use super::seed::SeedSpec;
 use super::{entities, BenchArgs, BenchError, ChildReport, CHILD_ENV, SPEC_ENV};
 use crate::sandbox::{Faults, Sandbox, SandboxConfig};
@@ -33,6 +34,12 @@ pub fn company(n: u64) -> (usize, usize, usize) {
     let items = ((n * 150 / 2450) as usize).max(1);
     let invoices = (n as usize).saturating_sub(customers + items);
     (invoices, customers.max(1), items)
+}
+
+/// The sandbox, and where its query API is reached (itself, or the replay cache before it).
+struct Api<'a> {
+    sandbox: &'a Sandbox,
+    base_url: String,
 }
 
 struct Bench {
@@ -105,8 +112,19 @@ impl Bench {
             max_requests_per_minute: 0,
             ..Faults::default()
         });
-        print::size_header(n, invoices, customers, items);
-        let result = self.contenders(n, &sandbox, targets).await;
+        print::size_header(n, invoices, customers, items, !self.args.live);
+        let replay = match self.args.live {
+            true => None,
+            false => Some(Replay::start(sandbox.api_base_url()).await?),
+        };
+        let api = Api {
+            sandbox: &sandbox,
+            base_url: replay
+                .as_ref()
+                .map_or_else(|| sandbox.api_base_url(), Replay::base_url),
+        };
+        let result = self.contenders(n, &api, replay.as_ref(), targets).await;
+        drop(replay);
         sandbox.shutdown().await;
         result
     }
@@ -114,17 +132,35 @@ impl Bench {
     async fn contenders(
         &self,
         n: u64,
-        sandbox: &Sandbox,
+        api: &Api<'_>,
+        replay: Option<&Replay>,
         targets: &mut Targets,
     ) -> Result<(), BenchError> {
-        let qbo = self.qbo_per_entity(n, sandbox, &[]).await?;
+        // Contender (3f) reads the pages qbo will read, so it goes first and records them.
+        if let Some(r) = replay {
+            r.record(true);
+        }
+        let copies = match (self.args.skip_copy, replay) {
+            (true, None) => None,
+            _ => Some(self.copy(n, api).await?),
+        };
+        if let Some(r) = replay {
+            if !self.args.skip_baseline {
+                // An unmeasured run of the seed's method records its (smaller) pages too.
+                self.seed(n, api).await?;
+            }
+            r.record(false);
+            println!(
+                "  recorded the sandbox's answers to {} page requests; they are replayed to the runs below",
+                r.pages()
+            );
+        }
+        let qbo = self.qbo_per_entity(n, api, &[]).await?;
         qbo.print("(1)", "qbo backfill, default options (--concurrency 1)");
         let mut best = qbo.clone();
         if self.args.also_concurrency > 1 {
             let c = self.args.also_concurrency.to_string();
-            let more = self
-                .qbo_per_entity(n, sandbox, &["--concurrency", &c])
-                .await?;
+            let more = self.qbo_per_entity(n, api, &["--concurrency", &c]).await?;
             more.print("(1c)", &format!("qbo backfill --concurrency {c}"));
             if more.rows_per_sec() > best.rows_per_sec() {
                 best = more;
@@ -132,20 +168,22 @@ impl Bench {
         }
         targets.qbo_memory(n, qbo.peak_rss);
         if !self.args.skip_baseline {
-            let seed = self.seed(n, sandbox).await?;
+            let seed = self.seed(n, api).await?;
             seed.print(
                 "(2)",
                 "seed method: 7-day chunks, 100/page, 1 request at a time, 1 upsert per row",
             );
             targets.vs_seed(n, &qbo, &best, &seed);
         }
-        if !self.args.skip_copy {
-            let (fetched, copied) = self.copy(n, sandbox).await?;
+        if let (false, Some((fetched, copied))) = (self.args.skip_copy, copies) {
             copied.print(
                 "(3)",
                 "COPY of the same payloads into an unindexed jsonb table",
             );
-            fetched.print("(3f)", "fetch from the sandbox like qbo + one COPY stream");
+            fetched.print(
+                "(3f)",
+                "fetch from the sandbox like qbo + one COPY stream (the live sandbox, rendering)",
+            );
             targets.vs_copy(n, &qbo, &best, &copied, &fetched);
         }
         Ok(())
@@ -175,7 +213,8 @@ impl Bench {
     }
 
     /// `qbo <args>` against the sandbox and a database, as a user would run it.
-    fn qbo_cmd(&self, sandbox: &Sandbox, db_url: &str, label: &str, args: &[&str]) -> Command {
+    fn qbo_cmd(&self, api: &Api<'_>, db_url: &str, label: &str, args: &[&str]) -> Command {
+        let sandbox = api.sandbox;
         let mut cmd = Command::new(&self.qbo);
         cmd.args(args)
             .env_clear()
@@ -185,7 +224,7 @@ impl Bench {
             .env("QBO_CLIENT_SECRET", sandbox.client_secret())
             .env("QBO_REALM_ID", sandbox.realm_id())
             .env("QBO_REFRESH_TOKEN", sandbox.current_refresh_token())
-            .env("QBO_API_BASE_URL", sandbox.api_base_url())
+            .env("QBO_API_BASE_URL", &api.base_url)
             .env("QBO_TOKEN_URL", sandbox.token_url())
             .env(
                 "QBO_TOKEN_STORE",
@@ -201,7 +240,7 @@ impl Bench {
     async fn qbo_per_entity(
         &self,
         n: u64,
-        sandbox: &Sandbox,
+        api: &Api<'_>,
         extra: &[&str],
     ) -> Result<Figure, BenchError> {
         let label = format!("qbo{}_{n}", extra.join("").replace('-', ""));
@@ -218,7 +257,7 @@ impl Bench {
                 "--no-rate-limit",
             ];
             args.extend_from_slice(extra);
-            let cmd = self.qbo_cmd(sandbox, &url, &label, &args);
+            let cmd = self.qbo_cmd(api, &url, &label, &args);
             let log = self.work.join(format!("{label}-{}.log", e.cli_name));
             let m = run_measured(cmd, "qbo backfill", &log).await?;
             total.add(&m, 0, summary_requests(&m.stdout));
@@ -229,9 +268,10 @@ impl Bench {
         Ok(total)
     }
 
-    fn api_spec(&self, sandbox: &Sandbox) -> ApiSpec {
+    fn api_spec(&self, api: &Api<'_>) -> ApiSpec {
+        let sandbox = api.sandbox;
         ApiSpec {
-            api_base_url: sandbox.api_base_url(),
+            api_base_url: api.base_url.clone(),
             token_url: sandbox.token_url(),
             client_id: sandbox.client_id().into(),
             client_secret: sandbox.client_secret().into(),
@@ -262,10 +302,10 @@ impl Bench {
     }
 
     /// (2): the seed's method, on the first `--baseline-rows` records.
-    async fn seed(&self, n: u64, sandbox: &Sandbox) -> Result<Figure, BenchError> {
+    async fn seed(&self, n: u64, api: &Api<'_>) -> Result<Figure, BenchError> {
         let (db, url) = self.create_db(&format!("seed_{n}")).await?;
         let spec = SeedSpec {
-            api: self.api_spec(sandbox),
+            api: self.api_spec(api),
             db_url: url,
             start: data_start(),
             end: range_end(),
@@ -283,11 +323,11 @@ impl Bench {
     }
 
     /// (3f) then (3): fetch + COPY, and COPY alone of the file it wrote.
-    async fn copy(&self, n: u64, sandbox: &Sandbox) -> Result<(Figure, Figure), BenchError> {
+    async fn copy(&self, n: u64, api: &Api<'_>) -> Result<(Figure, Figure), BenchError> {
         let (db, url) = self.create_db(&format!("copy_{n}")).await?;
         let file = self.work.join(format!("payloads-{n}.copy"));
         let fetch = FetchCopySpec {
-            api: self.api_spec(sandbox),
+            api: self.api_spec(api),
             db_url: url.clone(),
             start: data_start(),
             end: range_end(),
@@ -344,7 +384,11 @@ impl Bench {
             max_requests_per_minute: self.args.api_rpm,
             ..Faults::default()
         });
-        let result = self.api_bound_run(&sandbox, invoices as u64).await;
+        let api = Api {
+            sandbox: &sandbox,
+            base_url: sandbox.api_base_url(),
+        };
+        let result = self.api_bound_run(&api, invoices as u64).await;
         let stats = sandbox.stats();
         sandbox.shutdown().await;
         let figure = result?;
@@ -368,7 +412,7 @@ impl Bench {
         Ok(())
     }
 
-    async fn api_bound_run(&self, sandbox: &Sandbox, invoices: u64) -> Result<Figure, BenchError> {
+    async fn api_bound_run(&self, api: &Api<'_>, invoices: u64) -> Result<Figure, BenchError> {
         let (db, url) = self.create_db("api").await?;
         let (c, days, rpm) = (
             self.args.api_concurrency.to_string(),
@@ -389,7 +433,7 @@ impl Bench {
             "--requests-per-minute",
             &rpm,
         ];
-        let cmd = self.qbo_cmd(sandbox, &url, "api", &args);
+        let cmd = self.qbo_cmd(api, &url, "api", &args);
         let result =
             run_measured(cmd, "qbo backfill (API-bound)", &self.work.join("api.log")).await;
         let rows = match &result {

@@ -113,11 +113,14 @@ pub async fn header(qbo: &Path, admin: &url::Url) {
     println!("the sandbox runs in this process, on the same cores as qbo and Postgres");
 }
 
-pub fn size_header(n: u64, invoices: usize, customers: usize, items: usize) {
+pub fn size_header(n: u64, invoices: usize, customers: usize, items: usize, replay: bool) {
     println!();
     println!(
         "N = {n} records ({invoices} invoices, {customers} customers, {items} items), sandbox without latency or rate limit (qbo run with --no-rate-limit)"
     );
+    if replay {
+        println!("  pages recorded by the first contenders are replayed to the others (--live to turn off)");
+    }
 }
 
 /// The shortest possible wall time for `requests` requests when at most `rpm` may start in
