@@ -39,7 +39,9 @@ pub struct CopySpec {
     pub table: String,
 }
 
+/// The ceiling gets the same lz4 compression qbo asks for.
 async fn create_table(db: &mut PgConnection, table: &str) -> Result<(), BenchError> {
+    crate::store::prefer_lz4(db).await;
     sqlx::query("CREATE SCHEMA IF NOT EXISTS bench_copy")
         .execute(&mut *db)
         .await?;

@@ -111,6 +111,12 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    prefer_lz4(conn).await;
+                    Ok(())
+                })
+            })
             .connect_with(options.application_name("qbo"))
             .await
             .map_err(unreachable)?;
@@ -124,6 +130,20 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// A raw row passes Postgres' 2 kB TOAST threshold with most payloads, so the payload gets
+/// compressed. lz4 does that several times faster than the default pglz (a page upsert costs
+/// Postgres about a quarter less) for a few percent more space. Servers without lz4 (before
+/// 14, or built without it) keep pglz; reads never care which one wrote a value.
+pub async fn prefer_lz4(conn: &mut sqlx::PgConnection) {
+    // A session setting, not a query on the schema: nothing for `query!` to check.
+    if let Err(e) = sqlx::query("SET default_toast_compression = 'lz4'")
+        .execute(conn)
+        .await
+    {
+        tracing::debug!(error = %e, "lz4 compression unavailable; payloads are compressed with pglz");
     }
 }
 
