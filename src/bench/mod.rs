@@ -69,7 +69,7 @@ pub struct BenchArgs {
     /// as in the sandbox's defaults).
     #[arg(long, value_delimiter = ',', default_value = "50000,500000")]
     pub sizes: Vec<u64>,
-    /// A smoke check in about two minutes: size 5000, the API-bound run at 60 requests/minute.
+    /// A smoke check in about a minute: size 5000, the API-bound run at 60 requests/minute.
     #[arg(long)]
     pub quick: bool,
     /// The seed's method stops after the 7-day chunk that reaches this many rows (it is slow
@@ -125,7 +125,7 @@ impl BenchArgs {
             self.sizes = vec![5_000];
             self.baseline_rows = self.baseline_rows.min(5_000);
             self.api_records = self.api_records.min(5_000);
-            self.api_chunk_days = 30;
+            self.api_chunk_days = 14;
             self.api_rpm = self.api_rpm.min(60);
         }
         self
