@@ -99,20 +99,36 @@ pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
                 page.records.push(parse_record(item, entity)?);
             }
         }
-        None => {
-            // An empty page is `{}`; a page that claims rows but lacks the list is broken.
-            let claimed = qr
-                .get("maxResults")
-                .and_then(|v| v.get().parse::<i64>().ok())
-                .unwrap_or(0);
-            if claimed > 0 {
-                return Err(ClientError::Malformed(format!(
-                    "QueryResponse claims {claimed} results but has no `{entity}` list"
-                )));
-            }
-        }
+        None => check_empty(&qr, entity)?,
     }
     Ok(page)
+}
+
+/// QBO answers a query that matched nothing with `"QueryResponse": {}`, so a missing list is
+/// an empty page, but only when nothing else in the envelope says there were rows: a
+/// `maxResults` above zero, or a non-empty list under another name (the wrong entity, or a
+/// different spelling). Taking those for "no rows" would end a window early and lose its
+/// records silently; as an error the request is retried and, if it persists, the chunk fails.
+fn check_empty(qr: &HashMap<String, &RawValue>, entity: &str) -> Result<(), ClientError> {
+    let claimed = qr
+        .get("maxResults")
+        .map(|v| v.get().parse::<i64>().unwrap_or(1))
+        .unwrap_or(0);
+    if claimed > 0 {
+        return Err(ClientError::Malformed(format!(
+            "QueryResponse claims {} results but has no `{entity}` list",
+            qr.get("maxResults").map_or("", |v| v.get())
+        )));
+    }
+    let other = qr.iter().find(|(_, v)| {
+        serde_json::from_str::<Vec<&RawValue>>(v.get()).is_ok_and(|list| !list.is_empty())
+    });
+    if let Some((key, _)) = other {
+        return Err(ClientError::Malformed(format!(
+            "QueryResponse has a `{key}` list but no `{entity}` list"
+        )));
+    }
+    Ok(())
 }
 
 fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, ClientError> {
@@ -337,5 +353,20 @@ mod tests {
             parse_page(br#"{"QueryResponse":{"maxResults":3}}"#, "Invoice"),
             Err(ClientError::Malformed(_))
         ));
+        assert!(matches!(
+            parse_page(br#"{"QueryResponse":{"maxResults":"3"}}"#, "Invoice"),
+            Err(ClientError::Malformed(_))
+        ));
+        let wrong_list = br#"{"QueryResponse":{"Customer":[{"Id":"1"}],"startPosition":1}}"#;
+        assert!(matches!(
+            parse_page(wrong_list, "Invoice"),
+            Err(ClientError::Malformed(m)) if m.contains("`Customer` list")
+        ));
+        for empty in [
+            &br#"{"QueryResponse":{"startPosition":1,"maxResults":0},"time":"x"}"#[..],
+            br#"{"QueryResponse":{"warnings":[]}}"#,
+        ] {
+            assert!(parse_page(empty, "Invoice").unwrap().records.is_empty());
+        }
     }
 }

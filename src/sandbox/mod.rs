@@ -109,6 +109,13 @@ pub struct Stats {
     pub max_in_flight: u64,
     /// Records touched by `mutate_while_paging_every`.
     pub mutations: u64,
+    /// Requests held by `hang_from_request` or `hang_token_requests` (counted when they start
+    /// hanging, so a test can wait for one).
+    pub hung: u64,
+    /// Query requests delayed by `slow_every`.
+    pub slowed: u64,
+    /// Answers spoiled by `malformed_every`.
+    pub malformed: u64,
     pub request_log: Vec<RequestLogEntry>,
 }
 

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::faults::{Faults, Injected};
+use super::faults::{Faults, Injected, RawBody};
 use super::{clock, envelope, eval, lock, oauth, query, Inner};
 
 /// QBO rejects requests without a recent `minorversion`.
@@ -122,6 +122,8 @@ struct Reply {
     retry_after: Option<u64>,
     /// Cut the connection halfway through the body.
     truncate: bool,
+    /// Replaces the whole response (`malformed_every`).
+    raw: Option<RawBody>,
     note: Option<&'static str>,
 }
 
@@ -133,6 +135,7 @@ impl Reply {
             xml,
             retry_after: None,
             truncate: false,
+            raw: None,
             note: None,
         }
     }
@@ -153,6 +156,13 @@ async fn query_endpoint(
     let faults = inner.faults();
     tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     let n = inner.query_counter.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(extra) = faults.slow(n) {
+        inner.stats().slowed += 1;
+        tokio::time::sleep(extra).await;
+    }
+    if faults.hangs(n) {
+        hang_while(&inner, |f| f.hangs(n)).await;
+    }
     let params: HashMap<String, String> =
         url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .into_owned()
@@ -179,9 +189,13 @@ async fn query_endpoint(
         xml,
     };
     let reply = ctx.answer(n, over_concurrency, parsed);
+    let status = reply
+        .raw
+        .as_ref()
+        .map_or(reply.status.as_u16(), |raw| raw.status);
     {
         let mut s = inner.stats();
-        match reply.status.as_u16() {
+        match status {
             401 => s.unauthorized += 1,
             429 => s.throttled += 1,
             500.. => s.server_errors += 1,
@@ -191,7 +205,7 @@ async fn query_endpoint(
     }
     inner.log(
         if is_count { "count" } else { "query" },
-        reply.status.as_u16(),
+        status,
         text,
         reply.note,
     );
@@ -263,6 +277,12 @@ impl Req<'_> {
                 return unauthorized().note("expire_access_every");
             }
             Some(Injected::Throttle) => return throttled("throttle_every"),
+            Some(Injected::BareThrottle) => {
+                return Reply {
+                    retry_after: None,
+                    ..throttled("bare_throttle_every")
+                }
+            }
             Some(Injected::ServerError) => {
                 let k = inner.server_error_counter.fetch_add(1, Ordering::SeqCst);
                 let status = if k.is_multiple_of(2) {
@@ -285,6 +305,16 @@ impl Req<'_> {
             None => {}
         }
         let mut reply = self.evaluate(parsed, &time);
+        if let Some(m) = self
+            .faults
+            .malformed(n)
+            .filter(|_| reply.status == StatusCode::OK)
+        {
+            reply.raw = m.apply(&mut reply.body);
+            reply.xml = false;
+            reply.note = Some("malformed_every");
+            inner.stats().malformed += 1;
+        }
         if truncate {
             reply.truncate = true;
             reply.note = Some("drop_every");
@@ -382,7 +412,28 @@ impl Req<'_> {
     }
 }
 
-fn into_response(r: Reply) -> Response {
+/// Holds a request without answering while `still(current faults)` holds (at most ten
+/// minutes), so a test can kill the client at this exact point.
+pub(super) async fn hang_while(inner: &Inner, still: impl Fn(&Faults) -> bool) {
+    inner.stats().hung += 1;
+    let give_up = Instant::now() + Duration::from_secs(600);
+    while still(&inner.faults()) && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn raw_response(raw: RawBody) -> Response {
+    Response::builder()
+        .status(raw.status)
+        .header(header::CONTENT_TYPE, raw.content_type)
+        .body(Body::from(raw.bytes))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn into_response(mut r: Reply) -> Response {
+    if let Some(raw) = r.raw.take() {
+        return raw_response(raw);
+    }
     let (ctype, bytes) = if r.xml {
         (
             "application/xml;charset=UTF-8",
