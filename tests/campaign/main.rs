@@ -6,3 +6,4 @@
 mod common;
 
 mod kill;
+mod outage;

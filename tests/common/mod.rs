@@ -2,6 +2,8 @@
 //! test on a free loopback port, and the real `qbo` binary wired to both.
 #![allow(dead_code)]
 
+pub mod pg_proxy;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
