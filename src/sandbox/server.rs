@@ -156,13 +156,6 @@ async fn query_endpoint(
     let faults = inner.faults();
     tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     let n = inner.query_counter.fetch_add(1, Ordering::SeqCst) + 1;
-    if let Some(extra) = faults.slow(n) {
-        inner.stats().slowed += 1;
-        tokio::time::sleep(extra).await;
-    }
-    if faults.hangs(n) {
-        hang_while(&inner, |f| f.hangs(n)).await;
-    }
     let params: HashMap<String, String> =
         url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
             .into_owned()
@@ -174,6 +167,14 @@ async fn query_endpoint(
         let mut s = inner.stats();
         s.query_requests += 1;
         s.count_requests += u64::from(is_count);
+    }
+    // Counted on arrival: a client that gives up on a slow or held request still sent it.
+    if let Some(extra) = faults.slow(n) {
+        inner.stats().slowed += 1;
+        tokio::time::sleep(extra).await;
+    }
+    if faults.hangs(n) {
+        hang_while(&inner, |f| f.hangs(n)).await;
     }
     let xml = !headers
         .get(header::ACCEPT)
