@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use faults::Faults;
+pub use faults::{Faults, Malformation};
 
 /// How many request-log entries are kept; older ones are dropped so a long demo cannot grow
 /// memory without bound.
