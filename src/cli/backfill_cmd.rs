@@ -67,13 +67,13 @@ pub struct BackfillArgs {
     #[arg(long)]
     pub retry_failed: bool,
     /// The run to retry (a UUID from `qbo report`).
-    #[arg(long, requires = "retry_failed")]
+    #[arg(long, requires = "retry_failed", conflicts_with = "resume")]
     pub run: Option<Uuid>,
     /// Attempts per request before its window is marked `error` (429, 5xx, timeouts, drops).
     #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
     /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
-    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000)]
+    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=120_000))]
     pub retry_base_ms: u64,
     /// Give up on a request after this many seconds.
     #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]

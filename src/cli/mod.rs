@@ -41,7 +41,14 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
     /// Log level for qbo (error, warn, info, debug, trace). RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "info", env = "QBO_LOG_LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "QBO_LOG_LEVEL",
+        ignore_case = true,
+        value_parser = ["off", "error", "warn", "info", "debug", "trace"]
+    )]
     pub log_level: String,
     #[command(subcommand)]
     pub command: Command,

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cli;
 mod faults;
 mod kill;
 mod malformed;
