@@ -10,3 +10,4 @@ mod faults;
 mod kill;
 mod malformed;
 mod outage;
+mod secrets;

@@ -318,3 +318,16 @@ impl World {
         assert_eq!(got, expected, "{table}: ids and versions");
     }
 }
+
+/// A token the sandbox issued, if `text` holds one: access tokens start with `eyJsbx.`,
+/// refresh tokens are `AB11` and 64 hex digits.
+pub fn find_issued_token(text: &str) -> Option<&str> {
+    if let Some(i) = text.find("eyJsbx.") {
+        return Some(&text[i..(i + 20).min(text.len())]);
+    }
+    text.match_indices("AB11").find_map(|(i, _)| {
+        let rest = &text[i + 4..];
+        let hex = rest.chars().take_while(|c| c.is_ascii_hexdigit()).count();
+        (hex >= 64).then(|| &text[i..i + 20])
+    })
+}
