@@ -99,6 +99,14 @@ impl Window {
     }
 }
 
+/// `[range.start, range.end + 1 day)` as one window: the chunk of an entity read whole.
+pub fn whole_range(range: DateRange) -> Window {
+    Window {
+        start: midnight_utc(range.start),
+        end: midnight_utc(range.end_inclusive) + Duration::days(1),
+    }
+}
+
 /// Splits `[range.start, range.end + 1 day)` into pieces of `chunk_days` (the last may be shorter).
 pub fn plan(range: DateRange, chunk_days: i64) -> Result<Vec<Window>, PlanError> {
     if !(1..=3660).contains(&chunk_days) {

@@ -4,34 +4,87 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// How QBO lets us cut an entity's history into windows.
+/// How a backfill cuts an entity's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A transaction: has `TxnDate`, so `--window-field txn-date` is allowed.
-    Transaction,
-    /// A name list (Customer, Item, ...): QBO hides `Active = false` records unless the
-    /// query names `Active`, so every query we send says `Active IN (true, false)`.
-    NameList,
+pub enum Windowing {
+    /// Date windows on `MetaData.LastUpdatedTime` (or `TxnDate` where the entity has it).
+    LastUpdated,
+    /// QBO does not filter the entity by `LastUpdatedTime` (settings and other small,
+    /// singleton-like objects): every load reads it whole, in one chunk.
+    Whole,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entity {
-    /// Name on the command line and in reports, e.g. `invoices`.
+    /// Name on the command line and in reports, e.g. `journal_entries`.
     pub cli_name: &'static str,
-    /// Name in the QBO query language and response envelope, e.g. `Invoice`.
+    /// Name in the QBO query language and response envelope, e.g. `JournalEntry`.
     pub qbo_name: &'static str,
     /// Raw-zone table, schema-qualified.
     pub table: &'static str,
-    pub kind: Kind,
+    /// A transaction with a `TxnDate`, so `--window-field txn-date` is allowed.
+    pub txn_date: bool,
+    /// A name list with `Active`: QBO hides `Active = false` records unless the query names
+    /// `Active`, so every query we send says `Active IN (true, false)`.
+    pub name_list: bool,
+    pub windowing: Windowing,
+    /// Whether QBO's change data capture endpoint serves it (Intuit lists five that it
+    /// does not: JournalCode, TaxAgency, TaxCode, TaxRate, TimeActivity).
+    pub cdc: bool,
 }
 
 impl Entity {
     pub fn has_txn_date(&self) -> bool {
-        self.kind == Kind::Transaction
+        self.txn_date
     }
 
     pub fn hides_inactive(&self) -> bool {
-        self.kind == Kind::NameList
+        self.name_list
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.windowing == Windowing::Whole
+    }
+
+    /// How the entity is windowed, in words for `--help`, `qbo entities` and reports.
+    pub fn windowing_label(&self) -> &'static str {
+        match (self.windowing, self.txn_date) {
+            (Windowing::Whole, _) => "whole (no windows)",
+            (Windowing::LastUpdated, true) => "last-updated or txn-date",
+            (Windowing::LastUpdated, false) => "last-updated",
+        }
+    }
+
+    const fn new(cli_name: &'static str, qbo_name: &'static str, table: &'static str) -> Self {
+        Entity {
+            cli_name,
+            qbo_name,
+            table,
+            txn_date: false,
+            name_list: false,
+            windowing: Windowing::LastUpdated,
+            cdc: true,
+        }
+    }
+
+    const fn txn(mut self) -> Self {
+        self.txn_date = true;
+        self
+    }
+
+    const fn list(mut self) -> Self {
+        self.name_list = true;
+        self
+    }
+
+    const fn whole(mut self) -> Self {
+        self.windowing = Windowing::Whole;
+        self
+    }
+
+    const fn no_cdc(mut self) -> Self {
+        self.cdc = false;
+        self
     }
 }
 
@@ -41,36 +94,80 @@ impl fmt::Display for Entity {
     }
 }
 
+use Entity as E;
+
+/// Every entity QBO's query endpoint serves, one line each.
 pub const ENTITIES: &[Entity] = &[
-    Entity {
-        cli_name: "invoices",
-        qbo_name: "Invoice",
-        table: "raw.qb_invoices",
-        kind: Kind::Transaction,
-    },
-    Entity {
-        cli_name: "customers",
-        qbo_name: "Customer",
-        table: "raw.qb_customers",
-        kind: Kind::NameList,
-    },
-    Entity {
-        cli_name: "items",
-        qbo_name: "Item",
-        table: "raw.qb_items",
-        kind: Kind::NameList,
-    },
+    E::new("accounts", "Account", "raw.qb_accounts").list(),
+    E::new("attachables", "Attachable", "raw.qb_attachables"),
+    E::new("bills", "Bill", "raw.qb_bills").txn(),
+    E::new("bill_payments", "BillPayment", "raw.qb_bill_payments").txn(),
+    E::new("budgets", "Budget", "raw.qb_budgets").list(),
+    E::new("classes", "Class", "raw.qb_classes").list(),
+    E::new(
+        "company_currencies",
+        "CompanyCurrency",
+        "raw.qb_company_currencies",
+    )
+    .list(),
+    E::new("company_info", "CompanyInfo", "raw.qb_company_info").whole(),
+    E::new(
+        "credit_card_payments",
+        "CreditCardPayment",
+        "raw.qb_credit_card_payments",
+    )
+    .txn(),
+    E::new("credit_memos", "CreditMemo", "raw.qb_credit_memos").txn(),
+    E::new("customers", "Customer", "raw.qb_customers").list(),
+    E::new("customer_types", "CustomerType", "raw.qb_customer_types").list(),
+    E::new("departments", "Department", "raw.qb_departments").list(),
+    E::new("deposits", "Deposit", "raw.qb_deposits").txn(),
+    E::new("employees", "Employee", "raw.qb_employees").list(),
+    E::new("estimates", "Estimate", "raw.qb_estimates").txn(),
+    E::new("invoices", "Invoice", "raw.qb_invoices").txn(),
+    E::new("items", "Item", "raw.qb_items").list(),
+    E::new("journal_codes", "JournalCode", "raw.qb_journal_codes")
+        .list()
+        .no_cdc(),
+    E::new("journal_entries", "JournalEntry", "raw.qb_journal_entries").txn(),
+    E::new("payments", "Payment", "raw.qb_payments").txn(),
+    E::new("payment_methods", "PaymentMethod", "raw.qb_payment_methods").list(),
+    E::new("preferences", "Preferences", "raw.qb_preferences").whole(),
+    E::new("purchases", "Purchase", "raw.qb_purchases").txn(),
+    E::new("purchase_orders", "PurchaseOrder", "raw.qb_purchase_orders").txn(),
+    E::new(
+        "recurring_transactions",
+        "RecurringTransaction",
+        "raw.qb_recurring_transactions",
+    )
+    .whole(),
+    E::new("refund_receipts", "RefundReceipt", "raw.qb_refund_receipts").txn(),
+    E::new("sales_receipts", "SalesReceipt", "raw.qb_sales_receipts").txn(),
+    E::new("tax_agencies", "TaxAgency", "raw.qb_tax_agencies").no_cdc(),
+    E::new("tax_codes", "TaxCode", "raw.qb_tax_codes")
+        .list()
+        .no_cdc(),
+    E::new("tax_rates", "TaxRate", "raw.qb_tax_rates")
+        .list()
+        .no_cdc(),
+    E::new("terms", "Term", "raw.qb_terms").list(),
+    E::new("time_activities", "TimeActivity", "raw.qb_time_activities")
+        .txn()
+        .no_cdc(),
+    E::new("transfers", "Transfer", "raw.qb_transfers").txn(),
+    E::new("vendors", "Vendor", "raw.qb_vendors").list(),
+    E::new("vendor_credits", "VendorCredit", "raw.qb_vendor_credits").txn(),
 ];
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown entity `{0}`; expected one of: {list}, or `all`", list = cli_names().join(", "))]
+#[error("unknown entity `{0}`; run `qbo entities` for the list (e.g. invoices, customers, journal_entries), or use `all`")]
 pub struct UnknownEntity(pub String);
 
 pub fn cli_names() -> Vec<&'static str> {
     ENTITIES.iter().map(|e| e.cli_name).collect()
 }
 
-/// Looks an entity up by its CLI name (`invoices`) or its QBO name (`Invoice`).
+/// Looks an entity up by its CLI name (`journal_entries`) or its QBO name (`JournalEntry`).
 pub fn find(name: &str) -> Option<&'static Entity> {
     ENTITIES
         .iter()
@@ -106,5 +203,35 @@ impl FromStr for Selection {
         find(s)
             .map(Selection::One)
             .ok_or_else(|| UnknownEntity(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_entity_is_named_once_and_its_table_follows_the_convention() {
+        let mut seen = HashSet::new();
+        for e in ENTITIES {
+            assert!(seen.insert(e.cli_name), "{} twice", e.cli_name);
+            assert!(seen.insert(e.qbo_name), "{} twice", e.qbo_name);
+            assert_eq!(e.table, format!("raw.qb_{}", e.cli_name));
+            assert!(
+                !(e.is_whole() && e.txn_date),
+                "{} is whole and windowed",
+                e.cli_name
+            );
+        }
+        assert!(ENTITIES.len() >= 36);
+    }
+
+    #[test]
+    fn lookups_take_either_name() {
+        assert_eq!(find("JournalEntry").unwrap().cli_name, "journal_entries");
+        assert_eq!(find("journal_entries").unwrap().qbo_name, "JournalEntry");
+        assert!("nope".parse::<Selection>().is_err());
+        assert_eq!("ALL".parse::<Selection>().unwrap(), Selection::All);
     }
 }

@@ -44,11 +44,7 @@ fn cells(c: &ChunkRow) -> [String; 14] {
         run[..8].to_string(),
         c.entity.clone(),
         c.chunk_index.to_string(),
-        format!(
-            "{} .. {}",
-            c.window_start_utc.format("%Y-%m-%d"),
-            c.window_end_utc.format("%Y-%m-%d")
-        ),
+        window_cell(c),
         c.status.clone(),
         c.attempts.to_string(),
         c.expected_count
@@ -62,6 +58,19 @@ fn cells(c: &ChunkRow) -> [String; 14] {
         c.requests.to_string(),
         c.error_message.clone().unwrap_or_default(),
     ]
+}
+
+/// An entity read whole has no window: say so rather than show a range it was not cut by.
+fn window_cell(c: &ChunkRow) -> String {
+    let whole = crate::entities::find(&c.entity).is_some_and(|e| e.is_whole());
+    if whole {
+        return "whole entity (no window)".to_string();
+    }
+    format!(
+        "{} .. {}",
+        c.window_start_utc.format("%Y-%m-%d"),
+        c.window_end_utc.format("%Y-%m-%d")
+    )
 }
 
 fn table(rows: &[ChunkRow]) -> String {

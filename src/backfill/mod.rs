@@ -272,7 +272,12 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 if opts.window_field == WindowField::TxnDate && !entity.has_txn_date() {
                     return Err(BackfillError::NoTxnDate(entity.cli_name));
                 }
-                let windows = chunks::plan(*range, opts.chunk_days)?;
+                let windows = if entity.is_whole() {
+                    // One chunk that stands for the whole range: QBO cannot window it.
+                    vec![chunks::whole_range(*range)]
+                } else {
+                    chunks::plan(*range, opts.chunk_days)?
+                };
                 let run_id = self
                     .store
                     .create_run(

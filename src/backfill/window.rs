@@ -38,6 +38,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
     /// or the ids seen fall short of what COUNT(*) says, the window is read again (bounded).
     pub(super) async fn load_chunk(&self, job: &mut ChunkJob<'_>) -> Result<(), ChunkError> {
         let entity = job.ctx.entity;
+        if entity.is_whole() {
+            return self.load_whole(job).await;
+        }
         let max_passes = job.ctx.opts.max_passes.max(1);
         let count_query = job
             .window
@@ -95,6 +98,27 @@ impl<S: QuerySource + 'static> Backfill<S> {
             (expected, server_time) = (now_in_window, now);
         }
         Err(ChunkError::Unstable(max_passes))
+    }
+
+    /// An entity QBO cannot filter by LastUpdatedTime is read whole: COUNT(*), then every
+    /// page. These are settings-like objects (a handful of records), so one pass suffices;
+    /// a count that still falls short is an error rather than a silent gap.
+    async fn load_whole(&self, job: &mut ChunkJob<'_>) -> Result<(), ChunkError> {
+        let entity = job.ctx.entity;
+        let answer = self
+            .source
+            .fetch_count(&Query::count(entity).render(), &mut job.counters)
+            .await?;
+        let expected = answer.value.0;
+        job.progress.expected_count = Some(expected as i64);
+        job.progress.passes = 1;
+        let (read, _) = self
+            .load_pages(job, Query::select(entity), "whole", 1)
+            .await?;
+        if (read.len() as u64) < expected {
+            return Err(ChunkError::Unstable(1));
+        }
+        Ok(())
     }
 
     /// Pages through `query` to the end, committing each page with the chunk's progress.

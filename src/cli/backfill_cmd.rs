@@ -26,7 +26,10 @@ Examples:
   qbo backfill invoices --retry-failed          # only the chunks whose status is error
 
 Windows are half-open UTC intervals [start, end + 1 day) cut into --chunk-days pieces;
---end is inclusive. Name lists (customers, items) include inactive records.
+--end is inclusive. Name lists (customers, items, accounts, ...) include inactive records.
+Entities QBO cannot filter by LastUpdatedTime (company_info, preferences,
+recurring_transactions) are loaded whole, in one chunk that stands for the range.
+`qbo entities` lists every entity with its table and windowing.
 
 Exit codes: 0 all chunks succeeded, 1 some chunks failed, 2 bad usage or configuration,
 3 the refresh token was rejected (run `qbo auth login`), 130 interrupted (use --resume).";
@@ -37,7 +40,8 @@ fn parse_selection(s: &str) -> Result<Selection, String> {
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
-    /// What to load: invoices, customers, items, or all.
+    /// What to load: an entity (invoices, customers, journal_entries, ...; see `qbo entities`),
+    /// or all.
     #[arg(value_parser = parse_selection)]
     pub entity: Selection,
     /// First day of the range (YYYY-MM-DD, UTC).
@@ -56,7 +60,8 @@ pub struct BackfillArgs {
     /// hold whatever this says.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
-    /// Timestamp the windows filter on. txn-date only applies to transactions (invoices).
+    /// Timestamp the windows filter on. txn-date only applies to transactions (invoices,
+    /// bills, payments, journal_entries, ...: see `qbo entities`).
     #[arg(long, value_enum, default_value = "last-updated")]
     pub window_field: WindowField,
     /// Continue the latest run of this entity and company: windows already `success` are not
@@ -200,12 +205,7 @@ pub async fn run_backfill(
     job: Job,
     cancel: CancellationToken,
 ) -> Result<Vec<RunSummary>, CliError> {
-    let manager = Arc::new(TokenManager::new(settings, tokens).map_err(CliError::usage)?);
-    let client = Arc::new(
-        QboClient::new(settings, manager, job.retry.clone(), &job.limits)
-            .context("building the HTTP client")
-            .map_err(CliError::usage)?,
-    );
+    let client = build_client(settings, tokens, job.retry.clone(), &job.limits)?;
     let engine = Backfill::new(client, db, cancel.clone());
     let mut summaries = Vec::new();
     for entity in job.selection.entities() {
@@ -228,6 +228,21 @@ pub async fn run_backfill(
         }
     }
     Ok(summaries)
+}
+
+/// The QBO client every command that talks to QBO uses: tokens, retries, rate limits.
+pub fn build_client(
+    settings: &QboSettings,
+    tokens: Arc<dyn TokenStore>,
+    retry: RetryPolicy,
+    limits: &RateLimits,
+) -> Result<Arc<QboClient>, CliError> {
+    let manager = Arc::new(TokenManager::new(settings, tokens).map_err(CliError::usage)?);
+    Ok(Arc::new(
+        QboClient::new(settings, manager, retry, limits)
+            .context("building the HTTP client")
+            .map_err(CliError::usage)?,
+    ))
 }
 
 fn classify(e: BackfillError) -> CliError {

@@ -4,8 +4,10 @@
 mod auth_cmd;
 mod backfill_cmd;
 mod demo;
+mod entities_cmd;
 mod report_cmd;
 mod sandbox_cmd;
+mod verify_cmd;
 
 use std::process::ExitCode;
 
@@ -61,6 +63,11 @@ pub enum Command {
     Backfill(backfill_cmd::BackfillArgs),
     /// Show one line per chunk of the latest run of each entity (or of --run).
     Report(report_cmd::ReportArgs),
+    /// List every QBO entity qbo loads: its raw table, how it is windowed and synced.
+    Entities(entities_cmd::EntitiesArgs),
+    /// Compare QBO's COUNT(*) with the raw table, window by window, and print mismatches.
+    #[command(after_help = verify_cmd::AFTER_HELP)]
+    Verify(verify_cmd::VerifyArgs),
     /// Create the database if missing and apply migrations (backfill does this on its own).
     Migrate(DbArgs),
     /// Authorize qbo with a QuickBooks company, or see the state of its tokens.
@@ -292,6 +299,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Backfill(args) => backfill_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
+        Command::Entities(args) => Ok(entities_cmd::run(args)),
+        Command::Verify(args) => verify_cmd::run(args).await,
         Command::Migrate(db) => {
             let store = backfill_cmd::connect(&db).await?;
             drop(store);

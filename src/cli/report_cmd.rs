@@ -25,7 +25,7 @@ fn parse_realm(s: &str) -> Result<String, String> {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Only this entity (invoices, customers, items).
+    /// Only this entity (invoices, customers, ...; see `qbo entities`).
     #[arg(value_parser = parse_entity)]
     pub entity: Option<&'static str>,
     /// Only this run (a UUID). Without it: the latest run of each entity.
