@@ -224,9 +224,9 @@ fn cases() -> Vec<(
             "[possible values: table, json]",
         ),
         (
-            vec!["report", "bills"],
+            vec!["report", "widgets"],
             none(),
-            "unknown entity `bills`; expected one of: invoices",
+            "unknown entity `widgets`; expected one of: ",
         ),
         (vec!["report", "all"], none(), "(or none, for every entity)"),
         (
