@@ -10,4 +10,5 @@ mod faults;
 mod kill;
 mod malformed;
 mod outage;
+mod props;
 mod secrets;
