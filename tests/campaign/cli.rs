@@ -11,12 +11,14 @@ fn backfill(extra: &[&'static str]) -> Vec<&'static str> {
     [&["backfill", "invoices"], RANGE, extra].concat()
 }
 
-/// (arguments, variables to set, what the message must say)
-fn cases() -> Vec<(
+/// Arguments, variables to set, and what the message must say.
+type Case = (
     Vec<&'static str>,
     Vec<(&'static str, &'static str)>,
     &'static str,
-)> {
+);
+
+fn cases() -> Vec<Case> {
     let none = Vec::new;
     vec![
         // Modes that exclude each other, and flags that need another.
