@@ -224,6 +224,13 @@ pub async fn run_backfill(
             Err(BackfillError::NothingToResume { .. }) if job.selection == Selection::All => {
                 println!("{}: no earlier run to continue; skipped", entity.cli_name);
             }
+            // Postgres stayed away longer than the engine waits: say how to pick up again.
+            Err(e @ BackfillError::Store(_)) => {
+                return Err(CliError::failed(anyhow::Error::new(e).context(format!(
+                    "the run stopped; once Postgres is reachable, continue with: qbo backfill {} --resume",
+                    entity.cli_name
+                ))))
+            }
             Err(e) => return Err(classify(e)),
         }
     }
