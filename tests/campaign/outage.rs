@@ -89,7 +89,9 @@ async fn a_postgres_outage_mid_run_is_waited_out_and_loses_nothing() {
 }
 
 /// Longer than the engine waits for Postgres (about 24 s of backoff): the chunks being
-/// committed fail cleanly, qbo exits 1, and `--resume` finishes the run.
+/// committed fail cleanly, qbo exits 1 saying how to continue, and `--resume` finishes the
+/// run. (On a machine so loaded that qbo's backoff outlasts the outage, the run simply
+/// completes; both outcomes must lose nothing.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_longer_outage_fails_chunks_cleanly_and_resume_finishes() {
     let w = World::new(small_company()).await;
@@ -103,9 +105,15 @@ async fn a_longer_outage_fails_chunks_cleanly_and_resume_finishes() {
     let child = spawn_through(&w, &proxy, "3");
     wait_for_successes(&pool, 4).await;
     proxy.cut();
-    tokio::time::sleep(Duration::from_secs(26)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     proxy.restore();
     let out = Run::from(child.wait_with_output().await.unwrap());
+    if out.code == Some(0) {
+        eprintln!("the backoff outlasted the outage; the run completed on its own");
+        w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+            .await;
+        return;
+    }
     out.assert_code(1);
     assert!(
         out.stdout.contains("--retry-failed") || out.stderr.contains("--resume"),
