@@ -183,6 +183,17 @@ async fn recreated_is_live_and_created_then_deleted_is_deleted() {
     assert_eq!(objs[0], again, "the newest event wins: live again");
     assert_eq!(objs[1]["Id"], "5000");
     assert_eq!(objs[1]["status"], "Deleted");
+
+    // Deactivating a name is a change like any other: CDC reports what queries hide.
+    let mut inactive = record(&sb, "Customer", "2");
+    let now = clock::format_secs(Utc::now());
+    inactive["Active"] = json!(false);
+    inactive["MetaData"]["LastUpdatedTime"] = json!(now);
+    sb.put_record("Customer", inactive.clone());
+    let (_, v) = cdc_json(&sb, &tok, "Customer", &since).await;
+    assert_eq!(objects(&v, 0, "Customer"), &vec![inactive]);
+    let (_, q) = get_json(&sb, &tok, "SELECT * FROM Customer WHERE Id = '2'").await;
+    assert_eq!(q["QueryResponse"], json!({}));
     let (_, q) = get_json(&sb, &tok, "SELECT * FROM Invoice WHERE Id = '9'").await;
     assert_eq!(q["QueryResponse"]["Invoice"][0], again);
 
@@ -243,14 +254,23 @@ async fn rejects_old_or_bad_change_times_and_unserved_entities() {
         detail.contains("not supported by change data capture"),
         "{detail}"
     );
-    // Within the horizon, with or without an offset (company zone), date or date-time.
+    // Within the horizon, date or date-time, with or without an offset.
     let today = clock::local_date(Utc::now()).to_string();
-    let offsetless = &recent[..19];
-    for since in [recent.as_str(), today.as_str(), offsetless] {
+    for since in [recent.as_str(), today.as_str(), &recent[..19]] {
         let (status, v) = cdc_json(&sb, &tok, "Invoice,Customer", since).await;
         assert_eq!(status, 200, "{since}: {v}");
     }
-    // A served entity the sandbox holds no records of simply has no changes.
+    // Without an offset, changedSince is company-local time: the edit's own local wall-clock
+    // time finds it (read as UTC it would be hours in the future and find nothing).
+    sb.touch_record("Invoice", "12");
+    let edited = record(&sb, "Invoice", "12")["MetaData"]["LastUpdatedTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, v) = cdc_json(&sb, &tok, "Invoice", &edited[..19]).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(objects(&v, 0, "Invoice")[0]["Id"], "12", "{edited}");
+    // A served entity with nothing changed is an empty element.
     let (status, v) = cdc_json(&sb, &tok, "Vendor", &recent).await;
     assert_eq!((status, responses(&v)), (200, &vec![json!({})]));
     // minorversion is required here too.

@@ -333,8 +333,8 @@ impl Sandbox {
         self.inner.faults()
     }
 
-    /// Every record of an entity (QBO name), inactive included, as the API would serialise it.
-    /// Unknown entities yield an empty list.
+    /// Every live record of an entity (QBO name), inactive included, deleted ones not, as the
+    /// API would serialise it. Unknown entities yield an empty list.
     pub fn records(&self, qbo_entity: &str) -> Vec<serde_json::Value> {
         self.inner.records(qbo_entity).unwrap_or_default()
     }
