@@ -339,7 +339,8 @@ impl Sandbox {
         self.inner.records(qbo_entity).unwrap_or_default()
     }
 
-    /// Inserts or replaces a record (Id taken from the value). Panics on an unknown entity or a
+    /// Inserts or replaces a record (Id taken from the value); re-creating a deleted Id clears
+    /// its tombstone, so the record is live again and CDC reports it as such. Panics on an unknown entity or a
     /// record without Id / MetaData.LastUpdatedTime, since that is a bug in the calling test;
     /// see `try_put_record` for the fallible form.
     pub fn put_record(&self, qbo_entity: &str, record: serde_json::Value) {
