@@ -285,3 +285,28 @@ fn projections_keep_only_selected_fields_the_record_has() {
     let q = query::parse("SELECT Id, Bogus FROM Invoice").unwrap();
     assert!(compile(&q, &t).unwrap_err().contains("Bogus"));
 }
+
+#[test]
+fn projections_look_inside_a_wrapped_template() {
+    let fields = [
+        FieldDef {
+            path: "Id",
+            kind: FieldKind::Id,
+        },
+        FieldDef {
+            path: "MetaData.LastUpdatedTime",
+            kind: FieldKind::UpdateTime,
+        },
+    ];
+    let t = "2024-03-03T16:00:00-08:00";
+    let doc = json!({"Invoice": {"Id": "7", "MetaData": {"CreateTime": t, "LastUpdatedTime": t}, "Line": []}});
+    assert_eq!(
+        project(&doc, &fields),
+        json!({"Invoice": {"Id": "7", "MetaData": {"LastUpdatedTime": t}, "domain": "QBO", "sparse": true}})
+    );
+    let flat = json!({"Id": "8", "Line": [], "MetaData": {"LastUpdatedTime": t}});
+    assert_eq!(
+        project(&flat, &fields[..1]),
+        json!({"Id": "8", "domain": "QBO", "sparse": true})
+    );
+}
