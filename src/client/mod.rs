@@ -26,7 +26,7 @@ pub enum ClientError {
     Server { status: u16, message: String },
     #[error("request failed: {0}")]
     Transport(String),
-    #[error("QBO rejected the access token (401) right after a refresh")]
+    #[error("QBO kept rejecting the access token (401), even right after refreshing it")]
     Unauthorized,
     #[error("QBO fault (HTTP {status}, code {code}, {kind}): {message} {detail}")]
     Fault {
@@ -157,11 +157,29 @@ impl QboClient {
             };
             match outcome {
                 Ok(answer) => return Ok(answer),
-                Err(ClientError::Unauthorized) if !just_refreshed => {
-                    tracing::info!("QBO answered 401; refreshing the access token and retrying");
+                Err(ClientError::Unauthorized)
+                    if !just_refreshed || attempt < self.retry.max_attempts =>
+                {
+                    if just_refreshed {
+                        // Rejected again right after a refresh. With several workers sharing
+                        // one token, another worker's 401 and refresh can do that; it costs an
+                        // attempt like any other failure instead of failing the chunk at once.
+                        counters.retries += 1;
+                        let delay = self.backoff(attempt, None);
+                        tracing::warn!(
+                            attempt,
+                            delay_ms = delay.as_millis() as u64,
+                            "QBO rejected a fresh access token; refreshing again"
+                        );
+                        tokio::time::sleep(delay).await;
+                    } else {
+                        tracing::info!(
+                            "QBO answered 401; refreshing the access token and retrying"
+                        );
+                        attempt -= 1;
+                    }
                     self.tokens.access_token_rejected(&token).await?;
                     just_refreshed = true;
-                    attempt -= 1;
                 }
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
                     just_refreshed = false;

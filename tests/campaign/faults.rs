@@ -105,3 +105,43 @@ async fn all_faults_together_at_high_rates_and_the_run_still_completes() {
         "the summary counts retries: {summaries}"
     );
 }
+
+/// Four workers share one access token, and the sandbox kills it every 6th request: the
+/// other workers' requests then fail with 401 right after a refresh. That costs a retry,
+/// not the chunk (it used to fail the chunk at once: half the chunks of this run failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_token_rejected_after_a_refresh_costs_a_retry_not_the_chunk() {
+    let w = World::new(small_company()).await;
+    w.faults(Faults {
+        expire_access_every: 6,
+        latency_ms: 5,
+        ..Faults::default()
+    });
+    let run = w
+        .backfill(
+            "invoices",
+            "2024-01-01",
+            "2024-03-31",
+            &[
+                "--chunk-days",
+                "3",
+                "--page-size",
+                "10",
+                "--concurrency",
+                "4",
+                "--max-attempts",
+                "10",
+            ],
+        )
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("QBO rejected a fresh access token; refreshing again"),
+        "the case happened: {}",
+        run.stderr
+    );
+    assert_eq!(w.sandbox.stats().retired_refresh_token_uses, 0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
