@@ -145,6 +145,15 @@ enum ChunkError {
     Store(#[from] StoreError),
     #[error("the window kept changing while it was paged ({0} passes); run --retry-failed later")]
     Unstable(u32),
+    #[error(
+        "QBO's COUNT(*) says the window holds {expected} records, but paging it returned only \
+         {read}, {passes} times, with nothing changing meanwhile; run --retry-failed later"
+    )]
+    ShortOfCount {
+        expected: u64,
+        read: u64,
+        passes: u32,
+    },
     #[error("interrupted")]
     Cancelled,
 }

@@ -243,3 +243,49 @@ async fn unknown_fields_are_kept_and_a_numeric_time_is_tolerated() {
     w.assert_raw_matches_sandbox_entity("Customer", "raw.qb_customers")
         .await;
 }
+
+/// QBO answering `"QueryResponse": {}` for a page that has rows looks exactly like the end
+/// of the results; only COUNT(*) can tell. Whether it hits the first page (a one-page pass)
+/// or a later one, the window is read again, and never ends `success` short of its count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_comes_back_empty_is_caught_by_the_count() {
+    let w = World::new(small_company()).await;
+    // Request 1 is COUNT(*), request 2 the first page: it comes back empty, once.
+    w.faults(Faults {
+        malformed_every: 2,
+        ..malformed(Malformation::EmptyEnvelope)
+    });
+    let run = w
+        .backfill(
+            "invoices",
+            "2024-01-01",
+            "2024-03-31",
+            &["--chunk-days", "91"],
+        )
+        .await;
+    run.assert_code(0);
+    assert!(w.sandbox.stats().malformed > 0);
+    let chunk = the_chunk(&w).await;
+    assert_eq!(chunk.status, "success");
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+
+    // Every 4th answer empty, and no way to get past it: the chunk fails, saying why.
+    let w = World::new(small_company()).await;
+    w.faults(Faults {
+        malformed_every: 4,
+        ..malformed(Malformation::EmptyEnvelope)
+    });
+    let run = w.run(&one_chunk(&[])).await;
+    run.assert_code(1);
+    let chunk = the_chunk(&w).await;
+    assert_eq!(chunk.status, "error");
+    let error = chunk.error.unwrap_or_default();
+    assert!(error.contains("COUNT(*)"), "{error}");
+    w.faults(Faults::default());
+    w.run(&["backfill", "invoices", "--retry-failed"])
+        .await
+        .assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}

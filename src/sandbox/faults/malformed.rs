@@ -20,6 +20,9 @@ pub enum Malformation {
     Html502,
     /// `QueryResponse` keeps `startPosition` and `maxResults` but loses the entity's list.
     EnvelopeWithoutEntity,
+    /// A page that had rows answers `"QueryResponse": {}`, exactly like an empty result:
+    /// no client can tell, so only comparing with COUNT(*) catches it.
+    EmptyEnvelope,
     /// HTTP 200 whose body is a ValidationFault: a fault that no retry can fix.
     ValidationFaultIn200,
     /// Extra fields in the envelope, in `QueryResponse` and in every record.
@@ -70,6 +73,14 @@ impl Malformation {
             Malformation::EnvelopeWithoutEntity => {
                 if let Some(qr) = body.get_mut("QueryResponse").and_then(Value::as_object_mut) {
                     qr.retain(|_, v| !v.is_array());
+                }
+                None
+            }
+            Malformation::EmptyEnvelope => {
+                if let Some(qr) = body.get_mut("QueryResponse").and_then(Value::as_object_mut) {
+                    if qr.values().any(Value::is_array) {
+                        qr.clear();
+                    }
                 }
                 None
             }
@@ -140,6 +151,16 @@ mod tests {
         assert_eq!(
             b["QueryResponse"],
             json!({ "startPosition": 1, "maxResults": 1 })
+        );
+
+        let mut b = page();
+        Malformation::EmptyEnvelope.apply(&mut b);
+        assert_eq!(b["QueryResponse"], json!({}));
+        let mut count = json!({ "QueryResponse": { "totalCount": 3 } });
+        Malformation::EmptyEnvelope.apply(&mut count);
+        assert_eq!(
+            count["QueryResponse"]["totalCount"], 3,
+            "counts are left alone"
         );
 
         let mut b = page();
