@@ -1,6 +1,7 @@
-//! The crash and fault campaign of issue 4: SIGKILL at many points of a run, a Postgres
-//! outage, QBO faults at high rates, malformed answers, bad flags and secrets. Everything
-//! goes through the real binary, a real Postgres and the sandbox over HTTP.
+//! The crash and fault campaign of issue 4: SIGKILL at many points of a run, Postgres
+//! outages, QBO faults at high rates, malformed answers, bad flags and secrets, through the
+//! real binary, a real Postgres and the sandbox over HTTP; and property tests (`props`) of
+//! the query escaping, window planning and response parsing.
 
 #[path = "../common/mod.rs"]
 mod common;
