@@ -50,7 +50,7 @@ pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
     );
     println!("export QBO_TOKEN_STORE=file:{}", store.display());
     println!(
-        "# then: qbo backfill all --start {} --end {}",
+        "# then: qbo backfill all --start {} --end {} --chunk-days 92",
         args.data_start, args.data_end
     );
     println!("# faults: curl -X PUT {}/__sandbox/faults -d '{{\"throttle_every\":5}}' -H 'content-type: application/json'", sandbox.api_base_url());

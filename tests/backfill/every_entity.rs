@@ -154,3 +154,56 @@ async fn entities_lists_every_entity_with_its_table() {
         assert!(table.stdout.contains(e.table), "{}", table.stdout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_loads_every_entity_and_refuses_a_bad_count_before_touching_the_database() {
+    let w = World::new(small_company()).await;
+    let bad = w.run(&["demo", "--count", "vendors=0"]).await;
+    bad.assert_code(2);
+    assert!(bad.stderr.contains("Vendor"), "{}", bad.stderr);
+    assert!(!w.db.exists().await, "nothing was written");
+
+    let demo = w
+        .run(&[
+            "demo",
+            "--invoices",
+            "120",
+            "--customers",
+            "30",
+            "--items",
+            "15",
+            "--count",
+            "journal_entries=7",
+        ])
+        .await;
+    demo.assert_code(0);
+    assert!(
+        demo.stderr.contains("started the QBO sandbox"),
+        "{}",
+        demo.stderr
+    );
+    let pool = w.db.pool().await;
+    for e in ENTITIES {
+        assert!(
+            demo.stdout.contains(&format!("{}: run", e.cli_name)),
+            "{}",
+            demo.stdout
+        );
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", e.table))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(rows > 0, "{} is empty", e.table);
+    }
+    let journal: i64 = sqlx::query_scalar("SELECT count(*) FROM raw.qb_journal_entries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(journal <= 7, "--count journal_entries=7 gave {journal}");
+    let failed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ops.backfill_report WHERE status <> 'success'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(failed, 0);
+}
