@@ -14,7 +14,7 @@ pub(super) async fn sandbox() -> Sandbox {
     Sandbox::start(cfg).await.expect("sandbox starts")
 }
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -40,7 +40,7 @@ pub(super) async fn access_token(sb: &Sandbox) -> String {
     v["access_token"].as_str().unwrap().to_string()
 }
 
-async fn get(sb: &Sandbox, token: &str, q: &str, json: bool) -> reqwest::Response {
+pub(super) async fn get(sb: &Sandbox, token: &str, q: &str, json: bool) -> reqwest::Response {
     let url = format!("{}/v3/company/{}/query", sb.api_base_url(), sb.realm_id());
     let mut req = client()
         .get(url)

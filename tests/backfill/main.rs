@@ -9,3 +9,4 @@ mod every_entity;
 mod faults;
 mod load;
 mod resume;
+mod verify;
