@@ -65,7 +65,15 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
     };
     let job = Job {
         selection: Selection::All,
-        mode: Mode::New(DateRange::new(year(1, 1), year(12, 31)).map_err(CliError::usage)?),
+        // Through 2025-01-01 UTC: edits on the evening of 2024-12-31 in the company's zone are
+        // already 2025 in UTC, and the demo should land every record the company has.
+        mode: Mode::New(
+            DateRange::new(
+                year(1, 1),
+                NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date"),
+            )
+            .map_err(CliError::usage)?,
+        ),
         options: Options {
             chunk_days: args.chunk_days,
             concurrency: args.concurrency,
