@@ -52,6 +52,12 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .await?;
         let (mut expected, mut server_time) = answer.value;
         job.progress.expected_count = Some(expected as i64);
+        if expected == 0 && window_is_closed(job, server_time) {
+            // Nothing can enter a LastUpdatedTime window that QBO's clock has passed (an
+            // edit stamps the present), so an empty past window needs no pages and no sweep.
+            job.progress.passes = 1;
+            return Ok(());
+        }
         let (mut moved_ever, mut short) = (false, (0, 0));
         for pass in 1..=max_passes {
             job.progress.passes = pass as i32;
@@ -246,6 +252,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
         tx.commit().await?;
         Ok(())
     }
+}
+
+fn window_is_closed(job: &ChunkJob<'_>, server_time: Option<DateTime<Utc>>) -> bool {
+    job.ctx.field == crate::chunks::WindowField::LastUpdated
+        && server_time.is_some_and(|now| job.window.end <= now)
 }
 
 /// QBO stamps LastUpdatedTime in whole seconds, and its clock is the one that counts: take

@@ -83,7 +83,13 @@ async fn all_faults_together_at_high_rates_and_the_run_still_completes() {
         with_retry_after >= 3 && without > 0,
         "{with_retry_after} {without}"
     );
-    w.assert_raw_matches_sandbox().await;
+    for (qbo_name, table) in [
+        ("Invoice", "raw.qb_invoices"),
+        ("Customer", "raw.qb_customers"),
+        ("Item", "raw.qb_items"),
+    ] {
+        w.assert_raw_matches_sandbox_entity(qbo_name, table).await;
+    }
 
     let report = w.run(&["report", "--format", "json"]).await;
     report.assert_code(0);

@@ -75,6 +75,10 @@ fn escaping_never_changes_the_query() {
             invoices: 0,
             customers: 0,
             items: 0,
+            counts: entities::ENTITIES
+                .iter()
+                .map(|e| (e.qbo_name.to_string(), 0))
+                .collect(),
             ..SandboxConfig::default()
         }))
         .unwrap();
