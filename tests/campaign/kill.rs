@@ -132,10 +132,12 @@ impl Campaign<'_> {
         } else {
             ["backfill", "invoices", "--resume"].to_vec()
         };
-        let log = std::fs::File::create(self.w.dir.path().join(format!("cycle{}.log", self.cycle)))
-            .unwrap();
+        // Every other process runs two workers, so some kills leave two chunks mid-flight.
+        let workers = if self.cycle % 2 == 0 { "2" } else { "1" };
+        let log_path = self.w.dir.path().join(format!("cycle{}.log", self.cycle));
+        let log = std::fs::File::create(log_path).unwrap();
         self.w
-            .qbo(&[args.as_slice(), SHAPE].concat())
+            .qbo(&[args.as_slice(), SHAPE, &["--concurrency", workers]].concat())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
