@@ -133,7 +133,11 @@ impl Campaign<'_> {
             ["backfill", "invoices", "--resume"].to_vec()
         };
         // Every other process runs two workers, so some kills leave two chunks mid-flight.
-        let workers = if self.cycle % 2 == 0 { "2" } else { "1" };
+        let workers = if self.cycle.is_multiple_of(2) {
+            "2"
+        } else {
+            "1"
+        };
         let log_path = self.w.dir.path().join(format!("cycle{}.log", self.cycle));
         let log = std::fs::File::create(log_path).unwrap();
         self.w
