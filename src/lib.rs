@@ -13,4 +13,5 @@ pub mod query;
 pub mod report;
 pub mod sandbox;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
