@@ -71,6 +71,8 @@ pub struct Compiled {
     pub max_results: u64,
     /// Name lists hide inactive records unless the query names `Active`.
     pub hide_inactive: bool,
+    /// `SELECT Id, ...`: only these fields, as a sparse record; `None` for `SELECT *`.
+    pub projection: Option<Vec<FieldDef>>,
 }
 
 fn typed(field: &FieldDef, lit: &Literal) -> Result<Val, String> {
@@ -149,7 +151,24 @@ pub fn compile(q: &Query, table: &Table) -> Result<Compiled, String> {
             *desc,
         )),
     };
+    let projection = match &q.fields {
+        None => None,
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|name| {
+                    table.field(name).ok_or_else(|| {
+                        format!(
+                            "property '{name}' is not queryable for entity {}",
+                            table.entity.qbo_name
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
     Ok(Compiled {
+        projection,
         count: q.count,
         entity: table.entity.qbo_name,
         preds,
@@ -330,6 +349,33 @@ pub fn select<'a>(table: &'a Table, ctx: &GenCtx, q: &Compiled) -> Vec<&'a Row> 
         o.then(ra.keys.id.cmp(&rb.keys.id))
     });
     keyed.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A result row as the response carries it: the whole record, or for a projection a sparse
+/// one with only the selected fields (where the record has them) plus `domain` and `sparse`.
+pub fn output(table: &Table, ctx: &GenCtx, row: &Row, q: &Compiled) -> Value {
+    let doc = table.render(ctx, row);
+    let Some(fields) = &q.projection else {
+        return doc;
+    };
+    let mut out = Value::Object(Default::default());
+    for f in fields {
+        let parts: Vec<&str> = f.path.split('.').collect();
+        let Some(v) = parts.iter().try_fold(&doc, |v, p| v.get(p)) else {
+            continue;
+        };
+        let Some((last, parents)) = parts.split_last() else {
+            continue;
+        };
+        let mut at = &mut out;
+        for p in parents {
+            at = &mut at[*p];
+        }
+        at[*last] = v.clone();
+    }
+    out["domain"] = Value::from("QBO");
+    out["sparse"] = Value::from(true);
+    out
 }
 
 /// The page a query asks for (1-based STARTPOSITION).

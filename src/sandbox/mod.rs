@@ -2,11 +2,16 @@
 //! `/__sandbox` control API, served by axum. Tests and `qbo demo` use it instead of QBO.
 //! It is deliberately at least as strict as QBO. See docs/sandbox-spec.md for the contract.
 
+mod cdc;
+#[cfg(test)]
+mod cdc_tests;
 mod clock;
+mod control;
 mod data;
 mod envelope;
 mod eval;
 mod faults;
+mod gate;
 mod oauth;
 mod query;
 mod server;
@@ -19,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use faults::Faults;
@@ -82,10 +87,11 @@ pub enum SandboxError {
 pub struct RequestLogEntry {
     /// Milliseconds since the sandbox started.
     pub at_ms: u64,
-    /// `query`, `count`, `token` or `authorize`.
+    /// `query`, `count`, `cdc`, `token` or `authorize`.
     pub kind: String,
     pub status: u16,
-    /// The query text (never tokens or secrets).
+    /// The query text, or a CDC request's `entities` and `changedSince` (never tokens or
+    /// secrets).
     pub query: Option<String>,
     /// Which injected fault, if any, shaped the answer (e.g. `drop`, `throttle_every`).
     pub fault: Option<String>,
@@ -97,6 +103,8 @@ pub struct Stats {
     pub query_requests: u64,
     /// The subset of `query_requests` that were `SELECT COUNT(*)`.
     pub count_requests: u64,
+    /// Every request to the change data capture endpoint.
+    pub cdc_requests: u64,
     pub token_requests: u64,
     pub throttled: u64,
     pub server_errors: u64,
@@ -109,6 +117,8 @@ pub struct Stats {
     pub max_in_flight: u64,
     /// Records touched by `mutate_while_paging_every`.
     pub mutations: u64,
+    /// Records deleted (library or control API).
+    pub deletes: u64,
     pub request_log: Vec<RequestLogEntry>,
 }
 
@@ -163,9 +173,14 @@ impl Inner {
         s.request_log.push(entry);
     }
 
+    /// The sandbox's clock: every mutation, horizon and `time` reads it here.
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
     /// `time` for envelopes: now, company offset, milliseconds.
     fn time(&self) -> String {
-        clock::format_millis(Utc::now())
+        clock::format_millis(self.now())
     }
 
     fn touch(&self, entity: &str, id: &str) -> bool {
@@ -174,7 +189,26 @@ impl Inner {
         };
         self.store
             .write(entity)
-            .is_some_and(|mut t| t.touch(id, Utc::now()))
+            .is_some_and(|mut t| t.touch(id, self.now()))
+    }
+
+    fn delete(&self, entity: &str, id: &str) -> Result<(), String> {
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| format!("Id {id:?} is not a numeric Id"))?;
+        let mut t = self.store.write(entity).ok_or("unknown entity")?;
+        if !t.delete(id, self.now()) {
+            return Err(format!("no live record with Id {id}"));
+        }
+        drop(t);
+        self.stats().deletes += 1;
+        Ok(())
+    }
+
+    /// Tombstoned Ids in numeric order; `None` for an unknown entity.
+    fn deleted_ids(&self, entity: &str) -> Option<Vec<String>> {
+        let t = self.store.read(entity)?;
+        Some(t.tombstones.keys().map(u64::to_string).collect())
     }
 
     fn records(&self, entity: &str) -> Option<Vec<serde_json::Value>> {
@@ -299,13 +333,14 @@ impl Sandbox {
         self.inner.faults()
     }
 
-    /// Every record of an entity (QBO name), inactive included, as the API would serialise it.
-    /// Unknown entities yield an empty list.
+    /// Every live record of an entity (QBO name), inactive included, deleted ones not, as the
+    /// API would serialise it. Unknown entities yield an empty list.
     pub fn records(&self, qbo_entity: &str) -> Vec<serde_json::Value> {
         self.inner.records(qbo_entity).unwrap_or_default()
     }
 
-    /// Inserts or replaces a record (Id taken from the value). Panics on an unknown entity or a
+    /// Inserts or replaces a record (Id taken from the value); re-creating a deleted Id clears
+    /// its tombstone, so the record is live again and CDC reports it as such. Panics on an unknown entity or a
     /// record without Id / MetaData.LastUpdatedTime, since that is a bug in the calling test;
     /// see `try_put_record` for the fallible form.
     pub fn put_record(&self, qbo_entity: &str, record: serde_json::Value) {
@@ -334,6 +369,30 @@ impl Sandbox {
             doc: Some(Arc::new(record)),
         });
         Ok(())
+    }
+
+    /// Simulates a user deleting a record now: it vanishes from queries and COUNT(*), and CDC
+    /// reports it as Deleted (at this instant) to any `changedSince` up to now. Panics on an
+    /// unknown entity or an Id with no live record, since that is a bug in the calling test;
+    /// see `try_delete_record` for the fallible form.
+    pub fn delete_record(&self, qbo_entity: &str, id: &str) {
+        if let Err(e) = self.try_delete_record(qbo_entity, id) {
+            panic!("{e}");
+        }
+    }
+
+    pub fn try_delete_record(&self, qbo_entity: &str, id: &str) -> Result<(), SandboxError> {
+        self.inner
+            .delete(qbo_entity, id)
+            .map_err(|reason| SandboxError::Record {
+                entity: qbo_entity.into(),
+                reason,
+            })
+    }
+
+    /// Ids deleted and not re-created since, in numeric order. Unknown entities yield none.
+    pub fn deleted_ids(&self, qbo_entity: &str) -> Vec<String> {
+        self.inner.deleted_ids(qbo_entity).unwrap_or_default()
     }
 
     /// Simulates a user editing a record now: SyncToken + 1, LastUpdatedTime = now.

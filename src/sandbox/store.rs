@@ -1,7 +1,8 @@
 //! The record store: per entity, key fields in a `BTreeMap` by numeric Id plus ordered indexes
 //! on `(LastUpdatedTime, Id)` and `(TxnDate, Id)`, so window queries are range scans and a
 //! page never clones the dataset. Full JSON is rendered on demand (see `data`), except for
-//! records planted by tests, which are kept verbatim.
+//! records planted by tests, which are kept verbatim. Deleted records leave a tombstone
+//! (Id, deletion time) that change data capture reports.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -26,6 +27,8 @@ pub struct Table {
     pub rows: BTreeMap<u64, Arc<Row>>,
     pub by_updated: BTreeMap<(i64, u64), Arc<Row>>,
     pub by_txn: BTreeMap<(NaiveDate, u64), Arc<Row>>,
+    /// Deleted Ids and when (epoch ms, whole seconds). A live row never has a tombstone.
+    pub tombstones: BTreeMap<u64, i64>,
 }
 
 impl Table {
@@ -36,19 +39,17 @@ impl Table {
             rows: BTreeMap::new(),
             by_updated: BTreeMap::new(),
             by_txn: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
         }
     }
 
-    /// Inserts or replaces a row, keeping both indexes in step.
+    /// Inserts or replaces a row, keeping both indexes in step. Re-creating a deleted Id
+    /// makes it live again: its tombstone goes.
     pub fn upsert(&mut self, row: Row) {
         let id = row.keys.id;
         let row = Arc::new(row);
-        if let Some(old) = self.rows.remove(&id) {
-            self.by_updated.remove(&(old.keys.updated_ms, id));
-            if let Some(d) = old.keys.txn_date {
-                self.by_txn.remove(&(d, id));
-            }
-        }
+        self.unlink(id);
+        self.tombstones.remove(&id);
         self.by_updated
             .insert((row.keys.updated_ms, id), row.clone());
         if let Some(d) = row.keys.txn_date {
@@ -57,11 +58,29 @@ impl Table {
         self.rows.insert(id, row);
     }
 
-    pub fn render(&self, ctx: &GenCtx, row: &Row) -> Value {
-        match &row.doc {
-            Some(doc) => (**doc).clone(),
-            None => self.gen.render(ctx, &row.keys),
+    /// Takes a row out of the Id map and both indexes.
+    fn unlink(&mut self, id: u64) -> Option<Arc<Row>> {
+        let old = self.rows.remove(&id)?;
+        self.by_updated.remove(&(old.keys.updated_ms, id));
+        if let Some(d) = old.keys.txn_date {
+            self.by_txn.remove(&(d, id));
         }
+        Some(old)
+    }
+
+    /// A user deleting a record at `now`: it vanishes from queries and counts, and leaves a
+    /// tombstone at `now` (whole seconds, like QBO's timestamps). False if there is no such
+    /// live record.
+    pub fn delete(&mut self, id: u64, now: DateTime<Utc>) -> bool {
+        if self.unlink(id).is_none() {
+            return false;
+        }
+        self.tombstones.insert(id, whole_seconds(now));
+        true
+    }
+
+    pub fn render(&self, ctx: &GenCtx, row: &Row) -> Value {
+        render(self.gen, ctx, row)
     }
 
     /// Looks a queryable field up by name, case-insensitively (QBO accepts
@@ -81,8 +100,7 @@ impl Table {
         };
         let mut keys = old.keys.clone();
         keys.sync_token += 1;
-        let ms = now.timestamp_millis();
-        keys.updated_ms = ms - ms.rem_euclid(1000);
+        keys.updated_ms = whole_seconds(now);
         let doc = old.doc.clone().map(|mut doc| {
             let d = Arc::make_mut(&mut doc);
             d["SyncToken"] = Value::String(keys.sync_token.to_string());
@@ -180,6 +198,20 @@ impl Store {
         self.find(name)
             .map(|t| t.write().unwrap_or_else(|e| e.into_inner()))
     }
+}
+
+/// A row's JSON without the table's lock: rows are immutable snapshots, so a reader may
+/// render them after letting go of the table.
+pub fn render(gen: &dyn EntityGen, ctx: &GenCtx, row: &Row) -> Value {
+    match &row.doc {
+        Some(doc) => (**doc).clone(),
+        None => gen.render(ctx, &row.keys),
+    }
+}
+
+fn whole_seconds(t: DateTime<Utc>) -> i64 {
+    let ms = t.timestamp_millis();
+    ms - ms.rem_euclid(1000)
 }
 
 /// A panic while holding the lock cannot leave a table half-updated in a way that matters to a
