@@ -1,0 +1,106 @@
+use chrono::{Duration, Utc};
+
+use crate::common::World;
+use crate::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_after_a_backfill_reads_only_the_changes_through_cdc() {
+    let w = World::new(recent_company(120)).await;
+    backfill_recent(&w).await;
+    let invoices = w.sandbox.records("Invoice");
+    let id = |i: usize| invoices[i]["Id"].as_str().unwrap().to_string();
+    for i in 0..3 {
+        w.sandbox.touch_record("Invoice", &id(i));
+    }
+    w.sandbox.delete_record("Invoice", &id(3));
+    w.sandbox.delete_record("Invoice", &id(4));
+    w.sandbox
+        .put_record("Invoice", new_record(&w, "Invoice", "990001", Utc::now()));
+    let customer = w.sandbox.records("Customer")[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.sandbox.touch_record("Customer", &customer);
+
+    let before = log_len(&w);
+    let run = w.run(&["sync", "invoices", "customers", "items"]).await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("invoices: sync run"), "{}", run.stdout);
+    assert!(run.stdout.contains("via cdc"), "{}", run.stdout);
+
+    // One request for QBO's clock and one CDC call for the three entities: no windows.
+    let log = requests_since(&w, before);
+    let kinds: Vec<&str> = log.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "cdc").count(), 1, "{log:#?}");
+    assert!(
+        kinds.iter().all(|k| ["cdc", "count", "token"].contains(k)),
+        "a sync after a backfill reads no windows: {log:#?}"
+    );
+    assert!(log.iter().any(|e| e
+        .query
+        .as_deref()
+        .is_some_and(|q| q.contains("entities=Customer,Invoice,Item"))));
+
+    let report = sync_report(&w, "invoices").await;
+    assert_eq!(latest_run_vias(&report), ["cdc"]);
+    assert_eq!(latest_run_sum(&report, "inserted"), 1);
+    assert_eq!(latest_run_sum(&report, "updated"), 3);
+    assert_eq!(latest_run_sum(&report, "deleted"), 2);
+    let customers = sync_report(&w, "customers").await;
+    assert_eq!(latest_run_sum(&customers, "updated"), 1);
+    assert_synced(&w, "Invoice", "raw.qb_invoices").await;
+    assert_synced(&w, "Customer", "raw.qb_customers").await;
+    assert_synced(&w, "Item", "raw.qb_items").await;
+
+    // Nothing changed: the next sync writes nothing, and the watermark moved forward.
+    let pool = w.db.pool().await;
+    let first: chrono::DateTime<Utc> = sqlx::query_scalar(
+        "SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(first > Utc::now() - Duration::minutes(5));
+    let again = w.run(&["sync", "invoices"]).await;
+    again.assert_code(0);
+    assert!(
+        again.stdout.contains("0 inserted, 0 updated"),
+        "{}",
+        again.stdout
+    );
+    let second: chrono::DateTime<Utc> = sqlx::query_scalar(
+        "SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(second >= first);
+
+    // `qbo report` shows the backfill and the sync side by side.
+    let table = w.run(&["report", "invoices"]).await;
+    table.assert_code(0);
+    assert!(table.stdout.contains("backfill"), "{}", table.stdout);
+    assert!(table.stdout.contains(" sync "), "{}", table.stdout);
+    assert!(table.stdout.contains("DELETED"), "{}", table.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_backfills_from_since_and_sets_the_watermark() {
+    let w = World::new(recent_company(80)).await;
+    let run = w.run(&["sync", "invoices", "--since", &days_ago(21)]).await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("via query+reconcile"), "{}", run.stdout);
+    assert_synced(&w, "Invoice", "raw.qb_invoices").await;
+
+    // The next one needs no --since and goes through CDC.
+    let id = w.sandbox.records("Invoice")[5]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.sandbox.touch_record("Invoice", &id);
+    let next = w.run(&["sync", "invoices"]).await;
+    next.assert_code(0);
+    assert!(next.stdout.contains("via cdc"), "{}", next.stdout);
+    assert!(next.stdout.contains("1 updated"), "{}", next.stdout);
+    assert_synced(&w, "Invoice", "raw.qb_invoices").await;
+}
