@@ -115,8 +115,22 @@ pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
     Ok(page)
 }
 
+/// The object that holds a record's keys: the record itself, or for a RecurringTransaction
+/// the template QBO wraps in its type (`{"Invoice": {"Id": ...}}`).
+fn record_keys(item: &RawValue) -> Result<RecordKeys<'_>, serde_json::Error> {
+    serde_json::from_str::<RecordKeys>(item.get()).or_else(|e| {
+        let Ok(wrapper) = serde_json::from_str::<HashMap<String, &RawValue>>(item.get()) else {
+            return Err(e);
+        };
+        match (wrapper.len(), wrapper.into_values().next()) {
+            (1, Some(inner)) => serde_json::from_str(inner.get()).map_err(|_| e),
+            _ => Err(e),
+        }
+    })
+}
+
 pub(super) fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, ClientError> {
-    let keys: RecordKeys = serde_json::from_str(item.get())
+    let keys: RecordKeys = record_keys(item)
         .map_err(|e| ClientError::Malformed(format!("{entity} record without a usable Id: {e}")))?;
     let lut = keys.meta.and_then(|m| m.last_updated).ok_or_else(|| {
         ClientError::Malformed(format!(
@@ -291,6 +305,17 @@ mod tests {
             42
         );
         assert_eq!(parse_count(br#"{"QueryResponse":{}}"#).unwrap().0, 0);
+    }
+
+    #[test]
+    fn recurring_templates_are_read_inside_their_wrapper_and_kept_whole() {
+        let body = br#"{"QueryResponse":{"RecurringTransaction":[{"Bill":{"Id":"12","SyncToken":"1","MetaData":{"LastUpdatedTime":"2024-03-04T16:00:00-08:00"},"RecurringInfo":{"Name":"Rent"}}}],"maxResults":1}}"#;
+        let p = parse_page(body, "RecurringTransaction").unwrap();
+        let r = &p.records[0];
+        assert_eq!((r.id.as_str(), r.sync_token.as_str()), ("12", "1"));
+        assert!(r.json.get().starts_with(r#"{"Bill":{"Id":"12""#));
+        let bad = br#"{"QueryResponse":{"RecurringTransaction":[{"Bill":{"Id":"1"},"Invoice":{"Id":"2"}}],"maxResults":1}}"#;
+        assert!(parse_page(bad, "RecurringTransaction").is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 
 use super::super::clock;
-use super::super::data::GenCtx;
+use super::super::data::{default_counts, GenCtx};
 use super::super::query;
 use super::super::store::{Row, Store};
 use super::*;
@@ -14,14 +14,9 @@ fn store() -> Store {
         seed: 1,
         start: clock::local_midnight(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
         end: clock::local_midnight(NaiveDate::from_ymd_opt(2024, 4, 1).unwrap()),
-        customers: 40,
-        items: 10,
+        counts: default_counts(300, 40, 10, &Default::default()),
     };
-    let s = Store::generate(ctx, |n| match n {
-        "Invoice" => 300,
-        "Customer" => 40,
-        _ => 10,
-    });
+    let s = Store::generate(ctx);
     let plant = |entity: &str, v: Value| {
         let mut t = s.write(entity).unwrap();
         let keys = t.keys_from_json(&v).unwrap();

@@ -8,6 +8,8 @@ mod cdc_tests;
 mod clock;
 mod control;
 mod data;
+#[cfg(test)]
+mod entity_tests;
 mod envelope;
 mod eval;
 mod faults;
@@ -19,6 +21,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -27,6 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use data::record_body;
 pub use faults::Faults;
 
 /// How many request-log entries are kept; older ones are dropped so a long demo cannot grow
@@ -43,6 +47,9 @@ pub struct SandboxConfig {
     pub invoices: usize,
     pub customers: usize,
     pub items: usize,
+    /// Per-entity record counts by QBO name (e.g. `"Bill" => 50`), overriding the defaults
+    /// every other entity derives from the three counts above (see `count_of`).
+    pub counts: BTreeMap<String, usize>,
     /// LastUpdatedTime / TxnDate spread over `[data_start, data_end]` (company-local days).
     pub data_start: NaiveDate,
     pub data_end: NaiveDate,
@@ -61,12 +68,43 @@ impl Default for SandboxConfig {
             invoices: 1000,
             customers: 100,
             items: 30,
+            counts: BTreeMap::new(),
             data_start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(),
             data_end: NaiveDate::from_ymd_opt(2024, 6, 30).unwrap_or_default(),
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(101 * 86_400),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
+    }
+}
+
+impl SandboxConfig {
+    /// How many records of `qbo_name` the company holds: `counts` if it names the entity,
+    /// else the entity's default for a company of `invoices`/`customers`/`items` (singletons
+    /// such as CompanyInfo always 1). Unknown names yield 0.
+    pub fn count_of(&self, qbo_name: &str) -> usize {
+        self.entity_counts()
+            .map(|c| c.get(qbo_name) as usize)
+            .unwrap_or(0)
+    }
+
+    fn entity_counts(&self) -> Result<data::Counts, SandboxError> {
+        if let Some(unknown) = self.counts.keys().find(|n| data::spec(n).is_none()) {
+            return Err(SandboxError::Config(format!(
+                "unknown entity `{unknown}` in counts; use QBO names such as `Invoice` or `JournalEntry`"
+            )));
+        }
+        let mut overrides = self.counts.clone();
+        for (name, n) in [
+            ("Invoice", self.invoices),
+            ("Customer", self.customers),
+            ("Item", self.items),
+        ] {
+            overrides.entry(name.to_string()).or_insert(n);
+        }
+        let counts = data::default_counts(self.invoices, self.customers, self.items, &overrides);
+        data::check_counts(&counts).map_err(SandboxError::Config)?;
+        Ok(counts)
     }
 }
 
@@ -234,11 +272,7 @@ impl Sandbox {
         if cfg.data_end < cfg.data_start {
             return Err(SandboxError::Config("data_end is before data_start".into()));
         }
-        if cfg.invoices > 0 && (cfg.customers == 0 || cfg.items == 0) {
-            return Err(SandboxError::Config(
-                "invoices need at least one customer and one item".into(),
-            ));
-        }
+        let counts = cfg.entity_counts()?;
         let ctx = data::GenCtx {
             seed: cfg.seed,
             start: clock::local_midnight(cfg.data_start),
@@ -246,21 +280,12 @@ impl Sandbox {
                 cfg.data_end
                     .and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()),
             ),
-            customers: cfg.customers as u64,
-            items: cfg.items as u64,
+            counts,
         };
-        let counts = (cfg.invoices, cfg.customers, cfg.items);
         // Generating 500k keys takes a moment of pure CPU; keep it off the async workers.
-        let store = tokio::task::spawn_blocking(move || {
-            store::Store::generate(ctx, |name| match name {
-                "Invoice" => counts.0,
-                "Customer" => counts.1,
-                "Item" => counts.2,
-                _ => 0,
-            })
-        })
-        .await
-        .map_err(|e| SandboxError::Config(format!("data generation failed: {e}")))?;
+        let store = tokio::task::spawn_blocking(move || store::Store::generate(ctx))
+            .await
+            .map_err(|e| SandboxError::Config(format!("data generation failed: {e}")))?;
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| SandboxError::Bind {

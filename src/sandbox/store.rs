@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 use super::clock;
-use super::data::{EntityGen, FieldDef, GenCtx, Keys, COMMON_FIELDS};
+use super::data::{self, EntityGen, FieldDef, GenCtx, Keys, COMMON_FIELDS, WHOLE_FIELDS};
 use crate::entities::{self, Entity};
 
 pub struct Row {
@@ -86,7 +86,13 @@ impl Table {
     /// Looks a queryable field up by name, case-insensitively (QBO accepts
     /// `Metadata.LastUpdatedTime` as well as `MetaData.LastUpdatedTime`).
     pub fn field(&self, name: &str) -> Option<FieldDef> {
-        COMMON_FIELDS
+        // QBO serves whole entities unfiltered: no `MetaData` conditions on them.
+        let common = if self.entity.is_whole() {
+            WHOLE_FIELDS
+        } else {
+            COMMON_FIELDS
+        };
+        common
             .iter()
             .chain(self.gen.fields())
             .find(|f| f.path.eq_ignore_ascii_case(name))
@@ -102,7 +108,7 @@ impl Table {
         keys.sync_token += 1;
         keys.updated_ms = whole_seconds(now);
         let doc = old.doc.clone().map(|mut doc| {
-            let d = Arc::make_mut(&mut doc);
+            let d = data::record_body_mut(Arc::make_mut(&mut doc));
             d["SyncToken"] = Value::String(keys.sync_token.to_string());
             d["MetaData"]["LastUpdatedTime"] =
                 Value::String(clock::format_secs(clock::from_millis(keys.updated_ms)));
@@ -114,6 +120,7 @@ impl Table {
 
     /// Reads the key fields out of a planted record.
     pub fn keys_from_json(&self, v: &Value) -> Result<Keys, String> {
+        let v = data::record_body(v);
         let id = match &v["Id"] {
             Value::String(s) => s.parse::<u64>().ok(),
             Value::Number(n) => n.as_u64(),
@@ -163,15 +170,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Generates every entity that has both a generator and a registry entry.
-    pub fn generate(ctx: GenCtx, count_of: impl Fn(&str) -> usize) -> Store {
+    /// Generates every entity that has both a generator and a registry entry, as many of
+    /// each as `ctx.counts` says.
+    pub fn generate(ctx: GenCtx) -> Store {
         let mut tables = Vec::new();
         for gen in super::data::generators() {
             let Some(entity) = entities::by_qbo_name(gen.qbo_name()) else {
                 continue;
             };
             let mut t = Table::new(entity, gen);
-            let n = count_of(gen.qbo_name()) as u64;
+            let n = ctx.count(gen.qbo_name());
             for id in 1..=n {
                 t.upsert(Row {
                     keys: gen.keys(&ctx, id, n),
