@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::response::{self, envelope, get_ci, parse_record, server_time, snippet};
+use super::response::{self, envelope, get_ci, parse_record, record_id, server_time, snippet};
 use super::{Answer, ClientError, QboClient, QuerySource, RawRecord, RequestCounters};
 
 /// QBO answers at most this many objects per CDC call, over all entities together, and does
@@ -153,8 +153,10 @@ pub fn parse_cdc(body: &[u8], entities: &[&str]) -> Result<CdcPage, ClientError>
 }
 
 fn parse_change(item: &RawValue, entity: &str) -> Result<CdcChange, ClientError> {
-    let keys: StubKeys = serde_json::from_str(item.get())
-        .map_err(|e| ClientError::Malformed(format!("{entity} change without a usable Id: {e}")))?;
+    // No Id at the top: a wrapped record (RecurringTransaction), never a delete stub.
+    let Ok(keys) = serde_json::from_str::<StubKeys>(item.get()) else {
+        return parse_record(item, entity).map(CdcChange::Live);
+    };
     if !keys
         .status
         .as_deref()
@@ -181,12 +183,6 @@ fn parse_change(item: &RawValue, entity: &str) -> Result<CdcChange, ClientError>
     })
 }
 
-#[derive(Deserialize)]
-struct IdOnly {
-    #[serde(rename = "Id")]
-    id: String,
-}
-
 /// Parses a page of `SELECT Id FROM <entity>` (sparse records holding little but their Id).
 pub fn parse_ids(body: &[u8], entity: &str) -> Result<IdPage, ClientError> {
     let top = envelope(body)?;
@@ -198,12 +194,15 @@ pub fn parse_ids(body: &[u8], entity: &str) -> Result<IdPage, ClientError> {
     })?;
     let qr: HashMap<String, &RawValue> = serde_json::from_str(qr.get())
         .map_err(|e| ClientError::Malformed(format!("QueryResponse is not an object: {e}")))?;
+    let malformed = |e: serde_json::Error| ClientError::Malformed(format!("{entity} ids: {e}"));
     let ids = match qr.get(entity) {
-        Some(list) => serde_json::from_str::<Vec<IdOnly>>(list.get())
-            .map_err(|e| ClientError::Malformed(format!("{entity} ids: {e}")))?
+        // A RecurringTransaction wraps its template in its type: record_id looks inside.
+        Some(list) => serde_json::from_str::<Vec<&RawValue>>(list.get())
+            .map_err(malformed)?
             .into_iter()
-            .map(|r| r.id)
-            .collect(),
+            .map(record_id)
+            .collect::<Result<_, _>>()
+            .map_err(malformed)?,
         None => Vec::new(),
     };
     Ok(IdPage {
@@ -257,6 +256,12 @@ mod tests {
     fn id_pages() {
         let body = br#"{"QueryResponse":{"Invoice":[{"Id":"3","domain":"QBO","sparse":true},{"Id":"4"}],"maxResults":2},"time":"2026-11-24T11:00:00-08:00"}"#;
         assert_eq!(parse_ids(body, "Invoice").unwrap().ids, vec!["3", "4"]);
+        let wrapped =
+            br#"{"QueryResponse":{"RecurringTransaction":[{"Invoice":{"Id":"7","sparse":true}}]}}"#;
+        assert_eq!(
+            parse_ids(wrapped, "RecurringTransaction").unwrap().ids,
+            vec!["7"]
+        );
         assert!(parse_ids(br#"{"QueryResponse":{}}"#, "Invoice")
             .unwrap()
             .ids

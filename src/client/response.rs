@@ -129,6 +129,11 @@ fn record_keys(item: &RawValue) -> Result<RecordKeys<'_>, serde_json::Error> {
     })
 }
 
+/// The Id of a record, sparse or full, wrapped or not.
+pub(super) fn record_id(item: &RawValue) -> Result<String, serde_json::Error> {
+    record_keys(item).map(|k| k.id.into_owned())
+}
+
 pub(super) fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, ClientError> {
     let keys: RecordKeys = record_keys(item)
         .map_err(|e| ClientError::Malformed(format!("{entity} record without a usable Id: {e}")))?;

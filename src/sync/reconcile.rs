@@ -78,15 +78,11 @@ impl<S: ChangeSource + 'static> Sync<S> {
         let mut listed = HashSet::new();
         let mut start = 1;
         loop {
-            let q = Query::ids(entity)
-                .order_by(ID_FIELD)
-                .page(start, MAX_PAGE_SIZE)
-                .render();
-            let answer = self.source.fetch_ids(entity.qbo_name, &q, counters).await?;
+            let (ids, tid) = self.list_page(entity, start, counters).await?;
             f.pages += 1;
-            f.intuit_tid = answer.intuit_tid.or(f.intuit_tid);
-            let n = answer.value.ids.len();
-            listed.extend(answer.value.ids);
+            f.intuit_tid = tid.or(f.intuit_tid);
+            let n = ids.len();
+            listed.extend(ids);
             if n < MAX_PAGE_SIZE as usize {
                 break;
             }
@@ -120,6 +116,32 @@ impl<S: ChangeSource + 'static> Sync<S> {
             f.still_live.extend(answer.value.records);
         }
         Ok(f)
+    }
+
+    /// One page of the ids QBO has. Entities read whole are a handful of settings-like
+    /// records, some wrapped in their type (RecurringTransaction): list them with `SELECT *`,
+    /// whose parser knows the wrappers; everything else with the cheap `SELECT Id`.
+    async fn list_page(
+        &self,
+        entity: &'static Entity,
+        start: u32,
+        counters: &mut RequestCounters,
+    ) -> Result<(Vec<String>, Option<String>), StepError> {
+        if entity.is_whole() {
+            let q = Query::select(entity).page(start, MAX_PAGE_SIZE).render();
+            let answer = self
+                .source
+                .fetch_page(entity.qbo_name, &q, counters)
+                .await?;
+            let ids = answer.value.records.into_iter().map(|r| r.id).collect();
+            return Ok((ids, answer.intuit_tid));
+        }
+        let q = Query::ids(entity)
+            .order_by(ID_FIELD)
+            .page(start, MAX_PAGE_SIZE)
+            .render();
+        let answer = self.source.fetch_ids(entity.qbo_name, &q, counters).await?;
+        Ok((answer.value.ids, answer.intuit_tid))
     }
 
     async fn commit_reconcile(

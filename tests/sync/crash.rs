@@ -19,7 +19,7 @@ fn change_things(w: &World, round: usize) {
     let new_id = format!("98{round:04}");
     w.sandbox
         .put_record("Invoice", new_record(w, "Invoice", &new_id, Utc::now()));
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         w.sandbox.delete_record("Invoice", &new_id);
     }
 }
