@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Args;
 
-use super::backfill_cmd::{connect, interrupt_on_ctrl_c};
+use super::backfill_cmd::{connect, on_interrupt};
 use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs};
 use crate::auth::{self, TokenManager, TokenStore};
 use crate::backfill;
@@ -123,7 +123,9 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
     let tokens: Arc<dyn TokenStore> =
         Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
     let db = connect(&args.db).await?;
-    let cancel = interrupt_on_ctrl_c();
+    let cancel = on_interrupt(
+        "interrupted: stopping; the watermark stays at the last commit, so the next sync reads the rest",
+    );
     let retry = RetryPolicy {
         max_attempts: args.max_attempts,
         base_delay: Duration::from_millis(args.retry_base_ms),

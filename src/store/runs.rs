@@ -384,7 +384,8 @@ impl PgStore {
                    finished_at = now()
                FROM (
                    SELECT CASE
-                       WHEN bool_or(status IN ('pending', 'running')) THEN 'incomplete'
+                       WHEN count(*) = 0 OR bool_or(status IN ('pending', 'running'))
+                           THEN 'incomplete'
                        WHEN bool_and(status = 'success') THEN 'success'
                        WHEN bool_or(status = 'success') THEN 'partial'
                        ELSE 'error' END AS status

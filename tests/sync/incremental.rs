@@ -104,3 +104,87 @@ async fn a_first_sync_backfills_from_since_and_sets_the_watermark() {
     assert!(next.stdout.contains("1 updated"), "{}", next.stdout);
     assert_synced(&w, "Invoice", "raw.qb_invoices").await;
 }
+
+async fn watermark_row(w: &World) -> Option<(bool, String, bool)> {
+    let pool = w.db.pool().await;
+    sqlx::query_as(
+        "SELECT w.watermark_utc = r.started_at - interval '5 minutes', w.source, w.needs_reconcile
+         FROM ops.sync_watermarks w JOIN ops.backfill_runs r USING (run_id)
+         WHERE w.entity = 'invoices'",
+    )
+    .fetch_optional(&pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfills_leave_a_watermark_only_when_it_is_safe() {
+    let w = World::new(recent_company(40)).await;
+    // By transaction date: no watermark (LastUpdatedTime coverage unknown).
+    w.backfill(
+        "invoices",
+        &days_ago(21),
+        &today(),
+        &["--window-field", "txn-date"],
+    )
+    .await
+    .assert_code(0);
+    assert_eq!(watermark_row(&w).await, None);
+    let pool = w.db.pool().await;
+    sqlx::query("TRUNCATE raw.qb_invoices")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // Into an empty table, up to today: the run's start (less clock skew), nothing to reconcile.
+    w.backfill("invoices", &days_ago(21), &today(), &[])
+        .await
+        .assert_code(0);
+    assert_eq!(
+        watermark_row(&w).await,
+        Some((true, "backfill".into(), false))
+    );
+
+    // An existing watermark is never moved by a backfill.
+    w.backfill("invoices", &days_ago(21), &today(), &[])
+        .await
+        .assert_code(0);
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ops.sync_watermarks w JOIN ops.backfill_runs r USING (run_id)
+         WHERE r.started_at = (SELECT min(started_at) FROM ops.backfill_runs WHERE window_field = 'last-updated')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 1, "still the first last-updated backfill's watermark");
+
+    // Into a table that had rows: deletes before the run may be missing, so the next sync
+    // reconciles once, then goes back to CDC alone.
+    sqlx::query("DELETE FROM ops.sync_watermarks")
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.backfill("invoices", &days_ago(21), &today(), &[])
+        .await
+        .assert_code(0);
+    assert_eq!(
+        watermark_row(&w).await,
+        Some((true, "backfill".into(), true))
+    );
+    let id = w.sandbox.records("Invoice")[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.sandbox.delete_record("Invoice", &id);
+    let first = w.run(&["sync", "invoices"]).await;
+    first.assert_code(0);
+    assert!(
+        first.stdout.contains("via cdc+reconcile"),
+        "{}",
+        first.stdout
+    );
+    let second = w.run(&["sync", "invoices"]).await;
+    second.assert_code(0);
+    assert!(second.stdout.contains("via cdc from"), "{}", second.stdout);
+    assert_synced(&w, "Invoice", "raw.qb_invoices").await;
+}
