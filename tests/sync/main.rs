@@ -7,6 +7,7 @@ mod bad_input;
 mod crash;
 mod deletes;
 mod fallback;
+mod faults;
 mod incremental;
 mod no_cdc;
 mod raw_zone;
