@@ -248,7 +248,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
             return Err(e);
         }
         if status == "success" && !self.cancel.is_cancelled() {
-            self.seed_watermark(run_id, entity).await?;
+            // A sync watermark where none exists (crate::sync::watermark::after_backfill).
+            crate::sync::watermark::seed_after_backfill(&self.store, run_id, entity).await?;
         }
         let rows = self
             .store
@@ -352,30 +353,6 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 ))
             }
         }
-    }
-
-    /// A successful backfill leaves a sync watermark where none exists (the rule and why it
-    /// never skips a change: crate::sync::watermark::after_backfill).
-    async fn seed_watermark(&self, run_id: Uuid, entity: &Entity) -> Result<(), BackfillError> {
-        let Some(run) = self.store.run(run_id).await? else {
-            return Ok(());
-        };
-        if let Some(seed) = crate::sync::watermark::after_backfill(&run, entity) {
-            if self
-                .store
-                .seed_watermark(
-                    &run.realm_id,
-                    entity.cli_name,
-                    seed.watermark,
-                    run_id,
-                    seed.needs_reconcile,
-                )
-                .await?
-            {
-                tracing::info!(watermark = %seed.watermark, needs_reconcile = seed.needs_reconcile, "set the sync watermark");
-            }
-        }
-        Ok(())
     }
 
     async fn latest_run(&self, entity: &Entity, realm_id: &str) -> Result<RunRow, BackfillError> {

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Duration, DurationRound, NaiveTime, Utc};
 
 use crate::entities::Entity;
-use crate::store::RunRow;
+use crate::store::{PgStore, RunRow, StoreError};
 
 /// Intuit: "CDC operations can track changes within the last 30 days".
 pub const CDC_HORIZON_DAYS: i64 = 30;
@@ -73,6 +73,34 @@ pub fn after_backfill(run: &RunRow, entity: &Entity) -> Option<Seed> {
         watermark: range_end.min(started),
         needs_reconcile,
     })
+}
+
+/// Applies [`after_backfill`] to a finished run: sets the watermark if the rule gives one and
+/// the entity has none yet.
+pub async fn seed_after_backfill(
+    store: &PgStore,
+    run_id: uuid::Uuid,
+    entity: &Entity,
+) -> Result<(), StoreError> {
+    let Some(run) = store.run(run_id).await? else {
+        return Ok(());
+    };
+    let Some(seed) = after_backfill(&run, entity) else {
+        return Ok(());
+    };
+    let set = store
+        .seed_watermark(
+            &run.realm_id,
+            entity.cli_name,
+            seed.watermark,
+            run_id,
+            seed.needs_reconcile,
+        )
+        .await?;
+    if set {
+        tracing::info!(watermark = %seed.watermark, needs_reconcile = seed.needs_reconcile, "set the sync watermark");
+    }
+    Ok(())
 }
 
 /// Parses `--lookback`: a number and a unit (s, m, h, d), e.g. `10m`.
