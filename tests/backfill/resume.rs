@@ -228,6 +228,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     .chain(qbo::entities::ENTITIES.iter().map(|e| e.table.to_string()))
     .collect();
     expected.sort();
+    tables.sort();
     assert_eq!(
         tables, expected,
         "the ops tables and one raw table per entity"
