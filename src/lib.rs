@@ -15,3 +15,4 @@ pub mod sandbox;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod verify;

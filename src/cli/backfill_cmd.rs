@@ -205,12 +205,7 @@ pub async fn run_backfill(
     job: Job,
     cancel: CancellationToken,
 ) -> Result<Vec<RunSummary>, CliError> {
-    let manager = Arc::new(TokenManager::new(settings, tokens).map_err(CliError::usage)?);
-    let client = Arc::new(
-        QboClient::new(settings, manager, job.retry.clone(), &job.limits)
-            .context("building the HTTP client")
-            .map_err(CliError::usage)?,
-    );
+    let client = build_client(settings, tokens, job.retry.clone(), &job.limits)?;
     let engine = Backfill::new(client, db, cancel.clone());
     let mut summaries = Vec::new();
     for entity in job.selection.entities() {
@@ -233,6 +228,21 @@ pub async fn run_backfill(
         }
     }
     Ok(summaries)
+}
+
+/// The QBO client every command that talks to QBO uses: tokens, retries, rate limits.
+pub fn build_client(
+    settings: &QboSettings,
+    tokens: Arc<dyn TokenStore>,
+    retry: RetryPolicy,
+    limits: &RateLimits,
+) -> Result<Arc<QboClient>, CliError> {
+    let manager = Arc::new(TokenManager::new(settings, tokens).map_err(CliError::usage)?);
+    Ok(Arc::new(
+        QboClient::new(settings, manager, retry, limits)
+            .context("building the HTTP client")
+            .map_err(CliError::usage)?,
+    ))
 }
 
 fn classify(e: BackfillError) -> CliError {

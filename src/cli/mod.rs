@@ -8,6 +8,7 @@ mod entities_cmd;
 mod report_cmd;
 mod sandbox_cmd;
 mod sync_cmd;
+mod verify_cmd;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,9 @@ pub enum Command {
     Report(report_cmd::ReportArgs),
     /// List every QBO entity qbo loads: its raw table, how it is windowed and synced.
     Entities(entities_cmd::EntitiesArgs),
+    /// Compare QBO's COUNT(*) with the raw table, window by window, and print mismatches.
+    #[command(after_help = verify_cmd::AFTER_HELP)]
+    Verify(verify_cmd::VerifyArgs),
     /// Create the database if missing and apply migrations (backfill does this on its own).
     Migrate(DbArgs),
     /// Authorize qbo with a QuickBooks company, or see the state of its tokens.
@@ -294,6 +298,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Sync(args) => sync_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
         Command::Entities(args) => Ok(entities_cmd::run(args)),
+        Command::Verify(args) => verify_cmd::run(args).await,
         Command::Migrate(db) => {
             let store = backfill_cmd::connect(&db).await?;
             drop(store);

@@ -422,8 +422,35 @@ async fn same_gate_as_queries_auth_and_faults() {
     });
     let r = cdc(&sb, &tok, "Invoice", &since, true).await;
     assert!(r.status().is_server_error());
+    let one = |f: fn(&mut Faults)| {
+        let mut faults = Faults::default();
+        f(&mut faults);
+        sb.set_faults(faults);
+    };
+    one(|f| f.drop_every = 1);
+    let r = cdc(&sb, &tok, "Invoice", &since, true).await;
+    assert!(r.bytes().await.is_err(), "the connection is cut mid-body");
+    one(|f| f.fault_in_200_every = 1);
+    let (status, v) = cdc_json(&sb, &tok, "Invoice", &since).await;
+    assert_eq!(status, 200);
+    assert!(
+        v["Fault"].is_object() && v.get("CDCResponse").is_none(),
+        "{v}"
+    );
+    one(|f| f.expire_access_every = 1);
+    assert_eq!(cdc(&sb, &tok, "Invoice", &since, true).await.status(), 401);
+    sb.set_faults(Faults::default());
+    assert_eq!(
+        cdc(&sb, &tok, "Invoice", &since, true).await.status(),
+        401,
+        "that access token stays expired"
+    );
     let s = sb.stats();
-    assert_eq!((s.throttled, s.server_errors, s.cdc_requests), (1, 1, 3));
+    assert_eq!(
+        (s.throttled, s.server_errors, s.dropped, s.unauthorized),
+        (1, 1, 1, 3)
+    );
+    assert_eq!((s.cdc_requests, s.query_requests), (7, 1));
     let notes: Vec<_> = s
         .request_log
         .iter()
@@ -435,14 +462,18 @@ async fn same_gate_as_queries_auth_and_faults() {
         vec![
             (401, None),
             (429, Some("throttle_every")),
-            (500, Some("server_error_every"))
+            (500, Some("server_error_every")),
+            (200, Some("drop_every")),
+            (200, Some("fault_in_200_every")),
+            (401, Some("expire_access_every")),
+            (401, None),
         ]
     );
+    let tok = access_token(&sb).await;
     let url = format!(
         "{}/v3/company/123/cdc?entities=Invoice&changedSince=2026-01-01&minorversion=75",
         sb.api_base_url()
     );
-    sb.set_faults(Faults::default());
     let r = client().get(url).bearer_auth(&tok).send().await.unwrap();
     assert_eq!(r.status(), 403, "another realm");
     sb.shutdown().await;

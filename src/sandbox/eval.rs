@@ -355,27 +355,55 @@ pub fn select<'a>(table: &'a Table, ctx: &GenCtx, q: &Compiled) -> Vec<&'a Row> 
 /// one with only the selected fields (where the record has them) plus `domain` and `sparse`.
 pub fn output(table: &Table, ctx: &GenCtx, row: &Row, q: &Compiled) -> Value {
     let doc = table.render(ctx, row);
-    let Some(fields) = &q.projection else {
-        return doc;
-    };
-    let mut out = Value::Object(Default::default());
+    match &q.projection {
+        None => doc,
+        Some(fields) => project(&doc, fields),
+    }
+}
+
+/// The sparse form of `doc`. QBO wraps a RecurringTransaction's template in its type
+/// (`{"Invoice": {"Id": ..}}`): such a record is projected inside, keeping the wrapper.
+pub fn project(doc: &Value, fields: &[FieldDef]) -> Value {
+    if let Some((kind, body)) = wrapped(doc) {
+        return serde_json::json!({ kind: project(body, fields) });
+    }
+    let mut out = serde_json::Map::new();
     for f in fields {
         let parts: Vec<&str> = f.path.split('.').collect();
-        let Some(v) = parts.iter().try_fold(&doc, |v, p| v.get(p)) else {
-            continue;
-        };
-        let Some((last, parents)) = parts.split_last() else {
-            continue;
-        };
-        let mut at = &mut out;
-        for p in parents {
-            at = &mut at[*p];
+        if let Some(v) = parts.iter().try_fold(doc, |v, p| v.get(p)) {
+            set_path(&mut out, &parts, v.clone());
         }
-        at[*last] = v.clone();
     }
-    out["domain"] = Value::from("QBO");
-    out["sparse"] = Value::from(true);
-    out
+    out.insert("domain".into(), Value::from("QBO"));
+    out.insert("sparse".into(), Value::from(true));
+    Value::Object(out)
+}
+
+/// A record that is a single object under its type's name, without an Id of its own.
+fn wrapped(doc: &Value) -> Option<(&String, &Value)> {
+    let o = doc
+        .as_object()
+        .filter(|o| o.len() == 1 && !o.contains_key("Id"))?;
+    o.iter().next().filter(|(_, body)| body.is_object())
+}
+
+/// Puts `v` at a dotted path, creating the objects on the way; a path through a non-object
+/// (two selected fields that disagree on the record's shape) is skipped rather than a panic.
+fn set_path(out: &mut serde_json::Map<String, Value>, parts: &[&str], v: Value) {
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let mut at = out;
+    for p in parents {
+        let next = at
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+        let Some(obj) = next.as_object_mut() else {
+            return;
+        };
+        at = obj;
+    }
+    at.insert(last.to_string(), v);
 }
 
 /// The page a query asks for (1-based STARTPOSITION).

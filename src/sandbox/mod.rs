@@ -365,9 +365,9 @@ impl Sandbox {
     }
 
     /// Inserts or replaces a record (Id taken from the value); re-creating a deleted Id clears
-    /// its tombstone, so the record is live again and CDC reports it as such. Panics on an unknown entity or a
-    /// record without Id / MetaData.LastUpdatedTime, since that is a bug in the calling test;
-    /// see `try_put_record` for the fallible form.
+    /// its tombstone, so the record is live again and CDC reports it as such. Panics on an
+    /// unknown entity or a record without Id / MetaData.LastUpdatedTime, since that is a bug in
+    /// the calling test; see `try_put_record` for the fallible form.
     pub fn put_record(&self, qbo_entity: &str, record: serde_json::Value) {
         if let Err(e) = self.try_put_record(qbo_entity, record) {
             panic!("{e}");
@@ -397,7 +397,8 @@ impl Sandbox {
     }
 
     /// Simulates a user deleting a record now: it vanishes from queries and COUNT(*), and CDC
-    /// reports it as Deleted (at this instant) to any `changedSince` up to now. Panics on an
+    /// reports it as Deleted (at this instant, whole seconds) to any `changedSince` at or
+    /// before it. Panics on an
     /// unknown entity or an Id with no live record, since that is a bug in the calling test;
     /// see `try_delete_record` for the fallible form.
     pub fn delete_record(&self, qbo_entity: &str, id: &str) {

@@ -8,3 +8,4 @@ mod bad_input;
 mod faults;
 mod load;
 mod resume;
+mod verify;
