@@ -70,8 +70,8 @@ pub enum Command {
     /// Authorize qbo with a QuickBooks company, or see the state of its tokens.
     #[command(subcommand)]
     Auth(auth_cmd::AuthCommand),
-    /// Start a local QBO sandbox, backfill a year of invoices, customers and items into
-    /// DATABASE_URL, and print the report. Needs nothing but a reachable Postgres.
+    /// Start a local QBO sandbox, backfill a year of every entity (all 36) into DATABASE_URL,
+    /// and print the report. Needs nothing but a reachable Postgres.
     Demo(demo::DemoArgs),
     /// Run the local QBO sandbox server alone (for trying qbo against it by hand).
     Sandbox(sandbox_cmd::SandboxArgs),
@@ -223,6 +223,10 @@ pub struct CompanyArgs {
     /// Items in the sandbox company (some inactive).
     #[arg(long, default_value_t = 150)]
     pub items: usize,
+    /// Records of another entity, as ENTITY=N (e.g. `bills=500` or `JournalEntry=0`);
+    /// repeatable. Every entity has a default sized from the three counts above.
+    #[arg(long = "count", value_name = "ENTITY=N", value_parser = parse_entity_count)]
+    pub counts: Vec<(String, usize)>,
 }
 
 impl CompanyArgs {
@@ -237,11 +241,26 @@ impl CompanyArgs {
             invoices: self.invoices,
             customers: self.customers,
             items: self.items,
+            counts: self.counts.iter().cloned().collect(),
             data_start: start,
             data_end: end,
             ..Default::default()
         }
     }
+}
+
+/// `ENTITY=N` for `--count`: the entity by its CLI or QBO name, keyed by its QBO name.
+fn parse_entity_count(s: &str) -> Result<(String, usize), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not ENTITY=N (e.g. bills=500)"))?;
+    let entity = crate::entities::find(name.trim())
+        .ok_or_else(|| crate::entities::UnknownEntity(name.trim().to_string()).to_string())?;
+    let n = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a record count (a whole number)"))?;
+    Ok((entity.qbo_name.to_string(), n))
 }
 
 /// `YYYY-MM-DD` for clap, with the library's explanation on failure.

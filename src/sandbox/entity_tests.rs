@@ -108,3 +108,34 @@ async fn txn_date_and_active_only_where_the_entity_has_them() {
     }
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn planted_and_touched_recurring_templates_keep_their_wrapper() {
+    let sb = sandbox().await;
+    let mut t = sb.records("RecurringTransaction")[0].clone();
+    let kind = t.as_object().unwrap().keys().next().unwrap().clone();
+    t[&kind]["Id"] = Value::from("900");
+    let before: u64 = t[&kind]["SyncToken"].as_str().unwrap().parse().unwrap();
+    let updated_before = t[&kind]["MetaData"]["LastUpdatedTime"].clone();
+    sb.put_record("RecurringTransaction", t);
+    sb.touch_record("RecurringTransaction", "900");
+    let touched = sb
+        .records("RecurringTransaction")
+        .into_iter()
+        .find(|r| super::record_body(r)["Id"] == "900")
+        .unwrap();
+    let body = &touched[&kind];
+    assert_eq!(body["SyncToken"], (before + 1).to_string(), "{touched}");
+    assert_ne!(
+        body["MetaData"]["LastUpdatedTime"], updated_before,
+        "moved to now"
+    );
+    assert!(
+        touched.get("SyncToken").is_none(),
+        "the wrapper stays a wrapper"
+    );
+    // An unwrapped record without an Id is refused, not guessed at.
+    let planted = sb.try_put_record("RecurringTransaction", serde_json::json!({ "Bill": {} }));
+    assert!(planted.is_err());
+    sb.shutdown().await;
+}

@@ -88,6 +88,14 @@ impl SandboxConfig {
             .unwrap_or(0)
     }
 
+    /// Checks what `Sandbox::start` would refuse, without starting anything.
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        if self.data_end < self.data_start {
+            return Err(SandboxError::Config("data_end is before data_start".into()));
+        }
+        self.entity_counts().map(drop)
+    }
+
     fn entity_counts(&self) -> Result<data::Counts, SandboxError> {
         if let Some(unknown) = self.counts.keys().find(|n| data::spec(n).is_none()) {
             return Err(SandboxError::Config(format!(
@@ -269,9 +277,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn start(cfg: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        if cfg.data_end < cfg.data_start {
-            return Err(SandboxError::Config("data_end is before data_start".into()));
-        }
+        cfg.validate()?;
         let counts = cfg.entity_counts()?;
         let ctx = data::GenCtx {
             seed: cfg.seed,

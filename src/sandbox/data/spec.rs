@@ -28,6 +28,10 @@ pub enum KeyRule {
     Plain { max_edits: u64 },
 }
 
+/// The most records a derived size gives: a benchmark of 500k invoices should not also
+/// generate (and hold) a quarter million payments; `SandboxConfig::counts` asks for more.
+pub const DERIVED_MAX: usize = 1_000;
+
 /// How many records an entity has by default, from the three sizes the config names.
 #[derive(Clone, Copy, Debug)]
 pub enum Size {
@@ -53,7 +57,7 @@ impl Size {
             if base == 0 {
                 0
             } else {
-                (base / n.max(1)).max(min)
+                (base / n.max(1)).clamp(min, DERIVED_MAX)
             }
         };
         match self {

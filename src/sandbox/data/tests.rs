@@ -335,6 +335,13 @@ fn sizes_scale_with_the_three_counts_and_overrides_win() {
     for s in SPECS {
         assert!(small.get(s.name) > 0, "{} is empty", s.name);
     }
+    let big = default_counts(500_000, 500_000, 500_000, &none);
+    assert_eq!(big.get("Invoice"), 500_000);
+    assert_eq!(
+        big.get("Payment"),
+        spec::DERIVED_MAX as u64,
+        "derived sizes are capped"
+    );
     let overrides = BTreeMap::from([("Bill".to_string(), 7usize)]);
     assert_eq!(default_counts(240, 60, 30, &overrides).get("Bill"), 7);
     assert!(check_counts(&small).is_ok());
