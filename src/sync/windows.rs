@@ -1,9 +1,9 @@
 //! The window path: LastUpdatedTime windows from the start to QBO's now (or the whole entity),
 //! loaded by the backfill's window loader as chunks of the sync's own run, then reconciled.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
-use super::{Options, Path, Sync, SyncError, Target};
+use super::{watermark, Options, Path, Sync, SyncError, Target};
 use crate::backfill::{BackfillError, Mode};
 use crate::chunks::{self, Window};
 use crate::client::ChangeSource;
@@ -15,25 +15,24 @@ impl<S: ChangeSource + 'static> Sync<S> {
         qbo_now: DateTime<Utc>,
         opts: &Options,
     ) -> Result<(), SyncError> {
+        // Queries carry whole seconds (QBO stamps whole seconds): the last window runs to the
+        // end of QBO's current second, so nothing stamped in it is cut off; the watermark
+        // stays at its start.
+        let watermark = watermark::from_server_time(qbo_now);
+        let end = watermark + Duration::seconds(1);
+        let start = watermark::from_server_time(t.from).min(end);
         let (windows, read_via) = if t.path == Path::Whole {
-            let start = t.from.min(qbo_now);
-            (
-                vec![Window {
-                    start,
-                    end: qbo_now,
-                }],
-                "whole",
-            )
+            (vec![Window { start, end }], "whole")
         } else {
             (
-                chunks::plan_between(t.from, qbo_now, opts.backfill.chunk_days),
+                chunks::plan_between(start, end, opts.backfill.chunk_days),
                 "query",
             )
         };
         tracing::info!(
             entity = t.entity.cli_name,
             from = %t.from,
-            to = %qbo_now,
+            to = %end,
             windows = windows.len(),
             read_via,
             "reading windows"
@@ -65,7 +64,6 @@ impl<S: ChangeSource + 'static> Sync<S> {
                 return Ok(());
             }
         }
-        self.reconcile_step(t, super::watermark::from_server_time(qbo_now))
-            .await
+        self.reconcile_step(t, watermark).await
     }
 }
