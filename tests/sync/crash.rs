@@ -95,3 +95,24 @@ async fn syncs_killed_at_many_points_lose_nothing() {
     w.run(&["sync", "invoices"]).await.assert_code(0);
     assert_synced(&w, "Invoice", "raw.qb_invoices").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_syncs_killed_at_many_points_lose_nothing() {
+    let w = World::new(recent_company(60)).await;
+    let since = days_ago(21);
+    for round in 0..8 {
+        change_things(&w, round + 20);
+        let mut child = w
+            .qbo(&["sync", "invoices", "customers", "--since", &since])
+            .spawn()
+            .expect("spawn qbo");
+        tokio::time::sleep(Duration::from_millis(60 * round as u64)).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    w.run(&["sync", "invoices", "customers", "--since", &since])
+        .await
+        .assert_code(0);
+    assert_synced(&w, "Invoice", "raw.qb_invoices").await;
+    assert_synced(&w, "Customer", "raw.qb_customers").await;
+}
