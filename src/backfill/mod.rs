@@ -52,6 +52,8 @@ pub enum Mode {
     New(DateRange),
     Resume,
     RetryFailed(Option<Uuid>),
+    /// The pending windows a sync added to its own run (see `crate::sync`).
+    Planned(Uuid),
 }
 
 impl std::fmt::Display for Mode {
@@ -61,6 +63,7 @@ impl std::fmt::Display for Mode {
             Mode::Resume => f.write_str("resume"),
             Mode::RetryFailed(Some(id)) => write!(f, "retry failed chunks of run {id}"),
             Mode::RetryFailed(None) => f.write_str("retry failed chunks of the latest run"),
+            Mode::Planned(id) => write!(f, "windows of sync run {id}"),
         }
     }
 }
@@ -253,6 +256,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
         if let Some(e) = first_error {
             return Err(e);
         }
+        if status == "success" && !self.cancel.is_cancelled() {
+            // A sync watermark where none exists (crate::sync::watermark::after_backfill).
+            crate::sync::watermark::seed_after_backfill(&self.store, run_id, entity).await?;
+        }
         let rows = self
             .store
             .chunks(&ReportFilter {
@@ -287,6 +294,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 } else {
                     chunks::plan(*range, opts.chunk_days)?
                 };
+                // A backfill into an empty table cannot have missed a delete; see
+                // crate::sync::watermark for how that shapes the watermark it leaves.
+                let raw_had_rows = crate::store::raw::has_rows(self.store.pool(), entity, realm_id)
+                    .await
+                    .map_err(StoreError::from)?;
                 let run_id = self
                     .store
                     .create_run(
@@ -301,7 +313,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
                                 "page_size": opts.page_size,
                                 "concurrency": opts.concurrency,
                                 "minor_version": self.source.minor_version(),
+                                "raw_had_rows": raw_had_rows,
                             }),
+                            kind: "backfill",
+                            read_via: if entity.is_whole() { "whole" } else { "query" },
                         },
                         &windows,
                     )
@@ -315,6 +330,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     stored_field(&run.window_field),
                     ClaimMode::Unfinished,
                 ))
+            }
+            Mode::Planned(run_id) => {
+                let run = self
+                    .store
+                    .run(*run_id)
+                    .await?
+                    .ok_or(BackfillError::RunNotFound(*run_id))?;
+                Ok((run.run_id, WindowField::LastUpdated, ClaimMode::Unfinished))
             }
             Mode::RetryFailed(run_id) => {
                 let run = match run_id {
@@ -531,7 +554,7 @@ const DB_ATTEMPTS: u32 = 7;
 
 /// Retries a store call while Postgres is briefly unreachable (a restart, a failover);
 /// anything else fails at once. Stops early when `stop` is cancelled.
-async fn retry_transient<T, F, Fut>(
+pub(crate) async fn retry_transient<T, F, Fut>(
     stop: &CancellationToken,
     what: &str,
     mut call: F,

@@ -303,6 +303,11 @@ pub fn summary_line(s: &RunSummary) -> String {
 
 /// First Ctrl-C (or SIGTERM): stop claiming windows, hand the current ones back, exit 130.
 pub fn interrupt_on_ctrl_c() -> CancellationToken {
+    on_interrupt("interrupted: handing the current windows back; resume with --resume")
+}
+
+/// Cancels the returned token on the first Ctrl-C or SIGTERM, logging `message`.
+pub fn on_interrupt(message: &'static str) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -325,7 +330,7 @@ pub fn interrupt_on_ctrl_c() -> CancellationToken {
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        tracing::warn!("interrupted: handing the current windows back; resume with --resume");
+        tracing::warn!("{message}");
         t.cancel();
     });
     token

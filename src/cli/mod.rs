@@ -7,6 +7,7 @@ mod demo;
 mod entities_cmd;
 mod report_cmd;
 mod sandbox_cmd;
+mod sync_cmd;
 mod verify_cmd;
 
 use std::process::ExitCode;
@@ -61,7 +62,10 @@ pub enum Command {
     /// Load a date range of an entity (or all) into raw.qb_<entity>, window by window.
     #[command(after_help = backfill_cmd::AFTER_HELP)]
     Backfill(backfill_cmd::BackfillArgs),
-    /// Show one line per chunk of the latest run of each entity (or of --run).
+    /// Load only what changed since the last sync (CDC, with deletes), per entity or all.
+    #[command(after_help = sync_cmd::AFTER_HELP)]
+    Sync(sync_cmd::SyncArgs),
+    /// Show one line per chunk of the latest backfill and sync of each entity (or of --run).
     Report(report_cmd::ReportArgs),
     /// List every QBO entity qbo loads: its raw table, how it is windowed and synced.
     Entities(entities_cmd::EntitiesArgs),
@@ -317,6 +321,7 @@ impl CliError {
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Backfill(args) => backfill_cmd::run(args).await,
+        Command::Sync(args) => sync_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
         Command::Entities(args) => Ok(entities_cmd::run(args)),
         Command::Verify(args) => verify_cmd::run(args).await,

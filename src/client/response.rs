@@ -48,7 +48,7 @@ fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 /// Top-level keys, each left unparsed until we know what we need.
-fn envelope(body: &[u8]) -> Result<HashMap<String, &RawValue>, ClientError> {
+pub(super) fn envelope(body: &[u8]) -> Result<HashMap<String, &RawValue>, ClientError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first == Some(b'<') {
         return Err(non_json(body));
@@ -61,13 +61,13 @@ fn envelope(body: &[u8]) -> Result<HashMap<String, &RawValue>, ClientError> {
     })
 }
 
-fn get_ci<'a>(map: &HashMap<String, &'a RawValue>, key: &str) -> Option<&'a RawValue> {
+pub(super) fn get_ci<'a>(map: &HashMap<String, &'a RawValue>, key: &str) -> Option<&'a RawValue> {
     map.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
         .map(|(_, v)| *v)
 }
 
-fn server_time(map: &HashMap<String, &RawValue>) -> Option<DateTime<Utc>> {
+pub(super) fn server_time(map: &HashMap<String, &RawValue>) -> Option<DateTime<Utc>> {
     // Seen as a string normally; tolerate anything else by ignoring it.
     let raw = get_ci(map, "time")?;
     let s: String = serde_json::from_str(raw.get()).ok()?;
@@ -145,7 +145,12 @@ fn record_keys(item: &RawValue) -> Result<RecordKeys<'_>, serde_json::Error> {
     })
 }
 
-fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, ClientError> {
+/// The Id of a record, sparse or full, wrapped or not.
+pub(super) fn record_id(item: &RawValue) -> Result<String, serde_json::Error> {
+    record_keys(item).map(|k| k.id.into_owned())
+}
+
+pub(super) fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, ClientError> {
     let keys: RecordKeys = record_keys(item)
         .map_err(|e| ClientError::Malformed(format!("{entity} record without a usable Id: {e}")))?;
     let lut = keys.meta.and_then(|m| m.last_updated).ok_or_else(|| {
