@@ -3,6 +3,7 @@
 
 pub mod raw;
 pub mod runs;
+pub mod sync_lock;
 pub mod sync_state;
 
 use std::time::Duration;

@@ -32,6 +32,7 @@ use crate::chunks::Window;
 use crate::client::{ChangeSource, ClientError, RequestCounters};
 use crate::entities::Entity;
 use crate::query::Query;
+use crate::store::sync_lock::Busy;
 use crate::store::{NewRun, PgStore, StepRow, StoreError};
 
 #[derive(Debug, Clone)]
@@ -63,6 +64,11 @@ pub enum SyncError {
     #[error("{} never synced for realm {realm_id}: give --since YYYY-MM-DD for the first sync (it backfills from that day to now), or run `qbo backfill` first", .entities.join(", "))]
     NeedsSince {
         entities: Vec<&'static str>,
+        realm_id: String,
+    },
+    #[error("another `qbo sync` of realm {realm_id} is still running for {}; this one stops without reading anything (run it again once that one ends)", .entities.join(", "))]
+    Busy {
+        entities: Vec<String>,
         realm_id: String,
     },
     #[error("reading QBO's clock")]
@@ -139,6 +145,32 @@ impl<S: ChangeSource + 'static> Sync<S> {
                 entities: missing,
                 realm_id,
             });
+        }
+        let names: Vec<&str> = entities.iter().map(|e| e.cli_name).collect();
+        let lock = match self.store.lock_sync(&realm_id, &names).await? {
+            Ok(lock) => lock,
+            Err(Busy(busy)) => {
+                return Err(SyncError::Busy {
+                    entities: busy,
+                    realm_id,
+                })
+            }
+        };
+        let result = self.run_locked(entities, first, opts).await;
+        lock.release().await;
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        entities: &[&'static Entity],
+        first: &Entity,
+        opts: &Options,
+    ) -> Result<Vec<SyncSummary>, SyncError> {
+        let realm_id = self.source.realm_id().to_string();
+        let mut starts = Vec::with_capacity(entities.len());
+        for entity in entities {
+            starts.push(self.store.watermark(&realm_id, entity.cli_name).await?);
         }
         let qbo_now = self.qbo_now(first).await?;
         let mut targets = Vec::with_capacity(entities.len());

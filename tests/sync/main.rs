@@ -10,6 +10,7 @@ mod fallback;
 mod faults;
 mod incremental;
 mod no_cdc;
+mod overlap;
 mod raw_zone;
 mod split;
 
