@@ -123,6 +123,23 @@ pub fn plan(range: DateRange, chunk_days: i64) -> Result<Vec<Window>, PlanError>
     Ok(windows)
 }
 
+/// Splits `[start, end)` into pieces of at most `chunk_days` (sync's catch-up windows, which
+/// start at a watermark rather than a midnight). Empty when `end <= start`.
+pub fn plan_between(start: DateTime<Utc>, end: DateTime<Utc>, chunk_days: i64) -> Vec<Window> {
+    let step = Duration::days(chunk_days.clamp(1, 3660));
+    let mut windows = Vec::new();
+    let mut at = start;
+    while at < end {
+        let next = (at + step).min(end);
+        windows.push(Window {
+            start: at,
+            end: next,
+        });
+        at = next;
+    }
+    windows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

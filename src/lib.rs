@@ -14,5 +14,6 @@ pub mod query;
 pub mod report;
 pub mod sandbox;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod verify;

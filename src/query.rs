@@ -8,6 +8,7 @@ use crate::entities::Entity;
 
 pub const LAST_UPDATED_FIELD: &str = "MetaData.LastUpdatedTime";
 pub const TXN_DATE_FIELD: &str = "TxnDate";
+pub const ID_FIELD: &str = "Id";
 /// QBO answers at most this many rows a page.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
@@ -77,6 +78,8 @@ enum Condition {
 enum Projection {
     All,
     Count,
+    /// `SELECT Id`: sparse records, for listing which records exist.
+    Ids,
 }
 
 /// One QBO query. QBO's WHERE is AND-only, so conditions simply accumulate.
@@ -97,6 +100,10 @@ impl Query {
 
     pub fn count(entity: &Entity) -> Self {
         Self::new(entity, Projection::Count)
+    }
+
+    pub fn ids(entity: &Entity) -> Self {
+        Self::new(entity, Projection::Ids)
     }
 
     fn new(entity: &Entity, projection: Projection) -> Self {
@@ -123,6 +130,12 @@ impl Query {
         self
     }
 
+    /// `field IN (values...)`.
+    pub fn filter_in(mut self, field: &'static str, values: Vec<Literal>) -> Self {
+        self.conditions.push(Condition::In(field, values));
+        self
+    }
+
     pub fn order_by(mut self, field: &'static str) -> Self {
         self.order_by = Some(field);
         self
@@ -140,6 +153,7 @@ impl Query {
         out.push_str(match self.projection {
             Projection::All => "SELECT * FROM ",
             Projection::Count => "SELECT COUNT(*) FROM ",
+            Projection::Ids => "SELECT Id FROM ",
         });
         out.push_str(self.entity);
         for (i, cond) in self.conditions.iter().enumerate() {

@@ -1,4 +1,5 @@
-//! `qbo report`: one line per chunk, as a table for people or JSON for machines.
+//! `qbo report`: one line per chunk of a backfill, or per step (CDC read, window,
+//! reconciliation) of a sync, as a table for people or JSON for machines.
 
 use std::fmt::Write;
 
@@ -21,10 +22,12 @@ pub fn render(rows: &[ChunkRow], format: Format) -> String {
     }
 }
 
-const HEADER: [&str; 14] = [
+const HEADER: [&str; 17] = [
     "RUN",
+    "KIND",
     "ENTITY",
     "CHUNK",
+    "VIA",
     "WINDOW (UTC)",
     "STATUS",
     "ATTEMPTS",
@@ -33,17 +36,20 @@ const HEADER: [&str; 14] = [
     "INSERTED",
     "UPDATED",
     "SKIPPED",
+    "DELETED",
     "PAGES",
     "REQUESTS",
     "ERROR",
 ];
 
-fn cells(c: &ChunkRow) -> [String; 14] {
+fn cells(c: &ChunkRow) -> [String; 17] {
     let run = c.run_id.to_string();
     [
         run[..8].to_string(),
+        c.kind.clone(),
         c.entity.clone(),
         c.chunk_index.to_string(),
+        c.read_via.clone(),
         window_cell(c),
         c.status.clone(),
         c.attempts.to_string(),
@@ -54,6 +60,7 @@ fn cells(c: &ChunkRow) -> [String; 14] {
         c.inserted.to_string(),
         c.updated.to_string(),
         c.skipped.to_string(),
+        c.deleted.to_string(),
         c.pages.to_string(),
         c.requests.to_string(),
         c.error_message.clone().unwrap_or_default(),
@@ -61,15 +68,21 @@ fn cells(c: &ChunkRow) -> [String; 14] {
 }
 
 /// An entity read whole has no window: say so rather than show a range it was not cut by.
+/// A sync's steps start at a watermark, not a midnight: show the time too.
 fn window_cell(c: &ChunkRow) -> String {
     let whole = crate::entities::find(&c.entity).is_some_and(|e| e.is_whole());
-    if whole {
+    if whole && c.read_via != "reconcile" {
         return "whole entity (no window)".to_string();
     }
+    let fmt = if c.kind == "sync" {
+        "%Y-%m-%d %H:%M:%S"
+    } else {
+        "%Y-%m-%d"
+    };
     format!(
         "{} .. {}",
-        c.window_start_utc.format("%Y-%m-%d"),
-        c.window_end_utc.format("%Y-%m-%d")
+        c.window_start_utc.format(fmt),
+        c.window_end_utc.format(fmt)
     )
 }
 
@@ -78,7 +91,7 @@ fn table(rows: &[ChunkRow]) -> String {
         return "no chunks match; start a run with `qbo backfill <entity> --start .. --end ..`\n"
             .into();
     }
-    let body: Vec<[String; 14]> = rows.iter().map(cells).collect();
+    let body: Vec<[String; 17]> = rows.iter().map(cells).collect();
     let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
     for row in &body {
         for (w, cell) in widths.iter_mut().zip(row.iter()) {
@@ -106,7 +119,7 @@ fn table(rows: &[ChunkRow]) -> String {
     let total = |f: fn(&ChunkRow) -> i64| rows.iter().map(f).sum::<i64>();
     let _ = writeln!(
         out,
-        "{} chunks: {} success, {} error, {} pending/running; {} rows loaded ({} expected), {} inserted, {} updated, {} skipped",
+        "{} chunks: {} success, {} error, {} pending/running; {} rows loaded ({} expected), {} inserted, {} updated, {} skipped, {} deleted",
         rows.len(),
         rows.iter().filter(|c| c.status == "success").count(),
         rows.iter().filter(|c| c.status == "error").count(),
@@ -116,6 +129,7 @@ fn table(rows: &[ChunkRow]) -> String {
         total(|c| c.inserted),
         total(|c| c.updated),
         total(|c| c.skipped),
+        total(|c| c.deleted),
     );
     out
 }

@@ -25,8 +25,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error(
-        "token file {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}` \
-         and consider the refresh token leaked: re-authorize with `qbo auth login`",
+        "token file {path} can be read or changed by other users (mode {mode:o}), so qbo will not \
+         use it; run `chmod 600 {path}`, and consider the refresh token leaked: re-authorize \
+         with `qbo auth login`",
         path = path.display()
     )]
     TooOpen { path: PathBuf, mode: u32 },
@@ -122,7 +123,13 @@ pub trait TokenStore: Send + Sync {
 pub fn open(spec: &TokenStoreSpec) -> Result<Box<dyn TokenStore>, StoreError> {
     match spec {
         TokenStoreSpec::Keyring => Ok(Box::new(KeyringStore::probe()?)),
-        TokenStoreSpec::File(path) => Ok(Box::new(FileStore::new(path.clone()))),
+        TokenStoreSpec::File(path) => {
+            // Checked up front too, so a command refuses before it touches QBO or Postgres.
+            if path.exists() {
+                check_private(path)?;
+            }
+            Ok(Box::new(FileStore::new(path.clone())))
+        }
     }
 }
 

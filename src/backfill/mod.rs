@@ -54,6 +54,8 @@ pub enum Mode {
     New(DateRange),
     Resume,
     RetryFailed(Option<Uuid>),
+    /// The pending windows a sync added to its own run (see `crate::sync`).
+    Planned(Uuid),
 }
 
 impl std::fmt::Display for Mode {
@@ -63,6 +65,7 @@ impl std::fmt::Display for Mode {
             Mode::Resume => f.write_str("resume"),
             Mode::RetryFailed(Some(id)) => write!(f, "retry failed chunks of run {id}"),
             Mode::RetryFailed(None) => f.write_str("retry failed chunks of the latest run"),
+            Mode::Planned(id) => write!(f, "windows of sync run {id}"),
         }
     }
 }
@@ -163,6 +166,15 @@ enum ChunkError {
     Store(#[from] StoreError),
     #[error("the window kept changing while it was paged ({0} passes); run --retry-failed later")]
     Unstable(u32),
+    #[error(
+        "QBO's COUNT(*) says the window holds {expected} records, but paging it returned only \
+         {read}, {passes} times, with nothing changing meanwhile; run --retry-failed later"
+    )]
+    ShortOfCount {
+        expected: u64,
+        read: u64,
+        passes: u32,
+    },
     #[error("interrupted")]
     Cancelled,
 }
@@ -276,6 +288,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
         if let Some(e) = first_error {
             return Err(e);
         }
+        if status == "success" && !self.cancel.is_cancelled() {
+            // A sync watermark where none exists (crate::sync::watermark::after_backfill).
+            crate::sync::watermark::seed_after_backfill(&self.store, run_id, entity).await?;
+        }
         let rows = self
             .store
             .chunks(&ReportFilter {
@@ -314,6 +330,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 } else {
                     chunks::plan(*range, opts.chunk_days)?
                 };
+                // A backfill into an empty table cannot have missed a delete; see
+                // crate::sync::watermark for how that shapes the watermark it leaves.
+                let raw_had_rows = crate::store::raw::has_rows(self.store.pool(), entity, realm_id)
+                    .await
+                    .map_err(StoreError::from)?;
                 let run_id = self
                     .store
                     .create_run(
@@ -328,7 +349,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
                                 "page_size": opts.page_size,
                                 "concurrency": opts.concurrency,
                                 "minor_version": self.source.minor_version(),
+                                "raw_had_rows": raw_had_rows,
                             }),
+                            kind: "backfill",
+                            read_via: if entity.is_whole() { "whole" } else { "query" },
                         },
                         &windows,
                     )
@@ -342,6 +366,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     stored_field(&run.window_field),
                     ClaimMode::Unfinished,
                 ))
+            }
+            Mode::Planned(run_id) => {
+                let run = self
+                    .store
+                    .run(*run_id)
+                    .await?
+                    .ok_or(BackfillError::RunNotFound(*run_id))?;
+                Ok((run.run_id, WindowField::LastUpdated, ClaimMode::Unfinished))
             }
             Mode::RetryFailed(run_id) => {
                 let run = match run_id {
@@ -562,7 +594,7 @@ const DB_ATTEMPTS: u32 = 7;
 
 /// Retries a store call while Postgres is briefly unreachable (a restart, a failover);
 /// anything else fails at once. Stops early when `stop` is cancelled.
-async fn retry_transient<T, F, Fut>(
+pub(crate) async fn retry_transient<T, F, Fut>(
     stop: &CancellationToken,
     what: &str,
     mut call: F,

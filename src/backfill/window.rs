@@ -54,6 +54,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .await?;
         let (mut expected, mut server_time) = answer.value;
         job.progress.expected_count = Some(expected as i64);
+        if expected == 0 && window_is_closed(job, server_time) {
+            // Nothing can enter a LastUpdatedTime window that QBO's clock has passed (an
+            // edit stamps the present), so an empty past window needs no pages and no sweep.
+            job.progress.passes = 1;
+            return Ok(());
+        }
+        let (mut moved_ever, mut short) = (false, (0, 0));
         for pass in 1..=max_passes {
             job.progress.passes = pass as i32;
             let pass_began = changed_since_floor(server_time);
@@ -70,8 +77,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 .load_pages(job, changed_query, "changed-since-pass", pass)
                 .await?;
 
-            // One page is one snapshot: nothing can shift under it.
-            if pages <= 1 {
+            // One page is one snapshot: nothing can shift under it. It must still hold what
+            // COUNT(*) promised: QBO answers `"QueryResponse": {}` for a page it lost exactly as
+            // for an empty result, and only the count tells them apart.
+            if pages <= 1 && read.len() as u64 >= expected {
                 return Ok(());
             }
             let answer = self
@@ -89,6 +98,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
             if !moved && covered >= expected.max(now_in_window) {
                 return Ok(());
             }
+            moved_ever |= moved;
+            short = (expected.max(now_in_window), covered);
             tracing::info!(
                 pass,
                 expected,
@@ -99,7 +110,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
             );
             (expected, server_time) = (now_in_window, now);
         }
-        Err(ChunkError::Unstable(max_passes))
+        if moved_ever {
+            return Err(ChunkError::Unstable(max_passes));
+        }
+        Err(ChunkError::ShortOfCount {
+            expected: short.0,
+            read: short.1,
+            passes: max_passes,
+        })
     }
 
     /// An entity QBO cannot filter by LastUpdatedTime is read whole: COUNT(*), then every
@@ -269,6 +287,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
         tx.commit().await?;
         Ok(())
     }
+}
+
+fn window_is_closed(job: &ChunkJob<'_>, server_time: Option<DateTime<Utc>>) -> bool {
+    job.ctx.field == crate::chunks::WindowField::LastUpdated
+        && server_time.is_some_and(|now| job.window.end <= now)
 }
 
 /// QBO stamps LastUpdatedTime in whole seconds, and its clock is the one that counts: take

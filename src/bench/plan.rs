@@ -42,6 +42,25 @@ struct Api<'a> {
     base_url: String,
 }
 
+/// A company of `n` records of the measured entities, and none of the others.
+fn sandbox_config(n: u64) -> SandboxConfig {
+    let (invoices, customers, items) = company(n);
+    let measured = entities();
+    SandboxConfig {
+        invoices,
+        customers,
+        items,
+        counts: crate::entities::ENTITIES
+            .iter()
+            .filter(|e| !measured.contains(&e))
+            .map(|e| (e.qbo_name.to_string(), 0))
+            .collect(),
+        data_start: data_start(),
+        data_end: data_end(),
+        ..SandboxConfig::default()
+    }
+}
+
 struct Bench {
     args: BenchArgs,
     qbo: PathBuf,
@@ -98,15 +117,7 @@ impl Bench {
 
     async fn size(&self, n: u64, targets: &mut Targets) -> Result<(), BenchError> {
         let (invoices, customers, items) = company(n);
-        let sandbox = Sandbox::start(SandboxConfig {
-            invoices,
-            customers,
-            items,
-            data_start: data_start(),
-            data_end: data_end(),
-            ..SandboxConfig::default()
-        })
-        .await?;
+        let sandbox = Sandbox::start(sandbox_config(n)).await?;
         // No latency and no rate limit: what is measured is qbo, not the API.
         sandbox.set_faults(Faults {
             max_requests_per_minute: 0,
@@ -369,16 +380,8 @@ impl Bench {
 
     /// (4): invoices under QBO's real limits: latency on every request, N per minute.
     async fn api_bound(&self, targets: &mut Targets) -> Result<(), BenchError> {
-        let (invoices, customers, items) = company(self.args.api_records);
-        let sandbox = Sandbox::start(SandboxConfig {
-            invoices,
-            customers,
-            items,
-            data_start: data_start(),
-            data_end: data_end(),
-            ..SandboxConfig::default()
-        })
-        .await?;
+        let (invoices, _, _) = company(self.args.api_records);
+        let sandbox = Sandbox::start(sandbox_config(self.args.api_records)).await?;
         sandbox.set_faults(Faults {
             latency_ms: self.args.api_latency_ms,
             max_requests_per_minute: self.args.api_rpm,

@@ -73,13 +73,13 @@ pub struct BackfillArgs {
     #[arg(long)]
     pub retry_failed: bool,
     /// The run to retry (a UUID from `qbo report`).
-    #[arg(long, requires = "retry_failed")]
+    #[arg(long, requires = "retry_failed", conflicts_with = "resume")]
     pub run: Option<Uuid>,
     /// Attempts per request before its window is marked `error` (429, 5xx, timeouts, drops).
     #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
     /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
-    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000)]
+    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=120_000))]
     pub retry_base_ms: u64,
     /// Give up on a request after this many seconds.
     #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]
@@ -242,6 +242,13 @@ pub async fn run_backfill(
             Err(BackfillError::NothingToResume { .. }) if job.selection == Selection::All => {
                 println!("{}: no earlier run to continue; skipped", entity.cli_name);
             }
+            // Postgres stayed away longer than the engine waits: say how to pick up again.
+            Err(e @ BackfillError::Store(_)) => {
+                return Err(CliError::failed(anyhow::Error::new(e).context(format!(
+                    "the run stopped; once Postgres is reachable, continue with: qbo backfill {} --resume",
+                    entity.cli_name
+                ))))
+            }
             Err(e) => return Err(classify(e)),
         }
     }
@@ -314,6 +321,11 @@ pub fn summary_line(s: &RunSummary) -> String {
 
 /// First Ctrl-C (or SIGTERM): stop claiming windows, hand the current ones back, exit 130.
 pub fn interrupt_on_ctrl_c() -> CancellationToken {
+    on_interrupt("interrupted: handing the current windows back; resume with --resume")
+}
+
+/// Cancels the returned token on the first Ctrl-C or SIGTERM, logging `message`.
+pub fn on_interrupt(message: &'static str) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -336,7 +348,7 @@ pub fn interrupt_on_ctrl_c() -> CancellationToken {
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
-        tracing::warn!("interrupted: handing the current windows back; resume with --resume");
+        tracing::warn!("{message}");
         t.cancel();
     });
     token

@@ -17,9 +17,9 @@ pub struct EntitiesArgs {
 /// How `qbo sync` keeps the entity current, in words.
 pub fn sync_label(e: &Entity) -> &'static str {
     match (e.is_whole(), e.cdc) {
-        (true, _) => "reloaded whole",
+        (true, _) => "reloaded whole + reconcile",
         (false, true) => "cdc (with deletes)",
-        (false, false) => "query since watermark",
+        (false, false) => "query since watermark + reconcile",
     }
 }
 

@@ -8,6 +8,7 @@ mod entities_cmd;
 mod progress;
 mod report_cmd;
 mod sandbox_cmd;
+mod sync_cmd;
 mod verify_cmd;
 
 use std::process::ExitCode;
@@ -44,7 +45,14 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
     /// Log level for qbo (error, warn, info, debug, trace). RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "info", env = "QBO_LOG_LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "QBO_LOG_LEVEL",
+        ignore_case = true,
+        value_parser = ["off", "error", "warn", "info", "debug", "trace"]
+    )]
     pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
@@ -55,7 +63,10 @@ pub enum Command {
     /// Load a date range of an entity (or all) into raw.qb_<entity>, window by window.
     #[command(after_help = backfill_cmd::AFTER_HELP)]
     Backfill(backfill_cmd::BackfillArgs),
-    /// Show one line per chunk of the latest run of each entity (or of --run).
+    /// Load only what changed since the last sync (CDC, with deletes), per entity or all.
+    #[command(after_help = sync_cmd::AFTER_HELP)]
+    Sync(sync_cmd::SyncArgs),
+    /// Show one line per chunk of the latest backfill and sync of each entity (or of --run).
     Report(report_cmd::ReportArgs),
     /// List every QBO entity qbo loads: its raw table, how it is windowed and synced.
     Entities(entities_cmd::EntitiesArgs),
@@ -67,8 +78,8 @@ pub enum Command {
     /// Authorize qbo with a QuickBooks company, or see the state of its tokens.
     #[command(subcommand)]
     Auth(auth_cmd::AuthCommand),
-    /// Start a local QBO sandbox, backfill a year of invoices, customers and items into
-    /// DATABASE_URL, and print the report. Needs nothing but a reachable Postgres.
+    /// Start a local QBO sandbox, backfill a year of every entity (all 36) into DATABASE_URL,
+    /// and print the report. Needs nothing but a reachable Postgres.
     Demo(demo::DemoArgs),
     /// Run the local QBO sandbox server alone (for trying qbo against it by hand).
     Sandbox(sandbox_cmd::SandboxArgs),
@@ -220,6 +231,10 @@ pub struct CompanyArgs {
     /// Items in the sandbox company (some inactive).
     #[arg(long, default_value_t = 150)]
     pub items: usize,
+    /// Records of another entity, as ENTITY=N (e.g. `bills=500` or `JournalEntry=0`);
+    /// repeatable. Every entity has a default sized from the three counts above.
+    #[arg(long = "count", value_name = "ENTITY=N", value_parser = parse_entity_count)]
+    pub counts: Vec<(String, usize)>,
 }
 
 impl CompanyArgs {
@@ -234,11 +249,26 @@ impl CompanyArgs {
             invoices: self.invoices,
             customers: self.customers,
             items: self.items,
+            counts: self.counts.iter().cloned().collect(),
             data_start: start,
             data_end: end,
             ..Default::default()
         }
     }
+}
+
+/// `ENTITY=N` for `--count`: the entity by its CLI or QBO name, keyed by its QBO name.
+fn parse_entity_count(s: &str) -> Result<(String, usize), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not ENTITY=N (e.g. bills=500)"))?;
+    let entity = crate::entities::find(name.trim())
+        .ok_or_else(|| crate::entities::UnknownEntity(name.trim().to_string()).to_string())?;
+    let n = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a record count (a whole number)"))?;
+    Ok((entity.qbo_name.to_string(), n))
 }
 
 /// `YYYY-MM-DD` for clap, with the library's explanation on failure.
@@ -292,6 +322,7 @@ impl CliError {
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Backfill(args) => backfill_cmd::run(args).await,
+        Command::Sync(args) => sync_cmd::run(args).await,
         Command::Report(args) => report_cmd::run(args).await,
         Command::Entities(args) => Ok(entities_cmd::run(args)),
         Command::Verify(args) => verify_cmd::run(args).await,

@@ -9,9 +9,18 @@ use crate::report::{self, Format};
 use crate::store::ReportFilter;
 
 fn parse_entity(s: &str) -> Result<&'static str, String> {
-    entities::find(s)
-        .map(|e| e.cli_name)
-        .ok_or_else(|| entities::UnknownEntity(s.to_string()).to_string())
+    entities::find(s).map(|e| e.cli_name).ok_or_else(|| {
+        format!(
+            "unknown entity `{s}`; expected one of: {} (or none, for every entity)",
+            entities::cli_names().join(", ")
+        )
+    })
+}
+
+fn parse_realm(s: &str) -> Result<String, String> {
+    crate::config::validate_realm_id(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -26,7 +35,7 @@ pub struct ReportArgs {
     #[arg(long, conflicts_with = "run")]
     pub all_runs: bool,
     /// Only this company.
-    #[arg(long, env = "QBO_REALM_ID")]
+    #[arg(long, env = "QBO_REALM_ID", value_parser = parse_realm)]
     pub realm_id: Option<String>,
     /// table for people, json for scripts.
     #[arg(long, value_enum, default_value = "table")]

@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use clap::Args;
 
 use super::{parse_date_arg, CliError, CompanyArgs, Outcome};
+use crate::entities::ENTITIES;
 use crate::sandbox::{Sandbox, SandboxConfig};
 
 #[derive(Debug, Args)]
@@ -27,16 +28,20 @@ pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
             "--data-end is before --data-start"
         )));
     }
+    let company = args.company.sandbox_config(args.data_start, args.data_end);
+    let records: usize = ENTITIES.iter().map(|e| company.count_of(e.qbo_name)).sum();
     let sandbox = Sandbox::start(SandboxConfig {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
-        ..args.company.sandbox_config(args.data_start, args.data_end)
+        ..company
     })
     .await
     .map_err(CliError::usage)?;
     let store = std::env::temp_dir().join(format!("qbo-sandbox-{}.json", sandbox.realm_id()));
     println!(
-        "# QBO sandbox listening on {} (Ctrl-C to stop). In another shell:",
-        sandbox.api_base_url()
+        "# QBO sandbox listening on {} (Ctrl-C to stop), serving {records} records of {} entities \
+         (`qbo entities` lists them). In another shell:",
+        sandbox.api_base_url(),
+        ENTITIES.len()
     );
     println!("export QBO_API_BASE_URL={}", sandbox.api_base_url());
     println!("export QBO_TOKEN_URL={}", sandbox.token_url());
@@ -50,7 +55,7 @@ pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
     );
     println!("export QBO_TOKEN_STORE=file:{}", store.display());
     println!(
-        "# then: qbo backfill all --start {} --end {}",
+        "# then: qbo backfill all --start {} --end {} --chunk-days 92",
         args.data_start, args.data_end
     );
     println!("# faults: curl -X PUT {}/__sandbox/faults -d '{{\"throttle_every\":5}}' -H 'content-type: application/json'", sandbox.api_base_url());

@@ -1,6 +1,7 @@
 //! The QBO API client: one shared HTTP connection pool, OAuth on every request, the realm's
 //! rate limits, and retries with exponential backoff for the failures that are transient.
 
+pub mod cdc;
 pub mod limiter;
 pub mod response;
 
@@ -15,6 +16,7 @@ use url::Url;
 
 use crate::auth::{AuthError, TokenManager};
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
+pub use cdc::{CdcChange, CdcPage, ChangeSource};
 pub use limiter::RealmLimiter;
 pub use response::{Page, RawRecord};
 
@@ -26,7 +28,7 @@ pub enum ClientError {
     Server { status: u16, message: String },
     #[error("request failed: {0}")]
     Transport(String),
-    #[error("QBO rejected the access token (401) right after a refresh")]
+    #[error("QBO kept rejecting the access token (401), even right after refreshing it")]
     Unauthorized,
     #[error("QBO fault (HTTP {status}, code {code}, {kind}): {message} {detail}")]
     Fault {
@@ -100,6 +102,7 @@ pub trait QuerySource: Send + Sync {
 pub struct QboClient {
     http: reqwest::Client,
     query_url: Url,
+    cdc_url: Url,
     minor_version: u32,
     minor_version_text: String,
     tokens: Arc<TokenManager>,
@@ -114,12 +117,17 @@ impl QboClient {
         retry: RetryPolicy,
         limits: &RateLimits,
     ) -> Result<Self, ClientError> {
-        let mut query_url = settings.api_base_url.clone();
-        query_url
-            .path_segments_mut()
-            .map_err(|_| ClientError::Transport("QBO_API_BASE_URL cannot be a base URL".into()))?
-            .pop_if_empty()
-            .extend(["v3", "company", &settings.realm_id, "query"]);
+        let endpoint = |name: &str| {
+            let mut url = settings.api_base_url.clone();
+            url.path_segments_mut()
+                .map_err(|_| {
+                    ClientError::Transport("QBO_API_BASE_URL cannot be a base URL".into())
+                })?
+                .pop_if_empty()
+                .extend(["v3", "company", &settings.realm_id, name]);
+            Ok::<_, ClientError>(url)
+        };
+        let (query_url, cdc_url) = (endpoint("query")?, endpoint("cdc")?);
         let http = reqwest::Client::builder()
             .timeout(retry.request_timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -130,6 +138,7 @@ impl QboClient {
         Ok(QboClient {
             http,
             query_url,
+            cdc_url,
             minor_version: settings.minor_version,
             minor_version_text: settings.minor_version.to_string(),
             tokens,
@@ -145,6 +154,18 @@ impl QboClient {
         counters: &mut RequestCounters,
         parse: impl Fn(&[u8]) -> Result<T, ClientError>,
     ) -> Result<Answer<T>, ClientError> {
+        self.execute_get(&self.query_url, &[("query", query)], counters, parse)
+            .await
+    }
+
+    /// GETs `url` with `params` (minorversion is added), retrying what is transient.
+    async fn execute_get<T>(
+        &self,
+        url: &Url,
+        params: &[(&str, &str)],
+        counters: &mut RequestCounters,
+        parse: impl Fn(&[u8]) -> Result<T, ClientError>,
+    ) -> Result<Answer<T>, ClientError> {
         let mut attempt: u32 = 0;
         let mut just_refreshed = false;
         loop {
@@ -153,15 +174,33 @@ impl QboClient {
             counters.requests += 1;
             let outcome = {
                 let _permit = self.limiter.acquire().await;
-                self.send_once(query, &token, &parse).await
+                self.send_once(url, params, &token, &parse).await
             };
             match outcome {
                 Ok(answer) => return Ok(answer),
-                Err(ClientError::Unauthorized) if !just_refreshed => {
-                    tracing::info!("QBO answered 401; refreshing the access token and retrying");
+                Err(ClientError::Unauthorized)
+                    if !just_refreshed || attempt < self.retry.max_attempts =>
+                {
+                    if just_refreshed {
+                        // Rejected again right after a refresh. With several workers sharing
+                        // one token, another worker's 401 and refresh can do that; it costs an
+                        // attempt like any other failure instead of failing the chunk at once.
+                        counters.retries += 1;
+                        let delay = self.backoff(attempt, None);
+                        tracing::warn!(
+                            attempt,
+                            delay_ms = delay.as_millis() as u64,
+                            "QBO rejected a fresh access token; refreshing again"
+                        );
+                        tokio::time::sleep(delay).await;
+                    } else {
+                        tracing::info!(
+                            "QBO answered 401; refreshing the access token and retrying"
+                        );
+                        attempt -= 1;
+                    }
                     self.tokens.access_token_rejected(&token).await?;
                     just_refreshed = true;
-                    attempt -= 1;
                 }
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
                     just_refreshed = false;
@@ -184,14 +223,16 @@ impl QboClient {
 
     async fn send_once<T>(
         &self,
-        query: &str,
+        url: &Url,
+        params: &[(&str, &str)],
         token: &SecretString,
         parse: &impl Fn(&[u8]) -> Result<T, ClientError>,
     ) -> Result<Answer<T>, ClientError> {
         let response = self
             .http
-            .get(self.query_url.clone())
-            .query(&[("query", query), ("minorversion", &self.minor_version_text)])
+            .get(url.clone())
+            .query(params)
+            .query(&[("minorversion", &self.minor_version_text)])
             .header(ACCEPT, "application/json")
             .bearer_auth(token.expose_secret())
             .send()

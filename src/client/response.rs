@@ -48,7 +48,7 @@ fn parse_time(s: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 /// Top-level keys, each left unparsed until we know what we need.
-fn envelope(body: &[u8]) -> Result<HashMap<String, &RawValue>, ClientError> {
+pub(super) fn envelope(body: &[u8]) -> Result<HashMap<String, &RawValue>, ClientError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first == Some(b'<') {
         return Err(non_json(body));
@@ -61,13 +61,13 @@ fn envelope(body: &[u8]) -> Result<HashMap<String, &RawValue>, ClientError> {
     })
 }
 
-fn get_ci<'a>(map: &HashMap<String, &'a RawValue>, key: &str) -> Option<&'a RawValue> {
+pub(super) fn get_ci<'a>(map: &HashMap<String, &'a RawValue>, key: &str) -> Option<&'a RawValue> {
     map.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
         .map(|(_, v)| *v)
 }
 
-fn server_time(map: &HashMap<String, &RawValue>) -> Option<DateTime<Utc>> {
+pub(super) fn server_time(map: &HashMap<String, &RawValue>) -> Option<DateTime<Utc>> {
     // Seen as a string normally; tolerate anything else by ignoring it.
     let raw = get_ci(map, "time")?;
     let s: String = serde_json::from_str(raw.get()).ok()?;
@@ -99,24 +99,59 @@ pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
                 page.records.push(parse_record(item, entity)?);
             }
         }
-        None => {
-            // An empty page is `{}`; a page that claims rows but lacks the list is broken.
-            let claimed = qr
-                .get("maxResults")
-                .and_then(|v| v.get().parse::<i64>().ok())
-                .unwrap_or(0);
-            if claimed > 0 {
-                return Err(ClientError::Malformed(format!(
-                    "QueryResponse claims {claimed} results but has no `{entity}` list"
-                )));
-            }
-        }
+        None => check_empty(&qr, entity)?,
     }
     Ok(page)
 }
 
-fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, ClientError> {
-    let keys: RecordKeys = serde_json::from_str(item.get())
+/// QBO answers a query that matched nothing with `"QueryResponse": {}`, so a missing list is
+/// an empty page, but only when nothing else in the envelope says there were rows: a
+/// `maxResults` above zero, or a non-empty list under another name (the wrong entity, or a
+/// different spelling). Taking those for "no rows" would end a window early and lose its
+/// records silently; as an error the request is retried and, if it persists, the chunk fails.
+fn check_empty(qr: &HashMap<String, &RawValue>, entity: &str) -> Result<(), ClientError> {
+    let claimed = qr
+        .get("maxResults")
+        .map(|v| v.get().parse::<i64>().unwrap_or(1))
+        .unwrap_or(0);
+    if claimed > 0 {
+        return Err(ClientError::Malformed(format!(
+            "QueryResponse claims {} results but has no `{entity}` list",
+            qr.get("maxResults").map_or("", |v| v.get())
+        )));
+    }
+    let other = qr.iter().find(|(_, v)| {
+        serde_json::from_str::<Vec<&RawValue>>(v.get()).is_ok_and(|list| !list.is_empty())
+    });
+    if let Some((key, _)) = other {
+        return Err(ClientError::Malformed(format!(
+            "QueryResponse has a `{key}` list but no `{entity}` list"
+        )));
+    }
+    Ok(())
+}
+
+/// The object that holds a record's keys: the record itself, or for a RecurringTransaction
+/// the template QBO wraps in its type (`{"Invoice": {"Id": ...}}`).
+fn record_keys(item: &RawValue) -> Result<RecordKeys<'_>, serde_json::Error> {
+    serde_json::from_str::<RecordKeys>(item.get()).or_else(|e| {
+        let Ok(wrapper) = serde_json::from_str::<HashMap<String, &RawValue>>(item.get()) else {
+            return Err(e);
+        };
+        match (wrapper.len(), wrapper.into_values().next()) {
+            (1, Some(inner)) => serde_json::from_str(inner.get()).map_err(|_| e),
+            _ => Err(e),
+        }
+    })
+}
+
+/// The Id of a record, sparse or full, wrapped or not.
+pub(super) fn record_id(item: &RawValue) -> Result<String, serde_json::Error> {
+    record_keys(item).map(|k| k.id.into_owned())
+}
+
+pub(super) fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, ClientError> {
+    let keys: RecordKeys = record_keys(item)
         .map_err(|e| ClientError::Malformed(format!("{entity} record without a usable Id: {e}")))?;
     let lut = keys.meta.and_then(|m| m.last_updated).ok_or_else(|| {
         ClientError::Malformed(format!(
@@ -294,6 +329,17 @@ mod tests {
     }
 
     #[test]
+    fn recurring_templates_are_read_inside_their_wrapper_and_kept_whole() {
+        let body = br#"{"QueryResponse":{"RecurringTransaction":[{"Bill":{"Id":"12","SyncToken":"1","MetaData":{"LastUpdatedTime":"2024-03-04T16:00:00-08:00"},"RecurringInfo":{"Name":"Rent"}}}],"maxResults":1}}"#;
+        let p = parse_page(body, "RecurringTransaction").unwrap();
+        let r = &p.records[0];
+        assert_eq!((r.id.as_str(), r.sync_token.as_str()), ("12", "1"));
+        assert!(r.json.get().starts_with(r#"{"Bill":{"Id":"12""#));
+        let bad = br#"{"QueryResponse":{"RecurringTransaction":[{"Bill":{"Id":"1"},"Invoice":{"Id":"2"}}],"maxResults":1}}"#;
+        assert!(parse_page(bad, "RecurringTransaction").is_err());
+    }
+
+    #[test]
     fn records_keep_their_exact_text_and_keys() {
         let body = br#"{"QueryResponse":{"Invoice":[{"Id":"7","SyncToken":"3","MetaData":{"LastUpdatedTime":"2024-03-04T16:00:00-08:00"},"X":"\u00e9"}],"maxResults":1},"time":1717}"#;
         let p = parse_page(body, "Invoice").unwrap();
@@ -337,5 +383,20 @@ mod tests {
             parse_page(br#"{"QueryResponse":{"maxResults":3}}"#, "Invoice"),
             Err(ClientError::Malformed(_))
         ));
+        assert!(matches!(
+            parse_page(br#"{"QueryResponse":{"maxResults":"3"}}"#, "Invoice"),
+            Err(ClientError::Malformed(_))
+        ));
+        let wrong_list = br#"{"QueryResponse":{"Customer":[{"Id":"1"}],"startPosition":1}}"#;
+        assert!(matches!(
+            parse_page(wrong_list, "Invoice"),
+            Err(ClientError::Malformed(m)) if m.contains("`Customer` list")
+        ));
+        for empty in [
+            &br#"{"QueryResponse":{"startPosition":1,"maxResults":0},"time":"x"}"#[..],
+            br#"{"QueryResponse":{"warnings":[]}}"#,
+        ] {
+            assert!(parse_page(empty, "Invoice").unwrap().records.is_empty());
+        }
     }
 }

@@ -101,6 +101,7 @@ pub fn forbidden(time: &str) -> Value {
 const ATTRIBUTES: &[&str] = &[
     "domain",
     "sparse",
+    "status",
     "startPosition",
     "maxResults",
     "totalCount",

@@ -71,6 +71,8 @@ pub struct Compiled {
     pub max_results: u64,
     /// Name lists hide inactive records unless the query names `Active`.
     pub hide_inactive: bool,
+    /// `SELECT Id, ...`: only these fields, as a sparse record; `None` for `SELECT *`.
+    pub projection: Option<Vec<FieldDef>>,
 }
 
 fn typed(field: &FieldDef, lit: &Literal) -> Result<Val, String> {
@@ -149,7 +151,24 @@ pub fn compile(q: &Query, table: &Table) -> Result<Compiled, String> {
             *desc,
         )),
     };
+    let projection = match &q.fields {
+        None => None,
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|name| {
+                    table.field(name).ok_or_else(|| {
+                        format!(
+                            "property '{name}' is not queryable for entity {}",
+                            table.entity.qbo_name
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
     Ok(Compiled {
+        projection,
         count: q.count,
         entity: table.entity.qbo_name,
         preds,
@@ -330,6 +349,61 @@ pub fn select<'a>(table: &'a Table, ctx: &GenCtx, q: &Compiled) -> Vec<&'a Row> 
         o.then(ra.keys.id.cmp(&rb.keys.id))
     });
     keyed.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A result row as the response carries it: the whole record, or for a projection a sparse
+/// one with only the selected fields (where the record has them) plus `domain` and `sparse`.
+pub fn output(table: &Table, ctx: &GenCtx, row: &Row, q: &Compiled) -> Value {
+    let doc = table.render(ctx, row);
+    match &q.projection {
+        None => doc,
+        Some(fields) => project(&doc, fields),
+    }
+}
+
+/// The sparse form of `doc`. QBO wraps a RecurringTransaction's template in its type
+/// (`{"Invoice": {"Id": ..}}`): such a record is projected inside, keeping the wrapper.
+pub fn project(doc: &Value, fields: &[FieldDef]) -> Value {
+    if let Some((kind, body)) = wrapped(doc) {
+        return serde_json::json!({ kind: project(body, fields) });
+    }
+    let mut out = serde_json::Map::new();
+    for f in fields {
+        let parts: Vec<&str> = f.path.split('.').collect();
+        if let Some(v) = parts.iter().try_fold(doc, |v, p| v.get(p)) {
+            set_path(&mut out, &parts, v.clone());
+        }
+    }
+    out.insert("domain".into(), Value::from("QBO"));
+    out.insert("sparse".into(), Value::from(true));
+    Value::Object(out)
+}
+
+/// A record that is a single object under its type's name, without an Id of its own.
+fn wrapped(doc: &Value) -> Option<(&String, &Value)> {
+    let o = doc
+        .as_object()
+        .filter(|o| o.len() == 1 && !o.contains_key("Id"))?;
+    o.iter().next().filter(|(_, body)| body.is_object())
+}
+
+/// Puts `v` at a dotted path, creating the objects on the way; a path through a non-object
+/// (two selected fields that disagree on the record's shape) is skipped rather than a panic.
+fn set_path(out: &mut serde_json::Map<String, Value>, parts: &[&str], v: Value) {
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let mut at = out;
+    for p in parents {
+        let next = at
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+        let Some(obj) = next.as_object_mut() else {
+            return;
+        };
+        at = obj;
+    }
+    at.insert(last.to_string(), v);
 }
 
 /// The page a query asks for (1-based STARTPOSITION).

@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 
 use super::super::clock;
-use super::super::data::GenCtx;
+use super::super::data::{default_counts, GenCtx};
 use super::super::query;
 use super::super::store::{Row, Store};
 use super::*;
@@ -14,14 +14,9 @@ fn store() -> Store {
         seed: 1,
         start: clock::local_midnight(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
         end: clock::local_midnight(NaiveDate::from_ymd_opt(2024, 4, 1).unwrap()),
-        customers: 40,
-        items: 10,
+        counts: default_counts(300, 40, 10, &Default::default()),
     };
-    let s = Store::generate(ctx, |n| match n {
-        "Invoice" => 300,
-        "Customer" => 40,
-        _ => 10,
-    });
+    let s = Store::generate(ctx);
     let plant = |entity: &str, v: Value| {
         let mut t = s.write(entity).unwrap();
         let keys = t.keys_from_json(&v).unwrap();
@@ -251,4 +246,62 @@ fn window_for_fail_injection() {
     assert_eq!(hi, clock::parse_instant_ms("2024-03-05").unwrap() - 1);
     let q = query::parse("SELECT * FROM Invoice").unwrap();
     assert_eq!(window_ms(&compile(&q, &t).unwrap()), None);
+}
+
+#[test]
+fn projections_keep_only_selected_fields_the_record_has() {
+    let s = store();
+    let q = query::parse(
+        "SELECT Id, DueDate, MetaData.CreateTime, CustomerRef FROM Invoice WHERE Id >= '2002'",
+    )
+    .unwrap();
+    let t = s.read("Invoice").unwrap();
+    let c = compile(&q, &t).unwrap();
+    let rows = select(&t, &s.ctx, &c);
+    let out: Vec<Value> = rows.iter().map(|r| output(&t, &s.ctx, r, &c)).collect();
+    // Planted invoices have no DueDate or CustomerRef: those keys are simply absent.
+    assert_eq!(
+        out,
+        vec![
+            json!({"Id": "2002", "MetaData": {"CreateTime": "2024-03-03T23:59:59-08:00"}, "domain": "QBO", "sparse": true}),
+            json!({"Id": "2003", "MetaData": {"CreateTime": "2024-03-03T16:00:00-08:00"}, "domain": "QBO", "sparse": true}),
+        ]
+    );
+    // A generated invoice has them; refs are kept whole.
+    let q = query::parse("SELECT CustomerRef FROM Invoice WHERE Id = '1'").unwrap();
+    let c = compile(&q, &t).unwrap();
+    let row = select(&t, &s.ctx, &c)[0];
+    let full = t.render(&s.ctx, row);
+    assert_eq!(
+        output(&t, &s.ctx, row, &c),
+        json!({"CustomerRef": full["CustomerRef"], "domain": "QBO", "sparse": true})
+    );
+    assert!(full["CustomerRef"]["value"].is_string());
+    let q = query::parse("SELECT Id, Bogus FROM Invoice").unwrap();
+    assert!(compile(&q, &t).unwrap_err().contains("Bogus"));
+}
+
+#[test]
+fn projections_look_inside_a_wrapped_template() {
+    let fields = [
+        FieldDef {
+            path: "Id",
+            kind: FieldKind::Id,
+        },
+        FieldDef {
+            path: "MetaData.LastUpdatedTime",
+            kind: FieldKind::UpdateTime,
+        },
+    ];
+    let t = "2024-03-03T16:00:00-08:00";
+    let doc = json!({"Invoice": {"Id": "7", "MetaData": {"CreateTime": t, "LastUpdatedTime": t}, "Line": []}});
+    assert_eq!(
+        project(&doc, &fields),
+        json!({"Invoice": {"Id": "7", "MetaData": {"LastUpdatedTime": t}, "domain": "QBO", "sparse": true}})
+    );
+    let flat = json!({"Id": "8", "Line": [], "MetaData": {"LastUpdatedTime": t}});
+    assert_eq!(
+        project(&flat, &fields[..1]),
+        json!({"Id": "8", "domain": "QBO", "sparse": true})
+    );
 }

@@ -1,10 +1,14 @@
 //! Fault injection knobs and the per-realm rate limiter.
 
+mod malformed;
+
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+pub use malformed::{Malformation, RawBody};
 
 /// What the sandbox does wrong, on purpose. `#[serde(default)]` lets the control API take a
 /// partial object: omitted knobs keep their defaults (off; 500/min; 10 concurrent).
@@ -36,6 +40,22 @@ pub struct Faults {
     pub max_requests_per_minute: u32,
     /// Per realm in flight; excess answers 429 (0 = unlimited).
     pub max_concurrent: u32,
+    /// A `throttle_every` storm lasts this many consecutive query requests (0 or 1: one).
+    pub throttle_burst: u32,
+    /// Every Nth query request answers 429 without `Retry-After`, whatever
+    /// `throttle_retry_after_secs` says (so one run sees throttles with and without it).
+    pub bare_throttle_every: u32,
+    /// Every Nth query request answers only after `slow_ms` more, e.g. past a client's timeout.
+    pub slow_every: u32,
+    pub slow_ms: u64,
+    /// Every Nth query request that would have answered 200 is spoiled as `malformation` says.
+    pub malformed_every: u32,
+    pub malformation: Malformation,
+    /// Query requests numbered this or later (1-based, the every-Nth numbering; 0 = off) hang
+    /// without answering until this knob changes, so a test can kill a client mid-request.
+    pub hang_from_request: u64,
+    /// Token requests hang, before they are processed, until this is cleared.
+    pub hang_token_requests: bool,
 }
 
 impl Default for Faults {
@@ -53,6 +73,14 @@ impl Default for Faults {
             fail_window_containing: None,
             max_requests_per_minute: 500,
             max_concurrent: 10,
+            throttle_burst: 0,
+            bare_throttle_every: 0,
+            slow_every: 0,
+            slow_ms: 0,
+            malformed_every: 0,
+            malformation: Malformation::None,
+            hang_from_request: 0,
+            hang_token_requests: false,
         }
     }
 }
@@ -62,6 +90,8 @@ impl Default for Faults {
 pub enum Injected {
     ExpireAccess,
     Throttle,
+    /// A 429 without `Retry-After`.
+    BareThrottle,
     ServerError,
     FaultIn200,
     Drop,
@@ -71,13 +101,24 @@ fn every(n: u64, period: u32) -> bool {
     period > 0 && n.is_multiple_of(u64::from(period))
 }
 
+/// Like `every`, but each hit is followed by `burst - 1` more.
+fn every_burst(n: u64, period: u32, burst: u32) -> bool {
+    let p = u64::from(period);
+    period > 0 && n >= p && n % p < u64::from(burst.max(1))
+}
+
 impl Faults {
     /// The fault for query request number `n` (1-based); when several periods divide `n`, the
     /// first in this list wins.
     pub fn injected(&self, n: u64) -> Option<Injected> {
+        if every(n, self.expire_access_every) {
+            return Some(Injected::ExpireAccess);
+        }
+        if every_burst(n, self.throttle_every, self.throttle_burst) {
+            return Some(Injected::Throttle);
+        }
         [
-            (self.expire_access_every, Injected::ExpireAccess),
-            (self.throttle_every, Injected::Throttle),
+            (self.bare_throttle_every, Injected::BareThrottle),
             (self.server_error_every, Injected::ServerError),
             (self.fault_in_200_every, Injected::FaultIn200),
             (self.drop_every, Injected::Drop),
@@ -85,6 +126,21 @@ impl Faults {
         .into_iter()
         .find(|(p, _)| every(n, *p))
         .map(|(_, f)| f)
+    }
+
+    /// Extra delay for query request `n`.
+    pub fn slow(&self, n: u64) -> Option<Duration> {
+        every(n, self.slow_every).then(|| Duration::from_millis(self.slow_ms))
+    }
+
+    /// How to spoil query request `n`'s 200 answer, if at all.
+    pub fn malformed(&self, n: u64) -> Option<Malformation> {
+        (self.malformation != Malformation::None && every(n, self.malformed_every))
+            .then_some(self.malformation)
+    }
+
+    pub fn hangs(&self, n: u64) -> bool {
+        self.hang_from_request > 0 && n >= self.hang_from_request
     }
 
     pub fn mutate_now(&self, nth_page: u64) -> bool {
@@ -153,6 +209,41 @@ mod tests {
                 Some(Throttle)
             ]
         );
+    }
+
+    #[test]
+    fn storms_and_bare_throttles() {
+        let f = Faults {
+            throttle_every: 5,
+            throttle_burst: 3,
+            bare_throttle_every: 4,
+            ..Faults::default()
+        };
+        use Injected::*;
+        let got: Vec<_> = (1..=8).map(|n| f.injected(n)).collect();
+        assert_eq!(
+            got,
+            vec![
+                None,
+                None,
+                None,
+                Some(BareThrottle),
+                Some(Throttle),
+                Some(Throttle),
+                Some(Throttle),
+                Some(BareThrottle)
+            ]
+        );
+        assert!(!f.hangs(1));
+        let f = Faults {
+            hang_from_request: 3,
+            slow_every: 2,
+            slow_ms: 7,
+            ..Faults::default()
+        };
+        assert!(!f.hangs(2) && f.hangs(3) && f.hangs(9));
+        assert_eq!(f.slow(4), Some(Duration::from_millis(7)));
+        assert_eq!(f.slow(3), None);
     }
 
     #[test]

@@ -2,11 +2,18 @@
 //! `/__sandbox` control API, served by axum. Tests and `qbo demo` use it instead of QBO.
 //! It is deliberately at least as strict as QBO. See docs/sandbox-spec.md for the contract.
 
+mod cdc;
+#[cfg(test)]
+mod cdc_tests;
 mod clock;
+mod control;
 mod data;
+#[cfg(test)]
+mod entity_tests;
 mod envelope;
 mod eval;
 mod faults;
+mod gate;
 mod oauth;
 mod query;
 mod server;
@@ -14,15 +21,17 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use faults::Faults;
+pub use data::record_body;
+pub use faults::{Faults, Malformation};
 
 /// How many request-log entries are kept; older ones are dropped so a long demo cannot grow
 /// memory without bound.
@@ -38,6 +47,9 @@ pub struct SandboxConfig {
     pub invoices: usize,
     pub customers: usize,
     pub items: usize,
+    /// Per-entity record counts by QBO name (e.g. `"Bill" => 50`), overriding the defaults
+    /// every other entity derives from the three counts above (see `count_of`).
+    pub counts: BTreeMap<String, usize>,
     /// LastUpdatedTime / TxnDate spread over `[data_start, data_end]` (company-local days).
     pub data_start: NaiveDate,
     pub data_end: NaiveDate,
@@ -56,12 +68,51 @@ impl Default for SandboxConfig {
             invoices: 1000,
             customers: 100,
             items: 30,
+            counts: BTreeMap::new(),
             data_start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(),
             data_end: NaiveDate::from_ymd_opt(2024, 6, 30).unwrap_or_default(),
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(101 * 86_400),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
+    }
+}
+
+impl SandboxConfig {
+    /// How many records of `qbo_name` the company holds: `counts` if it names the entity,
+    /// else the entity's default for a company of `invoices`/`customers`/`items` (singletons
+    /// such as CompanyInfo always 1). Unknown names yield 0.
+    pub fn count_of(&self, qbo_name: &str) -> usize {
+        self.entity_counts()
+            .map(|c| c.get(qbo_name) as usize)
+            .unwrap_or(0)
+    }
+
+    /// Checks what `Sandbox::start` would refuse, without starting anything.
+    pub fn validate(&self) -> Result<(), SandboxError> {
+        if self.data_end < self.data_start {
+            return Err(SandboxError::Config("data_end is before data_start".into()));
+        }
+        self.entity_counts().map(drop)
+    }
+
+    fn entity_counts(&self) -> Result<data::Counts, SandboxError> {
+        if let Some(unknown) = self.counts.keys().find(|n| data::spec(n).is_none()) {
+            return Err(SandboxError::Config(format!(
+                "unknown entity `{unknown}` in counts; use QBO names such as `Invoice` or `JournalEntry`"
+            )));
+        }
+        let mut overrides = self.counts.clone();
+        for (name, n) in [
+            ("Invoice", self.invoices),
+            ("Customer", self.customers),
+            ("Item", self.items),
+        ] {
+            overrides.entry(name.to_string()).or_insert(n);
+        }
+        let counts = data::default_counts(self.invoices, self.customers, self.items, &overrides);
+        data::check_counts(&counts).map_err(SandboxError::Config)?;
+        Ok(counts)
     }
 }
 
@@ -82,10 +133,11 @@ pub enum SandboxError {
 pub struct RequestLogEntry {
     /// Milliseconds since the sandbox started.
     pub at_ms: u64,
-    /// `query`, `count`, `token` or `authorize`.
+    /// `query`, `count`, `cdc`, `token` or `authorize`.
     pub kind: String,
     pub status: u16,
-    /// The query text (never tokens or secrets).
+    /// The query text, or a CDC request's `entities` and `changedSince` (never tokens or
+    /// secrets).
     pub query: Option<String>,
     /// Which injected fault, if any, shaped the answer (e.g. `drop`, `throttle_every`).
     pub fault: Option<String>,
@@ -97,6 +149,8 @@ pub struct Stats {
     pub query_requests: u64,
     /// The subset of `query_requests` that were `SELECT COUNT(*)`.
     pub count_requests: u64,
+    /// Every request to the change data capture endpoint.
+    pub cdc_requests: u64,
     pub token_requests: u64,
     pub throttled: u64,
     pub server_errors: u64,
@@ -109,6 +163,15 @@ pub struct Stats {
     pub max_in_flight: u64,
     /// Records touched by `mutate_while_paging_every`.
     pub mutations: u64,
+    /// Records deleted (library or control API).
+    pub deletes: u64,
+    /// Requests held by `hang_from_request` or `hang_token_requests` (counted when they start
+    /// hanging, so a test can wait for one).
+    pub hung: u64,
+    /// Query requests delayed by `slow_every`.
+    pub slowed: u64,
+    /// Answers spoiled by `malformed_every`.
+    pub malformed: u64,
     pub request_log: Vec<RequestLogEntry>,
 }
 
@@ -163,9 +226,14 @@ impl Inner {
         s.request_log.push(entry);
     }
 
+    /// The sandbox's clock: every mutation, horizon and `time` reads it here.
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
     /// `time` for envelopes: now, company offset, milliseconds.
     fn time(&self) -> String {
-        clock::format_millis(Utc::now())
+        clock::format_millis(self.now())
     }
 
     fn touch(&self, entity: &str, id: &str) -> bool {
@@ -174,7 +242,26 @@ impl Inner {
         };
         self.store
             .write(entity)
-            .is_some_and(|mut t| t.touch(id, Utc::now()))
+            .is_some_and(|mut t| t.touch(id, self.now()))
+    }
+
+    fn delete(&self, entity: &str, id: &str) -> Result<(), String> {
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| format!("Id {id:?} is not a numeric Id"))?;
+        let mut t = self.store.write(entity).ok_or("unknown entity")?;
+        if !t.delete(id, self.now()) {
+            return Err(format!("no live record with Id {id}"));
+        }
+        drop(t);
+        self.stats().deletes += 1;
+        Ok(())
+    }
+
+    /// Tombstoned Ids in numeric order; `None` for an unknown entity.
+    fn deleted_ids(&self, entity: &str) -> Option<Vec<String>> {
+        let t = self.store.read(entity)?;
+        Some(t.tombstones.keys().map(u64::to_string).collect())
     }
 
     fn records(&self, entity: &str) -> Option<Vec<serde_json::Value>> {
@@ -197,14 +284,8 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn start(cfg: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        if cfg.data_end < cfg.data_start {
-            return Err(SandboxError::Config("data_end is before data_start".into()));
-        }
-        if cfg.invoices > 0 && (cfg.customers == 0 || cfg.items == 0) {
-            return Err(SandboxError::Config(
-                "invoices need at least one customer and one item".into(),
-            ));
-        }
+        cfg.validate()?;
+        let counts = cfg.entity_counts()?;
         let ctx = data::GenCtx {
             seed: cfg.seed,
             start: clock::local_midnight(cfg.data_start),
@@ -212,21 +293,12 @@ impl Sandbox {
                 cfg.data_end
                     .and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()),
             ),
-            customers: cfg.customers as u64,
-            items: cfg.items as u64,
+            counts,
         };
-        let counts = (cfg.invoices, cfg.customers, cfg.items);
         // Generating 500k keys takes a moment of pure CPU; keep it off the async workers.
-        let store = tokio::task::spawn_blocking(move || {
-            store::Store::generate(ctx, |name| match name {
-                "Invoice" => counts.0,
-                "Customer" => counts.1,
-                "Item" => counts.2,
-                _ => 0,
-            })
-        })
-        .await
-        .map_err(|e| SandboxError::Config(format!("data generation failed: {e}")))?;
+        let store = tokio::task::spawn_blocking(move || store::Store::generate(ctx))
+            .await
+            .map_err(|e| SandboxError::Config(format!("data generation failed: {e}")))?;
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -299,15 +371,16 @@ impl Sandbox {
         self.inner.faults()
     }
 
-    /// Every record of an entity (QBO name), inactive included, as the API would serialise it.
-    /// Unknown entities yield an empty list.
+    /// Every live record of an entity (QBO name), inactive included, deleted ones not, as the
+    /// API would serialise it. Unknown entities yield an empty list.
     pub fn records(&self, qbo_entity: &str) -> Vec<serde_json::Value> {
         self.inner.records(qbo_entity).unwrap_or_default()
     }
 
-    /// Inserts or replaces a record (Id taken from the value). Panics on an unknown entity or a
-    /// record without Id / MetaData.LastUpdatedTime, since that is a bug in the calling test;
-    /// see `try_put_record` for the fallible form.
+    /// Inserts or replaces a record (Id taken from the value); re-creating a deleted Id clears
+    /// its tombstone, so the record is live again and CDC reports it as such. Panics on an
+    /// unknown entity or a record without Id / MetaData.LastUpdatedTime, since that is a bug in
+    /// the calling test; see `try_put_record` for the fallible form.
     pub fn put_record(&self, qbo_entity: &str, record: serde_json::Value) {
         if let Err(e) = self.try_put_record(qbo_entity, record) {
             panic!("{e}");
@@ -334,6 +407,31 @@ impl Sandbox {
             doc: Some(Arc::new(record)),
         });
         Ok(())
+    }
+
+    /// Simulates a user deleting a record now: it vanishes from queries and COUNT(*), and CDC
+    /// reports it as Deleted (at this instant, whole seconds) to any `changedSince` at or
+    /// before it. Panics on an
+    /// unknown entity or an Id with no live record, since that is a bug in the calling test;
+    /// see `try_delete_record` for the fallible form.
+    pub fn delete_record(&self, qbo_entity: &str, id: &str) {
+        if let Err(e) = self.try_delete_record(qbo_entity, id) {
+            panic!("{e}");
+        }
+    }
+
+    pub fn try_delete_record(&self, qbo_entity: &str, id: &str) -> Result<(), SandboxError> {
+        self.inner
+            .delete(qbo_entity, id)
+            .map_err(|reason| SandboxError::Record {
+                entity: qbo_entity.into(),
+                reason,
+            })
+    }
+
+    /// Ids deleted and not re-created since, in numeric order. Unknown entities yield none.
+    pub fn deleted_ids(&self, qbo_entity: &str) -> Vec<String> {
+        self.inner.deleted_ids(qbo_entity).unwrap_or_default()
     }
 
     /// Simulates a user editing a record now: SyncToken + 1, LastUpdatedTime = now.

@@ -228,6 +228,9 @@ pub async fn token_endpoint(
 ) -> Response {
     let faults = inner.faults();
     tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    if faults.hang_token_requests {
+        super::gate::hang_while(&inner, |f| f.hang_token_requests).await;
+    }
     inner.stats().token_requests += 1;
     let resp = token_response(&inner, &headers, &body);
     inner.log("token", resp.status().as_u16(), None, None);

@@ -1,5 +1,5 @@
 //! Parser for the QBO query-language subset:
-//! `SELECT * | SELECT COUNT(*) FROM <Entity> [WHERE cond AND ...] [ORDERBY field [ASC|DESC]]
+//! `SELECT * | SELECT COUNT(*) | SELECT field[, field...] FROM <Entity> [WHERE cond AND ...] [ORDERBY field [ASC|DESC]]
 //! [STARTPOSITION n] [MAXRESULTS m]`.
 //! Deliberately strict: OR, NOT, `!=`, parentheses around conditions, unknown escapes and trailing
 //! tokens are errors, as is anything QBO would reject (STARTPOSITION < 1, MAXRESULTS > 1000).
@@ -38,6 +38,8 @@ pub struct Cond {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     pub count: bool,
+    /// `SELECT Id, MetaData.LastUpdatedTime`: the projected fields; `None` for `*`.
+    pub fields: Option<Vec<String>>,
     pub entity: String,
     pub conds: Vec<Cond>,
     /// Field and `true` for descending.
@@ -318,21 +320,28 @@ pub fn parse(src: &str) -> Result<Query, String> {
         pos: 0,
     };
     p.keyword("SELECT")?;
-    let count = if p.peek_keyword("COUNT") {
+    let (count, fields) = if p.peek_keyword("COUNT") {
         p.pos += 1;
         p.expect(Tok::LParen)?;
         p.expect(Tok::Star)?;
         p.expect(Tok::RParen)?;
-        true
+        (true, None)
+    } else if matches!(p.peek(), Some(Tok::Star)) {
+        p.pos += 1;
+        (false, None)
     } else {
-        p.expect(Tok::Star)
-            .map_err(|_| "only SELECT * and SELECT COUNT(*) are supported".to_string())?;
-        false
+        let mut fields = vec![p.ident("'*', COUNT(*) or a field name")?];
+        while matches!(p.peek(), Some(Tok::Comma)) {
+            p.pos += 1;
+            fields.push(p.ident("a field name after ','")?);
+        }
+        (false, Some(fields))
     };
     p.keyword("FROM")?;
     let entity = p.ident("an entity name")?;
     let mut q = Query {
         count,
+        fields,
         entity,
         conds: Vec::new(),
         order_by: None,
@@ -492,9 +501,24 @@ mod tests {
         // Clauses in the wrong order, repeated, or trailing junk.
         assert!(parse("SELECT * FROM Item MAXRESULTS 10 STARTPOSITION 1").is_err());
         assert!(parse("SELECT * FROM Item;").is_err());
-        assert!(parse("SELECT Id FROM Item").is_err());
+        assert!(parse("SELECT FROM Item").is_err());
+        assert!(parse("SELECT Id, FROM Item").is_err());
+        assert!(parse("SELECT Id, * FROM Item").is_err());
+        assert!(parse("SELECT *, Id FROM Item").is_err());
         assert!(parse("SELECT * FROM").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn projections() {
+        let q = parse("select Id, MetaData.LastUpdatedTime from Invoice where Id > '5'").unwrap();
+        assert_eq!(
+            q.fields,
+            Some(vec!["Id".into(), "MetaData.LastUpdatedTime".into()])
+        );
+        assert!(!q.count);
+        assert_eq!(parse("SELECT * FROM Item").unwrap().fields, None);
+        assert_eq!(parse("SELECT COUNT(*) FROM Item").unwrap().fields, None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The record store: per entity, key fields in a `BTreeMap` by numeric Id plus ordered indexes
 //! on `(LastUpdatedTime, Id)` and `(TxnDate, Id)`, so window queries are range scans and a
 //! page never clones the dataset. Full JSON is rendered on demand (see `data`), except for
-//! records planted by tests, which are kept verbatim.
+//! records planted by tests, which are kept verbatim. Deleted records leave a tombstone
+//! (Id, deletion time) that change data capture reports.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -10,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 use super::clock;
-use super::data::{EntityGen, FieldDef, GenCtx, Keys, COMMON_FIELDS};
+use super::data::{self, EntityGen, FieldDef, GenCtx, Keys, COMMON_FIELDS, WHOLE_FIELDS};
 use crate::entities::{self, Entity};
 
 pub struct Row {
@@ -26,6 +27,8 @@ pub struct Table {
     pub rows: BTreeMap<u64, Arc<Row>>,
     pub by_updated: BTreeMap<(i64, u64), Arc<Row>>,
     pub by_txn: BTreeMap<(NaiveDate, u64), Arc<Row>>,
+    /// Deleted Ids and when (epoch ms, whole seconds). A live row never has a tombstone.
+    pub tombstones: BTreeMap<u64, i64>,
 }
 
 impl Table {
@@ -36,19 +39,17 @@ impl Table {
             rows: BTreeMap::new(),
             by_updated: BTreeMap::new(),
             by_txn: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
         }
     }
 
-    /// Inserts or replaces a row, keeping both indexes in step.
+    /// Inserts or replaces a row, keeping both indexes in step. Re-creating a deleted Id
+    /// makes it live again: its tombstone goes.
     pub fn upsert(&mut self, row: Row) {
         let id = row.keys.id;
         let row = Arc::new(row);
-        if let Some(old) = self.rows.remove(&id) {
-            self.by_updated.remove(&(old.keys.updated_ms, id));
-            if let Some(d) = old.keys.txn_date {
-                self.by_txn.remove(&(d, id));
-            }
-        }
+        self.unlink(id);
+        self.tombstones.remove(&id);
         self.by_updated
             .insert((row.keys.updated_ms, id), row.clone());
         if let Some(d) = row.keys.txn_date {
@@ -57,17 +58,41 @@ impl Table {
         self.rows.insert(id, row);
     }
 
-    pub fn render(&self, ctx: &GenCtx, row: &Row) -> Value {
-        match &row.doc {
-            Some(doc) => (**doc).clone(),
-            None => self.gen.render(ctx, &row.keys),
+    /// Takes a row out of the Id map and both indexes.
+    fn unlink(&mut self, id: u64) -> Option<Arc<Row>> {
+        let old = self.rows.remove(&id)?;
+        self.by_updated.remove(&(old.keys.updated_ms, id));
+        if let Some(d) = old.keys.txn_date {
+            self.by_txn.remove(&(d, id));
         }
+        Some(old)
+    }
+
+    /// A user deleting a record at `now`: it vanishes from queries and counts, and leaves a
+    /// tombstone at `now` (whole seconds, like QBO's timestamps). False if there is no such
+    /// live record.
+    pub fn delete(&mut self, id: u64, now: DateTime<Utc>) -> bool {
+        if self.unlink(id).is_none() {
+            return false;
+        }
+        self.tombstones.insert(id, whole_seconds(now));
+        true
+    }
+
+    pub fn render(&self, ctx: &GenCtx, row: &Row) -> Value {
+        render(self.gen, ctx, row)
     }
 
     /// Looks a queryable field up by name, case-insensitively (QBO accepts
     /// `Metadata.LastUpdatedTime` as well as `MetaData.LastUpdatedTime`).
     pub fn field(&self, name: &str) -> Option<FieldDef> {
-        COMMON_FIELDS
+        // QBO serves whole entities unfiltered: no `MetaData` conditions on them.
+        let common = if self.entity.is_whole() {
+            WHOLE_FIELDS
+        } else {
+            COMMON_FIELDS
+        };
+        common
             .iter()
             .chain(self.gen.fields())
             .find(|f| f.path.eq_ignore_ascii_case(name))
@@ -81,10 +106,9 @@ impl Table {
         };
         let mut keys = old.keys.clone();
         keys.sync_token += 1;
-        let ms = now.timestamp_millis();
-        keys.updated_ms = ms - ms.rem_euclid(1000);
+        keys.updated_ms = whole_seconds(now);
         let doc = old.doc.clone().map(|mut doc| {
-            let d = Arc::make_mut(&mut doc);
+            let d = data::record_body_mut(Arc::make_mut(&mut doc));
             d["SyncToken"] = Value::String(keys.sync_token.to_string());
             d["MetaData"]["LastUpdatedTime"] =
                 Value::String(clock::format_secs(clock::from_millis(keys.updated_ms)));
@@ -96,6 +120,7 @@ impl Table {
 
     /// Reads the key fields out of a planted record.
     pub fn keys_from_json(&self, v: &Value) -> Result<Keys, String> {
+        let v = data::record_body(v);
         let id = match &v["Id"] {
             Value::String(s) => s.parse::<u64>().ok(),
             Value::Number(n) => n.as_u64(),
@@ -145,15 +170,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Generates every entity that has both a generator and a registry entry.
-    pub fn generate(ctx: GenCtx, count_of: impl Fn(&str) -> usize) -> Store {
+    /// Generates every entity that has both a generator and a registry entry, as many of
+    /// each as `ctx.counts` says.
+    pub fn generate(ctx: GenCtx) -> Store {
         let mut tables = Vec::new();
         for gen in super::data::generators() {
             let Some(entity) = entities::by_qbo_name(gen.qbo_name()) else {
                 continue;
             };
             let mut t = Table::new(entity, gen);
-            let n = count_of(gen.qbo_name()) as u64;
+            let n = ctx.count(gen.qbo_name());
             for id in 1..=n {
                 t.upsert(Row {
                     keys: gen.keys(&ctx, id, n),
@@ -180,6 +206,20 @@ impl Store {
         self.find(name)
             .map(|t| t.write().unwrap_or_else(|e| e.into_inner()))
     }
+}
+
+/// A row's JSON without the table's lock: rows are immutable snapshots, so a reader may
+/// render them after letting go of the table.
+pub fn render(gen: &dyn EntityGen, ctx: &GenCtx, row: &Row) -> Value {
+    match &row.doc {
+        Some(doc) => (**doc).clone(),
+        None => gen.render(ctx, &row.keys),
+    }
+}
+
+fn whole_seconds(t: DateTime<Utc>) -> i64 {
+    let ms = t.timestamp_millis();
+    ms - ms.rem_euclid(1000)
 }
 
 /// A panic while holding the lock cannot leave a table half-updated in a way that matters to a

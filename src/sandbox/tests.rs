@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::*;
 
-async fn sandbox() -> Sandbox {
+pub(super) async fn sandbox() -> Sandbox {
     let cfg = SandboxConfig {
         invoices: 250,
         customers: 30,
@@ -14,7 +14,7 @@ async fn sandbox() -> Sandbox {
     Sandbox::start(cfg).await.expect("sandbox starts")
 }
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -31,7 +31,7 @@ async fn refresh(sb: &Sandbox, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn access_token(sb: &Sandbox) -> String {
+pub(super) async fn access_token(sb: &Sandbox) -> String {
     let v: Value = refresh(sb, &sb.current_refresh_token())
         .await
         .json()
@@ -40,7 +40,7 @@ async fn access_token(sb: &Sandbox) -> String {
     v["access_token"].as_str().unwrap().to_string()
 }
 
-async fn get(sb: &Sandbox, token: &str, q: &str, json: bool) -> reqwest::Response {
+pub(super) async fn get(sb: &Sandbox, token: &str, q: &str, json: bool) -> reqwest::Response {
     let url = format!("{}/v3/company/{}/query", sb.api_base_url(), sb.realm_id());
     let mut req = client()
         .get(url)
@@ -52,7 +52,7 @@ async fn get(sb: &Sandbox, token: &str, q: &str, json: bool) -> reqwest::Respons
     req.send().await.unwrap()
 }
 
-async fn get_json(sb: &Sandbox, token: &str, q: &str) -> (u16, Value) {
+pub(super) async fn get_json(sb: &Sandbox, token: &str, q: &str) -> (u16, Value) {
     let r = get(sb, token, q, true).await;
     (r.status().as_u16(), r.json().await.unwrap())
 }

@@ -3,6 +3,8 @@
 
 pub mod raw;
 pub mod runs;
+pub mod sync_lock;
+pub mod sync_state;
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use sqlx::{PgPool, Postgres};
 
 pub use raw::{PageMeta, UpsertCounts};
 pub use runs::{ChunkRow, ClaimMode, NewRun, ReportFilter, RunRow};
+pub use sync_state::{StepRow, Watermark};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

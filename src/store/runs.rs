@@ -16,6 +16,10 @@ pub struct NewRun<'a> {
     pub range_end: NaiveDate,
     pub window_field: &'a str,
     pub options: serde_json::Value,
+    /// `backfill` or `sync`.
+    pub kind: &'a str,
+    /// How the windows are read: `query` (date windows) or `whole`.
+    pub read_via: &'a str,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +32,7 @@ pub struct RunRow {
     pub window_field: String,
     pub options: serde_json::Value,
     pub status: String,
+    pub kind: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -35,6 +40,8 @@ pub struct RunRow {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ChunkRow {
     pub run_id: Uuid,
+    /// `backfill` or `sync` (the run's kind).
+    pub kind: String,
     pub chunk_index: i32,
     pub realm_id: String,
     pub entity: String,
@@ -47,6 +54,10 @@ pub struct ChunkRow {
     pub inserted: i64,
     pub updated: i64,
     pub skipped: i64,
+    /// Rows this chunk marked deleted.
+    pub deleted: i64,
+    /// How the records were read: query, whole, cdc or reconcile.
+    pub read_via: String,
     pub pages: i32,
     pub requests: i32,
     pub retries: i32,
@@ -97,8 +108,8 @@ impl PgStore {
         let mut tx = self.pool().begin().await?;
         sqlx::query!(
             r#"INSERT INTO ops.backfill_runs
-                   (run_id, realm_id, entity, range_start, range_end, window_field, options)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+                   (run_id, realm_id, entity, range_start, range_end, window_field, options, kind)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
             run_id,
             run.realm_id,
             run.entity,
@@ -106,6 +117,7 @@ impl PgStore {
             run.range_end,
             run.window_field,
             run.options,
+            run.kind,
         )
         .execute(&mut *tx)
         .await?;
@@ -114,8 +126,9 @@ impl PgStore {
         let ends: Vec<DateTime<Utc>> = windows.iter().map(|w| w.end).collect();
         sqlx::query!(
             r#"INSERT INTO ops.backfill_report
-                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc)
-               SELECT $1, i, $2, $3, s, e
+                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
+                    read_via)
+               SELECT $1, i, $2, $3, s, e, $7
                FROM UNNEST($4::int[], $5::timestamptz[], $6::timestamptz[]) AS t(i, s, e)"#,
             run_id,
             run.realm_id,
@@ -123,6 +136,7 @@ impl PgStore {
             &indexes,
             &starts,
             &ends,
+            run.read_via,
         )
         .execute(&mut *tx)
         .await?;
@@ -130,6 +144,7 @@ impl PgStore {
         Ok(run_id)
     }
 
+    /// The latest backfill (never a sync) of an entity, for `--resume` and `--retry-failed`.
     pub async fn latest_run(
         &self,
         realm_id: &str,
@@ -138,9 +153,9 @@ impl PgStore {
         Ok(sqlx::query_as!(
             RunRow,
             r#"SELECT run_id, realm_id, entity, range_start, range_end, window_field, options,
-                      status, started_at, finished_at
+                      status, kind, started_at, finished_at
                FROM ops.backfill_runs
-               WHERE realm_id = $1 AND entity = $2
+               WHERE realm_id = $1 AND entity = $2 AND kind = 'backfill'
                ORDER BY started_at DESC
                LIMIT 1"#,
             realm_id,
@@ -154,7 +169,7 @@ impl PgStore {
         Ok(sqlx::query_as!(
             RunRow,
             r#"SELECT run_id, realm_id, entity, range_start, range_end, window_field, options,
-                      status, started_at, finished_at
+                      status, kind, started_at, finished_at
                FROM ops.backfill_runs WHERE run_id = $1"#,
             run_id,
         )
@@ -204,10 +219,13 @@ impl PgStore {
                    ORDER BY c.chunk_index
                    LIMIT 1
                    FOR UPDATE SKIP LOCKED)
-               RETURNING r.run_id, r.chunk_index, r.realm_id, r.entity, r.window_start_utc,
+               RETURNING r.run_id,
+                         (SELECT kind FROM ops.backfill_runs k WHERE k.run_id = r.run_id) AS "kind!",
+                         r.chunk_index, r.realm_id, r.entity, r.window_start_utc,
                          r.window_end_utc, r.status, r.attempts, r.expected_count, r.row_count,
-                         r.inserted, r.updated, r.skipped, r.pages, r.requests, r.retries,
-                         r.passes, r.started_at, r.finished_at, r.error_message, r.last_intuit_tid"#,
+                         r.inserted, r.updated, r.skipped, r.deleted, r.read_via, r.pages,
+                         r.requests, r.retries, r.passes, r.started_at, r.finished_at,
+                         r.error_message, r.last_intuit_tid"#,
             run_id,
             failed_only,
             invocation,
@@ -366,7 +384,8 @@ impl PgStore {
                    finished_at = now()
                FROM (
                    SELECT CASE
-                       WHEN bool_or(status IN ('pending', 'running')) THEN 'incomplete'
+                       WHEN count(*) = 0 OR bool_or(status IN ('pending', 'running'))
+                           THEN 'incomplete'
                        WHEN bool_and(status = 'success') THEN 'success'
                        WHEN bool_or(status = 'success') THEN 'partial'
                        ELSE 'error' END AS status
@@ -383,15 +402,16 @@ impl PgStore {
     pub async fn chunks(&self, filter: &ReportFilter) -> Result<Vec<ChunkRow>, StoreError> {
         Ok(sqlx::query_as!(
             ChunkRow,
-            r#"SELECT run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
-                      status, attempts, expected_count, row_count, inserted, updated, skipped,
-                      pages, requests, retries, passes, started_at, finished_at, error_message,
-                      last_intuit_tid
-               FROM ops.backfill_report
-               WHERE ($1::text IS NULL OR realm_id = $1)
-                 AND ($2::text IS NULL OR entity = $2)
-                 AND ($3::uuid IS NULL OR run_id = $3)
-               ORDER BY entity, run_id, chunk_index"#,
+            r#"SELECT c.run_id, r.kind, c.chunk_index, c.realm_id, c.entity, c.window_start_utc,
+                      c.window_end_utc, c.status, c.attempts, c.expected_count, c.row_count,
+                      c.inserted, c.updated, c.skipped, c.deleted, c.read_via, c.pages,
+                      c.requests, c.retries, c.passes, c.started_at, c.finished_at,
+                      c.error_message, c.last_intuit_tid
+               FROM ops.backfill_report c JOIN ops.backfill_runs r USING (run_id)
+               WHERE ($1::text IS NULL OR c.realm_id = $1)
+                 AND ($2::text IS NULL OR c.entity = $2)
+                 AND ($3::uuid IS NULL OR c.run_id = $3)
+               ORDER BY c.entity, r.started_at, c.run_id, c.chunk_index"#,
             filter.realm_id,
             filter.entity,
             filter.run_id,
@@ -402,17 +422,18 @@ impl PgStore {
 }
 
 impl PgStore {
-    /// The latest run of each entity of a realm (or of every realm), for `qbo report`'s default view.
+    /// The latest backfill and the latest sync of each entity of a realm (or of every realm),
+    /// for `qbo report`'s default view.
     pub async fn latest_run_ids(
         &self,
         realm_id: Option<&str>,
         entity: Option<&str>,
     ) -> Result<Vec<Uuid>, StoreError> {
         Ok(sqlx::query_scalar!(
-            r#"SELECT DISTINCT ON (realm_id, entity) run_id AS "run_id!"
+            r#"SELECT DISTINCT ON (realm_id, entity, kind) run_id AS "run_id!"
                FROM ops.backfill_runs
                WHERE ($1::text IS NULL OR realm_id = $1) AND ($2::text IS NULL OR entity = $2)
-               ORDER BY realm_id, entity, started_at DESC"#,
+               ORDER BY realm_id, entity, kind, started_at DESC"#,
             realm_id,
             entity
         )

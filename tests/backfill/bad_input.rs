@@ -57,13 +57,13 @@ async fn bad_input_is_explained_exits_2_and_writes_nothing() {
         (
             &[
                 "backfill",
-                "bills",
+                "invoice_lines",
                 "--start",
                 "2024-01-01",
                 "--end",
                 "2024-12-31",
             ],
-            "unknown entity `bills`",
+            "unknown entity `invoice_lines`",
         ),
         (
             &[
@@ -222,6 +222,8 @@ async fn no_secret_appears_in_output_logs_or_tables_even_at_trace_level() {
                 "2024-01-01",
                 "--end",
                 "2024-03-31",
+                "--chunk-days",
+                "31",
             ],
             &[("RUST_LOG", Some("trace"))],
         )
@@ -237,14 +239,22 @@ async fn no_secret_appears_in_output_logs_or_tables_even_at_trace_level() {
         run.stderr.len()
     );
     let pool = w.db.pool().await;
-    let tables: String = sqlx::query_scalar(
+    // Every raw table's request metadata, plus both ops tables.
+    let raw: Vec<String> = qbo::entities::ENTITIES
+        .iter()
+        .map(|e| {
+            format!(
+                "(SELECT string_agg(request_payload::text || coalesce(intuit_tid, ''), ' ') FROM {})",
+                e.table
+            )
+        })
+        .collect();
+    let tables: String = sqlx::query_scalar(&format!(
         "SELECT concat_ws(' ',
             (SELECT string_agg(r::text, ' ') FROM ops.backfill_runs r),
-            (SELECT string_agg(c::text, ' ') FROM ops.backfill_report c),
-            (SELECT string_agg(request_payload::text || coalesce(intuit_tid, ''), ' ') FROM raw.qb_invoices),
-            (SELECT string_agg(request_payload::text || coalesce(intuit_tid, ''), ' ') FROM raw.qb_customers),
-            (SELECT string_agg(request_payload::text || coalesce(intuit_tid, ''), ' ') FROM raw.qb_items))",
-    )
+            (SELECT string_agg(c::text, ' ') FROM ops.backfill_report c), {})",
+        raw.join(", ")
+    ))
     .fetch_one(&pool)
     .await
     .unwrap();

@@ -58,7 +58,12 @@ async fn server_errors_dropped_connections_and_xml_throttles_are_retried() {
         ..Default::default()
     });
     let run = w
-        .backfill("all", "2024-01-01", "2024-03-31", &["--max-attempts", "6"])
+        .backfill(
+            "all",
+            "2024-01-01",
+            "2024-03-31",
+            &["--max-attempts", "6", "--chunk-days", "46"],
+        )
         .await;
     run.assert_code(0);
     let stats = w.sandbox.stats();

@@ -5,7 +5,10 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_backfill_lands_exactly_the_sandbox_records() {
     let w = World::new(small_company()).await;
-    let run = w.backfill("all", "2024-01-01", "2024-03-31", &[]).await;
+    // Monthly windows: `all` is 36 entities, and QBO allows 500 requests a minute.
+    let run = w
+        .backfill("all", "2024-01-01", "2024-03-31", &["--chunk-days", "31"])
+        .await;
     run.assert_code(0);
     assert!(run.stdout.contains("invoices: run"), "{}", run.stdout);
     w.assert_raw_matches_sandbox().await;

@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod every_entity;
 mod faults;
 mod load;
 mod progress;

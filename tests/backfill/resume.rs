@@ -211,22 +211,27 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     w.run(&["migrate"]).await.assert_code(0);
     w.run(&["migrate"]).await.assert_code(0);
     let pool = w.db.pool().await;
-    let tables: Vec<String> = sqlx::query_scalar(
+    let mut tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_schema || '.' || table_name FROM information_schema.tables
          WHERE table_schema IN ('raw', 'ops') ORDER BY 1",
     )
     .fetch_all(&pool)
     .await
     .unwrap();
+    let mut expected: Vec<String> = [
+        "ops.backfill_report",
+        "ops.backfill_runs",
+        "ops.sync_watermarks",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(qbo::entities::ENTITIES.iter().map(|e| e.table.to_string()))
+    .collect();
+    expected.sort();
+    tables.sort();
     assert_eq!(
-        tables,
-        [
-            "ops.backfill_report",
-            "ops.backfill_runs",
-            "raw.qb_customers",
-            "raw.qb_invoices",
-            "raw.qb_items"
-        ]
+        tables, expected,
+        "the ops tables and one raw table per entity"
     );
 }
 

@@ -2,6 +2,8 @@
 //! test on a free loopback port, and the real `qbo` binary wired to both.
 #![allow(dead_code)]
 
+pub mod pg_proxy;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
@@ -224,6 +226,7 @@ impl World {
             .records(qbo_entity)
             .into_iter()
             .map(|r| {
+                let r = qbo::sandbox::record_body(&r);
                 (
                     r["Id"].as_str().unwrap().to_string(),
                     r["SyncToken"].as_str().unwrap().to_string(),
@@ -248,16 +251,45 @@ impl World {
         map
     }
 
+    /// Every registered entity's raw table holds exactly the sandbox's ids and versions.
     pub async fn assert_raw_matches_sandbox(&self) {
-        for (qbo_name, table) in [
-            ("Invoice", "raw.qb_invoices"),
-            ("Customer", "raw.qb_customers"),
-            ("Item", "raw.qb_items"),
-        ] {
-            let expected = self.sandbox_versions(qbo_name);
-            let got = self.raw_versions(table).await;
-            assert_eq!(got.len(), expected.len(), "{table}: row count");
-            assert_eq!(got, expected, "{table}: ids and versions");
+        for e in qbo::entities::ENTITIES {
+            let expected = self.sandbox_versions(e.qbo_name);
+            let got = self.raw_versions(e.table).await;
+            assert_eq!(got.len(), expected.len(), "{}: row count", e.table);
+            assert_eq!(got, expected, "{}: ids and versions", e.table);
+        }
+    }
+
+    /// Every payload in `table` is the sandbox's record, field for field (jsonb keeps values,
+    /// not text, so this compares parsed JSON).
+    pub async fn assert_payloads_match_sandbox(&self, qbo_name: &str, table: &str) {
+        let expected: BTreeMap<String, serde_json::Value> = self
+            .sandbox
+            .records(qbo_name)
+            .into_iter()
+            .map(|r| {
+                (
+                    qbo::sandbox::record_body(&r)["Id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    r,
+                )
+            })
+            .collect();
+        let pool = self.db.pool().await;
+        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT id, payload::text FROM {table} WHERE realm_id = $1"
+        ))
+        .bind(self.sandbox.realm_id())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), expected.len(), "{table}: row count");
+        for (id, text) in rows {
+            let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(Some(&got), expected.get(&id), "{table}: payload of {id}");
         }
     }
 
@@ -315,4 +347,17 @@ impl World {
         assert!(missing.is_empty(), "{table}: missing ids {missing:?}");
         assert_eq!(got, expected, "{table}: ids and versions");
     }
+}
+
+/// A token the sandbox issued, if `text` holds one: access tokens start with `eyJsbx.`,
+/// refresh tokens are `AB11` and 64 hex digits.
+pub fn find_issued_token(text: &str) -> Option<&str> {
+    if let Some(i) = text.find("eyJsbx.") {
+        return Some(&text[i..(i + 20).min(text.len())]);
+    }
+    text.match_indices("AB11").find_map(|(i, _)| {
+        let rest = &text[i + 4..];
+        let hex = rest.chars().take_while(|c| c.is_ascii_hexdigit()).count();
+        (hex >= 64).then(|| &text[i..i + 20])
+    })
 }

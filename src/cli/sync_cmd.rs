@@ -1,0 +1,200 @@
+//! `qbo sync`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::Args;
+
+use super::backfill_cmd::{connect, on_interrupt};
+use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs};
+use crate::auth::{self, TokenManager, TokenStore};
+use crate::backfill;
+use crate::client::QboClient;
+use crate::config::{RateLimits, RetryPolicy};
+use crate::entities::{Entity, Selection};
+use crate::sync::{watermark, Options, Sync, SyncError, SyncSummary};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  qbo sync all --since 2024-01-01     # first sync: backfills from that day to now
+  qbo sync                            # every later sync (all entities): only what changed
+  qbo sync invoices customers --lookback 30m
+
+Watermark: per company and entity, ops.sync_watermarks holds the LastUpdatedTime (by QBO's
+clock) up to which every change is loaded. It moves in the same transaction as the last rows
+it covers, so a crash or Ctrl-C never skips a change: the next sync simply reads again. A
+successful `qbo backfill` (last-updated windows) leaves a watermark where none exists, so a
+sync after a backfill loads only what changed since.
+
+Each sync reads from the watermark minus --lookback (records QBO stamped a little before they
+became visible) through QBO's change data capture (CDC), several entities per call. CDC only
+reaches 30 days back and answers at most 1000 objects: a batch at the cap is split, and an
+entity still at the cap, a watermark older than 29 days, an entity CDC does not serve
+(journal_codes, tax_agencies, tax_codes, tax_rates, time_activities) and a first sync are
+read instead with LastUpdatedTime windows (like a backfill) followed by a reconciliation:
+QBO's ids are listed and a record the raw zone holds but QBO no longer has is asked for by id
+before it is marked deleted. company_info, preferences and recurring_transactions are reloaded
+whole every sync, then reconciled.
+
+Deletes: a deleted record keeps its last payload and gets deleted_at_utc (when QBO deleted it);
+live rows are `WHERE deleted_at_utc IS NULL`. A record re-created after its delete is live again.
+
+Every sync is a run in `qbo report` (kind sync), one row per CDC read, window or reconciliation.
+
+Exit codes: 0 every entity synced, 1 some failed (their watermark did not move; run sync again),
+2 bad usage or configuration (e.g. a first sync without --since), 3 the refresh token was
+rejected (run `qbo auth login`), 130 interrupted.";
+
+fn parse_selection(s: &str) -> Result<Selection, String> {
+    s.parse::<Selection>().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// What to sync: entities (invoices customers ...; see `qbo entities`) or all (the default).
+    #[arg(value_parser = parse_selection)]
+    pub entities: Vec<Selection>,
+    /// Where a first sync starts (YYYY-MM-DD, UTC): required while an entity has no
+    /// watermark. With a watermark, an earlier date re-reads from that day.
+    #[arg(long, value_parser = parse_date_arg)]
+    pub since: Option<NaiveDate>,
+    /// Read from the watermark minus this much (s, m, h or d), to catch late commits.
+    #[arg(long, default_value = "10m", value_parser = watermark::parse_lookback)]
+    pub lookback: chrono::Duration,
+    /// Entities per CDC call (QBO takes a list); a call at the 1000-object cap is split.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub cdc_batch: u16,
+    /// Days per window when reading windows (first sync, past CDC's horizon, no CDC).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=3660))]
+    pub chunk_days: i64,
+    /// Windows loaded at once on the window path.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub concurrency: u32,
+    /// Attempts per request before the step is marked `error` (429, 5xx, timeouts, drops).
+    #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
+    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000)]
+    pub retry_base_ms: u64,
+    /// Give up on a request after this many seconds.
+    #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout_secs: u64,
+    /// Requests per minute for this company, at most QBO's 500.
+    #[arg(long, env = "QBO_REQUESTS_PER_MINUTE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub requests_per_minute: u32,
+    /// Seconds a claimed window stays reserved without a heartbeat.
+    #[arg(long, env = "QBO_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub qbo: QboArgs,
+}
+
+impl SyncArgs {
+    /// The selected entities, each once, in registry order.
+    fn entities(&self) -> Vec<&'static Entity> {
+        let all = self.entities.is_empty() || self.entities.contains(&Selection::All);
+        crate::entities::ENTITIES
+            .iter()
+            .filter(|e| all || self.entities.contains(&Selection::One(e)))
+            .collect()
+    }
+
+    fn options(&self) -> Options {
+        Options {
+            lookback: self.lookback,
+            since: self.since,
+            backfill: backfill::Options {
+                chunk_days: self.chunk_days,
+                concurrency: self.concurrency,
+                lease: Duration::from_secs(self.lease_secs),
+                ..backfill::Options::default()
+            },
+            cdc_batch: self.cdc_batch as usize,
+        }
+    }
+}
+
+pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
+    let settings = args.qbo.settings().map_err(CliError::usage)?;
+    let tokens: Arc<dyn TokenStore> =
+        Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
+    let db = connect(&args.db).await?;
+    let cancel = on_interrupt(
+        "interrupted: stopping; the watermark stays at the last commit, so the next sync reads the rest",
+    );
+    let retry = RetryPolicy {
+        max_attempts: args.max_attempts,
+        base_delay: Duration::from_millis(args.retry_base_ms),
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        ..RetryPolicy::default()
+    };
+    let limits = RateLimits {
+        requests_per_minute: args.requests_per_minute,
+        ..RateLimits::default()
+    };
+    let manager = Arc::new(TokenManager::new(&settings, tokens).map_err(CliError::usage)?);
+    let client = Arc::new(
+        QboClient::new(&settings, manager, retry, &limits)
+            .context("building the HTTP client")
+            .map_err(CliError::usage)?,
+    );
+    let engine = Sync::new(client, db, cancel);
+    let summaries = engine
+        .run(&args.entities(), &args.options())
+        .await
+        .map_err(classify)?;
+    for s in &summaries {
+        println!("{}", summary_line(s));
+    }
+    Ok(outcome_of(&summaries))
+}
+
+fn classify(e: SyncError) -> CliError {
+    match e {
+        SyncError::Auth(auth) if auth.needs_human() => CliError {
+            outcome: if matches!(auth, crate::auth::AuthError::InvalidClient) {
+                Outcome::Usage
+            } else {
+                Outcome::NeedsHuman
+            },
+            error: auth.into(),
+        },
+        e @ SyncError::NeedsSince { .. } => CliError::usage(e),
+        e => CliError::failed(e),
+    }
+}
+
+fn outcome_of(summaries: &[SyncSummary]) -> Outcome {
+    if summaries.iter().any(|s| s.interrupted) {
+        Outcome::Interrupted
+    } else if summaries
+        .iter()
+        .any(|s| s.failed_steps > 0 || s.status != "success")
+    {
+        Outcome::SomeFailed
+    } else {
+        Outcome::Success
+    }
+}
+
+pub fn summary_line(s: &SyncSummary) -> String {
+    let watermark = s
+        .watermark
+        .map(|w| w.to_rfc3339())
+        .unwrap_or_else(|| "none".into());
+    let mut line = format!(
+        "{}: sync run {} {} via {} from {} - {} rows ({} inserted, {} updated, {} skipped), {} deleted, {} requests, {} retries; watermark {}",
+        s.entity, s.run_id, s.status, s.via, s.from.to_rfc3339(), s.rows, s.inserted, s.updated, s.skipped, s.deleted, s.requests, s.retries, watermark
+    );
+    if s.failed_steps > 0 || s.status != "success" {
+        line.push_str(&format!(
+            "\n  the watermark did not move past what failed; see `qbo report {} --run {}` and run `qbo sync {}` again",
+            s.entity, s.run_id, s.entity
+        ));
+    }
+    line
+}

@@ -1,0 +1,270 @@
+//! QBO's change data capture endpoint (`/cdc?entities=..&changedSince=..`) and the id-only
+//! query (`SELECT Id FROM ..`) that delete reconciliation lists, for the sync engine.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::response::{self, envelope, get_ci, parse_record, record_id, server_time, snippet};
+use super::{Answer, ClientError, QboClient, QuerySource, RawRecord, RequestCounters};
+
+/// QBO answers at most this many objects per CDC call, over all entities together, and does
+/// not say when it left some out.
+pub const CDC_MAX_OBJECTS: usize = 1000;
+
+/// One change CDC reports.
+#[derive(Debug, Clone)]
+pub enum CdcChange {
+    /// The record's current payload.
+    Live(RawRecord),
+    /// `status: "Deleted"`: the id, when it was deleted, and the stub QBO sent.
+    Deleted {
+        id: String,
+        deleted_at: DateTime<Utc>,
+        stub: Box<RawValue>,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct CdcPage {
+    /// Changes per entity (QBO name); an entity without changes may be missing.
+    pub changes: HashMap<String, Vec<CdcChange>>,
+    pub server_time: Option<DateTime<Utc>>,
+}
+
+impl CdcPage {
+    pub fn total(&self) -> usize {
+        self.changes.values().map(Vec::len).sum()
+    }
+
+    /// At QBO's cap: more may have changed than it sent.
+    pub fn maybe_truncated(&self) -> bool {
+        self.total() >= CDC_MAX_OBJECTS
+    }
+}
+
+/// Ids from `SELECT Id FROM ..`, plus QBO's clock.
+#[derive(Debug, Default)]
+pub struct IdPage {
+    pub ids: Vec<String>,
+    pub server_time: Option<DateTime<Utc>>,
+}
+
+/// What the sync engine needs from QBO beyond the backfill's queries.
+pub trait ChangeSource: QuerySource {
+    fn fetch_cdc(
+        &self,
+        entities: &[&str],
+        changed_since: DateTime<Utc>,
+        counters: &mut RequestCounters,
+    ) -> impl std::future::Future<Output = Result<Answer<CdcPage>, ClientError>> + Send;
+    fn fetch_ids(
+        &self,
+        entity_qbo_name: &str,
+        query: &str,
+        counters: &mut RequestCounters,
+    ) -> impl std::future::Future<Output = Result<Answer<IdPage>, ClientError>> + Send;
+}
+
+impl ChangeSource for QboClient {
+    async fn fetch_cdc(
+        &self,
+        entities: &[&str],
+        changed_since: DateTime<Utc>,
+        counters: &mut RequestCounters,
+    ) -> Result<Answer<CdcPage>, ClientError> {
+        let list = entities.join(",");
+        // Always with an offset: without one QBO reads the time in the company's zone.
+        let since = changed_since.to_rfc3339_opts(SecondsFormat::Secs, false);
+        let params = [
+            ("entities", list.as_str()),
+            ("changedSince", since.as_str()),
+        ];
+        self.execute_get(&self.cdc_url, &params, counters, |b| parse_cdc(b, entities))
+            .await
+    }
+
+    async fn fetch_ids(
+        &self,
+        entity_qbo_name: &str,
+        query: &str,
+        counters: &mut RequestCounters,
+    ) -> Result<Answer<IdPage>, ClientError> {
+        self.execute(query, counters, |b| parse_ids(b, entity_qbo_name))
+            .await
+    }
+}
+
+#[derive(Deserialize)]
+struct StubKeys<'a> {
+    #[serde(rename = "Id", borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    status: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "MetaData")]
+    meta: Option<StubMeta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StubMeta<'a> {
+    #[serde(rename = "LastUpdatedTime", borrow)]
+    last_updated: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Parses `{"CDCResponse":[{"QueryResponse":[{"Invoice":[..]}, {}]}], "time": ..}`. Entities
+/// are found by name, not position, and one with no changes may be absent.
+pub fn parse_cdc(body: &[u8], entities: &[&str]) -> Result<CdcPage, ClientError> {
+    let top = envelope(body)?;
+    if let Some(fault) = get_ci(&top, "fault") {
+        return Err(response::fault_error(200, fault.get()));
+    }
+    let cdc = get_ci(&top, "CDCResponse").ok_or_else(|| {
+        ClientError::Malformed(format!("no CDCResponse in the answer: {}", snippet(body)))
+    })?;
+    let malformed = |e: serde_json::Error| ClientError::Malformed(format!("CDCResponse: {e}"));
+    let outer: Vec<HashMap<String, &RawValue>> =
+        serde_json::from_str(cdc.get()).map_err(malformed)?;
+    let mut page = CdcPage {
+        changes: HashMap::new(),
+        server_time: server_time(&top),
+    };
+    for element in &outer {
+        let Some(qrs) = element.get("QueryResponse") else {
+            continue;
+        };
+        let qrs: Vec<HashMap<String, &RawValue>> =
+            serde_json::from_str(qrs.get()).map_err(malformed)?;
+        for qr in &qrs {
+            for name in entities {
+                if let Some(list) = qr.get(*name) {
+                    let items: Vec<&RawValue> =
+                        serde_json::from_str(list.get()).map_err(malformed)?;
+                    let changes = page.changes.entry(name.to_string()).or_default();
+                    for item in items {
+                        changes.push(parse_change(item, name)?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(page)
+}
+
+fn parse_change(item: &RawValue, entity: &str) -> Result<CdcChange, ClientError> {
+    // No Id at the top: a wrapped record (RecurringTransaction), never a delete stub.
+    let Ok(keys) = serde_json::from_str::<StubKeys>(item.get()) else {
+        return parse_record(item, entity).map(CdcChange::Live);
+    };
+    if !keys
+        .status
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("Deleted"))
+    {
+        return parse_record(item, entity).map(CdcChange::Live);
+    }
+    let text = keys.meta.and_then(|m| m.last_updated).ok_or_else(|| {
+        ClientError::Malformed(format!(
+            "deleted {entity} {} has no MetaData.LastUpdatedTime",
+            keys.id
+        ))
+    })?;
+    let deleted_at = DateTime::parse_from_rfc3339(&text).map_err(|_| {
+        ClientError::Malformed(format!(
+            "deleted {entity} {}: LastUpdatedTime `{text}` is not RFC 3339",
+            keys.id
+        ))
+    })?;
+    Ok(CdcChange::Deleted {
+        id: keys.id.into_owned(),
+        deleted_at: deleted_at.with_timezone(&Utc),
+        stub: item.to_owned(),
+    })
+}
+
+/// Parses a page of `SELECT Id FROM <entity>` (sparse records holding little but their Id).
+pub fn parse_ids(body: &[u8], entity: &str) -> Result<IdPage, ClientError> {
+    let top = envelope(body)?;
+    if let Some(fault) = get_ci(&top, "fault") {
+        return Err(response::fault_error(200, fault.get()));
+    }
+    let qr = get_ci(&top, "QueryResponse").ok_or_else(|| {
+        ClientError::Malformed(format!("no QueryResponse in the answer: {}", snippet(body)))
+    })?;
+    let qr: HashMap<String, &RawValue> = serde_json::from_str(qr.get())
+        .map_err(|e| ClientError::Malformed(format!("QueryResponse is not an object: {e}")))?;
+    let malformed = |e: serde_json::Error| ClientError::Malformed(format!("{entity} ids: {e}"));
+    let ids = match qr.get(entity) {
+        // A RecurringTransaction wraps its template in its type: record_id looks inside.
+        Some(list) => serde_json::from_str::<Vec<&RawValue>>(list.get())
+            .map_err(malformed)?
+            .into_iter()
+            .map(record_id)
+            .collect::<Result<_, _>>()
+            .map_err(malformed)?,
+        None => Vec::new(),
+    };
+    Ok(IdPage {
+        ids,
+        server_time: server_time(&top),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdc_changes_deletes_and_missing_entities() {
+        let body = br#"{"CDCResponse":[{"QueryResponse":[
+            {"Invoice":[{"Id":"1","SyncToken":"2","MetaData":{"LastUpdatedTime":"2026-11-20T10:00:00-08:00"}},
+                        {"domain":"QBO","status":"Deleted","Id":"9","MetaData":{"LastUpdatedTime":"2026-11-20T11:00:00-08:00"}}],
+             "startPosition":1,"maxResults":2,"totalCount":2},
+            {}]}],"time":"2026-11-24T11:00:00.123-08:00"}"#;
+        let page = parse_cdc(body, &["Invoice", "Customer"]).unwrap();
+        assert_eq!(page.total(), 2);
+        assert!(!page.maybe_truncated());
+        assert!(!page.changes.contains_key("Customer"));
+        let inv = &page.changes["Invoice"];
+        assert!(matches!(&inv[0], CdcChange::Live(r) if r.id == "1" && r.sync_token == "2"));
+        match &inv[1] {
+            CdcChange::Deleted {
+                id,
+                deleted_at,
+                stub,
+            } => {
+                assert_eq!(id, "9");
+                assert_eq!(deleted_at.to_rfc3339(), "2026-11-20T19:00:00+00:00");
+                assert!(stub.get().contains("Deleted"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(page.server_time.is_some());
+    }
+
+    #[test]
+    fn a_too_old_changed_since_is_a_fault() {
+        let body = br#"{"Fault":{"Error":[{"Message":"Invalid changedSince","Detail":"changedSince must be within the last 30 days","code":"2010"}],"type":"ValidationFault"},"time":"x"}"#;
+        assert!(matches!(
+            parse_cdc(body, &["Invoice"]),
+            Err(ClientError::Fault { code, .. }) if code == "2010"
+        ));
+    }
+
+    #[test]
+    fn id_pages() {
+        let body = br#"{"QueryResponse":{"Invoice":[{"Id":"3","domain":"QBO","sparse":true},{"Id":"4"}],"maxResults":2},"time":"2026-11-24T11:00:00-08:00"}"#;
+        assert_eq!(parse_ids(body, "Invoice").unwrap().ids, vec!["3", "4"]);
+        let wrapped =
+            br#"{"QueryResponse":{"RecurringTransaction":[{"Invoice":{"Id":"7","sparse":true}}]}}"#;
+        assert_eq!(
+            parse_ids(wrapped, "RecurringTransaction").unwrap().ids,
+            vec!["7"]
+        );
+        assert!(parse_ids(br#"{"QueryResponse":{}}"#, "Invoice")
+            .unwrap()
+            .ids
+            .is_empty());
+    }
+}

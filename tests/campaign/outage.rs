@@ -1,0 +1,144 @@
+//! Postgres goes away in the middle of a run (every connection dropped, new ones refused
+//! for a few seconds) and comes back: the run waits it out and nothing is lost. A proxy
+//! between qbo and Postgres plays the outage, so the shared server is never touched.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use qbo::sandbox::Faults;
+use tokio::time::Instant;
+
+use crate::common::pg_proxy::PgProxy;
+use crate::common::*;
+
+async fn successes(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ops.backfill_report WHERE status = 'success'")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+fn spawn_through(w: &World, proxy: &PgProxy, lease_secs: &str) -> tokio::process::Child {
+    w.qbo(&[
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--chunk-days",
+        "3",
+        "--page-size",
+        "4",
+        "--concurrency",
+        "2",
+        "--lease-secs",
+        lease_secs,
+    ])
+    .env("DATABASE_URL", proxy.url(&w.db.url))
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+async fn wait_for_successes(pool: &sqlx::PgPool, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while successes(pool).await < n {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_mid_run_is_waited_out_and_loses_nothing() {
+    let w = World::new(small_company()).await;
+    // Create the database first so the test can watch it directly while qbo uses the proxy.
+    w.run(&["migrate"]).await.assert_code(0);
+    let pool = w.db.pool().await;
+    let proxy = PgProxy::start(&w.db.url).await;
+    w.faults(Faults {
+        latency_ms: 15,
+        ..Faults::default()
+    });
+    let child = spawn_through(&w, &proxy, "10");
+    wait_for_successes(&pool, 4).await;
+    let before = successes(&pool).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        proxy.refused() > 0,
+        "qbo tried to reconnect during the outage"
+    );
+    proxy.restore();
+
+    let out = Run::from(child.wait_with_output().await.unwrap());
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("database unavailable; retrying"),
+        "the outage was noticed and waited out:\n{}",
+        out.stderr
+    );
+    let states = w.chunk_states("invoices").await;
+    assert!(states.iter().all(|(s, _)| s == "success"), "{states:?}");
+    assert!(
+        (before as usize) < states.len(),
+        "the outage came before the end of the run"
+    );
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
+
+/// Longer than the engine waits for Postgres (about 24 s of backoff): the chunks being
+/// committed fail cleanly, qbo exits 1 saying how to continue, and `--resume` finishes the
+/// run. (On a machine so loaded that qbo's backoff outlasts the outage, the run simply
+/// completes; both outcomes must lose nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_longer_outage_fails_chunks_cleanly_and_resume_finishes() {
+    let w = World::new(small_company()).await;
+    w.run(&["migrate"]).await.assert_code(0);
+    let pool = w.db.pool().await;
+    let proxy = PgProxy::start(&w.db.url).await;
+    w.faults(Faults {
+        latency_ms: 15,
+        ..Faults::default()
+    });
+    let child = spawn_through(&w, &proxy, "3");
+    wait_for_successes(&pool, 4).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    proxy.restore();
+    let out = Run::from(child.wait_with_output().await.unwrap());
+    if out.code == Some(0) {
+        eprintln!("the backoff outlasted the outage; the run completed on its own");
+        w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+            .await;
+        return;
+    }
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("--retry-failed") || out.stderr.contains("--resume"),
+        "says how to continue:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("database unavailable; retrying"),
+        "{}",
+        out.stderr
+    );
+    let states = w.chunk_states("invoices").await;
+    assert!(
+        states.iter().any(|(s, _)| s != "success"),
+        "the outage cost some chunks: {states:?}"
+    );
+
+    w.faults(Faults::default());
+    w.run(&["backfill", "invoices", "--resume", "--lease-secs", "3"])
+        .await
+        .assert_code(0);
+    let states = w.chunk_states("invoices").await;
+    assert!(states.iter().all(|(s, _)| s == "success"), "{states:?}");
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
