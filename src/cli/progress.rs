@@ -64,35 +64,32 @@ impl Reporter {
     }
 }
 
-/// Requests per minute over the last minute (or since the start, if shorter).
+/// Requests started in the last minute (so far, in a run younger than that): the number
+/// QBO's 500-a-minute limit is about.
 #[derive(Default)]
 struct Rate {
     samples: VecDeque<(Instant, u64)>,
 }
 
 impl Rate {
-    /// `elapsed` is the run's age, for the first reading.
+    /// `elapsed` is the run's age: the run started with no requests.
     fn per_minute(&mut self, requests: u64, elapsed: Duration) -> u64 {
         let now = Instant::now();
+        if self.samples.is_empty() {
+            self.samples
+                .push_back((now.checked_sub(elapsed).unwrap_or(now), 0));
+        }
         self.samples.push_back((now, requests));
-        while self
-            .samples
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
+        while self.samples.len() > 1
+            && self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
         {
             self.samples.pop_front();
         }
-        let (t0, r0) = self.samples.front().copied().unwrap_or((now, requests));
-        let span = now.duration_since(t0).as_secs_f64();
-        let (n, span) = if span < 0.5 {
-            (requests, elapsed.as_secs_f64())
-        } else {
-            (requests.saturating_sub(r0), span)
-        };
-        if span <= 0.0 {
-            return 0;
-        }
-        (n as f64 * 60.0 / span).round() as u64
+        let oldest = self.samples.front().map_or(0, |(_, r)| *r);
+        requests.saturating_sub(oldest)
     }
 }
 
