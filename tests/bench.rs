@@ -33,7 +33,7 @@ fn the_benchmark_runs_every_contender_and_prints_the_targets() {
         "machine: ",
         "N = 300 records",
         "(1)   qbo backfill, default options",
-        "(1c)  qbo backfill --concurrency 4",
+        "(1c)  qbo backfill --concurrency 1",
         "(2)   seed method",
         "(3)   COPY of the same payloads",
         "(3f)  fetch from the sandbox",

@@ -87,6 +87,15 @@ pub type OAuthClient = oauth2::Client<
     EndpointSet,
 >;
 
+/// What became of a rejected access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Another worker had already refreshed it: the request simply used an old token.
+    AlreadyReplaced,
+    /// This call refreshed it.
+    Refreshed,
+}
+
 pub fn oauth_client(settings: &QboSettings) -> Result<OAuthClient, AuthError> {
     let auth = AuthUrl::new(settings.authorize_url.to_string())
         .map_err(|e| AuthError::Config(e.to_string()))?;
@@ -212,22 +221,24 @@ impl TokenManager {
     }
 
     /// QBO answered 401 to `rejected`. Refresh unless another task already did.
+    /// QBO rejected `rejected`: refresh, unless another task already replaced it. Says
+    /// which, so a caller can tell a stale token (free to retry) from a fresh one refused.
     pub async fn access_token_rejected(
         &self,
         rejected: &SecretString,
-    ) -> Result<SecretString, AuthError> {
+    ) -> Result<Rejected, AuthError> {
         let mut current = self.current.lock().await;
         if let Some(t) = current.as_mut() {
-            // Another task may already have replaced the rejected token.
             if let Some(a) = &t.access_token {
                 if a.expose_secret() != rejected.expose_secret() && access_is_fresh(t, Utc::now()) {
-                    return Ok(a.clone());
+                    return Ok(Rejected::AlreadyReplaced);
                 }
             }
             t.access_token = None;
             t.access_expires_at = None;
         }
-        self.refresh_locked(&mut current).await
+        self.refresh_locked(&mut current).await?;
+        Ok(Rejected::Refreshed)
     }
 
     fn load_or_seed(&self) -> Result<Tokens, AuthError> {

@@ -24,6 +24,12 @@ use crate::query::MAX_PAGE_SIZE;
 use crate::store::runs::Progress;
 use crate::store::{ChunkRow, ClaimMode, NewRun, PgStore, ReportFilter, RunRow, StoreError};
 
+/// Windows loaded at once unless told otherwise. One worker spends most of its time waiting
+/// on QBO (a request takes ~100-300 ms) or on a commit; four keep the API and Postgres busy
+/// while the per-company limiter holds the run inside QBO's 500 requests/minute and 10 in
+/// flight.
+pub const DEFAULT_CONCURRENCY: u32 = 4;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub chunk_days: i64,
@@ -41,7 +47,7 @@ impl Default for Options {
         Options {
             chunk_days: 7,
             page_size: MAX_PAGE_SIZE,
-            concurrency: 1,
+            concurrency: DEFAULT_CONCURRENCY,
             window_field: WindowField::LastUpdated,
             lease: Duration::from_secs(30),
             max_passes: 5,
@@ -186,6 +192,8 @@ pub struct Backfill<S> {
     cancel: CancellationToken,
     /// Set when a failure needs a human (the refresh token was rejected): stop everything.
     fatal: Mutex<Option<AuthError>>,
+    /// Taken by the first worker whose failure needs a human.
+    fatal_claimed: std::sync::atomic::AtomicBool,
     progress: Arc<RunProgress>,
 }
 
@@ -206,6 +214,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             store,
             cancel,
             fatal: Mutex::new(None),
+            fatal_claimed: std::sync::atomic::AtomicBool::new(false),
             progress: Arc::new(RunProgress::default()),
         })
     }
@@ -515,6 +524,18 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 tracing::warn!("lost the lease on this chunk; another worker owns it now");
                 Ok(())
             }
+            Err(ChunkError::Client(ClientError::Auth(auth)))
+                if auth.needs_human() && !self.first_fatal() =>
+            {
+                // Another worker already hit this and stops the run; this window did nothing
+                // wrong, so it goes back to `pending` for the resume after `qbo auth login`.
+                retry_transient(&CancellationToken::new(), "handing the chunk back", || {
+                    self.store
+                        .release_chunk(ctx.run_id, chunk.chunk_index, worker)
+                })
+                .await?;
+                Ok(())
+            }
             Err(e) => {
                 let message = crate::errors::chain(&e);
                 self.finish(
@@ -539,6 +560,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 Ok(())
             }
         }
+    }
+
+    /// Claims the right to report a failure that needs a human; true for the first worker
+    /// only, so one window carries the error and the others are handed back.
+    fn first_fatal(&self) -> bool {
+        !self
+            .fatal_claimed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Records the attempt's outcome, waiting out a Postgres restart rather than leaving a

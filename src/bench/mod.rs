@@ -76,8 +76,9 @@ pub struct BenchArgs {
     /// at large sizes); its rows/s are measured on that subset.
     #[arg(long, default_value_t = 50_000)]
     pub baseline_rows: u64,
-    /// Also run qbo with this --concurrency on each size (0: only the defaults).
-    #[arg(long, default_value_t = 4)]
+    /// Also run qbo with this --concurrency on each size, for comparison with the default
+    /// (0: only the defaults). 1 shows what the extra workers buy.
+    #[arg(long, default_value_t = 1)]
     pub also_concurrency: u32,
     /// Serve every contender from the live sandbox. By default the sandbox's pages are
     /// recorded by the first contender and replayed to the others, so rendering JSON (which

@@ -173,9 +173,17 @@ impl Bench {
             );
         }
         let qbo = self.qbo_per_entity(n, api, &[]).await?;
-        qbo.print("(1)", "qbo backfill, default options (--concurrency 1)");
+        qbo.print(
+            "(1)",
+            &format!(
+                "qbo backfill, default options (--concurrency {})",
+                crate::backfill::DEFAULT_CONCURRENCY
+            ),
+        );
         let mut best = qbo.clone();
-        if self.args.also_concurrency > 1 {
+        if self.args.also_concurrency > 0
+            && self.args.also_concurrency != crate::backfill::DEFAULT_CONCURRENCY
+        {
             let c = self.args.also_concurrency.to_string();
             let more = self.qbo_per_entity(n, api, &["--concurrency", &c]).await?;
             more.print("(1c)", &format!("qbo backfill --concurrency {c}"));
@@ -349,7 +357,7 @@ impl Bench {
             start: data_start(),
             end: range_end(),
             chunk_days: 7,
-            concurrency: self.args.also_concurrency.max(1),
+            concurrency: crate::backfill::DEFAULT_CONCURRENCY,
             file: file.clone(),
         };
         let fetched = self

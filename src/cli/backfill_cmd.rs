@@ -59,7 +59,7 @@ pub struct BackfillArgs {
     pub page_size: u32,
     /// Windows loaded at once. QBO's limits (500 requests/minute, 10 in flight per company)
     /// hold whatever this says.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
+    #[arg(long, default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
     /// Timestamp the windows filter on. txn-date only applies to transactions (invoices,
     /// bills, payments, journal_entries, ...: see `qbo entities`).

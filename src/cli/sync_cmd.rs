@@ -70,7 +70,7 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=3660))]
     pub chunk_days: i64,
     /// Windows loaded at once on the window path.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
+    #[arg(long, default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
     /// Attempts per request before the step is marked `error` (429, 5xx, timeouts, drops).
     #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::auth::{AuthError, TokenManager};
+use crate::auth::{AuthError, Rejected, TokenManager};
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
 pub use cdc::{CdcChange, CdcPage, ChangeSource};
 pub use limiter::RealmLimiter;
@@ -181,6 +181,13 @@ impl QboClient {
                 Err(ClientError::Unauthorized)
                     if !just_refreshed || attempt < self.retry.max_attempts =>
                 {
+                    if self.tokens.access_token_rejected(&token).await? == Rejected::AlreadyReplaced
+                    {
+                        // Another worker refreshed while this request was out with the old
+                        // token: nothing was wrong with the new one, so this costs nothing.
+                        attempt -= 1;
+                        continue;
+                    }
                     if just_refreshed {
                         // Rejected again right after a refresh. With several workers sharing
                         // one token, another worker's 401 and refresh can do that; it costs an
@@ -199,13 +206,15 @@ impl QboClient {
                         );
                         attempt -= 1;
                     }
-                    self.tokens.access_token_rejected(&token).await?;
                     just_refreshed = true;
                 }
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
                     just_refreshed = false;
                     counters.retries += 1;
                     let delay = self.backoff(attempt, err.retry_after());
+                    if let Some(wait) = err.retry_after() {
+                        self.limiter.pause_for(wait);
+                    }
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying QBO request");
                     tokio::time::sleep(delay).await;
                 }

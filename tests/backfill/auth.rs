@@ -56,14 +56,21 @@ async fn rotated_refresh_tokens_are_persisted_and_the_retired_one_is_never_sent_
     }
 
     // QBO_REFRESH_TOKEN still holds the retired seed; the store's token must win, and the
-    // access token it saved is reused instead of refreshing again.
+    // access token it saved is reused instead of refreshing again. (One worker: with a token
+    // killed every other request, several workers would only measure the retry budget; the
+    // campaign covers expiry under concurrency.)
     w.faults(Faults {
         expire_access_every: 2,
         ..Default::default()
     });
-    w.backfill("customers", "2024-01-01", "2024-03-31", &[])
-        .await
-        .assert_code(0);
+    w.backfill(
+        "customers",
+        "2024-01-01",
+        "2024-03-31",
+        &["--concurrency", "1"],
+    )
+    .await
+    .assert_code(0);
     let stats = w.sandbox.stats();
     assert_eq!(
         stats.retired_refresh_token_uses, 0,
@@ -104,8 +111,16 @@ async fn a_rejected_refresh_token_exits_3_and_says_what_to_do() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(errors.len(), 1, "stopped at the first chunk");
+    assert_eq!(errors.len(), 1, "one window carries the error");
     assert!(errors[0].contains("invalid_grant"));
+    // The windows other workers held did nothing wrong: they wait, pending, for the resume.
+    let not_pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ops.backfill_report WHERE status NOT IN ('pending', 'error')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(not_pending, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
