@@ -19,7 +19,7 @@ async fn all_faults_together_at_high_rates_and_the_run_still_completes() {
     .await;
     w.faults(Faults {
         // Storms of three 429s with Retry-After: 1, and single 429s without it.
-        throttle_every: 31,
+        throttle_every: 19,
         throttle_burst: 3,
         throttle_retry_after_secs: Some(1),
         bare_throttle_every: 9,
