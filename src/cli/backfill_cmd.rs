@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::progress::{Display, Reporter};
-use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs};
+use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::auth::{self, TokenManager, TokenStore};
 use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
 use crate::chunks::{DateRange, WindowField};
@@ -75,22 +75,8 @@ pub struct BackfillArgs {
     /// The run to retry (a UUID from `qbo report`).
     #[arg(long, requires = "retry_failed", conflicts_with = "resume")]
     pub run: Option<Uuid>,
-    /// Attempts per request before its window is marked `error` (429, 5xx, timeouts, drops).
-    #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub max_attempts: u32,
-    /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
-    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=120_000))]
-    pub retry_base_ms: u64,
-    /// Give up on a request after this many seconds.
-    #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub request_timeout_secs: u64,
-    /// Requests per minute for this company, at most QBO's 500.
-    #[arg(long, env = "QBO_REQUESTS_PER_MINUTE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
-    pub requests_per_minute: u32,
-    /// Seconds a claimed window stays reserved without a heartbeat. After a crash, --resume
-    /// waits at most this long for the dead worker's windows.
-    #[arg(long, env = "QBO_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
-    pub lease_secs: u64,
+    #[command(flatten)]
+    pub requests: RequestArgs,
     /// Seconds between `progress` log lines when stderr is not a terminal (or the logs are
     /// JSON); on a terminal a progress bar is drawn instead. 0 turns both off.
     #[arg(long, env = "QBO_PROGRESS_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -132,17 +118,8 @@ impl BackfillArgs {
             page_size: self.page_size,
             concurrency: self.concurrency,
             window_field: self.window_field,
-            lease: Duration::from_secs(self.lease_secs),
+            lease: self.requests.lease(),
             ..Options::default()
-        }
-    }
-
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.max_attempts,
-            base_delay: Duration::from_millis(self.retry_base_ms),
-            request_timeout: Duration::from_secs(self.request_timeout_secs),
-            ..RetryPolicy::default()
         }
     }
 }
@@ -176,14 +153,10 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
         Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
     let db = connect(&args.db).await?;
     let cancel = interrupt_on_ctrl_c();
-    let limits = RateLimits {
-        requests_per_minute: if args.no_rate_limit {
-            u32::MAX
-        } else {
-            args.requests_per_minute
-        },
-        ..RateLimits::default()
-    };
+    let mut limits = args.requests.rate_limits();
+    if args.no_rate_limit {
+        limits.requests_per_minute = u32::MAX;
+    }
     let summaries = run_backfill(
         &settings,
         store,
@@ -192,7 +165,7 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
             selection: args.entity,
             mode,
             options: args.options(),
-            retry: args.retry_policy(),
+            retry: args.requests.retry_policy(),
             limits,
             progress_every: Duration::from_secs(args.progress_secs),
         },

@@ -215,6 +215,51 @@ impl QboArgs {
     }
 }
 
+/// How qbo talks to QBO and holds its windows: retries, timeouts, the rate budget, leases.
+/// Shared by every command that loads data, so each flag means the same everywhere.
+#[derive(Debug, Clone, Args)]
+pub struct RequestArgs {
+    /// Attempts per request before its window or step is marked `error` (429, 5xx, timeouts,
+    /// drops).
+    #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
+    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=120_000))]
+    pub retry_base_ms: u64,
+    /// Give up on a request after this many seconds.
+    #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout_secs: u64,
+    /// Requests per minute for this company, at most QBO's 500.
+    #[arg(long, env = "QBO_REQUESTS_PER_MINUTE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub requests_per_minute: u32,
+    /// Seconds a claimed window stays reserved without a heartbeat. After a crash, --resume
+    /// waits at most this long for the dead worker's windows.
+    #[arg(long, env = "QBO_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+}
+
+impl RequestArgs {
+    pub fn retry_policy(&self) -> config::RetryPolicy {
+        config::RetryPolicy {
+            max_attempts: self.max_attempts,
+            base_delay: std::time::Duration::from_millis(self.retry_base_ms),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            ..config::RetryPolicy::default()
+        }
+    }
+
+    pub fn rate_limits(&self) -> config::RateLimits {
+        config::RateLimits {
+            requests_per_minute: self.requests_per_minute,
+            ..config::RateLimits::default()
+        }
+    }
+
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
+    }
+}
+
 /// The sandbox company's size, shared by `qbo demo` and `qbo sandbox` so both serve the
 /// same data by default.
 #[derive(Debug, Clone, Args)]

@@ -1,18 +1,14 @@
 //! `qbo sync`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Args;
 
-use super::backfill_cmd::{connect, on_interrupt};
-use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs};
-use crate::auth::{self, TokenManager, TokenStore};
+use super::backfill_cmd::{build_client, connect, on_interrupt};
+use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
+use crate::auth::{self, TokenStore};
 use crate::backfill;
-use crate::client::QboClient;
-use crate::config::{RateLimits, RetryPolicy};
 use crate::entities::{Entity, Selection};
 use crate::sync::{watermark, Options, Sync, SyncError, SyncSummary};
 
@@ -72,21 +68,8 @@ pub struct SyncArgs {
     /// Windows loaded at once on the window path.
     #[arg(long, default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
-    /// Attempts per request before the step is marked `error` (429, 5xx, timeouts, drops).
-    #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub max_attempts: u32,
-    /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
-    #[arg(long, env = "QBO_RETRY_BASE_MS", default_value_t = 2000)]
-    pub retry_base_ms: u64,
-    /// Give up on a request after this many seconds.
-    #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub request_timeout_secs: u64,
-    /// Requests per minute for this company, at most QBO's 500.
-    #[arg(long, env = "QBO_REQUESTS_PER_MINUTE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
-    pub requests_per_minute: u32,
-    /// Seconds a claimed window stays reserved without a heartbeat.
-    #[arg(long, env = "QBO_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
-    pub lease_secs: u64,
+    #[command(flatten)]
+    pub requests: RequestArgs,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
@@ -110,7 +93,7 @@ impl SyncArgs {
             backfill: backfill::Options {
                 chunk_days: self.chunk_days,
                 concurrency: self.concurrency,
-                lease: Duration::from_secs(self.lease_secs),
+                lease: self.requests.lease(),
                 ..backfill::Options::default()
             },
             cdc_batch: self.cdc_batch as usize,
@@ -126,22 +109,12 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
     let cancel = on_interrupt(
         "interrupted: stopping; the watermark stays at the last commit, so the next sync reads the rest",
     );
-    let retry = RetryPolicy {
-        max_attempts: args.max_attempts,
-        base_delay: Duration::from_millis(args.retry_base_ms),
-        request_timeout: Duration::from_secs(args.request_timeout_secs),
-        ..RetryPolicy::default()
-    };
-    let limits = RateLimits {
-        requests_per_minute: args.requests_per_minute,
-        ..RateLimits::default()
-    };
-    let manager = Arc::new(TokenManager::new(&settings, tokens).map_err(CliError::usage)?);
-    let client = Arc::new(
-        QboClient::new(&settings, manager, retry, &limits)
-            .context("building the HTTP client")
-            .map_err(CliError::usage)?,
-    );
+    let client = build_client(
+        &settings,
+        tokens,
+        args.requests.retry_policy(),
+        &args.requests.rate_limits(),
+    )?;
     let engine = Sync::new(client, db, cancel);
     let summaries = engine
         .run(&args.entities(), &args.options())
