@@ -97,6 +97,46 @@ pub struct ReportFilter {
     pub run_id: Option<Uuid>,
 }
 
+/// Pending report rows for windows of a run, numbered from `first_index`.
+pub(super) struct WindowRows<'a> {
+    pub run_id: Uuid,
+    pub realm_id: &'a str,
+    pub entity: &'a str,
+    pub first_index: i32,
+    pub read_via: &'a str,
+}
+
+impl WindowRows<'_> {
+    pub async fn insert<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        windows: &[Window],
+    ) -> Result<(), StoreError> {
+        let indexes: Vec<i32> = (0..windows.len() as i32)
+            .map(|i| self.first_index + i)
+            .collect();
+        let starts: Vec<DateTime<Utc>> = windows.iter().map(|w| w.start).collect();
+        let ends: Vec<DateTime<Utc>> = windows.iter().map(|w| w.end).collect();
+        sqlx::query!(
+            r#"INSERT INTO ops.backfill_report
+                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
+                    read_via)
+               SELECT $1, i, $2, $3, s, e, $7
+               FROM UNNEST($4::int[], $5::timestamptz[], $6::timestamptz[]) AS t(i, s, e)"#,
+            self.run_id,
+            self.realm_id,
+            self.entity,
+            &indexes,
+            &starts,
+            &ends,
+            self.read_via,
+        )
+        .execute(executor)
+        .await?;
+        Ok(())
+    }
+}
+
 impl PgStore {
     /// Creates the run and one `pending` report row per window, atomically.
     pub async fn create_run(
@@ -121,25 +161,14 @@ impl PgStore {
         )
         .execute(&mut *tx)
         .await?;
-        let indexes: Vec<i32> = (0..windows.len() as i32).collect();
-        let starts: Vec<DateTime<Utc>> = windows.iter().map(|w| w.start).collect();
-        let ends: Vec<DateTime<Utc>> = windows.iter().map(|w| w.end).collect();
-        sqlx::query!(
-            r#"INSERT INTO ops.backfill_report
-                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
-                    read_via)
-               SELECT $1, i, $2, $3, s, e, $7
-               FROM UNNEST($4::int[], $5::timestamptz[], $6::timestamptz[]) AS t(i, s, e)"#,
+        let rows = WindowRows {
             run_id,
-            run.realm_id,
-            run.entity,
-            &indexes,
-            &starts,
-            &ends,
-            run.read_via,
-        )
-        .execute(&mut *tx)
-        .await?;
+            realm_id: run.realm_id,
+            entity: run.entity,
+            first_index: 0,
+            read_via: run.read_via,
+        };
+        rows.insert(&mut *tx, windows).await?;
         tx.commit().await?;
         Ok(run_id)
     }

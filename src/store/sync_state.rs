@@ -116,26 +116,15 @@ impl PgStore {
         windows: &[Window],
         read_via: &str,
     ) -> Result<(), StoreError> {
-        let indexes: Vec<i32> = (0..windows.len() as i32).map(|i| first_index + i).collect();
-        let starts: Vec<DateTime<Utc>> = windows.iter().map(|w| w.start).collect();
-        let ends: Vec<DateTime<Utc>> = windows.iter().map(|w| w.end).collect();
-        sqlx::query!(
-            r#"INSERT INTO ops.backfill_report
-                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
-                    read_via)
-               SELECT $1, i, $2, $3, s, e, $7
-               FROM UNNEST($4::int[], $5::timestamptz[], $6::timestamptz[]) AS t(i, s, e)"#,
+        super::runs::WindowRows {
             run_id,
             realm_id,
             entity,
-            &indexes,
-            &starts,
-            &ends,
+            first_index,
             read_via,
-        )
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        }
+        .insert(self.pool(), windows)
+        .await
     }
 
     /// Writes a finished step (success or error) as a report row, in the caller's transaction
