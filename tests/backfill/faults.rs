@@ -21,8 +21,8 @@ async fn throttling_with_retry_after_is_honoured() {
     let stats = w.sandbox.stats();
     assert!(stats.throttled > 0);
     // A 429 is about the company's quota, so every worker waits out Retry-After: in the
-    // second after one, only the requests already in flight (at most the other 3 workers')
-    // reach QBO.
+    // second after one, only the requests already in flight (the other 3 workers', plus one
+    // each that may leave before the 429 reaches qbo) reach QBO. Without the pause, dozens do.
     let log = &stats.request_log;
     let mut checked = 0;
     for (i, throttled) in log.iter().enumerate().filter(|(_, e)| e.status == 429) {
@@ -31,7 +31,7 @@ async fn throttling_with_retry_after_is_honoured() {
             .take_while(|e| e.at_ms < throttled.at_ms + 1000)
             .count();
         assert!(
-            soon <= 3,
+            soon <= 6,
             "{soon} requests within 1 s of a 429 with Retry-After: 1"
         );
         checked += 1;
