@@ -233,6 +233,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
         progress.row_count = (job.seen.len() + new_ids) as i64;
         progress.requests = job.counters.requests as i32;
         progress.retries = job.counters.retries as i32;
+        if records.is_empty() {
+            // Nothing to write (the usual changed-since sweep): no transaction. The counters
+            // reach the report with the next page or the chunk's outcome.
+            job.progress = progress;
+            self.publish(job, 0);
+            return Ok(());
+        }
         let stop = job.stop.clone();
         let committed = retry_transient(&stop, "committing a page", || {
             let mut attempt_progress = progress;

@@ -17,13 +17,22 @@ fn stored_refresh_token(w: &World) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_access_tokens_are_refreshed_mid_run() {
     let w = World::new(small_company()).await;
+    // Every 4th request kills whatever token it carries, a thousand times QBO's rate (an
+    // access token lives an hour). One worker, so each refresh is tested on its own; with
+    // several, another worker's request kills the token just refreshed, which the campaign
+    // covers at a survivable rate.
     w.faults(Faults {
         expire_access_every: 4,
         ..Default::default()
     });
-    w.backfill("invoices", "2024-01-01", "2024-03-31", &[])
-        .await
-        .assert_code(0);
+    w.backfill(
+        "invoices",
+        "2024-01-01",
+        "2024-03-31",
+        &["--concurrency", "1"],
+    )
+    .await
+    .assert_code(0);
     let stats = w.sandbox.stats();
     assert!(stats.unauthorized > 0, "the fault fired");
     assert!(stats.refreshes > 1, "refreshed after 401s");
