@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use super::clock;
-use super::data::{FieldDef, FieldKind, GenCtx};
+use super::data::{wrapped, FieldDef, FieldKind, GenCtx};
 use super::query::{self, Literal, Op, Query};
 use super::store::{Row, Table};
 
@@ -377,14 +377,6 @@ pub fn project(doc: &Value, fields: &[FieldDef]) -> Value {
     out.insert("domain".into(), Value::from("QBO"));
     out.insert("sparse".into(), Value::from(true));
     Value::Object(out)
-}
-
-/// A record that is a single object under its type's name, without an Id of its own.
-fn wrapped(doc: &Value) -> Option<(&String, &Value)> {
-    let o = doc
-        .as_object()
-        .filter(|o| o.len() == 1 && !o.contains_key("Id"))?;
-    o.iter().next().filter(|(_, body)| body.is_object())
 }
 
 /// Puts `v` at a dotted path, creating the objects on the way; a path through a non-object

@@ -212,25 +212,23 @@ pub fn check_counts(counts: &Counts) -> Result<(), String> {
 /// The record's own object: QBO wraps each RecurringTransaction's template in its type
 /// (`{"Invoice": {"Id": ..., "RecurringInfo": ...}}`); every other record is itself.
 pub fn record_body(v: &Value) -> &Value {
-    match wrapper_key(v) {
-        Some(k) => &v[k.as_str()],
-        None => v,
-    }
+    wrapped(v).map_or(v, |(_, body)| body)
 }
 
 pub fn record_body_mut(v: &mut Value) -> &mut Value {
-    match wrapper_key(v) {
-        Some(k) => &mut v[k.as_str()],
+    match wrapped(v).map(|(kind, _)| kind.clone()) {
+        Some(kind) => &mut v[kind.as_str()],
         None => v,
     }
 }
 
-fn wrapper_key(v: &Value) -> Option<String> {
+/// A wrapped template's type name and body: a single object under its type's name, without
+/// an Id of its own.
+pub fn wrapped(v: &Value) -> Option<(&String, &Value)> {
     let o = v
         .as_object()
         .filter(|o| o.len() == 1 && !o.contains_key("Id"))?;
-    let (k, inner) = o.iter().next()?;
-    inner.is_object().then(|| k.clone())
+    o.iter().next().filter(|(_, body)| body.is_object())
 }
 
 /// SplitMix64: tiny, fast, and stable forever (unlike `StdRng`, whose algorithm may change),
