@@ -52,6 +52,33 @@ impl PgStore {
         .await?)
     }
 
+    /// The watermarks of several entities in one query, in the order asked (None: never set).
+    pub async fn watermarks(
+        &self,
+        realm_id: &str,
+        entities: &[&str],
+    ) -> Result<Vec<Option<Watermark>>, StoreError> {
+        let names: Vec<String> = entities.iter().map(|e| e.to_string()).collect();
+        let rows = sqlx::query!(
+            "SELECT entity, watermark_utc, source, needs_reconcile FROM ops.sync_watermarks
+             WHERE realm_id = $1 AND entity = ANY($2)",
+            realm_id,
+            &names
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(entities
+            .iter()
+            .map(|e| {
+                rows.iter().find(|r| r.entity == *e).map(|r| Watermark {
+                    watermark_utc: r.watermark_utc,
+                    source: r.source.clone(),
+                    needs_reconcile: r.needs_reconcile,
+                })
+            })
+            .collect())
+    }
+
     /// Moves a sync's watermark inside the transaction that commits the last rows it covers.
     /// It never moves back; a sync that reconciled clears `needs_reconcile`.
     pub async fn advance_watermark(

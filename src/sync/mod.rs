@@ -131,21 +131,6 @@ impl<S: ChangeSource + 'static> Sync<S> {
             return Ok(Vec::new());
         };
         let realm_id = self.source.realm_id().to_string();
-        let mut starts = Vec::with_capacity(entities.len());
-        let mut missing = Vec::new();
-        for entity in entities {
-            let wm = self.store.watermark(&realm_id, entity.cli_name).await?;
-            if wm.is_none() && opts.since.is_none() && !entity.is_whole() {
-                missing.push(entity.cli_name);
-            }
-            starts.push(wm);
-        }
-        if !missing.is_empty() {
-            return Err(SyncError::NeedsSince {
-                entities: missing,
-                realm_id,
-            });
-        }
         let names: Vec<&str> = entities.iter().map(|e| e.cli_name).collect();
         let lock = match self.store.lock_sync(&realm_id, &names).await? {
             Ok(lock) => lock,
@@ -168,9 +153,20 @@ impl<S: ChangeSource + 'static> Sync<S> {
         opts: &Options,
     ) -> Result<Vec<SyncSummary>, SyncError> {
         let realm_id = self.source.realm_id().to_string();
-        let mut starts = Vec::with_capacity(entities.len());
-        for entity in entities {
-            starts.push(self.store.watermark(&realm_id, entity.cli_name).await?);
+        let names: Vec<&str> = entities.iter().map(|e| e.cli_name).collect();
+        // Read under the lock, so no other sync moves them between here and the commits.
+        let starts = self.store.watermarks(&realm_id, &names).await?;
+        let missing: Vec<&'static str> = entities
+            .iter()
+            .zip(&starts)
+            .filter(|(e, wm)| wm.is_none() && opts.since.is_none() && !e.is_whole())
+            .map(|(e, _)| e.cli_name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(SyncError::NeedsSince {
+                entities: missing,
+                realm_id,
+            });
         }
         let qbo_now = self.qbo_now(first).await?;
         let mut targets = Vec::with_capacity(entities.len());
