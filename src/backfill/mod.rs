@@ -192,8 +192,6 @@ pub struct Backfill<S> {
     cancel: CancellationToken,
     /// Set when a failure needs a human (the refresh token was rejected): stop everything.
     fatal: Mutex<Option<AuthError>>,
-    /// Taken by the first worker whose failure needs a human.
-    fatal_claimed: std::sync::atomic::AtomicBool,
     progress: Arc<RunProgress>,
 }
 
@@ -214,7 +212,6 @@ impl<S: QuerySource + 'static> Backfill<S> {
             store,
             cancel,
             fatal: Mutex::new(None),
-            fatal_claimed: std::sync::atomic::AtomicBool::new(false),
             progress: Arc::new(RunProgress::default()),
         })
     }
@@ -524,16 +521,29 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 tracing::warn!("lost the lease on this chunk; another worker owns it now");
                 Ok(())
             }
-            Err(ChunkError::Client(ClientError::Auth(auth)))
-                if auth.needs_human() && !self.first_fatal() =>
-            {
-                // Another worker already hit this and stops the run; this window did nothing
-                // wrong, so it goes back to `pending` for the resume after `qbo auth login`.
-                retry_transient(&CancellationToken::new(), "handing the chunk back", || {
-                    self.store
-                        .release_chunk(ctx.run_id, chunk.chunk_index, worker)
-                })
+            Err(ChunkError::Client(ClientError::Auth(auth))) if auth.needs_human() => {
+                let message = crate::errors::chain(&auth);
+                if !self.stop_for_human(auth) {
+                    // Another worker already hit this and stopped the run; this window did
+                    // nothing wrong, so it goes back to `pending` for the resume after
+                    // `qbo auth login`.
+                    retry_transient(&CancellationToken::new(), "handing the chunk back", || {
+                        self.store
+                            .release_chunk(ctx.run_id, chunk.chunk_index, worker)
+                    })
+                    .await?;
+                    return Ok(());
+                }
+                tracing::error!(error = %message, "stopping: a human must act");
+                self.finish(
+                    ctx,
+                    chunk.chunk_index,
+                    worker,
+                    &job.progress,
+                    Some(&message),
+                )
                 .await?;
+                self.progress.chunk_finished(false);
                 Ok(())
             }
             Err(e) => {
@@ -547,27 +557,22 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 )
                 .await?;
                 self.progress.chunk_finished(false);
-                match e {
-                    ChunkError::Client(ClientError::Auth(auth)) if auth.needs_human() => {
-                        tracing::error!(error = %message, "stopping: a human must act");
-                        *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(auth);
-                        self.cancel.cancel();
-                    }
-                    _ => {
-                        tracing::error!(error = %message, "chunk failed; the run goes on with the others")
-                    }
-                }
+                tracing::error!(error = %message, "chunk failed; the run goes on with the others");
                 Ok(())
             }
         }
     }
 
-    /// Claims the right to report a failure that needs a human; true for the first worker
-    /// only, so one window carries the error and the others are handed back.
-    fn first_fatal(&self) -> bool {
-        !self
-            .fatal_claimed
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
+    /// Stops the run for a failure only a human can fix. True for the first worker to hit
+    /// it, whose window carries the error; the others hand theirs back.
+    fn stop_for_human(&self, auth: AuthError) -> bool {
+        let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if fatal.is_some() || self.cancel.is_cancelled() {
+            return false;
+        }
+        *fatal = Some(auth);
+        self.cancel.cancel();
+        true
     }
 
     /// Records the attempt's outcome, waiting out a Postgres restart rather than leaving a

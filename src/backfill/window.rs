@@ -136,7 +136,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .load_pages(job, Query::select(entity), "whole", 1)
             .await?;
         if (read.len() as u64) < expected {
-            return Err(ChunkError::Unstable(1));
+            return Err(ChunkError::ShortOfCount {
+                expected,
+                read: read.len() as u64,
+                passes: 1,
+            });
         }
         Ok(())
     }

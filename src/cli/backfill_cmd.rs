@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::progress::{Display, Reporter};
-use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
+use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::auth::{self, TokenManager, TokenStore};
 use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
 use crate::chunks::{DateRange, WindowField};
@@ -34,10 +34,6 @@ recurring_transactions) are loaded whole, in one chunk that stands for the range
 
 Exit codes: 0 all chunks succeeded, 1 some chunks failed, 2 bad usage or configuration,
 3 the refresh token was rejected (run `qbo auth login`), 130 interrupted (use --resume).";
-
-fn parse_selection(s: &str) -> Result<Selection, String> {
-    s.parse::<Selection>().map_err(|e| e.to_string())
-}
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
@@ -245,14 +241,7 @@ pub fn build_client(
 
 fn classify(e: BackfillError) -> CliError {
     match e {
-        BackfillError::Auth(auth) if auth.needs_human() => CliError {
-            outcome: if matches!(auth, crate::auth::AuthError::InvalidClient) {
-                Outcome::Usage
-            } else {
-                Outcome::NeedsHuman
-            },
-            error: auth.into(),
-        },
+        BackfillError::Auth(auth) if auth.needs_human() => CliError::from_auth(auth),
         e @ (BackfillError::NothingToResume { .. }
         | BackfillError::RunNotFound(_)
         | BackfillError::WrongRun { .. }

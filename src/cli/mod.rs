@@ -316,6 +316,12 @@ fn parse_entity_count(s: &str) -> Result<(String, usize), String> {
     Ok((entity.qbo_name.to_string(), n))
 }
 
+/// An entity name or `all`, for clap, with the registry's explanation on failure.
+pub fn parse_selection(s: &str) -> Result<crate::entities::Selection, String> {
+    s.parse()
+        .map_err(|e: crate::entities::UnknownEntity| e.to_string())
+}
+
 /// `YYYY-MM-DD` for clap, with the library's explanation on failure.
 pub fn parse_date_arg(s: &str) -> Result<chrono::NaiveDate, String> {
     crate::chunks::parse_date(s).map_err(|e| e.to_string())
@@ -360,6 +366,22 @@ impl CliError {
         CliError {
             outcome: Outcome::SomeFailed,
             error: error.into(),
+        }
+    }
+
+    /// An OAuth failure: a rejected app is a configuration error (2), a refresh token QBO
+    /// refuses needs `qbo auth login` (3), anything else failed the command (1).
+    pub fn from_auth(auth: crate::auth::AuthError) -> Self {
+        let outcome = if matches!(auth, crate::auth::AuthError::InvalidClient) {
+            Outcome::Usage
+        } else if auth.needs_human() {
+            Outcome::NeedsHuman
+        } else {
+            Outcome::SomeFailed
+        };
+        CliError {
+            outcome,
+            error: auth.into(),
         }
     }
 }

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use clap::Args;
 
 use super::backfill_cmd::{build_client, connect, on_interrupt};
-use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
+use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::auth::{self, TokenStore};
 use crate::backfill;
 use crate::entities::{Entity, Selection};
@@ -42,10 +42,6 @@ Every sync is a run in `qbo report` (kind sync), one row per CDC read, window or
 Exit codes: 0 every entity synced, 1 some failed (their watermark did not move; run sync again),
 2 bad usage or configuration (e.g. a first sync without --since), 3 the refresh token was
 rejected (run `qbo auth login`), 130 interrupted.";
-
-fn parse_selection(s: &str) -> Result<Selection, String> {
-    s.parse::<Selection>().map_err(|e| e.to_string())
-}
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -128,14 +124,7 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
 
 fn classify(e: SyncError) -> CliError {
     match e {
-        SyncError::Auth(auth) if auth.needs_human() => CliError {
-            outcome: if matches!(auth, crate::auth::AuthError::InvalidClient) {
-                Outcome::Usage
-            } else {
-                Outcome::NeedsHuman
-            },
-            error: auth.into(),
-        },
+        SyncError::Auth(auth) if auth.needs_human() => CliError::from_auth(auth),
         e @ SyncError::NeedsSince { .. } => CliError::usage(e),
         e => CliError::failed(e),
     }

@@ -6,14 +6,14 @@ use chrono::{NaiveDate, Utc};
 use clap::Args;
 
 use super::backfill_cmd::{build_client, connect};
-use super::{parse_date_arg, CliError, DbArgs, Outcome, QboArgs};
+use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::auth::{self, TokenStore};
 use crate::chunks::DateRange;
+use crate::client::ClientError;
 use crate::client::RequestCounters;
-use crate::config::{RateLimits, RetryPolicy};
 use crate::entities::Selection;
 use crate::report::Format;
-use crate::verify::{self, WindowCount};
+use crate::verify::{self, VerifyError, WindowCount};
 
 pub const AFTER_HELP: &str = "\
 For each window, counts the entity in QBO (SELECT COUNT(*) ... WHERE
@@ -25,15 +25,13 @@ Without --start/--end, the range is the raw table's own span (first to last Last
 A window where raw has fewer rows than QBO needs loading again; one where raw has more holds
 records edited or deleted in QBO since they were loaded: `qbo sync` brings them up to date.
 
-Exit codes: 0 every window matches, 1 some windows differ, 2 bad usage or configuration.
+Exit codes: 0 every window matches, 1 some windows differ (or QBO or Postgres failed; the
+error says which), 2 bad usage or configuration, 3 the refresh token was rejected (run
+`qbo auth login`).
 
 Examples:
   qbo verify invoices --start 2024-01-01 --end 2024-12-31
   qbo verify all --chunk-days 7 --format json";
-
-fn parse_selection(s: &str) -> Result<Selection, String> {
-    s.parse::<Selection>().map_err(|e| e.to_string())
-}
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -53,6 +51,8 @@ pub struct VerifyArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     #[command(flatten)]
+    pub requests: RequestArgs,
+    #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
     pub qbo: QboArgs,
@@ -70,8 +70,8 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
     let client = build_client(
         &settings,
         tokens,
-        RetryPolicy::default(),
-        &RateLimits::default(),
+        args.requests.retry_policy(),
+        &args.requests.rate_limits(),
     )?;
     let mut counters = RequestCounters::default();
     let mut all = Vec::new();
@@ -108,7 +108,7 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
         let counts =
             verify::count_windows(client.as_ref(), &store, entity, &windows, &mut counters)
                 .await
-                .map_err(|e| CliError::failed(anyhow::Error::new(e)))?;
+                .map_err(classify)?;
         if args.format == Format::Table {
             print_entity(entity.cli_name, &counts);
         }
@@ -128,6 +128,13 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
     } else {
         Outcome::SomeFailed
     })
+}
+
+fn classify(e: VerifyError) -> CliError {
+    match e {
+        VerifyError::Qbo(ClientError::Auth(auth)) => CliError::from_auth(auth),
+        e => CliError::failed(e),
+    }
 }
 
 fn print_entity(entity: &str, counts: &[WindowCount]) {

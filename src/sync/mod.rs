@@ -48,17 +48,6 @@ pub struct Options {
     pub cdc_batch: usize,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            lookback: Duration::minutes(10),
-            since: None,
-            backfill: backfill::Options::default(),
-            cdc_batch: 10,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("{} never synced for realm {realm_id}: give --since YYYY-MM-DD for the first sync (it backfills from that day to now), or run `qbo backfill` first", .entities.join(", "))]
