@@ -20,41 +20,48 @@ pub struct SyncLock {
 pub struct Busy(pub Vec<String>);
 
 const NAMESPACE: &str = "qbo-sync";
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl PgStore {
     /// Takes the sync lock of every entity, or none: `Err(Busy)` names those held elsewhere.
+    /// A lock is waited for a few seconds first: the session of a sync that was just killed
+    /// lets go of its locks only once Postgres notices the connection is gone.
     pub async fn lock_sync(
         &self,
         realm_id: &str,
         entities: &[&str],
     ) -> Result<Result<SyncLock, Busy>, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        let mut busy = Vec::new();
-        for entity in entities {
-            let key = format!("{realm_id}/{entity}");
-            let got = sqlx::query_scalar!(
-                "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS \"got!\"",
+        let names: Vec<String> = entities.iter().map(|e| e.to_string()).collect();
+        let give_up = tokio::time::Instant::now() + LOCK_WAIT;
+        let lock = loop {
+            let mut conn = self.pool().acquire().await?;
+            // Every entity is tried (no short-circuit), so each answer is a lock now held.
+            let busy = sqlx::query_scalar!(
+                r#"SELECT e AS "entity!" FROM unnest($2::text[]) AS e
+                   WHERE NOT pg_try_advisory_lock(hashtext($1), hashtext($3 || '/' || e))"#,
                 NAMESPACE,
-                key
+                &names,
+                realm_id
             )
-            .fetch_one(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
-            if !got {
-                busy.push(entity.to_string());
+            let lock = SyncLock { conn: Some(conn) };
+            if busy.is_empty() {
+                break lock;
             }
-        }
-        let lock = SyncLock { conn: Some(conn) };
-        if !busy.is_empty() {
             lock.release().await;
-            return Ok(Err(Busy(busy)));
-        }
+            if tokio::time::Instant::now() >= give_up {
+                return Ok(Err(Busy(busy)));
+            }
+            tokio::time::sleep(LOCK_WAIT / 10).await;
+        };
         let abandoned = sqlx::query_scalar!(
             "UPDATE ops.backfill_runs
                 SET status = 'incomplete', finished_at = now(), updated_at = now()
               WHERE kind = 'sync' AND realm_id = $1 AND entity = ANY($2) AND status = 'running'
              RETURNING run_id",
             realm_id,
-            &entities.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            &names
         )
         .fetch_all(self.pool())
         .await?;
