@@ -24,6 +24,23 @@ fn change_things(w: &World, round: usize) {
     }
 }
 
+/// Starts `qbo args` and SIGKILLs it once the sandbox has answered `n` more requests.
+/// Returns 1 if the kill landed while it ran, 0 if it had already finished.
+async fn kill_after_requests(w: &World, args: &[&str], n: usize) -> usize {
+    let from = log_len(w);
+    let mut child = w.qbo(args).spawn().expect("spawn qbo");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while log_len(w) < from + n && std::time::Instant::now() < deadline {
+        if child.try_wait().expect("poll qbo").is_some() {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = child.start_kill();
+    let status = child.wait().await.expect("wait for qbo");
+    usize::from(status.code().is_none())
+}
+
 async fn watermark(w: &World) -> Option<chrono::DateTime<Utc>> {
     let pool = w.db.pool().await;
     sqlx::query_scalar("SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'")
@@ -37,6 +54,7 @@ async fn a_crash_before_the_commit_moves_no_watermark_and_loses_no_change() {
     let w = World::new(recent_company(60)).await;
     backfill_recent(&w).await;
     let before = watermark(&w).await;
+    let rows_before = raw_rows(&w, "raw.qb_invoices").await;
     change_things(&w, 0);
     let crashed = w
         .run_with(
@@ -47,12 +65,11 @@ async fn a_crash_before_the_commit_moves_no_watermark_and_loses_no_change() {
     assert_ne!(crashed.code, Some(0), "{crashed:?}");
     assert!(crashed.stderr.contains("failpoint"), "{}", crashed.stderr);
     assert_eq!(watermark(&w).await, before, "no watermark without its rows");
-    let deleted: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM raw.qb_invoices WHERE deleted_at_utc IS NOT NULL")
-            .fetch_one(&w.db.pool().await)
-            .await
-            .unwrap();
-    assert_eq!(deleted, 0, "no rows without their watermark");
+    assert_eq!(
+        raw_rows(&w, "raw.qb_invoices").await,
+        rows_before,
+        "no row (update, insert or delete mark) without its watermark"
+    );
 
     w.run(&["sync", "invoices"]).await.assert_code(0);
     assert_synced(&w, "Invoice", "raw.qb_invoices").await;
@@ -84,14 +101,14 @@ async fn a_first_sync_that_crashes_before_its_last_commit_starts_over() {
 async fn syncs_killed_at_many_points_lose_nothing() {
     let w = World::new(recent_company(60)).await;
     backfill_recent(&w).await;
+    let mut killed = 0;
     for round in 0..8 {
         change_things(&w, round + 2);
-        let mut child = w.qbo(&["sync", "invoices"]).spawn().expect("spawn qbo");
-        // Different moments of the sync: starting, reading, committing, done.
-        tokio::time::sleep(Duration::from_millis(40 * round as u64)).await;
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        // Two moments of the sync: after its clock COUNT, and after the CDC read (while its
+        // changes and watermark commit).
+        killed += kill_after_requests(&w, &["sync", "invoices"], 1 + round % 2).await;
     }
+    assert!(killed >= 5, "only {killed} of 8 kills landed mid-sync");
     w.run(&["sync", "invoices"]).await.assert_code(0);
     assert_synced(&w, "Invoice", "raw.qb_invoices").await;
 }
@@ -100,16 +117,13 @@ async fn syncs_killed_at_many_points_lose_nothing() {
 async fn first_syncs_killed_at_many_points_lose_nothing() {
     let w = World::new(recent_company(60)).await;
     let since = days_ago(21);
+    let mut killed = 0;
     for round in 0..8 {
         change_things(&w, round + 20);
-        let mut child = w
-            .qbo(&["sync", "invoices", "customers", "--since", &since])
-            .spawn()
-            .expect("spawn qbo");
-        tokio::time::sleep(Duration::from_millis(60 * round as u64)).await;
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        let args = ["sync", "invoices", "customers", "--since", &since];
+        killed += kill_after_requests(&w, &args, 1 + 2 * round).await;
     }
+    assert!(killed >= 5, "only {killed} of 8 kills landed mid-sync");
     w.run(&["sync", "invoices", "customers", "--since", &since])
         .await
         .assert_code(0);

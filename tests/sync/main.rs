@@ -43,12 +43,31 @@ pub fn today() -> String {
     Utc::now().date_naive().to_string()
 }
 
-/// Backfills invoices, customers and items over the recent company's whole range.
+/// Backfills invoices, customers and items over the recent company's whole range, then makes
+/// any physical DELETE on their raw tables fail: a sync marks deletes, it never drops a row,
+/// so a sync that tried would exit non-zero and fail the test.
 pub async fn backfill_recent(w: &World) {
     for entity in ["invoices", "customers", "items"] {
         w.backfill(entity, &days_ago(21), &today(), &[])
             .await
             .assert_code(0);
+    }
+    let pool = w.db.pool().await;
+    sqlx::query(
+        "CREATE FUNCTION raw.refuse_delete() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN RAISE EXCEPTION 'a raw row was dropped: %', OLD.id; END $$",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for table in ["raw.qb_invoices", "raw.qb_customers", "raw.qb_items"] {
+        sqlx::query(&format!(
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON {table}
+             FOR EACH ROW EXECUTE FUNCTION raw.refuse_delete()"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
     }
 }
 
