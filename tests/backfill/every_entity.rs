@@ -81,10 +81,24 @@ async fn backfill_all_lands_every_entity_exactly() {
         w.sandbox.records("RecurringTransaction").len() as i64
     );
 
-    // The report shows the whole entities like any other.
+    // The report and `--help` say that these entities are loaded whole.
     let report = w.run(&["report", "company_info"]).await;
     report.assert_code(0);
-    assert!(report.stdout.contains("company_info"), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("whole entity (no window)"),
+        "{}",
+        report.stdout
+    );
+    let help = w.run(&["backfill", "--help"]).await;
+    help.assert_code(0);
+    assert!(
+        help.stdout.contains("loaded whole")
+            && ["company_info", "preferences", "recurring_transactions"]
+                .iter()
+                .all(|e| help.stdout.contains(e)),
+        "{}",
+        help.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +213,7 @@ async fn the_demo_loads_every_entity_and_refuses_a_bad_count_before_touching_the
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert!(journal <= 7, "--count journal_entries=7 gave {journal}");
+    assert_eq!(journal, 7, "--count journal_entries=7");
     let failed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM ops.backfill_report WHERE status <> 'success'")
             .fetch_one(&pool)

@@ -31,7 +31,11 @@ async fn deletes_re_creations_and_short_lived_records_land_as_qbo_has_them() {
 
     let run = w.run(&["sync", "invoices"]).await;
     run.assert_code(0);
-    assert!(run.stdout.contains("2 deleted"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("skipped), 2 deleted,"),
+        "{}",
+        run.stdout
+    );
     let raw = raw_rows(&w, "raw.qb_invoices").await;
 
     let gone = &raw[&deleted];

@@ -32,7 +32,11 @@ async fn a_watermark_past_cdcs_30_days_reads_windows_and_still_finds_deletes() {
     let run = w.run(&["sync", "invoices"]).await;
     run.assert_code(0);
     assert!(run.stdout.contains("via query+reconcile"), "{}", run.stdout);
-    assert!(run.stdout.contains("2 deleted"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("skipped), 2 deleted,"),
+        "{}",
+        run.stdout
+    );
     let log = requests_since(&w, before);
     assert!(
         log.iter().all(|e| e.kind != "cdc"),
