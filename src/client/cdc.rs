@@ -185,15 +185,7 @@ fn parse_change(item: &RawValue, entity: &str) -> Result<CdcChange, ClientError>
 
 /// Parses a page of `SELECT Id FROM <entity>` (sparse records holding little but their Id).
 pub fn parse_ids(body: &[u8], entity: &str) -> Result<IdPage, ClientError> {
-    let top = envelope(body)?;
-    if let Some(fault) = get_ci(&top, "fault") {
-        return Err(response::fault_error(200, fault.get()));
-    }
-    let qr = get_ci(&top, "QueryResponse").ok_or_else(|| {
-        ClientError::Malformed(format!("no QueryResponse in the answer: {}", snippet(body)))
-    })?;
-    let qr: HashMap<String, &RawValue> = serde_json::from_str(qr.get())
-        .map_err(|e| ClientError::Malformed(format!("QueryResponse is not an object: {e}")))?;
+    let (top, qr) = response::query_response(body)?;
     let malformed = |e: serde_json::Error| ClientError::Malformed(format!("{entity} ids: {e}"));
     let ids = match qr.get(entity) {
         // A RecurringTransaction wraps its template in its type: record_id looks inside.
@@ -203,7 +195,12 @@ pub fn parse_ids(body: &[u8], entity: &str) -> Result<IdPage, ClientError> {
             .map(record_id)
             .collect::<Result<_, _>>()
             .map_err(malformed)?,
-        None => Vec::new(),
+        // `{}` is an empty page only if nothing says rows were there: a lost page of ids
+        // would end the listing early and make every later id look deleted.
+        None => {
+            response::check_empty(&qr, entity)?;
+            Vec::new()
+        }
     };
     Ok(IdPage {
         ids,
@@ -266,5 +263,10 @@ mod tests {
             .unwrap()
             .ids
             .is_empty());
+        // A page that promises ids but carries none was lost, not empty.
+        assert!(matches!(
+            parse_ids(br#"{"QueryResponse":{"maxResults":3}}"#, "Invoice"),
+            Err(ClientError::Malformed(_))
+        ));
     }
 }

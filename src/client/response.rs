@@ -74,8 +74,11 @@ pub(super) fn server_time(map: &HashMap<String, &RawValue>) -> Option<DateTime<U
     parse_time(&s).map(|t| t.with_timezone(&Utc))
 }
 
-/// Parses a page of `SELECT *` for `entity` (QBO name).
-pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
+/// The envelope of a query answer and its `QueryResponse` object; a Fault (even in HTTP 200)
+/// is an error.
+pub(super) type QueryEnvelope<'a> = (HashMap<String, &'a RawValue>, HashMap<String, &'a RawValue>);
+
+pub(super) fn query_response(body: &[u8]) -> Result<QueryEnvelope<'_>, ClientError> {
     let top = envelope(body)?;
     if let Some(fault) = get_ci(&top, "fault") {
         return Err(fault_error(200, fault.get()));
@@ -83,8 +86,14 @@ pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
     let qr = get_ci(&top, "QueryResponse").ok_or_else(|| {
         ClientError::Malformed(format!("no QueryResponse in the answer: {}", snippet(body)))
     })?;
-    let qr: HashMap<String, &RawValue> = serde_json::from_str(qr.get())
+    let qr = serde_json::from_str(qr.get())
         .map_err(|e| ClientError::Malformed(format!("QueryResponse is not an object: {e}")))?;
+    Ok((top, qr))
+}
+
+/// Parses a page of `SELECT *` for `entity` (QBO name).
+pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
+    let (top, qr) = query_response(body)?;
     let mut page = Page {
         records: Vec::new(),
         server_time: server_time(&top),
@@ -109,7 +118,10 @@ pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
 /// `maxResults` above zero, or a non-empty list under another name (the wrong entity, or a
 /// different spelling). Taking those for "no rows" would end a window early and lose its
 /// records silently; as an error the request is retried and, if it persists, the chunk fails.
-fn check_empty(qr: &HashMap<String, &RawValue>, entity: &str) -> Result<(), ClientError> {
+pub(super) fn check_empty(
+    qr: &HashMap<String, &RawValue>,
+    entity: &str,
+) -> Result<(), ClientError> {
     let claimed = qr
         .get("maxResults")
         .map(|v| v.get().parse::<i64>().unwrap_or(1))
