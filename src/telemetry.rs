@@ -43,7 +43,7 @@ pub fn init(format: LogFormat, level: &str) {
 }
 
 /// The format chosen at start-up (text if logging was never set up, as in library use).
-pub fn format() -> LogFormat {
+fn format() -> LogFormat {
     FORMAT.get().copied().unwrap_or(LogFormat::Text)
 }
 

@@ -75,8 +75,9 @@ struct Bench {
     tag: String,
 }
 
-/// Runs everything the arguments ask for and prints it; `Ok(true)` when every target is met.
-pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
+/// Runs everything the arguments ask for and prints it. A missed target is a figure like any
+/// other, not a failure of the bench.
+pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let args = args.effective();
     let bench = Bench::new(args)?;
     print::header(&bench.qbo, &bench.admin).await;
@@ -87,9 +88,9 @@ pub async fn run(args: BenchArgs) -> Result<bool, BenchError> {
     if !bench.args.skip_api_bound {
         bench.api_bound(&mut targets).await?;
     }
-    let met = targets.print();
+    targets.print();
     let _ = std::fs::remove_dir_all(&bench.work);
-    Ok(met)
+    Ok(())
 }
 
 impl Bench {
@@ -272,13 +273,14 @@ impl Bench {
         let (db, url) = self.create_db(&label).await?;
         let mut total = Figure::default();
         for e in entities() {
+            let (start, end) = (data_start().to_string(), range_end().to_string());
             let mut args = vec![
                 "backfill",
                 e.cli_name,
                 "--start",
-                "2024-01-01",
+                &start,
                 "--end",
-                "2025-01-01",
+                &end,
                 "--no-rate-limit",
             ];
             args.extend_from_slice(extra);
@@ -436,13 +438,14 @@ impl Bench {
             self.args.api_chunk_days.to_string(),
             self.args.api_rpm.to_string(),
         );
+        let (start, end) = (data_start().to_string(), range_end().to_string());
         let args = [
             "backfill",
             "invoices",
             "--start",
-            "2024-01-01",
+            &start,
             "--end",
-            "2025-01-01",
+            &end,
             "--concurrency",
             &c,
             "--chunk-days",

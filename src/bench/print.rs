@@ -221,8 +221,8 @@ impl Targets {
         );
     }
 
-    /// Prints every target with its verdict; true when all are met.
-    pub fn print(mut self) -> bool {
+    /// Prints every target with its verdict.
+    pub fn print(mut self) {
         if let (Some(&(n0, lo)), Some(&(n1, hi))) = (self.memory.first(), self.memory.last()) {
             let all: Vec<String> = self
                 .memory
@@ -240,12 +240,9 @@ impl Targets {
         }
         println!();
         println!("Targets:");
-        let mut all = true;
         for (text, met) in &self.lines {
-            all &= met;
             println!("  [{}] {text}", if *met { "met" } else { "MISSED" });
         }
-        all
     }
 }
 

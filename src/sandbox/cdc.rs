@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use super::data::EntityGen;
+use super::data::{EntityGen, Rng};
 use super::store::{self, Row, Store, Table};
 use super::{clock, envelope};
 use crate::entities::{Entity, ENTITIES};
@@ -190,16 +190,11 @@ fn keep_scrambled(changes: &mut Vec<Change>, cap: usize) {
     changes.sort_unstable_by_key(key);
 }
 
-/// A stable position unrelated to time or Id order: FNV-1a over (entity, Id), salted with the
-/// company seed, through SplitMix64's finaliser.
+/// A stable position unrelated to time or Id order: the generators' hash of (seed, entity,
+/// Id), under a salt of its own.
 fn scramble(seed: u64, entity: &str, id: u64) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
-    for b in entity.bytes().chain(id.to_le_bytes()) {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    const SCRAMBLE_SALT: u64 = 0xCDC;
+    Rng::new(seed, entity, id, SCRAMBLE_SALT).next()
 }
 
 /// QBO's minimal shape for a deleted record.
