@@ -197,15 +197,4 @@ impl PgStore {
         .await?;
         Ok(())
     }
-
-    /// The next free report-row index of a run.
-    pub async fn next_chunk_index(&self, run_id: Uuid) -> Result<i32, StoreError> {
-        Ok(sqlx::query_scalar!(
-            r#"SELECT COALESCE(max(chunk_index) + 1, 0) AS "n!" FROM ops.backfill_report
-               WHERE run_id = $1"#,
-            run_id
-        )
-        .fetch_one(self.pool())
-        .await?)
-    }
 }

@@ -74,12 +74,7 @@ impl<S: ChangeSource + 'static> Sync<S> {
                         )
                         .await?;
                     }
-                    if let StepError::Client(ClientError::Auth(auth)) = message {
-                        if auth.needs_human() {
-                            self.cancel.cancel();
-                            return Err(SyncError::Auth(auth));
-                        }
-                    }
+                    self.stop_if_human(message)?;
                 }
                 Ok(answer) if answer.value.maybe_truncated() => {
                     if batch.len() > 1 {
@@ -170,7 +165,7 @@ impl<S: ChangeSource + 'static> Sync<S> {
             request_payload: &request_payload,
             intuit_tid: read.answer.intuit_tid.as_deref(),
         };
-        let index = self.store.next_chunk_index(t.run_id).await?;
+        let index = t.take_indexes(1);
         let (counts, deleted) = retry_transient(
             &CancellationToken::new(),
             "committing CDC changes",

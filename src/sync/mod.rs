@@ -90,6 +90,18 @@ struct Target {
     watermark: Option<DateTime<Utc>>,
     /// Set when a step failed: no later step and no watermark for this entity.
     failed: bool,
+    /// The report row the next step writes (this sync holds the entity's lock, so nobody
+    /// else numbers rows of its run).
+    next_index: i32,
+}
+
+impl Target {
+    /// Reserves `n` report-row numbers and returns the first.
+    fn take_indexes(&mut self, n: usize) -> i32 {
+        let first = self.next_index;
+        self.next_index += n as i32;
+        first
+    }
 }
 
 pub struct Sync<S> {
@@ -183,6 +195,7 @@ impl<S: ChangeSource + 'static> Sync<S> {
                 needs_reconcile: wm.is_some_and(|w| w.needs_reconcile),
                 watermark: None,
                 failed: false,
+                next_index: 0,
             });
         }
         self.sync_cdc(&mut targets, opts.cdc_batch).await?;
@@ -262,9 +275,14 @@ impl<S: ChangeSource + 'static> Sync<S> {
         counters: RequestCounters,
         error: StepError,
     ) -> Result<(), SyncError> {
-        let message = error.message();
-        self.record_failure(t, read_via, window, counters, &message)
+        self.record_failure(t, read_via, window, counters, &error.message())
             .await?;
+        self.stop_if_human(error)
+    }
+
+    /// A failure only a human can fix (the refresh token is gone) stops the whole sync; any
+    /// other failure is the step's alone.
+    fn stop_if_human(&self, error: StepError) -> Result<(), SyncError> {
         match error {
             StepError::Client(ClientError::Auth(auth)) if auth.needs_human() => {
                 self.cancel.cancel();
@@ -284,7 +302,7 @@ impl<S: ChangeSource + 'static> Sync<S> {
     ) -> Result<(), SyncError> {
         t.failed = true;
         tracing::error!(entity = t.entity.cli_name, read_via, error = %message, "sync step failed; the watermark stays where it was");
-        let index = self.store.next_chunk_index(t.run_id).await?;
+        let index = t.take_indexes(1);
         let realm_id = self.source.realm_id().to_string();
         let row = StepRow {
             run_id: t.run_id,

@@ -146,7 +146,7 @@ impl<S: ChangeSource + 'static> Sync<S> {
 
     async fn commit_reconcile(
         &self,
-        t: &Target,
+        t: &mut Target,
         watermark: DateTime<Utc>,
         f: &Findings,
         counters: RequestCounters,
@@ -181,7 +181,7 @@ impl<S: ChangeSource + 'static> Sync<S> {
                 stub,
             })
             .collect();
-        let index = self.store.next_chunk_index(t.run_id).await?;
+        let index = t.take_indexes(1);
         retry_transient(
             &CancellationToken::new(),
             "committing a reconciliation",

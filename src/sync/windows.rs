@@ -38,7 +38,7 @@ impl<S: ChangeSource + 'static> Sync<S> {
             "reading windows"
         );
         if !windows.is_empty() {
-            let first = self.store.next_chunk_index(t.run_id).await?;
+            let first = t.take_indexes(windows.len());
             self.store
                 .add_windows(
                     t.run_id,

@@ -52,7 +52,8 @@ async fn a_sync_after_a_backfill_reads_only_the_changes_through_cdc() {
     assert_synced(&w, "Customer", "raw.qb_customers").await;
     assert_synced(&w, "Item", "raw.qb_items").await;
 
-    // Nothing changed: the next sync writes nothing, and the watermark moved forward.
+    // Nothing changed: the next sync writes nothing, and the watermark never moves back (it
+    // is QBO's clock in whole seconds, so two quick syncs may share one).
     let pool = w.db.pool().await;
     let first: chrono::DateTime<Utc> = sqlx::query_scalar(
         "SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'",
@@ -74,7 +75,7 @@ async fn a_sync_after_a_backfill_reads_only_the_changes_through_cdc() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(second > first, "the watermark moved forward");
+    assert!(second >= first, "the watermark moved back");
 
     // `qbo report` shows the backfill and the sync side by side.
     let table = w.run(&["report", "invoices"]).await;
