@@ -111,10 +111,22 @@ pub fn item_basics(seed: u64, iid: u64) -> (String, &'static str, i64) {
 
 /// `name #id` for list members past the end of a fixed table (names are unique in QBO).
 fn listed(table: &[&'static str], id: u64) -> String {
+    listed_by(table.len(), |i| table[i], id)
+}
+
+/// The name of record `id` in a table of (name, attribute) pairs, with its attribute.
+fn listed_pair<T: Copy>(table: &[(&'static str, T)], id: u64) -> (String, T) {
+    let i = id.saturating_sub(1) as usize % table.len();
+    (listed_by(table.len(), |i| table[i].0, id), table[i].1)
+}
+
+/// Record `id` takes the table's `id`-th name; past the table, names repeat with `#id`.
+fn listed_by(len: usize, name: impl Fn(usize) -> &'static str, id: u64) -> String {
     let i = id.saturating_sub(1) as usize;
-    match table.get(i) {
-        Some(n) => n.to_string(),
-        None => format!("{} #{id}", table[i % table.len()]),
+    if i < len {
+        name(i).to_string()
+    } else {
+        format!("{} #{id}", name(i % len))
     }
 }
 
@@ -156,9 +168,7 @@ const TERMS: &[(&str, u64)] = &[
 ];
 
 pub fn term(id: u64) -> (String, u64) {
-    let names: Vec<&str> = TERMS.iter().map(|t| t.0).collect();
-    let due = TERMS[id.saturating_sub(1) as usize % TERMS.len()].1;
-    (listed(&names, id), due)
+    listed_pair(TERMS, id)
 }
 
 /// Payment methods: (name, QBO type).
@@ -173,9 +183,7 @@ const PAYMENT_METHODS: &[(&str, &str)] = &[
 ];
 
 pub fn payment_method(id: u64) -> (String, &'static str) {
-    let names: Vec<&str> = PAYMENT_METHODS.iter().map(|p| p.0).collect();
-    let kind = PAYMENT_METHODS[id.saturating_sub(1) as usize % PAYMENT_METHODS.len()].1;
-    (listed(&names, id), kind)
+    listed_pair(PAYMENT_METHODS, id)
 }
 
 const CUSTOMER_TYPES: &[&str] = &["Retail", "Wholesale", "Gov't", "Non-profit – \"NGO\""];
@@ -194,9 +202,7 @@ const JOURNAL_CODES: &[(&str, &str)] = &[
 ];
 
 pub fn journal_code(id: u64) -> (String, &'static str) {
-    let names: Vec<&str> = JOURNAL_CODES.iter().map(|j| j.0).collect();
-    let kind = JOURNAL_CODES[id.saturating_sub(1) as usize % JOURNAL_CODES.len()].1;
-    (listed(&names, id), kind)
+    listed_pair(JOURNAL_CODES, id)
 }
 
 /// Currencies besides the home currency (USD): (ISO code, name).
@@ -246,9 +252,7 @@ const TAX_RATES: &[(&str, f64)] = &[
 ];
 
 pub fn tax_rate(id: u64) -> (String, f64) {
-    let names: Vec<&str> = TAX_RATES.iter().map(|t| t.0).collect();
-    let rate = TAX_RATES[id.saturating_sub(1) as usize % TAX_RATES.len()].1;
-    (listed(&names, id), rate)
+    listed_pair(TAX_RATES, id)
 }
 
 const TAX_CODES: &[&str] = &[

@@ -8,7 +8,7 @@ use super::lines::{
     class_ref, custom_fields, customer_ref, department_ref, maybe_payment_method, maybe_term,
     sales_lines, tax_detail, usd,
 };
-use super::names::{customer_name, item_basics};
+use super::names::item_basics;
 use super::{f, money, opt, record, FieldDef, FieldKind, GenCtx, KeyRule, Keys, Rng, Size, Spec};
 
 /// What every sales form can be queried by.
@@ -46,7 +46,6 @@ pub const INVOICE: Spec = Spec {
 
 fn render_invoice(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
     let cid = 1 + r.below(ctx.count("Customer").max(1));
-    let (_, _, cname) = customer_name(ctx.seed, cid);
     let mut lines = Vec::new();
     let mut total = 0i64;
     for n in 1..=(1 + r.below(5)) {
@@ -73,20 +72,16 @@ fn render_invoice(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
         _ => total / 2,
     };
     let txn = k.txn_date.unwrap_or_default();
-    let custom = if r.chance(50) {
-        json!([{ "DefinitionId": "1", "Name": "Crew #", "Type": "StringType", "StringValue": format!("{}", 100 + r.below(50)) }])
-    } else {
-        json!([])
-    };
+    let custom = custom_fields(r);
     record(
         k,
         json!({
             "CustomField": custom, "DocNumber": format!("{}", 1000 + k.id),
             "TxnDate": txn.to_string(), "DueDate": (txn + Duration::days(30)).to_string(),
-            "CurrencyRef": { "value": "USD", "name": "United States Dollar" },
+            "CurrencyRef": usd(),
             "LinkedTxn": [], "Line": lines,
             "TxnTaxDetail": { "TotalTax": 0 },
-            "CustomerRef": { "value": cid.to_string(), "name": cname },
+            "CustomerRef": customer_ref(ctx, cid),
             "CustomerMemo": if r.chance(30) { json!({ "value": "Thank you for your business — merci!" }) } else { Value::Null },
             "BillEmail": if r.chance(70) { json!({ "Address": format!("customer{cid}@example.com") }) } else { Value::Null },
             "ShipAddr": Value::Null,
