@@ -7,16 +7,9 @@ use crate::*;
 async fn a_failed_cdc_read_exits_1_keeps_the_watermark_and_the_next_sync_catches_up() {
     let w = World::new(recent_company(60)).await;
     backfill_recent(&w).await;
-    let pool = w.db.pool().await;
-    let watermark = || async {
-        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
-            "SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'",
-        )
-        .fetch_one(&pool)
+    let before = invoice_watermark(&w)
         .await
-        .unwrap()
-    };
-    let before = watermark().await;
+        .expect("the backfill left a watermark");
     let id = w.sandbox.records("Invoice")[0]["Id"]
         .as_str()
         .unwrap()
@@ -36,7 +29,7 @@ async fn a_failed_cdc_read_exits_1_keeps_the_watermark_and_the_next_sync_catches
         "{}",
         failed.stdout
     );
-    assert_eq!(watermark().await, before);
+    assert_eq!(invoice_watermark(&w).await, Some(before));
     let report = sync_report(&w, "invoices").await;
     assert_eq!(report.last().unwrap()["status"], "error");
     assert_eq!(report.last().unwrap()["read_via"], "cdc");
@@ -49,7 +42,7 @@ async fn a_failed_cdc_read_exits_1_keeps_the_watermark_and_the_next_sync_catches
         ..Default::default()
     });
     w.run(&["sync", "invoices"]).await.assert_code(0);
-    assert!(watermark().await > before);
+    assert!(invoice_watermark(&w).await > Some(before));
     assert_synced(&w, "Invoice", "raw.qb_invoices").await;
     assert!(raw_rows(&w, "raw.qb_invoices").await[&id].deleted);
 }

@@ -54,13 +54,7 @@ async fn a_sync_after_a_backfill_reads_only_the_changes_through_cdc() {
 
     // Nothing changed: the next sync writes nothing, and the watermark never moves back (it
     // is QBO's clock in whole seconds, so two quick syncs may share one).
-    let pool = w.db.pool().await;
-    let first: chrono::DateTime<Utc> = sqlx::query_scalar(
-        "SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let first = invoice_watermark(&w).await.expect("a watermark");
     assert!(first > Utc::now() - Duration::minutes(5));
     let again = w.run(&["sync", "invoices"]).await;
     again.assert_code(0);
@@ -69,12 +63,7 @@ async fn a_sync_after_a_backfill_reads_only_the_changes_through_cdc() {
         "{}",
         again.stdout
     );
-    let second: chrono::DateTime<Utc> = sqlx::query_scalar(
-        "SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let second = invoice_watermark(&w).await.expect("a watermark");
     assert!(second >= first, "the watermark moved back");
 
     // `qbo report` shows the backfill and the sync side by side.

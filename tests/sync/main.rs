@@ -105,7 +105,7 @@ pub async fn raw_rows(w: &World, table: &str) -> BTreeMap<String, RawRow> {
 /// The raw zone says what the sandbox says: live rows are exactly the sandbox's records at
 /// their versions, and every other row is marked deleted (never a live record so marked).
 pub async fn assert_synced(w: &World, qbo_name: &str, table: &str) {
-    let expected = sandbox_versions(w, qbo_name);
+    let expected = w.sandbox_versions(qbo_name);
     let raw = raw_rows(w, table).await;
     let live: BTreeMap<String, String> = raw
         .iter()
@@ -128,23 +128,13 @@ pub async fn assert_synced(w: &World, qbo_name: &str, table: &str) {
     }
 }
 
-/// Id -> SyncToken of the sandbox's records, looking inside the type a RecurringTransaction
-/// wraps its template in.
-pub fn sandbox_versions(w: &World, qbo_name: &str) -> BTreeMap<String, String> {
-    w.sandbox
-        .records(qbo_name)
-        .into_iter()
-        .map(|r| {
-            let keys = match r.as_object() {
-                Some(o) if o.len() == 1 => o.values().next().cloned().unwrap_or_default(),
-                _ => r,
-            };
-            (
-                keys["Id"].as_str().expect("an Id").to_string(),
-                keys["SyncToken"].as_str().expect("a SyncToken").to_string(),
-            )
-        })
-        .collect()
+/// The invoices' sync watermark, if there is one.
+pub async fn invoice_watermark(w: &World) -> Option<chrono::DateTime<Utc>> {
+    let pool = w.db.pool().await;
+    sqlx::query_scalar("SELECT watermark_utc FROM ops.sync_watermarks WHERE entity = 'invoices'")
+        .fetch_optional(&pool)
+        .await
+        .unwrap()
 }
 
 /// Request-log entries from `from` on.
