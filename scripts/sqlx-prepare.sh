@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 admin=${QBO_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-db=qbo_sqlx_prepare
+db=qbo_sqlx_prepare_$$  # per process, so two checkouts can prepare at once
 psql "$admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 url=$(python3 -c "import sys,urllib.parse as u;p=u.urlparse(sys.argv[1]);print(p._replace(path='/$db').geturl())" "$admin")
 for f in migrations/*.sql; do psql "$url" -q -v ON_ERROR_STOP=1 -f "$f"; done
