@@ -31,6 +31,9 @@ pub struct Faults {
     pub fault_in_200_every: u32,
     /// Every Nth query request: the presented access token is expired (401), for good.
     pub expire_access_every: u32,
+    /// Every Nth access token issued is refused (401, and expired for good) the first time a
+    /// request presents it, as when another client's refresh revoked it in between.
+    pub reject_fresh_access_every: u32,
     /// Every Nth SELECT page with STARTPOSITION > 1: first touch the first record (in sort
     /// order) of that query's result set, so offset pagers skip one.
     pub mutate_while_paging_every: u32,
@@ -69,6 +72,7 @@ impl Default for Faults {
             drop_every: 0,
             fault_in_200_every: 0,
             expire_access_every: 0,
+            reject_fresh_access_every: 0,
             mutate_while_paging_every: 0,
             fail_window_containing: None,
             max_requests_per_minute: 500,

@@ -237,6 +237,16 @@ fn gate(
     let Some(token) = bearer(headers).filter(|t| lock(&inner.oauth).access_valid(t)) else {
         return Gate::Stop(unauthorized());
     };
+    if faults.reject_fresh_access_every > 0 {
+        let mut oauth = lock(&inner.oauth);
+        let doomed = oauth
+            .first_use(token)
+            .is_some_and(|k| k.is_multiple_of(u64::from(faults.reject_fresh_access_every)));
+        if doomed {
+            oauth.expire_access(token);
+            return Gate::Stop(unauthorized().note("reject_fresh_access_every"));
+        }
+    }
     if realm != inner.cfg.realm_id {
         let body = envelope::forbidden(time);
         return Gate::Stop(Reply::new(StatusCode::FORBIDDEN, body, req.xml));

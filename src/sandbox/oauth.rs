@@ -36,10 +36,19 @@ pub enum GrantError {
 }
 
 pub struct OAuth {
-    access: HashMap<String, Instant>,
+    /// Each live access token: when it expires, its number in issue order (1-based), and
+    /// whether a request has presented it yet.
+    access: HashMap<String, AccessToken>,
+    issued: u64,
     refresh: HashMap<String, RefreshToken>,
     codes: HashMap<String, Code>,
     latest_refresh: String,
+}
+
+struct AccessToken {
+    expires: Instant,
+    number: u64,
+    used: bool,
 }
 
 fn token(prefix: &str) -> String {
@@ -55,6 +64,7 @@ impl OAuth {
     pub fn new(refresh_ttl: Duration) -> OAuth {
         let mut o = OAuth {
             access: HashMap::new(),
+            issued: 0,
             refresh: HashMap::new(),
             codes: HashMap::new(),
             latest_refresh: String::new(),
@@ -92,7 +102,15 @@ impl OAuth {
     pub fn access_valid(&self, tok: &str) -> bool {
         self.access
             .get(tok)
-            .is_some_and(|exp| *exp > Instant::now())
+            .is_some_and(|a| a.expires > Instant::now())
+    }
+
+    /// Marks `tok` as presented; on its first presentation, returns its number in issue order.
+    pub fn first_use(&mut self, tok: &str) -> Option<u64> {
+        let a = self.access.get_mut(tok)?;
+        let first = !a.used;
+        a.used = true;
+        first.then_some(a.number)
     }
 
     pub fn expire_access(&mut self, tok: &str) {
@@ -102,7 +120,15 @@ impl OAuth {
     /// Issues an access token and a new refresh token.
     fn issue(&mut self, access_ttl: Duration, refresh_ttl: Duration) -> (String, String) {
         let a = token("eyJsbx.");
-        self.access.insert(a.clone(), Instant::now() + access_ttl);
+        self.issued += 1;
+        self.access.insert(
+            a.clone(),
+            AccessToken {
+                expires: Instant::now() + access_ttl,
+                number: self.issued,
+                used: false,
+            },
+        );
         (a, self.new_refresh(refresh_ttl))
     }
 

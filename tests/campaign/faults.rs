@@ -111,13 +111,16 @@ async fn all_faults_together_at_high_rates_and_the_run_still_completes() {
 }
 
 /// Four workers share one access token, and the sandbox kills it every 6th request: the
-/// other workers' requests then fail with 401 right after a refresh. That costs a retry,
-/// not the chunk (it used to fail the chunk at once: half the chunks of this run failed).
+/// other workers' requests then fail with 401 while another worker refreshes, which must cost
+/// a retry at most, never the chunk (it used to fail the chunk at once: half the chunks of
+/// this run failed). Every third token issued is also refused at its first use, as when
+/// another client's refresh revoked it in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_token_rejected_after_a_refresh_costs_a_retry_not_the_chunk() {
     let w = World::new(small_company()).await;
     w.faults(Faults {
         expire_access_every: 6,
+        reject_fresh_access_every: 3,
         latency_ms: 5,
         ..Faults::default()
     });
@@ -139,13 +142,52 @@ async fn a_shared_token_rejected_after_a_refresh_costs_a_retry_not_the_chunk() {
         )
         .await;
     run.assert_code(0);
+    assert_eq!(w.sandbox.stats().retired_refresh_token_uses, 0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
+
+/// One worker, so the order is fixed: its 5th request kills the token, the refresh issues
+/// token 2, and the sandbox refuses token 2 at its first use. A 401 right after a refresh is
+/// retried with another refresh and counted as a retry; the chunk still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_access_token_refused_at_once_is_refreshed_again() {
+    let w = World::new(small_company()).await;
+    w.faults(Faults {
+        expire_access_every: 5,
+        reject_fresh_access_every: 2,
+        ..Faults::default()
+    });
+    let run = w
+        .backfill(
+            "invoices",
+            "2024-01-01",
+            "2024-03-31",
+            &[
+                "--chunk-days",
+                "31",
+                "--page-size",
+                "10",
+                "--concurrency",
+                "1",
+            ],
+        )
+        .await;
+    run.assert_code(0);
     assert!(
         run.stderr
             .contains("QBO rejected a fresh access token; refreshing again"),
-        "the case happened: {}",
+        "a refused fresh token is refreshed again: {}",
         run.stderr
     );
     assert_eq!(w.sandbox.stats().retired_refresh_token_uses, 0);
     w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
         .await;
+    let report = w.run(&["report", "--format", "json"]).await;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&report.stdout).unwrap();
+    assert!(rows.iter().all(|r| r["status"] == "success"), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r["retries"].as_u64() > Some(0)),
+        "the refused fresh token cost a retry: {rows:?}"
+    );
 }
