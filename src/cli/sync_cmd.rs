@@ -10,7 +10,7 @@ use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs,
 use crate::auth::{self, TokenStore};
 use crate::backfill;
 use crate::entities::{Entity, Selection};
-use crate::sync::{watermark, Options, Sync, SyncError, SyncSummary};
+use crate::sync::{watermark, Options, SyncError, SyncSummary, Syncer};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -111,7 +111,7 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
         args.requests.retry_policy(),
         &args.requests.rate_limits(),
     )?;
-    let engine = Sync::new(client, db, cancel);
+    let engine = Syncer::new(client, db, cancel);
     let summaries = engine
         .run(&args.entities(), &args.options())
         .await

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{failpoint, watermark, Path, StepError, Sync, SyncError, Target};
+use super::{failpoint, watermark, Path, StepError, SyncError, Syncer, Target};
 use crate::backfill::retry_transient;
 use crate::chunks::Window;
 use crate::client::cdc::CDC_MAX_OBJECTS;
@@ -25,7 +25,7 @@ struct Read<'a> {
     counters: RequestCounters,
 }
 
-impl<S: ChangeSource + 'static> Sync<S> {
+impl<S: ChangeSource + 'static> Syncer<S> {
     pub(super) async fn sync_cdc(
         &self,
         targets: &mut [Target],

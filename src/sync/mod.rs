@@ -104,17 +104,17 @@ impl Target {
     }
 }
 
-pub struct Sync<S> {
+pub struct Syncer<S> {
     source: Arc<S>,
     store: PgStore,
     cancel: CancellationToken,
     backfill: Arc<Backfill<S>>,
 }
 
-impl<S: ChangeSource + 'static> Sync<S> {
+impl<S: ChangeSource + 'static> Syncer<S> {
     pub fn new(source: Arc<S>, store: PgStore, cancel: CancellationToken) -> Self {
         let backfill = Backfill::new(source.clone(), store.clone(), cancel.clone());
-        Sync {
+        Syncer {
             source,
             store,
             cancel,
@@ -353,11 +353,17 @@ impl StepError {
     }
 }
 
-/// Test hook: `QBO_TEST_FAILPOINT=sync-before-commit` aborts the process right before a sync
-/// commits rows with their watermark, the worst moment for a crash.
+/// Test hook, built only with the `failpoints` feature (the test builds enable it; a release
+/// build has no trace of it): `QBO_TEST_FAILPOINT=sync-before-commit` aborts the process
+/// right before a sync commits rows with their watermark, the worst moment for a crash.
+#[cfg(feature = "failpoints")]
 fn failpoint(name: &str) {
     if std::env::var("QBO_TEST_FAILPOINT").is_ok_and(|v| v == name) {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
     }
 }
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn failpoint(_name: &str) {}

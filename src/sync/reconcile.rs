@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{failpoint, StepError, Sync, SyncError, Target};
+use super::{failpoint, StepError, SyncError, Syncer, Target};
 use crate::backfill::retry_transient;
 use crate::chunks::Window;
 use crate::client::{ChangeSource, RawRecord, RequestCounters};
@@ -33,7 +33,7 @@ struct Findings {
     intuit_tid: Option<String>,
 }
 
-impl<S: ChangeSource + 'static> Sync<S> {
+impl<S: ChangeSource + 'static> Syncer<S> {
     /// Reconciles one entity and moves its watermark to `watermark` with the marks.
     pub(super) async fn reconcile_step(
         &self,

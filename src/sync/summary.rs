@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Sync, SyncError, Target};
+use super::{SyncError, Syncer, Target};
 use crate::client::ChangeSource;
 use crate::store::{ChunkRow, ReportFilter};
 
@@ -28,7 +28,7 @@ pub struct SyncSummary {
     pub interrupted: bool,
 }
 
-impl<S: ChangeSource + 'static> Sync<S> {
+impl<S: ChangeSource + 'static> Syncer<S> {
     pub(super) async fn summarize(
         &self,
         t: &Target,

@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{watermark, Options, Path, Sync, SyncError, Target};
+use super::{watermark, Options, Path, SyncError, Syncer, Target};
 use crate::backfill::{BackfillError, Mode};
 use crate::chunks::{self, Window};
 use crate::client::ChangeSource;
 
-impl<S: ChangeSource + 'static> Sync<S> {
+impl<S: ChangeSource + 'static> Syncer<S> {
     pub(super) async fn sync_windows(
         &self,
         t: &mut Target,
