@@ -21,6 +21,37 @@ type Case = (
 fn cases() -> Vec<Case> {
     let none = Vec::new;
     vec![
+        // sync, verify and entities validate like backfill.
+        (
+            vec!["verify", "invoices", "--start", "2024-01-01"],
+            none(),
+            "--end <END>",
+        ),
+        (
+            vec!["verify", "nope"],
+            none(),
+            "run `qbo entities` for the list",
+        ),
+        (
+            vec!["verify", "invoices", "--chunk-days", "0"],
+            none(),
+            "0 is not in 1..=3660",
+        ),
+        (
+            vec!["sync", "invoices", "--lookback", "5x"],
+            none(),
+            "use s, m, h or d",
+        ),
+        (
+            vec!["sync", "invoices", "--since", "2024-13-01"],
+            none(),
+            "use YYYY-MM-DD",
+        ),
+        (
+            vec!["entities", "--format", "xml"],
+            none(),
+            "[possible values: table, json]",
+        ),
         // Modes that exclude each other, and flags that need another.
         (
             vec!["backfill", "invoices", "--resume", "--retry-failed"],
