@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use qbo::cli::{self, Cli, Outcome};
 
 /// `QBO_API_BASE_URL=` in a shell or a compose file means "not set" to most people, but clap
@@ -19,9 +19,36 @@ fn forget_empty_env_vars(cmd: &clap::Command) {
     }
 }
 
+/// clap's usage line after an error lists every flag that has a value, and a value from the
+/// environment counts: `--database-url <DATABASE_URL> --client-id ...` read as if they were
+/// required. Each command's usage is fixed to the one `--help` shows (its own arguments, no
+/// values), and the error above it names what is missing.
+fn usage_without_given_values(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut cmd = cmd;
+    for name in names {
+        cmd = cmd.mut_subcommand(name, usage_without_given_values);
+    }
+    if cmd.has_subcommands() {
+        return cmd;
+    }
+    let usage = cmd.clone().render_usage().to_string();
+    let usage = usage.trim_start_matches("Usage:").trim().to_string();
+    cmd.override_usage(usage)
+}
+
 fn main() -> ExitCode {
-    forget_empty_env_vars(&Cli::command());
-    let cli = Cli::parse();
+    let mut cmd = Cli::command();
+    forget_empty_env_vars(&cmd);
+    cmd.build();
+    let cmd = usage_without_given_values(cmd);
+    let cli = match Cli::from_arg_matches(&cmd.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     qbo::telemetry::init(cli.log_format, &cli.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

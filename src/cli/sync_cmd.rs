@@ -49,8 +49,10 @@ pub struct SyncArgs {
     #[arg(value_parser = parse_selection)]
     pub entities: Vec<Selection>,
     /// Where a first sync starts (YYYY-MM-DD, UTC): required while an entity has no
-    /// watermark. With a watermark, an earlier date re-reads from that day.
-    #[arg(long, value_parser = parse_date_arg)]
+    /// watermark. With a watermark, an earlier date re-reads from that day; a later one has
+    /// no effect (a warning says so: the sync never skips changes past the watermark). A day
+    /// in the future is refused.
+    #[arg(long, value_parser = parse_since)]
     pub since: Option<NaiveDate>,
     /// Read from the watermark minus this much (s, m, h or d), to catch late commits.
     #[arg(long, default_value = "10m", value_parser = watermark::parse_lookback)]
@@ -70,6 +72,19 @@ pub struct SyncArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub qbo: QboArgs,
+}
+
+/// `--since`: a date, not after today (UTC). A future day would load nothing and, on a first
+/// sync, leave a watermark that hides every change made before it.
+fn parse_since(s: &str) -> Result<NaiveDate, String> {
+    let day = parse_date_arg(s)?;
+    let today = chrono::Utc::now().date_naive();
+    if day > today {
+        return Err(format!(
+            "{day} is in the future (today is {today}, UTC); give a day on or before today"
+        ));
+    }
+    Ok(day)
 }
 
 impl SyncArgs {

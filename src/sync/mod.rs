@@ -174,7 +174,18 @@ impl<S: ChangeSource + 'static> Syncer<S> {
         for (entity, wm) in entities.iter().zip(starts) {
             let since = opts.since.map(|d| d.and_time(NaiveTime::MIN).and_utc());
             let from = match (&wm, since) {
-                (Some(w), Some(s)) => (w.watermark_utc - opts.lookback).min(s),
+                (Some(w), Some(s)) => {
+                    let from_watermark = w.watermark_utc - opts.lookback;
+                    if s > from_watermark {
+                        tracing::warn!(
+                            entity = entity.cli_name,
+                            watermark = %w.watermark_utc,
+                            "--since {} has no effect: it is later than the watermark, and a sync never skips changes past it; reading from the watermark",
+                            s.date_naive()
+                        );
+                    }
+                    from_watermark.min(s)
+                }
                 (Some(w), None) => w.watermark_utc - opts.lookback,
                 (None, Some(s)) => s,
                 (None, None) => qbo_now,

@@ -112,8 +112,10 @@ pub fn parse_lookback(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a duration; use e.g. 10m, 90s, 1h or 2d"))?;
     let d = match unit.trim() {
+        // A bare number is refused rather than guessed: 10 could mean seconds or minutes.
+        "" => return Err(format!("`{s}` has no unit; use s, m, h or d (e.g. {s}m)")),
         "s" => Duration::seconds(n),
-        "m" | "" => Duration::minutes(n),
+        "m" => Duration::minutes(n),
         "h" => Duration::hours(n),
         "d" => Duration::days(n),
         other => return Err(format!("unknown unit `{other}` in `{s}`; use s, m, h or d")),
@@ -176,6 +178,9 @@ mod tests {
         assert_eq!(parse_lookback("10m").unwrap(), Duration::minutes(10));
         assert_eq!(parse_lookback("2h").unwrap(), Duration::hours(2));
         assert!(parse_lookback("ten").is_err());
+        assert!(parse_lookback("10")
+            .unwrap_err()
+            .contains("use s, m, h or d"));
         assert!(parse_lookback("40d").is_err());
     }
 }

@@ -43,6 +43,16 @@ fn cases() -> Vec<Case> {
             "use s, m, h or d",
         ),
         (
+            vec!["sync", "invoices", "--lookback", "10"],
+            none(),
+            "has no unit; use s, m, h or d",
+        ),
+        (
+            vec!["sync", "invoices", "--since", "2999-01-01"],
+            none(),
+            "2999-01-01 is in the future",
+        ),
+        (
             vec!["sync", "invoices", "--since", "2024-13-01"],
             none(),
             "use YYYY-MM-DD",
@@ -310,6 +320,24 @@ async fn every_invalid_flag_combination_exits_2_and_says_what_to_fix() {
         (0, 0, 0),
         "a rejected command called QBO (or refreshed, and so rotated, the token)"
     );
+}
+
+/// The usage line after a missing flag shows the command's own shape, not every flag the
+/// environment filled in (those read as if they were required too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_line_for_a_missing_flag_lists_no_flag_set_from_the_environment() {
+    let w = World::new(small_company()).await;
+    let run = w
+        .run(&["backfill", "invoices", "--end", "2024-01-01"])
+        .await;
+    run.assert_code(2);
+    assert!(run.stderr.contains("--start <START>"), "{}", run.stderr);
+    let usage = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or_else(|| panic!("no usage line:\n{}", run.stderr));
+    assert_eq!(usage, "Usage: qbo backfill [OPTIONS] <ENTITY>");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

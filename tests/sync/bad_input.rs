@@ -36,3 +36,22 @@ async fn a_first_sync_without_since_exits_2_and_writes_nothing() {
         );
     }
 }
+
+/// With a watermark, a --since later than it would skip changes: the sync reads from the
+/// watermark and says that --since had no effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_later_than_the_watermark_is_ignored_with_a_warning() {
+    let w = World::new(recent_company(20)).await;
+    w.backfill("invoices", &days_ago(21), &days_ago(3), &[])
+        .await
+        .assert_code(0);
+    let run = w.run(&["sync", "invoices", "--since", &today()]).await;
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("has no effect") && run.stderr.contains("later than the watermark"),
+        "{}",
+        run.stderr
+    );
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
