@@ -1,5 +1,10 @@
 //! qbo: backfill QuickBooks Online into a PostgreSQL raw zone, resumably and idempotently.
 #![forbid(unsafe_code)]
+// Commands print through `outln!`, which survives a closed stdout (see stdout.rs).
+#![deny(clippy::print_stdout)]
+
+#[macro_use]
+pub mod stdout;
 
 pub mod auth;
 pub mod backfill;

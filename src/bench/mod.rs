@@ -152,7 +152,7 @@ pub async fn run_child(kind: &str) -> Result<(), BenchError> {
             )))
         }
     };
-    println!(
+    outln!(
         "{}",
         serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
     );

@@ -168,7 +168,7 @@ impl Bench {
                 self.seed(n, api).await?;
             }
             r.record(false);
-            println!(
+            outln!(
                 "  recorded the sandbox's answers to {} page requests; they are replayed to the runs below",
                 r.pages()
             );

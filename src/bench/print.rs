@@ -46,7 +46,7 @@ impl Figure {
     }
 
     pub fn print(&self, tag: &str, label: &str) {
-        println!("  {tag:<5} {label}");
+        outln!("  {tag:<5} {label}");
         self.print_figures();
     }
 
@@ -73,7 +73,7 @@ impl Figure {
             None => line.push_str("  (a subset: the first 7-day chunks)"),
             _ => {}
         }
-        println!("{line}");
+        outln!("{line}");
     }
 }
 
@@ -102,24 +102,24 @@ pub async fn header(qbo: &Path, admin: &url::Url) {
             .unwrap_or_else(|_| "?".into()),
         Err(_) => "?".into(),
     };
-    println!(
+    outln!(
         "qbo-bench {}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
-    println!(
+    outln!(
         "machine: {cores} cores, {cpu}, {mem} RAM; Postgres {pg}; qbo at {}",
         qbo.display()
     );
-    println!("the sandbox runs in this process, on the same cores as qbo and Postgres");
+    outln!("the sandbox runs in this process, on the same cores as qbo and Postgres");
 }
 
 pub fn size_header(n: u64, invoices: usize, customers: usize, items: usize, replay: bool) {
-    println!();
-    println!(
+    outln!();
+    outln!(
         "N = {n} records ({invoices} invoices, {customers} customers, {items} items), sandbox without latency or rate limit (qbo run with --no-rate-limit)"
     );
     if replay {
-        println!("  pages recorded by the first contenders are replayed to the others (--live to turn off)");
+        outln!("  pages recorded by the first contenders are replayed to the others (--live to turn off)");
     }
 }
 
@@ -150,13 +150,13 @@ pub fn api_bound(
     chunk_days: i64,
     minimum: Duration,
 ) {
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  (4)   API-bound: qbo backfill invoices --concurrency {concurrency} --chunk-days {chunk_days}, {latency_ms} ms per request, {rpm} requests/minute"
     );
     f.print_figures();
     let steady = stats.query_requests as f64 * 60.0 / f64::from(rpm.max(1));
-    println!(
+    outln!(
         "        {} requests ({} throttled); theoretical minimum {:.1} s (at most {rpm} in any 60 s, {concurrency} in flight, {latency_ms} ms each; requests / rate alone = {:.1} s)",
         stats.query_requests,
         stats.throttled,
@@ -238,10 +238,10 @@ impl Targets {
                 flat && self.memory.iter().all(|(_, b)| mb(*b) < 150.0),
             );
         }
-        println!();
-        println!("Targets:");
+        outln!();
+        outln!("Targets:");
         for (text, met) in &self.lines {
-            println!("  [{}] {text}", if *met { "met" } else { "MISSED" });
+            outln!("  [{}] {text}", if *met { "met" } else { "MISSED" });
         }
     }
 }

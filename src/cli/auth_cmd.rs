@@ -83,7 +83,7 @@ async fn run_login(args: LoginArgs) -> Result<Outcome, CliError> {
         },
         other => CliError::failed(other),
     })?;
-    println!(
+    outln!(
         "authorized realm {realm}; tokens saved in {}",
         store.describe()
     );
@@ -107,9 +107,9 @@ fn run_status(args: StatusArgs) -> Result<Outcome, CliError> {
         Some(t) => format!("{t} (expired)"),
         None => "unknown".to_string(),
     };
-    println!("realm:            {}", t.realm_id);
-    println!("token store:      {}", store.describe());
-    println!(
+    outln!("realm:            {}", t.realm_id);
+    outln!("token store:      {}", store.describe());
+    outln!(
         "access token:     {}",
         if t.access_token.is_some() {
             format!("expires {}", when(t.access_expires_at))
@@ -117,8 +117,8 @@ fn run_status(args: StatusArgs) -> Result<Outcome, CliError> {
             "none yet (the next run refreshes)".to_string()
         }
     );
-    println!("refresh token:    expires {}", when(t.refresh_expires_at));
-    println!("last saved:       {}", t.updated_at);
+    outln!("refresh token:    expires {}", when(t.refresh_expires_at));
+    outln!("last saved:       {}", t.updated_at);
     if t.refresh_expires_at.is_some_and(|e| e <= now) {
         eprintln!("the refresh token has expired; run `qbo auth login`");
         return Ok(Outcome::NeedsHuman);

@@ -204,12 +204,12 @@ pub async fn run_backfill(
         reporter.finish().await;
         match outcome {
             Ok(summary) => {
-                println!("{}", summary_line(&summary));
+                outln!("{}", summary_line(&summary));
                 summaries.push(summary);
             }
             // `all --resume` continues what exists; an entity never backfilled is not an error.
             Err(BackfillError::NothingToResume { .. }) if job.selection == Selection::All => {
-                println!("{}: no earlier run to continue; skipped", entity.cli_name);
+                outln!("{}: no earlier run to continue; skipped", entity.cli_name);
             }
             // Postgres stayed away longer than the engine waits: say how to pick up again.
             Err(e @ BackfillError::Store(_)) => {

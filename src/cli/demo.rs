@@ -100,9 +100,9 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
         };
         rows.extend(db.chunks(&filter).await.map_err(CliError::failed)?);
     }
-    println!();
-    print!("{}", report::render(&rows, Format::Table));
-    println!(
+    outln!();
+    out!("{}", report::render(&rows, Format::Table));
+    outln!(
         "\nThe rows are in raw.qb_<entity>, one table per entity (`qbo entities` lists them; realm {}); \
          the report is in ops.backfill_report. Run the demo again to see re-runs skip identical rows.",
         settings.realm_id

@@ -41,15 +41,18 @@ pub fn run(args: EntitiesArgs) -> Outcome {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::Value::Array(rows));
+            outln!("{}", serde_json::Value::Array(rows));
         }
         Format::Table => {
-            println!(
+            outln!(
                 "{:<24} {:<22} {:<34} {:<26} SYNC",
-                "ENTITY", "QBO NAME", "TABLE", "WINDOWS"
+                "ENTITY",
+                "QBO NAME",
+                "TABLE",
+                "WINDOWS"
             );
             for e in ENTITIES {
-                println!(
+                outln!(
                     "{:<24} {:<22} {:<34} {:<26} {}",
                     e.cli_name,
                     e.qbo_name,

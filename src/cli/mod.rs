@@ -396,7 +396,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Migrate(db) => {
             let store = backfill_cmd::connect(&db).await?;
             drop(store);
-            println!("database is migrated");
+            outln!("database is migrated");
             Ok(Outcome::Success)
         }
         Command::Auth(cmd) => auth_cmd::run(cmd).await,

@@ -68,6 +68,6 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
         }
         rows
     };
-    print!("{}", report::render(&rows, args.format));
+    out!("{}", report::render(&rows, args.format));
     Ok(Outcome::Success)
 }

@@ -37,28 +37,29 @@ pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
     .await
     .map_err(CliError::usage)?;
     let store = std::env::temp_dir().join(format!("qbo-sandbox-{}.json", sandbox.realm_id()));
-    println!(
+    outln!(
         "# QBO sandbox listening on {} (Ctrl-C to stop), serving {records} records of {} entities \
          (`qbo entities` lists them). In another shell:",
         sandbox.api_base_url(),
         ENTITIES.len()
     );
-    println!("export QBO_API_BASE_URL={}", sandbox.api_base_url());
-    println!("export QBO_TOKEN_URL={}", sandbox.token_url());
-    println!("export QBO_AUTHORIZE_URL={}", sandbox.authorize_url());
-    println!("export QBO_CLIENT_ID={}", sandbox.client_id());
-    println!("export QBO_CLIENT_SECRET={}", sandbox.client_secret());
-    println!("export QBO_REALM_ID={}", sandbox.realm_id());
-    println!(
+    outln!("export QBO_API_BASE_URL={}", sandbox.api_base_url());
+    outln!("export QBO_TOKEN_URL={}", sandbox.token_url());
+    outln!("export QBO_AUTHORIZE_URL={}", sandbox.authorize_url());
+    outln!("export QBO_CLIENT_ID={}", sandbox.client_id());
+    outln!("export QBO_CLIENT_SECRET={}", sandbox.client_secret());
+    outln!("export QBO_REALM_ID={}", sandbox.realm_id());
+    outln!(
         "export QBO_REFRESH_TOKEN={}",
         sandbox.current_refresh_token()
     );
-    println!("export QBO_TOKEN_STORE=file:{}", store.display());
-    println!(
+    outln!("export QBO_TOKEN_STORE=file:{}", store.display());
+    outln!(
         "# then: qbo backfill all --start {} --end {} --chunk-days 92",
-        args.data_start, args.data_end
+        args.data_start,
+        args.data_end
     );
-    println!("# faults: curl -X PUT {}/__sandbox/faults -d '{{\"throttle_every\":5}}' -H 'content-type: application/json'", sandbox.api_base_url());
+    outln!("# faults: curl -X PUT {}/__sandbox/faults -d '{{\"throttle_every\":5}}' -H 'content-type: application/json'", sandbox.api_base_url());
     let _ = tokio::signal::ctrl_c().await;
     sandbox.shutdown().await;
     Ok(Outcome::Success)

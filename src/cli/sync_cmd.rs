@@ -132,7 +132,7 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
         .await
         .map_err(classify)?;
     for s in &summaries {
-        println!("{}", summary_line(s));
+        outln!("{}", summary_line(s));
     }
     Ok(outcome_of(&summaries))
 }

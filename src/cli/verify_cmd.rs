@@ -116,7 +116,7 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
     }
     if args.format == Format::Json {
         let json = serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into());
-        println!("{json}");
+        outln!("{json}");
     }
     tracing::info!(
         requests = counters.requests,
@@ -149,7 +149,7 @@ fn print_entity(entity: &str, counts: &[WindowCount]) {
                 c.window_end_utc.format("%Y-%m-%d")
             )
         };
-        println!(
+        outln!(
             "MISMATCH {entity} [{window}) qbo={} raw={} diff={:+}: {}",
             c.qbo,
             c.raw,
@@ -160,7 +160,7 @@ fn print_entity(entity: &str, counts: &[WindowCount]) {
     let (qbo, raw): (u64, i64) = counts
         .iter()
         .fold((0, 0), |(q, r), c| (q + c.qbo, r + c.raw));
-    println!(
+    outln!(
         "{entity}: {} windows checked, {} mismatched; qbo {qbo}, raw {raw}",
         counts.len(),
         bad.len()

@@ -390,3 +390,42 @@ async fn runs_that_do_not_fit_the_command_exit_2_and_name_the_run() {
         "nothing was fetched"
     );
 }
+
+/// `qbo report --format json | head -1`: the reader goes away before qbo prints. Like any
+/// Unix tool, qbo stops printing and ends as it would have, without a panic or a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_every_command_quietly() {
+    let w = World::new(small_company()).await;
+    let commands: &[&[&str]] = &[
+        &[
+            "backfill",
+            "items",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-12-31",
+        ],
+        &["report", "--format", "json"],
+        &["report"],
+        &["entities"],
+        &["entities", "--format", "json"],
+        &["migrate"],
+    ];
+    for args in commands {
+        let mut child = w.qbo(args).spawn().expect("start qbo");
+        // Closed before qbo prints anything: its first write meets a broken pipe.
+        drop(child.stdout.take());
+        let run = Run::from(child.wait_with_output().await.expect("wait for qbo"));
+        let shown = format!("`qbo {}`", args.join(" "));
+        assert_eq!(run.code, Some(0), "{shown}:\n{}", run.stderr);
+        for text in ["panicked", "Broken pipe", "stdout"] {
+            assert!(
+                !run.stderr.contains(text),
+                "{shown} said {text}:\n{}",
+                run.stderr
+            );
+        }
+    }
+    w.assert_raw_matches_sandbox_entity("Item", "raw.qb_items")
+        .await;
+}
