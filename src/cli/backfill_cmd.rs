@@ -7,9 +7,9 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::progress::{Display, Reporter};
+use super::run_ref::RunRef;
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::auth::{self, TokenManager, TokenStore};
 use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
@@ -68,9 +68,9 @@ pub struct BackfillArgs {
     /// Re-run only the windows whose status is `error` (of the latest run, or of --run).
     #[arg(long)]
     pub retry_failed: bool,
-    /// The run to retry (a UUID from `qbo report`).
+    /// The run to retry: its id from `qbo report`, or the start of it (at least 4 hex digits).
     #[arg(long, requires = "retry_failed", conflicts_with = "resume")]
-    pub run: Option<Uuid>,
+    pub run: Option<RunRef>,
     #[command(flatten)]
     pub requests: RequestArgs,
     /// Seconds between `progress` log lines when stderr is not a terminal (or the logs are
@@ -98,7 +98,12 @@ impl BackfillArgs {
                     "--run names one run of one entity; give that entity instead of `all`"
                 )));
             }
-            return Ok(Mode::RetryFailed(self.run));
+            // A prefix is looked up once the database is open (see `run`).
+            let id = match &self.run {
+                Some(RunRef::Id(id)) => Some(*id),
+                _ => None,
+            };
+            return Ok(Mode::RetryFailed(id));
         }
         match (self.start, self.end) {
             (Some(start), Some(end)) => Ok(Mode::New(DateRange::new(start, end).map_err(CliError::usage)?)),
@@ -148,6 +153,10 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
     let store: Arc<dyn TokenStore> =
         Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
     let db = connect(&args.db).await?;
+    let mode = match (mode, &args.run) {
+        (Mode::RetryFailed(_), Some(run)) => Mode::RetryFailed(Some(run.resolve(&db).await?)),
+        (mode, _) => mode,
+    };
     let cancel = interrupt_on_ctrl_c();
     let mut limits = args.requests.rate_limits();
     if args.no_rate_limit {

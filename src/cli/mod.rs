@@ -7,6 +7,7 @@ mod demo;
 mod entities_cmd;
 mod progress;
 mod report_cmd;
+mod run_ref;
 mod sandbox_cmd;
 mod sync_cmd;
 mod verify_cmd;

@@ -1,12 +1,11 @@
 //! `qbo report`.
 
-use clap::Args;
-use uuid::Uuid;
-
+use super::run_ref::RunRef;
 use super::{backfill_cmd::connect, CliError, DbArgs, Outcome};
 use crate::entities;
 use crate::report::{self, Format};
 use crate::store::ReportFilter;
+use clap::Args;
 
 fn parse_entity(s: &str) -> Result<&'static str, String> {
     entities::find(s).map(|e| e.cli_name).ok_or_else(|| {
@@ -28,9 +27,10 @@ pub struct ReportArgs {
     /// Only this entity (invoices, customers, ...; see `qbo entities`).
     #[arg(value_parser = parse_entity)]
     pub entity: Option<&'static str>,
-    /// Only this run (a UUID). Without it: the latest run of each entity.
+    /// Only this run: its id, or the start of it as the table shows it (at least 4 hex
+    /// digits). Without it: the latest run of each entity.
     #[arg(long)]
-    pub run: Option<Uuid>,
+    pub run: Option<RunRef>,
     /// Every run, not only the latest of each entity.
     #[arg(long, conflicts_with = "run")]
     pub all_runs: bool,
@@ -46,12 +46,16 @@ pub struct ReportArgs {
 
 pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
     let store = connect(&args.db).await?;
+    let run_id = match &args.run {
+        Some(run) => Some(run.resolve(&store).await?),
+        None => None,
+    };
     let base = ReportFilter {
         realm_id: args.realm_id.clone(),
         entity: args.entity.map(str::to_string),
-        run_id: args.run,
+        run_id,
     };
-    let rows = if args.run.is_some() || args.all_runs {
+    let rows = if run_id.is_some() || args.all_runs {
         store.chunks(&base).await.map_err(CliError::failed)?
     } else {
         let mut rows = Vec::new();

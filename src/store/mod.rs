@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
 pub use raw::{PageMeta, UpsertCounts};
-pub use runs::{ChunkRow, ClaimMode, NewRun, ReportFilter, RunRow};
+pub use runs::{ChunkRow, ClaimMode, NewRun, ReportFilter, RunMatch, RunRow};
 pub use sync_state::{StepRow, Watermark};
 
 #[derive(Debug, thiserror::Error)]

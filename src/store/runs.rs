@@ -470,3 +470,35 @@ impl PgStore {
         .await?)
     }
 }
+
+/// A run whose id starts with a prefix someone typed (`qbo report` prints 8 characters).
+#[derive(Debug, Clone)]
+pub struct RunMatch {
+    pub run_id: Uuid,
+    pub entity: String,
+    pub kind: String,
+    pub started_at: DateTime<Utc>,
+}
+
+impl PgStore {
+    /// Runs whose id, as hex digits without dashes, starts with `hex` (lowercase hex digits,
+    /// no dashes). At most `limit`, the newest first.
+    pub async fn runs_with_prefix(
+        &self,
+        hex: &str,
+        limit: i64,
+    ) -> Result<Vec<RunMatch>, StoreError> {
+        Ok(sqlx::query_as!(
+            RunMatch,
+            r#"SELECT run_id, entity, kind, started_at
+               FROM ops.backfill_runs
+               WHERE replace(run_id::text, '-', '') LIKE $1 || '%'
+               ORDER BY started_at DESC
+               LIMIT $2"#,
+            hex,
+            limit,
+        )
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

@@ -429,3 +429,96 @@ async fn a_closed_stdout_ends_every_command_quietly() {
     w.assert_raw_matches_sandbox_entity("Item", "raw.qb_items")
         .await;
 }
+
+/// `qbo report` prints 8 hex digits of each run id; every `--run` takes them (or any unique
+/// start of an id, in any case). A start shared by several runs lists them; one that matches
+/// nothing says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_named_by_any_unique_start_of_its_id() {
+    let w = World::new(small_company()).await;
+    for entity in ["items", "customers"] {
+        w.backfill(entity, "2024-01-01", "2024-12-31", &[])
+            .await
+            .assert_code(0);
+    }
+    let pool = w.db.pool().await;
+    let items_run: String =
+        sqlx::query_scalar("SELECT run_id::text FROM ops.backfill_runs WHERE entity = 'items'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let short = items_run[..8].to_uppercase();
+
+    let report = w.run(&["report", "--run", &short]).await;
+    report.assert_code(0);
+    assert!(report.stdout.contains(&items_run[..8]), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("items") && !report.stdout.contains("customers"),
+        "only the items run:\n{}",
+        report.stdout
+    );
+    w.run(&[
+        "backfill",
+        "items",
+        "--retry-failed",
+        "--run",
+        &items_run[..6],
+    ])
+    .await
+    .assert_code(0);
+
+    // Two runs whose ids share a start (copies of the items run, so their rows are real).
+    for id in [
+        "abcd1234-0000-4000-8000-000000000001",
+        "abcd1234-0000-4000-8000-000000000002",
+    ] {
+        sqlx::query(
+            "INSERT INTO ops.backfill_runs (run_id, realm_id, entity, range_start, range_end,
+                                            window_field, options, status, kind)
+             SELECT $1::uuid, realm_id, entity, range_start, range_end, window_field, options,
+                    status, kind
+             FROM ops.backfill_runs WHERE run_id = $2::uuid",
+        )
+        .bind(id)
+        .bind(&items_run)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let ambiguous = w.run(&["report", "--run", "abcd1234"]).await;
+    ambiguous.assert_code(2);
+    for id in [
+        "abcd1234-0000-4000-8000-000000000001",
+        "abcd1234-0000-4000-8000-000000000002",
+    ] {
+        assert!(ambiguous.stderr.contains(id), "{}", ambiguous.stderr);
+    }
+    assert!(
+        ambiguous.stderr.contains("more than one run") && ambiguous.stderr.contains("items"),
+        "{}",
+        ambiguous.stderr
+    );
+    let retry = w
+        .run(&["backfill", "items", "--retry-failed", "--run", "abcd"])
+        .await;
+    retry.assert_code(2);
+    assert!(
+        retry.stderr.contains("more than one run"),
+        "{}",
+        retry.stderr
+    );
+    w.run(&["report", "--run", "abcd1234-0000-4000-8000-000000000002"])
+        .await
+        .assert_code(0);
+
+    let unknown = w.run(&["report", "--run", "0000ffff"]).await;
+    unknown.assert_code(2);
+    assert!(
+        unknown.stderr.contains("no run id starts with 0000ffff"),
+        "{}",
+        unknown.stderr
+    );
+    let short = w.run(&["report", "--run", "abc"]).await;
+    short.assert_code(2);
+    assert!(short.stderr.contains("at least 4"), "{}", short.stderr);
+}
