@@ -16,6 +16,15 @@ pub enum LogFormat {
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
+/// Target of the INFO line each window logs as it finishes. While a progress bar is on screen
+/// the bar says the same, and a line per window (366 with `--chunk-days 1`) would scroll it
+/// away: those lines are then dropped unless the level is debug or finer (or RUST_LOG is set).
+/// Warnings and errors, whatever their target, always print (above the bar).
+pub const WINDOW_TARGET: &str = "qbo::window";
+
+/// Whether per-window lines print under a progress bar (debug, trace or RUST_LOG).
+static VERBOSE: OnceLock<bool> = OnceLock::new();
+
 /// The progress bar on screen, if any: log lines are printed above it instead of through it.
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
@@ -23,10 +32,11 @@ static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 /// because their trace output is noise (and no place to risk a header).
 pub fn init(format: LogFormat, level: &str) {
     let _ = FORMAT.set(format);
-    let filter = std::env::var("RUST_LOG")
+    let rust_log = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|s| EnvFilter::try_new(s).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("warn,qbo={level}")));
+        .and_then(|s| EnvFilter::try_new(s).ok());
+    let _ = VERBOSE.set(rust_log.is_some() || matches!(level, "debug" | "trace"));
+    let filter = rust_log.unwrap_or_else(|| EnvFilter::new(format!("warn,qbo={level}")));
     let builder = fmt().with_env_filter(filter).with_writer(Stderr);
     let _ = match format {
         LogFormat::Json => builder
@@ -66,19 +76,43 @@ pub fn above_progress_bar<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Whether an event is a per-window line that the progress bar on screen stands for.
+fn shown_by_the_bar(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == WINDOW_TARGET
+        && *meta.level() >= tracing::Level::INFO
+        && !VERBOSE.get().copied().unwrap_or(false)
+        && BAR.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+}
+
 /// stderr, stepping around the progress bar. tracing writes each event in one call.
 struct Stderr;
 
+/// Where one event goes: stderr, or nowhere (a per-window line under the bar).
+enum EventWriter {
+    Stderr,
+    Dropped,
+}
+
 impl<'a> MakeWriter<'a> for Stderr {
-    type Writer = Stderr;
+    type Writer = EventWriter;
     fn make_writer(&'a self) -> Self::Writer {
-        Stderr
+        EventWriter::Stderr
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        if shown_by_the_bar(meta) {
+            EventWriter::Dropped
+        } else {
+            EventWriter::Stderr
+        }
     }
 }
 
-impl Write for Stderr {
+impl Write for EventWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        above_progress_bar(|| std::io::stderr().write_all(buf))?;
+        if let EventWriter::Stderr = self {
+            above_progress_bar(|| std::io::stderr().write_all(buf))?;
+        }
         Ok(buf.len())
     }
 

@@ -494,6 +494,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     .await?;
                 self.progress.chunk_finished(true);
                 tracing::info!(
+                    target: crate::telemetry::WINDOW_TARGET,
                     "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
                     chunk.chunk_index + 1,
                     ctx.total_chunks,

@@ -101,6 +101,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             moved_ever |= moved;
             short = (expected.max(now_in_window), covered);
             tracing::info!(
+                target: crate::telemetry::WINDOW_TARGET,
                 pass,
                 expected,
                 now_in_window,

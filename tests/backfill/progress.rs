@@ -92,3 +92,58 @@ async fn progress_lines_can_be_turned_off() {
         run.stderr
     );
 }
+
+/// On a terminal, the bar shows the windows finishing: a log line per window would scroll it
+/// away (one per day with `--chunk-days 1`), so those lines are left out while it is drawn.
+/// A window that fails still says so. The run gets a real terminal through `script` (a pty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_the_bar_stays_and_only_warnings_and_errors_print_above_it() {
+    let w = World::new(small_company()).await;
+    w.faults(qbo::sandbox::Faults {
+        fail_window_containing: Some("2024-02-14T12:00:00Z".into()),
+        ..Default::default()
+    });
+    let qbo = w.qbo(&[
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--chunk-days",
+        "1",
+        "--max-attempts",
+        "1",
+    ]);
+    let std = qbo.as_std();
+    let line = std::iter::once(std.get_program())
+        .chain(std.get_args())
+        .map(|a| a.to_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = tokio::process::Command::new("script");
+    script
+        .args(["-qefc", &line, "/dev/null"])
+        .env_clear()
+        .envs(std.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = script.output().await.expect("run qbo under script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "one window fails:\n{screen}");
+    assert!(
+        screen.contains("/91 chunks"),
+        "no progress bar was drawn:\n{screen}"
+    );
+    let window_lines = screen.matches(") success:").count();
+    assert_eq!(window_lines, 0, "per-window lines under the bar:\n{screen}");
+    assert!(
+        screen.contains("chunk failed"),
+        "the failed window is not reported:\n{screen}"
+    );
+    assert!(
+        screen.contains("invoices: run ") && screen.contains("90 success, 1 error"),
+        "{screen}"
+    );
+}
