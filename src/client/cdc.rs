@@ -114,7 +114,9 @@ struct StubMeta<'a> {
 }
 
 /// Parses `{"CDCResponse":[{"QueryResponse":[{"Invoice":[..]}, {}]}], "time": ..}`. Entities
-/// are found by name, not position, and one with no changes may be absent.
+/// are found by name, not position, and one with no changes may be absent: QBO answers `{}`
+/// for it, or a single `[{}]` when none of them changed. Every other shape is an error,
+/// never "no changes": the sync would move the watermark past changes it never read.
 pub fn parse_cdc(body: &[u8], entities: &[&str]) -> Result<CdcPage, ClientError> {
     let top = envelope(body)?;
     if let Some(fault) = get_ci(&top, "fault") {
@@ -126,30 +128,45 @@ pub fn parse_cdc(body: &[u8], entities: &[&str]) -> Result<CdcPage, ClientError>
     let malformed = |e: serde_json::Error| ClientError::Malformed(format!("CDCResponse: {e}"));
     let outer: Vec<HashMap<String, &RawValue>> =
         serde_json::from_str(cdc.get()).map_err(malformed)?;
+    if outer.is_empty() {
+        return Err(ClientError::Malformed(
+            "CDCResponse is an empty list, not an answer".into(),
+        ));
+    }
     let mut page = CdcPage {
         changes: HashMap::new(),
         server_time: server_time(&top),
     };
     for element in &outer {
-        let Some(qrs) = element.get("QueryResponse") else {
-            continue;
-        };
+        let qrs = cdc_element(element)?;
         let qrs: Vec<HashMap<String, &RawValue>> =
             serde_json::from_str(qrs.get()).map_err(malformed)?;
         for qr in &qrs {
-            for name in entities {
-                if let Some(list) = qr.get(*name) {
-                    let items: Vec<&RawValue> =
-                        serde_json::from_str(list.get()).map_err(malformed)?;
-                    let changes = page.changes.entry(name.to_string()).or_default();
-                    for item in items {
-                        changes.push(parse_change(item, name)?);
-                    }
-                }
+            let Some((name, items)) = response::entity_list(qr, entities)? else {
+                continue;
+            };
+            let changes = page.changes.entry(name.to_string()).or_default();
+            for item in items {
+                changes.push(parse_change(item, name)?);
             }
         }
     }
     Ok(page)
+}
+
+/// The `QueryResponse` list of one `CDCResponse` element, which holds nothing else.
+fn cdc_element<'a>(element: &HashMap<String, &'a RawValue>) -> Result<&'a RawValue, ClientError> {
+    if let Some(fault) = get_ci(element, "fault") {
+        return Err(response::fault_error(200, fault.get()));
+    }
+    if let Some(other) = element.keys().find(|k| *k != "QueryResponse") {
+        return Err(ClientError::Malformed(format!(
+            "a CDCResponse element holds `{other}`, which a CDC answer never has"
+        )));
+    }
+    element.get("QueryResponse").copied().ok_or_else(|| {
+        ClientError::Malformed("a CDCResponse element without a QueryResponse".into())
+    })
 }
 
 fn parse_change(item: &RawValue, entity: &str) -> Result<CdcChange, ClientError> {
@@ -187,20 +204,16 @@ fn parse_change(item: &RawValue, entity: &str) -> Result<CdcChange, ClientError>
 pub fn parse_ids(body: &[u8], entity: &str) -> Result<IdPage, ClientError> {
     let (top, qr) = response::query_response(body)?;
     let malformed = |e: serde_json::Error| ClientError::Malformed(format!("{entity} ids: {e}"));
-    let ids = match qr.get(entity) {
+    // `{}` is an empty page only if nothing says rows were there: a lost page of ids would
+    // end the listing early and make every later id look deleted.
+    let ids = match response::entity_list(&qr, &[entity])? {
         // A RecurringTransaction wraps its template in its type: record_id looks inside.
-        Some(list) => serde_json::from_str::<Vec<&RawValue>>(list.get())
-            .map_err(malformed)?
+        Some((_, list)) => list
             .into_iter()
             .map(record_id)
             .collect::<Result<_, _>>()
             .map_err(malformed)?,
-        // `{}` is an empty page only if nothing says rows were there: a lost page of ids
-        // would end the listing early and make every later id look deleted.
-        None => {
-            response::check_empty(&qr, entity)?;
-            Vec::new()
-        }
+        None => Vec::new(),
     };
     Ok(IdPage {
         ids,
@@ -238,6 +251,48 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(page.server_time.is_some());
+    }
+
+    #[test]
+    fn one_empty_object_for_many_entities_is_no_changes() {
+        let body =
+            br#"{"CDCResponse":[{"QueryResponse":[{}]}],"time":"2026-11-24T11:00:00.123-08:00"}"#;
+        let page = parse_cdc(body, &["Invoice", "Customer", "Item"]).unwrap();
+        assert_eq!(page.total(), 0);
+        assert!(page.server_time.is_some());
+    }
+
+    /// A Fault, an entity nobody asked for or any other unknown shape is an error: taken for
+    /// "no changes", the sync would move the watermark past changes it never read.
+    #[test]
+    fn unrecognised_cdc_answers_are_errors() {
+        let system_fault = r#"{"Error":[{"Message":"An application error has occurred","code":"10000"}],"type":"SystemFault"}"#;
+        let in_query_response = format!(
+            r#"{{"CDCResponse":[{{"QueryResponse":[{{"Fault":{system_fault}}},{{}}]}}],"time":"x"}}"#
+        );
+        let e = parse_cdc(in_query_response.as_bytes(), &["Invoice", "Customer"]).unwrap_err();
+        assert!(matches!(e, ClientError::Server { status: 200, .. }), "{e}");
+        let in_element = format!(r#"{{"CDCResponse":[{{"Fault":{system_fault}}}]}}"#);
+        let e = parse_cdc(in_element.as_bytes(), &["Invoice"]).unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        for body in [
+            &br#"{"CDCResponse":[{"QueryResponse":[{"Item":[{"Id":"1"}]}]}]}"#[..],
+            br#"{"CDCResponse":[{"QueryResponse":[{"Invoice":[],"warnings":[]}]}]}"#,
+            br#"{"CDCResponse":[{"QueryResponse":[{"maxResults":3}]}]}"#,
+            br#"{"CDCResponse":[{"QueryResponse":[{}],"extra":1}]}"#,
+            br#"{"CDCResponse":[{}]}"#,
+            br#"{"CDCResponse":[]}"#,
+            br#"{"time":"x"}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_cdc(body, &["Invoice"]),
+                    Err(ClientError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]

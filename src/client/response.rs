@@ -67,8 +67,11 @@ pub(super) fn get_ci<'a>(map: &HashMap<String, &'a RawValue>, key: &str) -> Opti
         .map(|(_, v)| *v)
 }
 
+/// QBO's clock, from the envelope's `time` string. QBO has also sent it as a number, whose
+/// unit it never documented; read wrongly, it could put a watermark in the future and skip
+/// changes, so it is ignored, as is any other shape: callers fall back to our clock minus
+/// the allowed skew.
 pub(super) fn server_time(map: &HashMap<String, &RawValue>) -> Option<DateTime<Utc>> {
-    // Seen as a string normally; tolerate anything else by ignoring it.
     let raw = get_ci(map, "time")?;
     let s: String = serde_json::from_str(raw.get()).ok()?;
     parse_time(&s).map(|t| t.with_timezone(&Utc))
@@ -98,49 +101,92 @@ pub fn parse_page(body: &[u8], entity: &str) -> Result<Page, ClientError> {
         records: Vec::new(),
         server_time: server_time(&top),
     };
-    match qr.get(entity) {
-        Some(list) => {
-            let items: Vec<&RawValue> = serde_json::from_str(list.get()).map_err(|e| {
-                ClientError::Malformed(format!("QueryResponse.{entity} is not a list: {e}"))
-            })?;
-            page.records.reserve(items.len());
-            for item in items {
-                page.records.push(parse_record(item, entity)?);
-            }
+    if let Some((_, items)) = entity_list(&qr, &[entity])? {
+        page.records.reserve(items.len());
+        for item in items {
+            page.records.push(parse_record(item, entity)?);
         }
-        None => check_empty(&qr, entity)?,
     }
     Ok(page)
 }
 
+/// What a `QueryResponse` may hold besides the entity's list, as Intuit documents it:
+/// `startPosition`, `maxResults` (the number of records in the answer) and `totalCount` (the
+/// answer to COUNT(*), and on some SELECT pages too). Each is a count.
+const COUNT_KEYS: [&str; 3] = ["startPosition", "maxResults", "totalCount"];
+
+/// Checks that a `QueryResponse` object holds nothing but the lists of `entities` and the
+/// count keys, and returns the one list it holds, if any. A Fault inside it is that fault's
+/// error; any other key is malformed. Taking an unknown shape for "no rows" would end a
+/// window early or read a COUNT as 0 and lose records silently; as an error the request is
+/// retried and, if it persists, the window fails.
+///
 /// QBO answers a query that matched nothing with `"QueryResponse": {}`, so a missing list is
-/// an empty page, but only when nothing else in the envelope says there were rows: a
-/// `maxResults` above zero, or a non-empty list under another name (the wrong entity, or a
-/// different spelling). Taking those for "no rows" would end a window early and lose its
-/// records silently; as an error the request is retried and, if it persists, the chunk fails.
-pub(super) fn check_empty(
-    qr: &HashMap<String, &RawValue>,
-    entity: &str,
-) -> Result<(), ClientError> {
-    let claimed = qr
-        .get("maxResults")
-        .map(|v| v.get().parse::<i64>().unwrap_or(1))
-        .unwrap_or(0);
-    if claimed > 0 {
+/// an empty answer, but only when no count key claims rows (`maxResults` or `totalCount`
+/// above zero).
+pub(super) fn entity_list<'a, 'n>(
+    qr: &HashMap<String, &'a RawValue>,
+    entities: &[&'n str],
+) -> Result<Option<(&'n str, Vec<&'a RawValue>)>, ClientError> {
+    check_keys(qr, entities)?;
+    let mut lists = entities
+        .iter()
+        .filter_map(|name| qr.get(*name).map(|list| (*name, *list)));
+    let Some((name, list)) = lists.next() else {
+        if let Some((key, n)) = claimed_rows(qr) {
+            return Err(ClientError::Malformed(format!(
+                "QueryResponse claims {n} results but has no `{}` list (by {key})",
+                entities.join("`/`")
+            )));
+        }
+        return Ok(None);
+    };
+    if let Some((other, _)) = lists.next() {
         return Err(ClientError::Malformed(format!(
-            "QueryResponse claims {} results but has no `{entity}` list",
-            qr.get("maxResults").map_or("", |v| v.get())
+            "QueryResponse has both a `{name}` and a `{other}` list"
         )));
     }
-    let other = qr.iter().find(|(_, v)| {
-        serde_json::from_str::<Vec<&RawValue>>(v.get()).is_ok_and(|list| !list.is_empty())
-    });
-    if let Some((key, _)) = other {
-        return Err(ClientError::Malformed(format!(
-            "QueryResponse has a `{key}` list but no `{entity}` list"
-        )));
+    serde_json::from_str(list.get())
+        .map(|items| Some((name, items)))
+        .map_err(|e| ClientError::Malformed(format!("QueryResponse.{name} is not a list: {e}")))
+}
+
+/// Every key of `qr` is one of `lists` or a count key holding a count; a Fault is its error.
+fn check_keys(qr: &HashMap<String, &RawValue>, lists: &[&str]) -> Result<(), ClientError> {
+    if let Some(fault) = get_ci(qr, "fault") {
+        return Err(fault_error(200, fault.get()));
+    }
+    for (key, value) in qr {
+        if lists.contains(&key.as_str()) {
+            continue;
+        }
+        if !COUNT_KEYS.contains(&key.as_str()) {
+            return Err(ClientError::Malformed(format!(
+                "QueryResponse holds `{key}`, which is neither {} nor a count: {}",
+                match lists {
+                    [] => "a COUNT(*) answer".to_string(),
+                    _ => format!("the `{}` list", lists.join("`/`")),
+                },
+                snippet(value.get().as_bytes())
+            )));
+        }
+        if value.get().parse::<u64>().is_err() {
+            return Err(ClientError::Malformed(format!(
+                "QueryResponse.{key} is not a count: {}",
+                snippet(value.get().as_bytes())
+            )));
+        }
     }
     Ok(())
+}
+
+/// The first count key that says there were rows, with its value.
+fn claimed_rows<'k>(qr: &'k HashMap<String, &RawValue>) -> Option<(&'k str, u64)> {
+    ["maxResults", "totalCount"].into_iter().find_map(|key| {
+        let (k, v) = qr.get_key_value(key)?;
+        let n = v.get().parse::<u64>().ok()?;
+        (n > 0).then_some((k.as_str(), n))
+    })
 }
 
 /// The object that holds a record's keys: the record itself, or for a RecurringTransaction
@@ -185,22 +231,23 @@ pub(super) fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, C
     })
 }
 
-/// Parses `SELECT COUNT(*)`: `{"QueryResponse":{"totalCount":N}}`.
+/// Parses `SELECT COUNT(*)`: `{"QueryResponse":{"totalCount":N}}`. The count is 0 only when
+/// `totalCount` says so or `QueryResponse` is exactly `{}` (QBO's answer when nothing
+/// matched); any other shape is an error, never 0.
 pub fn parse_count(body: &[u8]) -> Result<(u64, Option<DateTime<Utc>>), ClientError> {
-    let top = envelope(body)?;
-    if let Some(fault) = get_ci(&top, "fault") {
-        return Err(fault_error(200, fault.get()));
-    }
-    let qr = get_ci(&top, "QueryResponse")
-        .ok_or_else(|| ClientError::Malformed(format!("no QueryResponse: {}", snippet(body))))?;
-    let qr: HashMap<String, &RawValue> = serde_json::from_str(qr.get())
-        .map_err(|e| ClientError::Malformed(format!("QueryResponse is not an object: {e}")))?;
+    let (top, qr) = query_response(body)?;
+    check_keys(&qr, &[])?;
     let n = match qr.get("totalCount") {
         Some(v) => v.get().parse::<u64>().map_err(|_| {
             ClientError::Malformed(format!("totalCount is not a count: {}", v.get()))
         })?,
-        // QBO answers `{}` when nothing matches.
-        None => 0,
+        None if qr.is_empty() => 0,
+        None => {
+            return Err(ClientError::Malformed(format!(
+                "a COUNT(*) answer without totalCount: {}",
+                snippet(body)
+            )))
+        }
     };
     Ok((n, server_time(&top)))
 }
@@ -402,13 +449,94 @@ mod tests {
         let wrong_list = br#"{"QueryResponse":{"Customer":[{"Id":"1"}],"startPosition":1}}"#;
         assert!(matches!(
             parse_page(wrong_list, "Invoice"),
-            Err(ClientError::Malformed(m)) if m.contains("`Customer` list")
+            Err(ClientError::Malformed(m)) if m.contains("holds `Customer`")
         ));
         for empty in [
             &br#"{"QueryResponse":{"startPosition":1,"maxResults":0},"time":"x"}"#[..],
-            br#"{"QueryResponse":{"warnings":[]}}"#,
+            br#"{"QueryResponse":{"Invoice":[],"totalCount":0}}"#,
+            br#"{"QueryResponse":{}}"#,
         ] {
             assert!(parse_page(empty, "Invoice").unwrap().records.is_empty());
         }
+    }
+
+    /// Only a shape qbo recognises is data or "nothing": a Fault inside `QueryResponse`, a
+    /// key no query answer has, or a COUNT without `totalCount` is an error, never an empty
+    /// page or a count of 0.
+    #[test]
+    fn unrecognised_query_responses_are_errors() {
+        let system = br#"{"QueryResponse":{"Fault":{"Error":[{"Message":"An application error has occurred","Detail":"System Failure Error","code":"10000"}],"type":"SystemFault"}},"time":"2024-06-01T10:11:12.123-07:00"}"#;
+        let page = parse_page(system, "Invoice").unwrap_err();
+        assert!(
+            matches!(page, ClientError::Server { status: 200, .. }),
+            "{page}"
+        );
+        assert!(page.is_retryable());
+        assert!(parse_count(system).unwrap_err().is_retryable());
+        let validation = br#"{"QueryResponse":{"Invoice":[],"Fault":{"Error":[{"Message":"Invalid query","code":"4001"}],"type":"ValidationFault"}}}"#;
+        assert!(matches!(
+            parse_page(validation, "Invoice"),
+            Err(ClientError::Fault { code, .. }) if code == "4001"
+        ));
+        for (body, says) in [
+            (
+                &br#"{"QueryResponse":{"warnings":[]}}"#[..],
+                "holds `warnings`",
+            ),
+            (
+                br#"{"QueryResponse":{"nextPageToken":"x","Invoice":[]}}"#,
+                "holds `nextPageToken`",
+            ),
+            (
+                br#"{"QueryResponse":{"totalCount":"7"}}"#,
+                "totalCount is not a count",
+            ),
+            (
+                br#"{"QueryResponse":{"startPosition":-1}}"#,
+                "startPosition is not a count",
+            ),
+            (br#"{"QueryResponse":{"totalCount":2}}"#, "claims 2 results"),
+            (br#"{"QueryResponse":{"Invoice":{}}}"#, "is not a list"),
+        ] {
+            match parse_page(body, "Invoice") {
+                Err(e @ ClientError::Malformed(_)) => {
+                    assert!(e.to_string().contains(says), "{e} should say {says}");
+                    assert!(e.is_retryable());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for body in [
+            &br#"{"QueryResponse":{"maxResults":0}}"#[..],
+            br#"{"QueryResponse":{"Invoice":[]}}"#,
+            br#"{"QueryResponse":{"totalCount":3,"Error":"x"}}"#,
+            br#"{"QueryResponse":[]}"#,
+            br#"{"time":"2024-06-01T10:11:12.123-07:00"}"#,
+        ] {
+            assert!(
+                matches!(parse_count(body), Err(ClientError::Malformed(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            parse_count(br#"{"QueryResponse":{"totalCount":0}}"#)
+                .unwrap()
+                .0,
+            0
+        );
+    }
+
+    /// QBO's quirks that are still answers: `totalCount` on a SELECT page, more rows than
+    /// MAXRESULTS, a numeric `time`.
+    #[test]
+    fn quirks_that_are_still_answers() {
+        let body = br#"{"QueryResponse":{"Invoice":[{"Id":"1","MetaData":{"LastUpdatedTime":"2024-03-04T16:00:00-08:00"}},{"Id":"2","MetaData":{"LastUpdatedTime":"2024-03-04T16:00:00-08:00"}}],"startPosition":1,"maxResults":2,"totalCount":2},"time":1717000000000}"#;
+        let page = parse_page(body, "Invoice").unwrap();
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.server_time, None, "a numeric time is not trusted");
+        let count =
+            br#"{"QueryResponse":{"totalCount":5,"startPosition":1,"maxResults":5},"time":17}"#;
+        assert_eq!(parse_count(count).unwrap(), (5, None));
     }
 }

@@ -1,6 +1,7 @@
 //! Fault injection knobs and the per-realm rate limiter.
 
 mod malformed;
+mod quirks;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -59,6 +60,21 @@ pub struct Faults {
     pub hang_from_request: u64,
     /// Token requests hang, before they are processed, until this is cleared.
     pub hang_token_requests: bool,
+    /// Every Nth query or CDC request that would answer 200 answers 200 with a SystemFault
+    /// inside `QueryResponse` in place of its results (0 = off). QBO does this; a client that
+    /// reads it as "no rows" or a COUNT of 0 loses records without a word.
+    pub fault_in_query_response_every: u32,
+    // QBO's quirks: odd answers that are still answers (see `faults/quirks.rs`).
+    /// SELECT pages with rows carry `totalCount` too.
+    pub total_count_on_pages: bool,
+    /// SELECT pages answer this many rows past MAXRESULTS: the rows that follow the page,
+    /// which the next page starts with again.
+    pub rows_past_max_results: u32,
+    /// Every answer's `time` is epoch milliseconds instead of a timestamp string.
+    pub numeric_time: bool,
+    /// A CDC answer in which no entity changed is one `{}` (`"QueryResponse": [{}]`), not one
+    /// per entity asked for.
+    pub cdc_empty_as_one_object: bool,
 }
 
 impl Default for Faults {
@@ -85,6 +101,11 @@ impl Default for Faults {
             malformation: Malformation::None,
             hang_from_request: 0,
             hang_token_requests: false,
+            fault_in_query_response_every: 0,
+            total_count_on_pages: false,
+            rows_past_max_results: 0,
+            numeric_time: false,
+            cdc_empty_as_one_object: false,
         }
     }
 }

@@ -166,6 +166,11 @@ pub async fn serve(
         Gate::Stop(reply) => reply,
         Gate::Pass { truncate } => {
             let mut reply = answer(&req, &time);
+            if reply.status == StatusCode::OK {
+                if let Some(note) = faults.reshape(n, kind == Kind::Cdc, &mut reply.body) {
+                    reply.note = Some(note);
+                }
+            }
             if let Some(m) = faults
                 .malformed(n)
                 .filter(|_| reply.status == StatusCode::OK)

@@ -188,7 +188,9 @@ fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, time: &
     let body = if c.count {
         envelope::count(rows.len() as u64, time)
     } else {
-        let page: Vec<Value> = eval::page(&rows, &c)
+        let page: Vec<Value> = req
+            .faults
+            .page(&rows, &c)
             .into_iter()
             .map(|r| eval::output(&t, &store.ctx, r, &c))
             .collect();

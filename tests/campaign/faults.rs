@@ -26,6 +26,7 @@ async fn all_faults_together_at_high_rates_and_the_run_still_completes() {
         server_error_every: 11,
         drop_every: 13,
         fault_in_200_every: 23,
+        fault_in_query_response_every: 29,
         // Answers that take longer than the client's 1 s timeout.
         slow_every: 17,
         slow_ms: 2_500,

@@ -12,4 +12,5 @@ mod kill;
 mod malformed;
 mod outage;
 mod props;
+mod quirks;
 mod secrets;

@@ -1,6 +1,7 @@
 //! Malformed answers: each either fails its chunk with an error that names the problem,
 //! after the complete pages before it were committed and nothing of the broken one, or is
-//! handled correctly (unknown fields are kept as they came, a numeric `time` is ignored).
+//! handled correctly (unknown fields in records are kept as they came, a numeric `time` is
+//! ignored).
 //!
 //! An envelope without the entity's list: QBO answers a query that matched nothing with
 //! `"QueryResponse": {}`, so a missing list is an empty page only when nothing else claims
@@ -157,6 +158,18 @@ async fn an_envelope_without_the_entity_list_is_not_taken_for_the_end() {
     broken_page(
         malformed(Malformation::EnvelopeWithoutEntity),
         "QueryResponse claims 10 results but has no `Invoice` list",
+        true,
+    )
+    .await;
+}
+
+/// A key no query answer has (`nextPageToken`) in `QueryResponse`: qbo cannot tell what the
+/// answer means, so it is neither data nor "no more rows".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_key_in_query_response_is_not_an_answer() {
+    broken_page(
+        malformed(Malformation::UnknownQueryResponseKey),
+        "QueryResponse holds `nextPageToken`",
         true,
     )
     .await;

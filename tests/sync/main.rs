@@ -11,6 +11,7 @@ mod faults;
 mod incremental;
 mod no_cdc;
 mod overlap;
+mod quirks;
 mod raw_zone;
 mod split;
 

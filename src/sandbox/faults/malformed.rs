@@ -1,6 +1,7 @@
 //! Answers shaped like QBO's but broken the ways real answers break: a body cut short, an
 //! HTML page from something in between, an envelope that lost its list, a Fault inside a
-//! 200, fields the client has never heard of, a `time` that is a number.
+//! 200, fields the client has never heard of (in records, where they are data, or in
+//! `QueryResponse`, where they are not), a `time` that is a number.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -25,8 +26,11 @@ pub enum Malformation {
     EmptyEnvelope,
     /// HTTP 200 whose body is a ValidationFault: a fault that no retry can fix.
     ValidationFaultIn200,
-    /// Extra fields in the envelope, in `QueryResponse` and in every record.
+    /// Extra fields in the envelope and in every record: a client keeps them as they came.
     UnknownFields,
+    /// A key in `QueryResponse` that no query answer has (`nextPageToken`): not an answer
+    /// a client can recognise, so never data and never "no rows".
+    UnknownQueryResponseKey,
     /// `time` as epoch milliseconds instead of a timestamp string.
     NumericTime,
 }
@@ -99,6 +103,12 @@ impl Malformation {
                 add_unknown_fields(body);
                 None
             }
+            Malformation::UnknownQueryResponseKey => {
+                if let Some(qr) = body.get_mut("QueryResponse").and_then(Value::as_object_mut) {
+                    qr.insert("nextPageToken".into(), json!("opaque-token"));
+                }
+                None
+            }
             Malformation::NumericTime => {
                 if let Some(top) = body.as_object_mut() {
                     top.insert("time".into(), json!(chrono::Utc::now().timestamp_millis()));
@@ -117,7 +127,6 @@ fn add_unknown_fields(body: &mut Value) {
     let Some(qr) = top.get_mut("QueryResponse").and_then(Value::as_object_mut) else {
         return;
     };
-    qr.insert("nextPageToken".into(), json!("opaque-token"));
     for list in qr.values_mut().filter_map(Value::as_array_mut) {
         for record in list.iter_mut().filter_map(Value::as_object_mut) {
             record.insert(
@@ -169,6 +178,10 @@ mod tests {
             b["QueryResponse"]["Invoice"][0]["FutureField"]["AddedIn"],
             "minorversion 99"
         );
+
+        let mut b = page();
+        Malformation::UnknownQueryResponseKey.apply(&mut b);
+        assert_eq!(b["QueryResponse"]["nextPageToken"], "opaque-token");
 
         let mut b = page();
         Malformation::NumericTime.apply(&mut b);

@@ -115,6 +115,36 @@ proptest! {
         }
     }
 
+    /// Nothing is "no rows" unless it is one of the shapes QBO uses for it: a
+    /// `QueryResponse` holding at most an empty list and counts that claim nothing. Nothing
+    /// is a COUNT of 0 unless `QueryResponse` is `{}` or says `totalCount: 0`.
+    #[test]
+    fn only_recognised_shapes_are_empty(v in any_json()) {
+        let body = serde_json::to_vec(&json!({ "QueryResponse": v, "time": "x" })).unwrap();
+        let qr = v.as_object();
+        if let Ok(page) = parse_page(&body, "Invoice") {
+            if page.records.is_empty() {
+                let qr = qr.expect("an empty page from a QueryResponse that is not an object");
+                for (key, value) in qr {
+                    let fine = match key.as_str() {
+                        "Invoice" => value.as_array().is_some_and(Vec::is_empty),
+                        "startPosition" => value.is_u64(),
+                        "maxResults" | "totalCount" => value.as_u64() == Some(0),
+                        _ => false,
+                    };
+                    prop_assert!(fine, "{} read as an empty page", v);
+                }
+            }
+        }
+        if let Ok((0, _)) = parse_count(&body) {
+            let qr = qr.expect("a count from a QueryResponse that is not an object");
+            prop_assert!(
+                qr.is_empty() || qr.get("totalCount").and_then(Value::as_u64) == Some(0),
+                "{} read as a COUNT of 0", v
+            );
+        }
+    }
+
     #[test]
     fn counts_round_trip(n in any::<u64>()) {
         let body = serde_json::to_vec(&json!({ "QueryResponse": { "totalCount": n } })).unwrap();
