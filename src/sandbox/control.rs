@@ -68,6 +68,17 @@ pub async fn delete(
     }
 }
 
+/// `POST /__sandbox/deactivate/{entity}/{id}`, like `Sandbox::deactivate_record`.
+pub async fn deactivate(
+    State(inner): State<Arc<Inner>>,
+    Path((entity, id)): Path<(String, String)>,
+) -> Response {
+    match inner.deactivate(&entity, &id) {
+        Ok(()) => Json(json!({ "deactivated": true, "entity": entity, "id": id })).into_response(),
+        Err(reason) => not_found(format!("cannot deactivate {entity} {id}: {reason}")),
+    }
+}
+
 /// `GET /__sandbox/deleted/{entity}`: tombstoned Ids, like `Sandbox::deleted_ids`.
 pub async fn deleted(State(inner): State<Arc<Inner>>, Path(entity): Path<String>) -> Response {
     match inner.deleted_ids(&entity) {

@@ -139,3 +139,32 @@ async fn planted_and_touched_recurring_templates_keep_their_wrapper() {
     assert!(planted.is_err());
     sb.shutdown().await;
 }
+
+/// Where in `v` a `null` sits (a JSON path), if anywhere.
+fn find_null(v: &Value, at: &str) -> Option<String> {
+    match v {
+        Value::Null => Some(at.to_string()),
+        Value::Object(o) => o
+            .iter()
+            .find_map(|(k, x)| find_null(x, &format!("{at}.{k}"))),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| find_null(x, &format!("{at}[{i}]"))),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn no_record_of_any_entity_holds_a_null() {
+    // QBO leaves absent attributes out; python-quickbooks crashes on a `null` list or object.
+    let sb = sandbox().await;
+    for e in ENTITIES {
+        for r in sb.records(e.qbo_name) {
+            if let Some(path) = find_null(&r, e.qbo_name) {
+                panic!("{path} is null in {r}");
+            }
+        }
+    }
+    sb.shutdown().await;
+}

@@ -107,6 +107,14 @@ fn typed(field: &FieldDef, lit: &Literal) -> Result<Val, String> {
 /// Resolves names and types against `table`'s entity.
 /// Errors become 400 "Invalid query" (QueryValidationError) faults.
 pub fn compile(q: &Query, table: &Table) -> Result<Compiled, String> {
+    if q.max_results > query::MAX_RESULTS_LIMIT {
+        // QBO's words, as a QueryValidationError (4001), not a parse error.
+        return Err(format!(
+            "value {} is too large. Max allowed value is {}",
+            q.max_results,
+            query::MAX_RESULTS_LIMIT
+        ));
+    }
     let mut preds = Vec::new();
     let mut mentions_active = false;
     for c in &q.conds {

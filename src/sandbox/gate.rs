@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::faults::{Faults, Injected, RawBody};
 use super::{envelope, lock, Inner};
 
-/// QBO rejects requests without a recent `minorversion`.
+/// Since 2025-08-01 QBO serves a request without `minorversion`, or with one below 75, as 75.
 const MIN_MINOR_VERSION: u32 = 75;
 
 /// Which endpoint a request is for: how it is counted in `Stats` and named in the log.
@@ -27,6 +27,9 @@ pub enum Kind {
     Query,
     Count,
     Cdc,
+    /// `GET .../{entity}/{id}`, `.../companyinfo/{realm}`, `.../preferences`.
+    Read,
+    Batch,
 }
 
 impl Kind {
@@ -35,6 +38,8 @@ impl Kind {
             Kind::Query => "query",
             Kind::Count => "count",
             Kind::Cdc => "cdc",
+            Kind::Read => "read",
+            Kind::Batch => "batch",
         }
     }
 }
@@ -140,6 +145,8 @@ pub async fn serve(
                 s.count_requests += 1;
             }
             Kind::Cdc => s.cdc_requests += 1,
+            Kind::Read => s.read_requests += 1,
+            Kind::Batch => s.batch_requests += 1,
         }
     }
     // Counted on arrival: a client that gives up on a slow or held request still sent it.
@@ -306,16 +313,15 @@ fn gate(
         Some(Injected::Drop) => truncate = true,
         None => {}
     }
-    let minor = req
-        .params
-        .get("minorversion")
-        .and_then(|v| v.parse::<u32>().ok());
-    if minor.is_none_or(|m| m < MIN_MINOR_VERSION) {
+    // Missing or old is served as 75 (every answer here is 75's shape); only a value that
+    // is not a number is refused.
+    let minor = req.params.get("minorversion").map(|v| v.parse::<u32>());
+    if let Some(Err(_)) = minor {
         return Gate::Stop(req.bad(envelope::fault(
             "ValidationFault",
             "2010",
             "Invalid minor version",
-            &format!("minorversion is required and must be at least {MIN_MINOR_VERSION}"),
+            &format!("minorversion must be a number; {MIN_MINOR_VERSION} or more"),
             time,
         )));
     }

@@ -16,6 +16,9 @@ mod faults;
 mod gate;
 mod oauth;
 mod query;
+mod rest;
+#[cfg(test)]
+mod rest_tests;
 mod server;
 mod store;
 #[cfg(test)]
@@ -133,7 +136,7 @@ pub enum SandboxError {
 pub struct RequestLogEntry {
     /// Milliseconds since the sandbox started.
     pub at_ms: u64,
-    /// `query`, `count`, `cdc`, `token` or `authorize`.
+    /// `query`, `count`, `cdc`, `read`, `batch`, `token` or `authorize`.
     pub kind: String,
     pub status: u16,
     /// The query text, or a CDC request's `entities` and `changedSince` (never tokens or
@@ -151,6 +154,10 @@ pub struct Stats {
     pub count_requests: u64,
     /// Every request to the change data capture endpoint.
     pub cdc_requests: u64,
+    /// Reads by id (`GET .../{entity}/{id}`, `.../companyinfo/{realm}`, `.../preferences`).
+    pub read_requests: u64,
+    /// Requests to the batch endpoint (each counted once, whatever it holds).
+    pub batch_requests: u64,
     pub token_requests: u64,
     pub throttled: u64,
     pub server_errors: u64,
@@ -192,6 +199,8 @@ pub(crate) struct Inner {
     server_error_counter: AtomicU64,
     in_flight: AtomicU64,
     rate: faults::RateLimiter,
+    /// The batch endpoint's own limit (40 calls a minute per company).
+    batch_rate: faults::RateLimiter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -245,16 +254,43 @@ impl Inner {
             .is_some_and(|mut t| t.touch(id, self.now()))
     }
 
+    /// A user deleting a record: a transaction (or any record that is not a name) goes, leaving
+    /// a tombstone; a name is never removed by QBO, only made inactive with ` (deleted)` after
+    /// its names (see `Table::deactivate`).
     fn delete(&self, entity: &str, id: &str) -> Result<(), String> {
         let id = id
             .parse::<u64>()
             .map_err(|_| format!("Id {id:?} is not a numeric Id"))?;
         let mut t = self.store.write(entity).ok_or("unknown entity")?;
-        if !t.delete(id, self.now()) {
-            return Err(format!("no live record with Id {id}"));
+        let done = if t.entity.hides_inactive() {
+            t.deactivate(&self.store.ctx, id, self.now(), true)
+        } else {
+            t.delete(id, self.now())
+        };
+        if !done {
+            return Err(format!(
+                "no live (and active, for a name) record with Id {id}"
+            ));
         }
         drop(t);
         self.stats().deletes += 1;
+        Ok(())
+    }
+
+    /// A user marking a name inactive (Active=false, names kept).
+    fn deactivate(&self, entity: &str, id: &str) -> Result<(), String> {
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| format!("Id {id:?} is not a numeric Id"))?;
+        let mut t = self.store.write(entity).ok_or("unknown entity")?;
+        if !t.entity.hides_inactive() {
+            return Err(format!(
+                "{entity} is not a name list; only names have Active"
+            ));
+        }
+        if !t.deactivate(&self.store.ctx, id, self.now(), false) {
+            return Err(format!("no active record with Id {id}"));
+        }
         Ok(())
     }
 
@@ -323,6 +359,7 @@ impl Sandbox {
             server_error_counter: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             rate: faults::RateLimiter::default(),
+            batch_rate: faults::RateLimiter::default(),
         });
         let control = Arc::new(server::spawn(listener, inner.clone()));
         tracing::debug!(%addr, "sandbox listening");
@@ -409,11 +446,14 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Simulates a user deleting a record now: it vanishes from queries and COUNT(*), and CDC
-    /// reports it as Deleted (at this instant, whole seconds) to any `changedSince` at or
-    /// before it. Panics on an
-    /// unknown entity or an Id with no live record, since that is a bug in the calling test;
-    /// see `try_delete_record` for the fallible form.
+    /// Simulates a user deleting a record now. A transaction vanishes from queries and
+    /// COUNT(*), and CDC reports it as Deleted (at this instant, whole seconds) to any
+    /// `changedSince` at or before it. A name (Customer, Item, Account, ... every name list) is
+    /// never removed, as in QBO: it becomes inactive with ` (deleted)` after its Name /
+    /// DisplayName / FullyQualifiedName, a new SyncToken and LastUpdatedTime, and CDC reports
+    /// it as a change. Panics on an unknown entity or an Id with no live (active, for a name)
+    /// record, since that is a bug in the calling test; see `try_delete_record` for the
+    /// fallible form.
     pub fn delete_record(&self, qbo_entity: &str, id: &str) {
         if let Err(e) = self.try_delete_record(qbo_entity, id) {
             panic!("{e}");
@@ -429,7 +469,20 @@ impl Sandbox {
             })
     }
 
-    /// Ids deleted and not re-created since, in numeric order. Unknown entities yield none.
+    /// Simulates a user marking a name inactive now (Active=false, SyncToken + 1,
+    /// LastUpdatedTime = now, names unchanged). Errs for an entity that is not a name list or
+    /// an Id with no active record.
+    pub fn deactivate_record(&self, qbo_entity: &str, id: &str) -> Result<(), SandboxError> {
+        self.inner
+            .deactivate(qbo_entity, id)
+            .map_err(|reason| SandboxError::Record {
+                entity: qbo_entity.into(),
+                reason,
+            })
+    }
+
+    /// Ids deleted and not re-created since, in numeric order (never a name's: QBO does not
+    /// delete names). Unknown entities yield none.
     pub fn deleted_ids(&self, qbo_entity: &str) -> Vec<String> {
         self.inner.deleted_ids(qbo_entity).unwrap_or_default()
     }

@@ -1,5 +1,5 @@
 //! Intuit's OAuth2 endpoints: the token endpoint (refresh_token and authorization_code grants,
-//! HTTP Basic client auth) and an auto-approving authorize endpoint. Harsher than Intuit:
+//! client credentials by HTTP Basic or in the form body) and an auto-approving authorize endpoint. Harsher than Intuit:
 //! every refresh rotates the refresh token and retires the presented one at once.
 
 use std::collections::HashMap;
@@ -265,12 +265,6 @@ pub async fn token_endpoint(
 
 fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
     let cfg = &inner.cfg;
-    match basic_auth(headers) {
-        Some((id, secret))
-            if same_credential(&id, &cfg.client_id)
-                && same_credential(&secret, &cfg.client_secret) => {}
-        _ => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client"),
-    }
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -283,6 +277,20 @@ fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
     let field = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    // The client authenticates with HTTP Basic (client_secret_basic) or with client_id and
+    // client_secret in the form (client_secret_post); Intuit accepts both. Every credential
+    // presented must be right.
+    let in_form = match (field("client_id"), field("client_secret")) {
+        (Some(id), Some(secret)) => Some((id.to_string(), secret.to_string())),
+        _ => None,
+    };
+    let presented: Vec<(String, String)> = basic_auth(headers).into_iter().chain(in_form).collect();
+    let valid = |(id, secret): &(String, String)| {
+        same_credential(id, &cfg.client_id) && same_credential(secret, &cfg.client_secret)
+    };
+    if presented.is_empty() || !presented.iter().all(valid) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
     let (a_ttl, r_ttl) = (cfg.access_token_ttl, cfg.refresh_token_ttl);
     let result = match field("grant_type") {
         Some("refresh_token") => {
@@ -319,7 +327,23 @@ fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
             })),
         )
             .into_response(),
-        Err(_) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"),
+        Err(_) => {
+            // Intuit's words, whether the token is unknown, expired or rotated away.
+            let what = if field("grant_type") == Some("authorization_code") {
+                "authorization code"
+            } else {
+                "refresh token"
+            };
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CACHE_CONTROL, "no-store")],
+                axum::Json(json!({
+                    "error": "invalid_grant",
+                    "error_description": format!("Incorrect or invalid {what}"),
+                })),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Parser for the QBO query-language subset:
-//! `SELECT * | SELECT COUNT(*) | SELECT field[, field...] FROM <Entity> [WHERE cond AND ...] [ORDERBY field [ASC|DESC]]
-//! [STARTPOSITION n] [MAXRESULTS m]`.
+//! `SELECT * | SELECT *, field... | SELECT COUNT(*) | SELECT field[, field...] FROM <Entity>
+//! [WHERE cond AND ...] [ORDERBY | ORDER BY field [ASC|DESC]] [STARTPOSITION n] [MAXRESULTS m]`
+//! (the last two in either order, as QBO takes them).
 //! Deliberately strict: OR, NOT, `!=`, parentheses around conditions, unknown escapes and trailing
-//! tokens are errors, as is anything QBO would reject (STARTPOSITION < 1, MAXRESULTS > 1000).
+//! tokens are errors, as is STARTPOSITION < 1. MAXRESULTS over 1000 is refused by `eval` with
+//! QBO's validation wording.
 //! Field and entity names are resolved later (see `eval`), since they depend on the entity.
 
 pub const MAX_RESULTS_LIMIT: u64 = 1000;
@@ -286,6 +288,8 @@ const RESERVED: &[&str] = &[
     "OR",
     "NOT",
     "ORDERBY",
+    "ORDER",
+    "BY",
     "ASC",
     "DESC",
     "STARTPOSITION",
@@ -328,6 +332,12 @@ pub fn parse(src: &str) -> Result<Query, String> {
         (true, None)
     } else if matches!(p.peek(), Some(Tok::Star)) {
         p.pos += 1;
+        // `SELECT *, Sku FROM Item` (python-quickbooks asks for Item this way): every field
+        // is already in `*`, so the extra names add nothing.
+        while matches!(p.peek(), Some(Tok::Comma)) {
+            p.pos += 1;
+            p.ident("a field name after '*,'")?;
+        }
         (false, None)
     } else {
         let mut fields = vec![p.ident("'*', COUNT(*) or a field name")?];
@@ -362,8 +372,17 @@ pub fn parse(src: &str) -> Result<Query, String> {
             }
         }
     }
-    if p.peek_keyword("ORDERBY") {
+    let order_by = if p.peek_keyword("ORDERBY") {
         p.pos += 1;
+        true
+    } else if p.peek_keyword("ORDER") {
+        p.pos += 1;
+        p.keyword("BY")?;
+        true
+    } else {
+        false
+    };
+    if order_by {
         let field = p.ident("a field name after ORDERBY")?;
         let desc = if p.peek_keyword("DESC") {
             p.pos += 1;
@@ -376,20 +395,21 @@ pub fn parse(src: &str) -> Result<Query, String> {
         };
         q.order_by = Some((field, desc));
     }
-    if p.peek_keyword("STARTPOSITION") {
-        p.pos += 1;
-        q.start_position = p.positive("STARTPOSITION")?;
-    }
-    if p.peek_keyword("MAXRESULTS") {
-        p.pos += 1;
-        q.max_results = p.positive("MAXRESULTS")?;
-        if q.max_results > MAX_RESULTS_LIMIT {
-            return Err(format!(
-                "MAXRESULTS {} exceeds the limit of {MAX_RESULTS_LIMIT}",
-                q.max_results
-            ));
+    // STARTPOSITION and MAXRESULTS come in either order, each at most once.
+    let (mut start, mut max) = (None, None);
+    loop {
+        if start.is_none() && p.peek_keyword("STARTPOSITION") {
+            p.pos += 1;
+            start = Some(p.positive("STARTPOSITION")?);
+        } else if max.is_none() && p.peek_keyword("MAXRESULTS") {
+            p.pos += 1;
+            max = Some(p.positive("MAXRESULTS")?);
+        } else {
+            break;
         }
     }
+    q.start_position = start.unwrap_or(1);
+    q.max_results = max.unwrap_or(DEFAULT_MAX_RESULTS);
     if let Some(t) = p.peek() {
         return Err(format!("unexpected {} at end of query", describe(Some(t))));
     }
@@ -444,6 +464,9 @@ mod tests {
         assert_eq!(q.conds[1].values, vec![s("2024-02-01T00:00:00-08:00")]);
         assert_eq!(q.order_by, Some(("MetaData.LastUpdatedTime".into(), true)));
         assert_eq!((q.start_position, q.max_results), (101, 1000));
+        let q = parse("SELECT * FROM Invoice ORDER BY Id DESC MAXRESULTS 5").unwrap();
+        assert_eq!(q.order_by, Some(("Id".into(), true)));
+        assert!(parse("SELECT * FROM Invoice ORDER Id").is_err());
     }
 
     #[test]
@@ -492,19 +515,29 @@ mod tests {
 
     #[test]
     fn paging_limits() {
-        assert!(parse("SELECT * FROM Item MAXRESULTS 1001").is_err());
-        assert!(parse("SELECT * FROM Item MAXRESULTS 1000").is_ok());
+        // Over 1000 parses; `eval` refuses it with QBO's wording.
+        assert_eq!(
+            parse("SELECT * FROM Item MAXRESULTS 1001")
+                .unwrap()
+                .max_results,
+            1001
+        );
         assert!(parse("SELECT * FROM Item MAXRESULTS 0").is_err());
         assert!(parse("SELECT * FROM Item STARTPOSITION 0").is_err());
         assert!(parse("SELECT * FROM Item STARTPOSITION -1").is_err());
         assert!(parse("SELECT * FROM Item STARTPOSITION 1.5").is_err());
-        // Clauses in the wrong order, repeated, or trailing junk.
-        assert!(parse("SELECT * FROM Item MAXRESULTS 10 STARTPOSITION 1").is_err());
+        // MAXRESULTS before STARTPOSITION is QBO's grammar too; repeats and junk are not.
+        let q = parse("SELECT * FROM Item MAXRESULTS 10 STARTPOSITION 21").unwrap();
+        assert_eq!((q.start_position, q.max_results), (21, 10));
+        assert!(parse("SELECT * FROM Item MAXRESULTS 10 MAXRESULTS 20").is_err());
+        assert!(parse("SELECT * FROM Item STARTPOSITION 1 STARTPOSITION 2").is_err());
         assert!(parse("SELECT * FROM Item;").is_err());
         assert!(parse("SELECT FROM Item").is_err());
         assert!(parse("SELECT Id, FROM Item").is_err());
         assert!(parse("SELECT Id, * FROM Item").is_err());
-        assert!(parse("SELECT *, Id FROM Item").is_err());
+        assert_eq!(parse("SELECT *, Sku FROM Item").unwrap().fields, None);
+        assert!(parse("SELECT *, FROM Item").is_err());
+        assert!(parse("SELECT COUNT(*), Id FROM Item").is_err());
         assert!(parse("SELECT * FROM").is_err());
         assert!(parse("").is_err());
     }

@@ -15,12 +15,28 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::gate::{self, Kind, Reply, Req};
-use super::{cdc, clock, control, envelope, eval, lock, oauth, query, Inner};
+use super::{cdc, clock, control, envelope, eval, lock, oauth, query, rest, Inner};
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()
-        .route("/v3/company/{realm}/query", get(query_endpoint))
+        .route(
+            "/v3/company/{realm}/query",
+            get(query_endpoint).post(rest::query_post),
+        )
         .route("/v3/company/{realm}/cdc", get(cdc_endpoint))
+        .route("/v3/company/{realm}/batch", post(rest::batch))
+        .route("/v3/company/{realm}/preferences", get(rest::preferences))
+        .route("/v3/company/{realm}/{entity}/{id}", get(rest::read))
+        .route("/.well-known/openid_configuration", get(rest::discovery))
+        .route("/.well-known/openid_configuration/", get(rest::discovery))
+        .route(
+            "/.well-known/openid_sandbox_configuration",
+            get(rest::discovery),
+        )
+        .route(
+            "/.well-known/openid_sandbox_configuration/",
+            get(rest::discovery),
+        )
         .route("/oauth2/v1/tokens/bearer", post(oauth::token_endpoint))
         .route("/connect/oauth2", get(oauth::authorize_endpoint))
         .route("/__sandbox/stats", get(control::stats))
@@ -31,6 +47,10 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/__sandbox/records/{entity}", get(control::records))
         .route("/__sandbox/touch/{entity}/{id}", post(control::touch))
         .route("/__sandbox/delete/{entity}/{id}", post(control::delete))
+        .route(
+            "/__sandbox/deactivate/{entity}/{id}",
+            post(control::deactivate),
+        )
         .route("/__sandbox/deleted/{entity}", get(control::deleted))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" }))) })
         .layer(axum::middleware::map_response(add_intuit_tid))
@@ -96,17 +116,28 @@ async fn query_endpoint(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    query(&inner, &realm, raw, &headers, None).await
+}
+
+/// Answers a query: the text is `body` (a POSTed query) or else the `query` URL parameter.
+pub async fn query(
+    inner: &Inner,
+    realm: &str,
+    raw: Option<String>,
+    headers: &HeaderMap,
+    body: Option<String>,
+) -> Response {
     let params = gate::params(raw);
-    let text = params.get("query").cloned();
+    let text = body.or_else(|| params.get("query").cloned());
     let parsed = text.as_deref().map(query::parse);
     let kind = match parsed {
         Some(Ok(ref q)) if q.count => Kind::Count,
         _ => Kind::Query,
     };
     gate::serve(
-        &inner,
-        &realm,
-        &headers,
+        inner,
+        realm,
+        headers,
         &params,
         kind,
         text.as_deref(),
@@ -138,7 +169,7 @@ async fn cdc_endpoint(
     .await
 }
 
-fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, time: &str) -> Reply {
+pub fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, time: &str) -> Reply {
     let q = match parsed {
         None => {
             return req.bad(envelope::parse_error(

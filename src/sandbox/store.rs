@@ -79,6 +79,42 @@ impl Table {
         true
     }
 
+    /// A user deactivating a name (Customer, Item, Account, ...) at `now`, or "deleting" it,
+    /// which in QBO is the same plus ` (deleted)` after each of its names. Either way it stays
+    /// (served by id, and to queries that ask for `Active`), `Active` becomes false, and
+    /// SyncToken and LastUpdatedTime move, so CDC reports a change, never `Deleted`. False if
+    /// there is no such record or it is already inactive.
+    pub fn deactivate(&mut self, ctx: &GenCtx, id: u64, now: DateTime<Utc>, rename: bool) -> bool {
+        let Some(old) = self.rows.get(&id) else {
+            return false;
+        };
+        if old.keys.active == Some(false) {
+            return false;
+        }
+        let mut keys = old.keys.clone();
+        keys.sync_token += 1;
+        keys.updated_ms = whole_seconds(now);
+        keys.active = Some(false);
+        let mut doc = self.render(ctx, old);
+        let d = data::record_body_mut(&mut doc);
+        d["Active"] = Value::Bool(false);
+        if rename {
+            for name in ["Name", "DisplayName", "FullyQualifiedName"] {
+                if let Some(Value::String(s)) = d.get_mut(name) {
+                    s.push_str(" (deleted)");
+                }
+            }
+        }
+        d["SyncToken"] = Value::String(keys.sync_token.to_string());
+        d["MetaData"]["LastUpdatedTime"] =
+            Value::String(clock::format_secs(clock::from_millis(keys.updated_ms)));
+        self.upsert(Row {
+            keys,
+            doc: Some(Arc::new(doc)),
+        });
+        true
+    }
+
     pub fn render(&self, ctx: &GenCtx, row: &Row) -> Value {
         render(self.gen, ctx, row)
     }

@@ -113,13 +113,24 @@ async fn auth_failures() {
         sb.realm_id()
     );
     let r = client()
-        .get(url)
+        .get(&url)
         .bearer_auth(&tok)
         .header("Accept", "application/json")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400, "minorversion is required");
+    // QBO's rule since 2025-08-01: a missing or old minorversion is served as 75.
+    assert_eq!(r.status(), 200, "a missing minorversion is served as 75");
+    for (minor, status) in [("4", 200), ("abc", 400)] {
+        let r = client()
+            .get(format!("{url}&minorversion={minor}"))
+            .bearer_auth(&tok)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "minorversion={minor}");
+    }
     assert_eq!(sb.stats().unauthorized, 1);
 }
 
@@ -140,7 +151,7 @@ async fn refresh_rotation_and_retired_tokens() {
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
-        json!({"error": "invalid_grant"})
+        json!({"error": "invalid_grant", "error_description": "Incorrect or invalid refresh token"})
     );
     let r = client()
         .post(sb.token_url())

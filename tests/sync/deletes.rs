@@ -86,3 +86,64 @@ async fn deletes_re_creations_and_short_lived_records_land_as_qbo_has_them() {
     assert_eq!(live as usize, w.sandbox.records("Invoice").len());
     assert_synced(&w, "Invoice", "raw.qb_invoices").await;
 }
+
+/// QBO never deletes a name: "deleting" a customer makes it inactive with " (deleted)" after
+/// its names, and CDC reports it as a change. The raw zone keeps such a record live with
+/// `Active=false`; a deleted transaction is still marked deleted. Driven through the
+/// sandbox's control API, as another process would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_name_stays_live_and_inactive_while_a_deleted_transaction_is_marked() {
+    let w = World::new(recent_company(30)).await;
+    backfill_recent(&w).await;
+    let active = |entity: &str| {
+        w.sandbox
+            .records(entity)
+            .into_iter()
+            .find(|r| r["Active"] == true)
+            .unwrap()["Id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (customer, item) = (active("Customer"), active("Item"));
+    let invoice = w.sandbox.records("Invoice")[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    for path in [
+        format!("delete/Customer/{customer}"),
+        format!("delete/Invoice/{invoice}"),
+        format!("deactivate/Item/{item}"),
+    ] {
+        let url = format!("{}/__sandbox/{path}", w.sandbox.api_base_url());
+        let r = http.post(url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+
+    let run = w.run(&["sync", "customers", "invoices", "items"]).await;
+    run.assert_code(0);
+    let customers = raw_rows(&w, "raw.qb_customers").await;
+    let c = &customers[&customer];
+    assert!(!c.deleted, "a deleted name stays live in the raw zone");
+    assert_eq!(c.payload["Active"], false);
+    assert!(
+        c.payload["DisplayName"]
+            .as_str()
+            .unwrap()
+            .ends_with(" (deleted)"),
+        "{}",
+        c.payload
+    );
+    let items = raw_rows(&w, "raw.qb_items").await;
+    assert!(!items[&item].deleted);
+    assert_eq!(items[&item].payload["Active"], false);
+    let invoices = raw_rows(&w, "raw.qb_invoices").await;
+    assert!(
+        invoices[&invoice].deleted,
+        "a deleted transaction is marked"
+    );
+    assert_synced(&w, "Customer", "raw.qb_customers").await;
+    assert_synced(&w, "Item", "raw.qb_items").await;
+    assert_synced(&w, "Invoice", "raw.qb_invoices").await;
+}

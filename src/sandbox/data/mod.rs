@@ -359,7 +359,8 @@ fn money(cents: i64) -> Value {
     serde_json::Number::from_f64(cents as f64 / 100.0).map_or(Value::Null, Value::Number)
 }
 
-/// `Some(v)` as JSON, `None` as `null` (QBO sends many optional fields as explicit nulls).
+/// `Some(v)` as JSON, `None` as `null`, which `spec::drop_nulls` then leaves out (QBO omits
+/// absent attributes; it never sends `null`).
 fn opt(v: Option<Value>) -> Value {
     v.unwrap_or(Value::Null)
 }

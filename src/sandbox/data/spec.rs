@@ -133,6 +133,25 @@ impl EntityGen for Spec {
 
     fn render(&self, ctx: &GenCtx, k: &Keys) -> Value {
         let mut r = Rng::new(ctx.seed, self.name, k.id, 2);
-        (self.render)(ctx, k, &mut r)
+        let mut v = (self.render)(ctx, k, &mut r);
+        drop_nulls(&mut v);
+        v
+    }
+}
+
+/// QBO leaves an absent attribute out; it never sends `null` (clients such as
+/// python-quickbooks iterate every key they get, and crash on a `null` list or object).
+/// Generators write optional fields as `null` for brevity; this removes them, at any depth.
+pub fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.retain(|_, x| !x.is_null());
+            o.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => {
+            a.retain(|x| !x.is_null());
+            a.iter_mut().for_each(drop_nulls);
+        }
+        _ => {}
     }
 }

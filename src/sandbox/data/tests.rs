@@ -142,8 +142,7 @@ fn refs(v: &Value, out: &mut Vec<(&'static str, String, Option<String>)>) {
     match v {
         Value::Object(o) => {
             for (k, x) in o {
-                // An absent optional ref is sent as `null`.
-                if let Some(t) = target_of(k, x).filter(|_| !x.is_null()) {
+                if let Some(t) = target_of(k, x) {
                     let id = x["value"].as_str().unwrap_or_else(|| panic!("{k}: {x}"));
                     out.push((t, id.into(), x["name"].as_str().map(str::to_string)));
                 }
