@@ -78,7 +78,8 @@ pub struct QboSettings {
     pub authorize_url: Url,
     pub minor_version: u32,
     pub token_store: TokenStoreSpec,
-    /// Only used to seed an empty token store; the store's token wins afterwards.
+    /// `QBO_REFRESH_TOKEN`: seeds an empty token store; afterwards the store's token wins,
+    /// and this one is tried once only if QBO rejects the stored one and qbo never used it.
     pub seed_refresh_token: Option<SecretString>,
 }
 

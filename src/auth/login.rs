@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -14,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     classify_token_error, oauth_client, token_http_client, tokens_from_response, AuthError,
 };
-use crate::auth::store::TokenStore;
+use crate::auth::store::{self, TokenStore};
 use crate::config::QboSettings;
 
 pub const ACCOUNTING_SCOPE: &str = "com.intuit.quickbooks.accounting";
@@ -52,10 +53,11 @@ pub enum LoginError {
 }
 
 /// Runs the flow: prints the consent URL via `show_url`, waits for the redirect, exchanges the
-/// code and saves the tokens. Returns the realm that was authorized.
+/// code and saves the tokens. Returns the realm that was authorized. The browser's page says
+/// whether it worked, and why not.
 pub async fn login(
     settings: &QboSettings,
-    store: &dyn TokenStore,
+    store: &Arc<dyn TokenStore>,
     redirect_uri: &url::Url,
     wait: Duration,
     show_url: impl FnOnce(&str),
@@ -74,7 +76,33 @@ pub async fn login(
         .url();
     show_url(url.as_str());
 
-    let callback = wait_for_callback(listener, redirect_uri.path().to_string(), wait).await?;
+    let mut server = CallbackServer::start(listener, redirect_uri.path());
+    let outcome = match tokio::time::timeout(wait, server.requests.recv()).await {
+        Ok(Some((received, page))) => {
+            let outcome = match received {
+                Ok(callback) => finish(settings, store, &client, csrf, callback).await,
+                Err(e) => Err(e),
+            };
+            let _ = page.send(match &outcome {
+                Ok(realm) => Page::Authorized(realm.clone()),
+                Err(e) => Page::Failed(e.to_string()),
+            });
+            outcome
+        }
+        Ok(None) | Err(_) => Err(LoginError::Timeout(wait)),
+    };
+    server.stop().await;
+    outcome
+}
+
+/// Checks the redirect against this login, exchanges its code and saves the tokens.
+async fn finish(
+    settings: &QboSettings,
+    store: &Arc<dyn TokenStore>,
+    client: &super::OAuthClient,
+    csrf: CsrfToken,
+    callback: Callback,
+) -> Result<String, LoginError> {
     if callback.state != *csrf.secret() {
         return Err(LoginError::StateMismatch);
     }
@@ -92,9 +120,11 @@ pub async fn login(
         .exchange_code(AuthorizationCode::new(callback.code))
         .request_async(&http)
         .await
-        .map_err(|e| classify_token_error(&realm_id, e))?;
+        .map_err(|e| classify_token_error(&realm_id, &store.describe(&realm_id), e))?;
     let tokens = tokens_from_response(&realm_id, &response, None)?;
-    store.save(&tokens).map_err(AuthError::Persist)?;
+    store::blocking(store, move |s| s.save(&tokens))
+        .await
+        .map_err(AuthError::Persist)?;
     Ok(realm_id)
 }
 
@@ -111,36 +141,51 @@ fn loopback_addr(uri: &url::Url) -> Result<SocketAddr, LoginError> {
     Ok(SocketAddr::from((ip, port)))
 }
 
-type Tx = mpsc::Sender<Result<Callback, LoginError>>;
+/// What the browser is shown once the login has succeeded or failed.
+enum Page {
+    Authorized(String),
+    Failed(String),
+}
 
-async fn wait_for_callback(
-    listener: tokio::net::TcpListener,
-    path: String,
-    wait: Duration,
-) -> Result<Callback, LoginError> {
-    let (tx, mut rx) = mpsc::channel::<Result<Callback, LoginError>>(1);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let app = Router::new().route(&path, get(receive)).with_state(tx);
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
-    let outcome = tokio::time::timeout(wait, rx.recv()).await;
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    match outcome {
-        Ok(Some(result)) => result,
-        Ok(None) | Err(_) => Err(LoginError::Timeout(wait)),
+type Request = (Result<Callback, LoginError>, oneshot::Sender<Page>);
+type Tx = mpsc::Sender<Request>;
+
+/// The loopback listener. Its handler holds the browser's request open until the login
+/// has an outcome, so the page tells the truth.
+struct CallbackServer {
+    requests: mpsc::Receiver<Request>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CallbackServer {
+    fn start(listener: tokio::net::TcpListener, path: &str) -> Self {
+        let (tx, requests) = mpsc::channel::<Request>(1);
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let app = Router::new().route(path, get(receive)).with_state(tx);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+        CallbackServer {
+            requests,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops listening once the page in flight has been sent.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        drop(self.requests);
+        let _ = self.task.await;
     }
 }
 
-async fn receive(
-    State(tx): State<Tx>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Html<&'static str> {
+async fn receive(State(tx): State<Tx>, Query(q): Query<HashMap<String, String>>) -> Html<String> {
     let result = match (q.get("code"), q.get("state")) {
         (Some(code), Some(state)) => Ok(Callback {
             code: code.clone(),
@@ -153,11 +198,32 @@ async fn receive(
                 .unwrap_or_else(|| "no code in the redirect".into()),
         )),
     };
-    let ok = result.is_ok();
-    let _ = tx.send(result).await;
-    Html(if ok {
-        "<h1>qbo is authorized.</h1><p>You can close this tab and return to the terminal.</p>"
-    } else {
-        "<h1>Authorization failed.</h1><p>See the terminal for details.</p>"
+    let (page_tx, page_rx) = oneshot::channel();
+    let page = match tx.send((result, page_tx)).await {
+        Ok(()) => page_rx.await.ok(),
+        Err(_) => None,
+    };
+    Html(match page {
+        Some(Page::Authorized(realm)) => format!(
+            "<h1>qbo is authorized.</h1><p>Company (realm) {} is connected. You can close this \
+             tab and return to the terminal.</p>",
+            escape(&realm)
+        ),
+        Some(Page::Failed(why)) => format!(
+            "<h1>Authorization FAILED.</h1><p>{}</p><p>Nothing was saved. See the terminal, \
+             then run <code>qbo auth login</code> again.</p>",
+            escape(&why)
+        ),
+        None => "<h1>Authorization FAILED.</h1><p>This login is no longer waiting (it timed \
+                 out or already received a redirect). Run <code>qbo auth login</code> again.</p>"
+            .to_string(),
     })
+}
+
+/// The page quotes errors that may contain text from the redirect's query string.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

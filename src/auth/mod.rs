@@ -30,18 +30,24 @@ const EXPIRY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error(
-        "QBO rejected the refresh token for realm {realm_id} (invalid_grant): it was rotated by \
-         another process, revoked, or is older than 100 days. A human must re-authorize: run \
-         `qbo auth login` (see runbooks/refresh-token.md)"
+        "QBO rejected the refresh token for realm {realm_id} kept in the token store ({store}) \
+         (invalid_grant): it was rotated by another process, revoked, or is older than 100 days. \
+         {env}To go on, pipe a current refresh token into `qbo auth import` (it replaces the \
+         stored one), or re-authorize with `qbo auth login` (see runbooks/refresh-token.md)"
     )]
-    InvalidGrant { realm_id: String },
+    InvalidGrant {
+        realm_id: String,
+        store: String,
+        env: EnvToken,
+    },
     #[error(
         "QBO rejected the app's credentials (invalid_client): check QBO_CLIENT_ID and QBO_CLIENT_SECRET"
     )]
     InvalidClient,
     #[error(
-        "no refresh token for realm {realm_id} in the token store ({store}); run `qbo auth login`, \
-         or set QBO_REFRESH_TOKEN once to seed the store"
+        "no refresh token for realm {realm_id} in the token store ({store}) and QBO_REFRESH_TOKEN \
+         is not set; pipe a refresh token into `qbo auth import`, set QBO_REFRESH_TOKEN to seed \
+         the store, or run `qbo auth login`"
     )]
     NoToken { realm_id: String, store: String },
     #[error("token endpoint failed: {0}")]
@@ -52,6 +58,37 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error("OAuth configuration: {0}")]
     Config(String),
+}
+
+/// What became of `QBO_REFRESH_TOKEN` when the stored refresh token was rejected; part of
+/// the message, so the user knows whether the variable was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvToken {
+    /// Not a refresh token's rejection (an authorization code's, at login).
+    NotApplicable,
+    NotSet,
+    /// It holds the rejected token, or one qbo already sent to QBO or seeded the store with
+    /// (QBO retires a refresh token once used), so it was not sent.
+    AlreadyUsed,
+    /// It held a token never tried; QBO rejected that one too (remembered, not tried again).
+    AlsoRejected,
+}
+
+impl std::fmt::Display for EnvToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EnvToken::NotApplicable => "",
+            EnvToken::NotSet => "QBO_REFRESH_TOKEN is not set. ",
+            EnvToken::AlreadyUsed => {
+                "QBO_REFRESH_TOKEN holds that token or one qbo already used, so it was not sent \
+                 again. "
+            }
+            EnvToken::AlsoRejected => {
+                "QBO_REFRESH_TOKEN held a different token; qbo tried it once and QBO rejected it \
+                 too. "
+            }
+        })
+    }
 }
 
 impl AuthError {
@@ -147,17 +184,23 @@ pub fn tokens_from_response(
             .and_then(|d| chrono::Duration::from_std(d).ok())
             .map(|d| now + d),
         updated_at: now,
+        env_token_used: None,
     })
 }
 
+/// Names the token endpoint's refusal. `store` describes where the realm's tokens live, for
+/// the message that tells a human what to do.
 pub fn classify_token_error<RE: std::error::Error + 'static>(
     realm_id: &str,
+    store: &str,
     err: RequestTokenError<RE, BasicErrorResponse>,
 ) -> AuthError {
     match err {
         RequestTokenError::ServerResponse(resp) => match resp.error() {
             BasicErrorResponseType::InvalidGrant => AuthError::InvalidGrant {
                 realm_id: realm_id.to_string(),
+                store: store.to_string(),
+                env: EnvToken::NotApplicable,
             },
             BasicErrorResponseType::InvalidClient | BasicErrorResponseType::UnauthorizedClient => {
                 AuthError::InvalidClient
@@ -181,12 +224,15 @@ fn access_is_fresh(t: &Tokens, now: DateTime<Utc>) -> bool {
 
 /// Hands out access tokens for one realm. One refresh at a time per process (a mutex) and per
 /// token store (the store's lock), because two concurrent refreshes retire each other's token.
+/// Every store access runs on the blocking pool (`store::blocking`).
 pub struct TokenManager {
     realm_id: String,
     store: Arc<dyn TokenStore>,
     oauth: OAuthClient,
     http: reqwest::Client,
-    seed_refresh_token: Option<SecretString>,
+    /// `QBO_REFRESH_TOKEN`: seeds an empty store, and is tried once when the stored token is
+    /// rejected and it holds a token qbo never used.
+    env_token: Option<SecretString>,
     current: Mutex<Option<Tokens>>,
 }
 
@@ -197,7 +243,7 @@ impl TokenManager {
             store,
             oauth: oauth_client(settings)?,
             http: token_http_client(Duration::from_secs(60))?,
-            seed_refresh_token: settings.seed_refresh_token.clone(),
+            env_token: settings.seed_refresh_token.clone(),
             current: Mutex::new(None),
         })
     }
@@ -206,11 +252,21 @@ impl TokenManager {
         &self.realm_id
     }
 
+    /// Loads the realm's tokens (seeding the store from `QBO_REFRESH_TOKEN` if it is empty)
+    /// without talking to QBO, so a command can refuse before it writes anything.
+    pub async fn check(&self) -> Result<(), AuthError> {
+        let mut current = self.current.lock().await;
+        if current.is_none() {
+            *current = Some(self.load_or_seed().await?);
+        }
+        Ok(())
+    }
+
     /// A token valid for at least another minute, refreshing if needed.
     pub async fn access_token(&self) -> Result<SecretString, AuthError> {
         let mut current = self.current.lock().await;
         if current.is_none() {
-            *current = Some(self.load_or_seed()?);
+            *current = Some(self.load_or_seed().await?);
         }
         if let Some(t) = current.as_ref().filter(|t| access_is_fresh(t, Utc::now())) {
             if let Some(a) = &t.access_token {
@@ -220,7 +276,6 @@ impl TokenManager {
         self.refresh_locked(&mut current).await
     }
 
-    /// QBO answered 401 to `rejected`. Refresh unless another task already did.
     /// QBO rejected `rejected`: refresh, unless another task already replaced it. Says
     /// which, so a caller can tell a stale token (free to retry) from a fresh one refused.
     pub async fn access_token_rejected(
@@ -241,27 +296,31 @@ impl TokenManager {
         Ok(Rejected::Refreshed)
     }
 
-    fn load_or_seed(&self) -> Result<Tokens, AuthError> {
-        if let Some(t) = self.store.load(&self.realm_id)? {
+    fn describe_store(&self) -> String {
+        self.store.describe(&self.realm_id)
+    }
+
+    async fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
+        let tokens = tokens.clone();
+        store::blocking(&self.store, move |s| s.save(&tokens)).await
+    }
+
+    async fn load_or_seed(&self) -> Result<Tokens, AuthError> {
+        let realm = self.realm_id.clone();
+        if let Some(t) = store::blocking(&self.store, move |s| s.load(&realm)).await? {
             return Ok(t);
         }
-        match &self.seed_refresh_token {
+        match &self.env_token {
             Some(rt) => {
-                let tokens = Tokens {
-                    realm_id: self.realm_id.clone(),
-                    refresh_token: rt.clone(),
-                    refresh_expires_at: None,
-                    access_token: None,
-                    access_expires_at: None,
-                    updated_at: DateTime::<Utc>::MIN_UTC,
-                };
-                self.store.save(&tokens)?;
-                tracing::info!(store = %self.store.describe(), "seeded the token store from QBO_REFRESH_TOKEN");
+                let mut tokens = Tokens::unused(&self.realm_id, rt.clone());
+                tokens.env_token_used = Some(store::fingerprint(rt));
+                self.save(&tokens).await?;
+                tracing::info!(store = %self.describe_store(), "seeded the token store from QBO_REFRESH_TOKEN");
                 Ok(tokens)
             }
             None => Err(AuthError::NoToken {
                 realm_id: self.realm_id.clone(),
-                store: self.store.describe(),
+                store: self.describe_store(),
             }),
         }
     }
@@ -270,15 +329,18 @@ impl TokenManager {
         &self,
         current: &mut Option<Tokens>,
     ) -> Result<SecretString, AuthError> {
-        let store = self.store.clone();
+        // The cross-process lock and the re-read happen together, off the async threads; the
+        // lock file stays held (and locked) until this function returns.
         let realm = self.realm_id.clone();
-        let _cross_process = tokio::task::spawn_blocking(move || store.lock(&realm))
-            .await
-            .map_err(|e| AuthError::Endpoint(format!("lock task failed: {e}")))??;
+        let (_cross_process, stored) = store::blocking(&self.store, move |s| {
+            let lock = s.lock(&realm)?;
+            Ok((lock, s.load(&realm)?))
+        })
+        .await?;
 
         // Another process may have refreshed while we waited for the lock: its token is the
         // live one, and ours is retired.
-        if let Some(stored) = self.store.load(&self.realm_id)? {
+        if let Some(stored) = stored {
             let newer = current
                 .as_ref()
                 .is_none_or(|c| stored.updated_at > c.updated_at);
@@ -286,29 +348,26 @@ impl TokenManager {
                 *current = Some(stored);
             }
         }
-        let tokens = match current.as_ref() {
+        let tokens = match current.take() {
             Some(t) => t,
-            None => {
-                *current = Some(self.load_or_seed()?);
-                current.as_ref().expect("just set")
-            }
+            None => self.load_or_seed().await?,
         };
-        if access_is_fresh(tokens, Utc::now()) {
-            if let Some(a) = &tokens.access_token {
-                return Ok(a.clone());
+        if access_is_fresh(&tokens, Utc::now()) {
+            if let Some(a) = tokens.access_token.clone() {
+                *current = Some(tokens);
+                return Ok(a);
             }
         }
-
-        let refresh = RefreshToken::new(tokens.refresh_token.expose_secret().to_string());
-        let response = self
-            .oauth
-            .exchange_refresh_token(&refresh)
-            .request_async(&self.http)
-            .await
-            .map_err(|e| classify_token_error(&self.realm_id, e))?;
-        let fresh = tokens_from_response(&self.realm_id, &response, Some(&tokens.refresh_token))?;
+        let (kept, result) = self.exchange_or_env(tokens).await;
+        let fresh = match result {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                *current = Some(kept);
+                return Err(e);
+            }
+        };
         // Persist before use: if we crash after this line the store already holds the live token.
-        self.store.save(&fresh).map_err(AuthError::Persist)?;
+        self.save(&fresh).await.map_err(AuthError::Persist)?;
         tracing::info!(
             realm_id = %self.realm_id,
             access_expires_at = ?fresh.access_expires_at,
@@ -317,5 +376,99 @@ impl TokenManager {
         let access = fresh.access_token.clone().expect("response carries one");
         *current = Some(fresh);
         Ok(access)
+    }
+
+    /// Exchanges the stored refresh token; if QBO rejects it, tries `QBO_REFRESH_TOKEN` once
+    /// when that holds a token never used. Returns the tokens to keep if it all fails (they
+    /// record the value tried), and the new tokens, which carry that record on.
+    async fn exchange_or_env(&self, tokens: Tokens) -> (Tokens, Result<Tokens, AuthError>) {
+        let carry = |fresh: Tokens, from: &Tokens| Tokens {
+            env_token_used: from.env_token_used.clone(),
+            ..fresh
+        };
+        match self.exchange(&tokens.refresh_token).await {
+            Ok(fresh) => {
+                let fresh = carry(fresh, &tokens);
+                (tokens, Ok(fresh))
+            }
+            Err(AuthError::InvalidGrant { .. }) => match self.untried_env_token(&tokens) {
+                Err(env) => {
+                    let e = self.rejected(env);
+                    (tokens, Err(e))
+                }
+                Ok(env) => {
+                    // Recorded whatever QBO answers, so this value is offered only once.
+                    let tokens = Tokens {
+                        env_token_used: Some(store::fingerprint(&env)),
+                        ..tokens
+                    };
+                    let result = self.try_env_token(&tokens, &env).await;
+                    let result = result.map(|fresh| carry(fresh, &tokens));
+                    (tokens, result)
+                }
+            },
+            Err(e) => (tokens, Err(e)),
+        }
+    }
+
+    /// Exchanges a refresh token for new tokens (not yet saved).
+    async fn exchange(&self, refresh_token: &SecretString) -> Result<Tokens, AuthError> {
+        let refresh = RefreshToken::new(refresh_token.expose_secret().to_string());
+        let response = self
+            .oauth
+            .exchange_refresh_token(&refresh)
+            .request_async(&self.http)
+            .await
+            .map_err(|e| classify_token_error(&self.realm_id, &self.describe_store(), e))?;
+        tokens_from_response(&self.realm_id, &response, Some(refresh_token))
+    }
+
+    /// `QBO_REFRESH_TOKEN`, unless it is unset, the stored token itself, or a value qbo
+    /// already used (seeded, or tried before): QBO retires a refresh token once used, and a
+    /// rejected one stays rejected, so offering it again would only repeat the failure.
+    fn untried_env_token(&self, stored: &Tokens) -> Result<SecretString, EnvToken> {
+        let env = self.env_token.as_ref().ok_or(EnvToken::NotSet)?;
+        let print = store::fingerprint(env);
+        let used = stored.env_token_used.as_deref() == Some(print.as_str())
+            || env.expose_secret() == stored.refresh_token.expose_secret();
+        if used {
+            return Err(EnvToken::AlreadyUsed);
+        }
+        Ok(env.clone())
+    }
+
+    fn rejected(&self, env: EnvToken) -> AuthError {
+        AuthError::InvalidGrant {
+            realm_id: self.realm_id.clone(),
+            store: self.describe_store(),
+            env,
+        }
+    }
+
+    /// The stored refresh token was rejected and `QBO_REFRESH_TOKEN` holds one never used:
+    /// tries it once. If QBO rejects it too, `stored` (which records the attempt) is saved,
+    /// so no later run offers that value again.
+    async fn try_env_token(
+        &self,
+        stored: &Tokens,
+        env: &SecretString,
+    ) -> Result<Tokens, AuthError> {
+        tracing::warn!(
+            store = %self.describe_store(),
+            "QBO rejected the stored refresh token; trying the different one in QBO_REFRESH_TOKEN"
+        );
+        match self.exchange(env).await {
+            Ok(fresh) => {
+                tracing::info!(
+                    "QBO accepted the token in QBO_REFRESH_TOKEN; it replaces the stored one"
+                );
+                Ok(fresh)
+            }
+            Err(AuthError::InvalidGrant { .. }) => {
+                self.save(stored).await?;
+                Err(self.rejected(EnvToken::AlsoRejected))
+            }
+            Err(e) => Err(e),
+        }
     }
 }

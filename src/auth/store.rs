@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -33,28 +33,56 @@ pub enum StoreError {
     TooOpen { path: PathBuf, mode: u32 },
     #[error("token store content is not valid: {0}")]
     Corrupt(String),
+    #[error("the token store task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
-/// The tokens of one realm. Secrets stay wrapped; only the store's serialiser sees them.
-#[derive(Clone)]
+/// The tokens of one realm. Secrets stay wrapped (their `Debug` prints `[REDACTED]`); only
+/// the store's serialiser sees them.
+#[derive(Clone, Debug)]
 pub struct Tokens {
     pub realm_id: String,
     pub refresh_token: SecretString,
     pub refresh_expires_at: Option<DateTime<Utc>>,
     pub access_token: Option<SecretString>,
     pub access_expires_at: Option<DateTime<Utc>>,
+    /// When QBO last issued these tokens; `NEVER_REFRESHED` for a refresh token that was
+    /// stored (seeded or imported) but not yet used.
     pub updated_at: DateTime<Utc>,
+    /// Fingerprint of the last `QBO_REFRESH_TOKEN` value qbo sent to QBO or seeded the store
+    /// with, so that value is never offered again (QBO retires a refresh token once used).
+    pub env_token_used: Option<String>,
 }
 
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("realm_id", &self.realm_id)
-            .field("refresh_expires_at", &self.refresh_expires_at)
-            .field("access_expires_at", &self.access_expires_at)
-            .field("updated_at", &self.updated_at)
-            .finish_non_exhaustive()
+/// `updated_at` of tokens that QBO has not issued to qbo yet (seeded or imported).
+pub const NEVER_REFRESHED: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
+
+impl Tokens {
+    /// A refresh token that was handed to qbo, not yet exchanged with QBO.
+    pub fn unused(realm_id: &str, refresh_token: SecretString) -> Tokens {
+        Tokens {
+            realm_id: realm_id.to_string(),
+            refresh_token,
+            refresh_expires_at: None,
+            access_token: None,
+            access_expires_at: None,
+            updated_at: NEVER_REFRESHED,
+            env_token_used: None,
+        }
     }
+
+    pub fn never_refreshed(&self) -> bool {
+        self.updated_at == NEVER_REFRESHED
+    }
+}
+
+/// A one-way fingerprint of a token, to recognise a value without keeping it.
+pub fn fingerprint(token: &SecretString) -> String {
+    use sha2::Digest;
+    format!(
+        "{:x}",
+        sha2::Sha256::digest(token.expose_secret().as_bytes())
+    )
 }
 
 /// On-disk shape. Plain strings live only for the duration of a (de)serialisation.
@@ -66,6 +94,8 @@ struct StoredTokens {
     access_token: Option<String>,
     access_expires_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    env_token_used: Option<String>,
 }
 
 fn encode(t: &Tokens) -> Result<String, StoreError> {
@@ -83,6 +113,7 @@ fn stored(t: &Tokens) -> StoredTokens {
             .map(|a| a.expose_secret().to_string()),
         access_expires_at: t.access_expires_at,
         updated_at: t.updated_at,
+        env_token_used: t.env_token_used.clone(),
     }
 }
 
@@ -101,6 +132,7 @@ fn unstored(s: StoredTokens) -> Tokens {
         access_token: s.access_token.map(Into::into),
         access_expires_at: s.access_expires_at,
         updated_at: s.updated_at,
+        env_token_used: s.env_token_used,
     }
 }
 
@@ -116,19 +148,35 @@ struct TokenFile {
 pub trait TokenStore: Send + Sync {
     fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError>;
     fn save(&self, tokens: &Tokens) -> Result<(), StoreError>;
+    /// Removes the realm's tokens; false when there were none.
+    fn forget(&self, realm_id: &str) -> Result<bool, StoreError>;
     fn lock(&self, realm_id: &str) -> Result<Option<File>, StoreError>;
-    fn describe(&self) -> String;
+    /// Where the realm's tokens live, precisely enough to find them (a path, a keyring entry).
+    fn describe(&self, realm_id: &str) -> String;
 }
 
-pub fn open(spec: &TokenStoreSpec) -> Result<Box<dyn TokenStore>, StoreError> {
+/// Runs store I/O (file reads, fsyncs, keyring calls, lock waits) on tokio's blocking pool,
+/// never on the threads that drive requests.
+pub async fn blocking<T, F>(store: &Arc<dyn TokenStore>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn TokenStore) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(StoreError::Task)?
+}
+
+pub fn open(spec: &TokenStoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
     match spec {
-        TokenStoreSpec::Keyring => Ok(Box::new(KeyringStore::probe()?)),
+        TokenStoreSpec::Keyring => Ok(Arc::new(KeyringStore::probe()?)),
         TokenStoreSpec::File(path) => {
             // Checked up front too, so a command refuses before it touches QBO or Postgres.
             if path.exists() {
                 check_private(path)?;
             }
-            Ok(Box::new(FileStore::new(path.clone())))
+            Ok(Arc::new(FileStore::new(path.clone())))
         }
     }
 }
@@ -155,6 +203,45 @@ impl FileStore {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(format!(".tmp.{}", std::process::id()));
         self.path.with_file_name(name)
+    }
+
+    /// Reads the file, lets `change` edit it, and writes it back atomically if `change`
+    /// says it changed something. Returns that answer.
+    fn update(&self, change: impl FnOnce(&mut TokenFile) -> bool) -> Result<bool, StoreError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let mut file = match fs::read_to_string(&self.path) {
+            Ok(text) => {
+                check_private(&self.path)?;
+                parse_file(&text)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenFile::default(),
+            Err(e) => return Err(self.io(e)),
+        };
+        if !change(&mut file) {
+            return Ok(false);
+        }
+        file.version = 1;
+        let body =
+            serde_json::to_string_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tmp = self.tmp_path();
+        let write = || -> std::io::Result<()> {
+            let mut f = create_private(&tmp)?;
+            f.write_all(body.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            // Make the rename itself durable before the new token is used.
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            self.io(e)
+        })?;
+        Ok(true)
     }
 }
 
@@ -210,37 +297,18 @@ impl TokenStore for FileStore {
     }
 
     fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let mut file = match fs::read_to_string(&self.path) {
-            Ok(text) => {
-                check_private(&self.path)?;
-                parse_file(&text)?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenFile::default(),
-            Err(e) => return Err(self.io(e)),
-        };
-        file.version = 1;
-        file.realms.insert(tokens.realm_id.clone(), stored(tokens));
-        let body =
-            serde_json::to_string_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let tmp = self.tmp_path();
-        let write = || -> std::io::Result<()> {
-            let mut f = create_private(&tmp)?;
-            f.write_all(body.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            // Make the rename itself durable before the new token is used.
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            self.io(e)
+        self.update(|file| {
+            file.realms.insert(tokens.realm_id.clone(), stored(tokens));
+            true
         })
+        .map(|_| ())
+    }
+
+    fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
+        if !self.path.exists() {
+            return Ok(false);
+        }
+        self.update(|file| file.realms.remove(realm_id).is_some())
     }
 
     fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
@@ -260,7 +328,7 @@ impl TokenStore for FileStore {
         Ok(Some(file))
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, _realm_id: &str) -> String {
         format!("file:{}", self.path.display())
     }
 }
@@ -322,16 +390,25 @@ impl TokenStore for KeyringStore {
             .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))
     }
 
+    fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
+        match Self::entry(realm_id)?.delete_credential() {
+            Ok(()) => Ok(true),
+            Err(keyring::Error::NoEntry) => Ok(false),
+            Err(e) => Err(StoreError::KeyringUnavailable(e.to_string())),
+        }
+    }
+
     fn lock(&self, realm_id: &str) -> Result<Option<File>, StoreError> {
         keyring_lock(realm_id)
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, realm_id: &str) -> String {
+        let entry = format!("keyring entry service={KEYRING_SERVICE} user=realm:{realm_id}");
         if cfg!(target_os = "linux") {
             // keyring's Linux backend is the kernel keyring, which a reboot empties.
-            "keyring (Linux kernel keyring: emptied at reboot; on servers prefer QBO_TOKEN_STORE=file:<path>)".to_string()
+            format!("{entry} (Linux kernel keyring: emptied at reboot; on servers prefer QBO_TOKEN_STORE=file:<path>)")
         } else {
-            "keyring".to_string()
+            entry
         }
     }
 }
@@ -353,11 +430,20 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
+    fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
+        let mut guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let found = guard.as_ref().is_some_and(|t| t.realm_id == realm_id);
+        if found {
+            *guard = None;
+        }
+        Ok(found)
+    }
+
     fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
         Ok(None)
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, _realm_id: &str) -> String {
         "memory".to_string()
     }
 }
@@ -374,6 +460,7 @@ mod tests {
             access_token: Some("at-secret".to_string().into()),
             access_expires_at: None,
             updated_at: Utc::now(),
+            env_token_used: None,
         }
     }
 

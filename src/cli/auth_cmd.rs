@@ -1,12 +1,17 @@
-//! `qbo auth login` and `qbo auth status`.
+//! `qbo auth login`, `status`, `import` and `forget`.
 
+use std::io::{IsTerminal, Read};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::{CliError, Outcome, QboArgs};
+use crate::auth::store::{self, TokenStore, Tokens};
 use crate::auth::{self, login};
+use crate::config::{self, TokenStoreSpec};
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {
@@ -15,6 +20,12 @@ pub enum AuthCommand {
     Login(LoginArgs),
     /// Which company is authorized and when its tokens expire (never the tokens themselves).
     Status(StatusArgs),
+    /// Store a refresh token you already have (from Intuit's OAuth Playground, or the
+    /// `qbo sandbox` banner), read from stdin so it stays out of your shell history:
+    /// `qbo auth import < token.txt`. Replaces the company's stored tokens.
+    Import(StoreArgs),
+    /// Remove the company's tokens from the token store.
+    Forget(StoreArgs),
 }
 
 #[derive(Debug, Args)]
@@ -39,10 +50,62 @@ pub struct StatusArgs {
     pub qbo: QboArgs,
 }
 
+/// Only the company and the token store matter here; the app's credentials are not needed.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The company (realm) id.
+    #[arg(long, env = "QBO_REALM_ID")]
+    pub realm_id: Option<String>,
+    /// Where tokens are kept: `keyring` (the OS keyring) or `file:<path>` (mode 0600).
+    #[arg(long, env = "QBO_TOKEN_STORE", default_value = "keyring")]
+    pub token_store: String,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<(String, Arc<dyn TokenStore>), CliError> {
+        let realm = self
+            .realm_id
+            .clone()
+            .filter(|r| !r.trim().is_empty())
+            .ok_or(config::ConfigError::Missing {
+                name: "QBO_REALM_ID",
+                hint: "set it to the company's realm id",
+            })
+            .map_err(CliError::usage)?;
+        config::validate_realm_id(&realm).map_err(CliError::usage)?;
+        let spec: TokenStoreSpec = self.token_store.parse().map_err(CliError::usage)?;
+        Ok((realm, store::open(&spec).map_err(CliError::usage)?))
+    }
+}
+
+/// Opens the token store for a command that talks to QBO, and refuses (exit 3) before
+/// anything is written when the company has no token to start from: none stored and no
+/// `QBO_REFRESH_TOKEN` to seed one.
+pub async fn open_token_store(
+    settings: &config::QboSettings,
+) -> Result<Arc<dyn TokenStore>, CliError> {
+    let store = store::open(&settings.token_store).map_err(CliError::usage)?;
+    if settings.seed_refresh_token.is_none() {
+        let realm = settings.realm_id.clone();
+        let stored = store::blocking(&store, move |s| s.load(&realm))
+            .await
+            .map_err(CliError::usage)?;
+        if stored.is_none() {
+            return Err(CliError::from_auth(auth::AuthError::NoToken {
+                realm_id: settings.realm_id.clone(),
+                store: store.describe(&settings.realm_id),
+            }));
+        }
+    }
+    Ok(store)
+}
+
 pub async fn run(cmd: AuthCommand) -> Result<Outcome, CliError> {
     match cmd {
         AuthCommand::Login(args) => run_login(args).await,
-        AuthCommand::Status(args) => run_status(args),
+        AuthCommand::Status(args) => run_status(args).await,
+        AuthCommand::Import(args) => run_import(args).await,
+        AuthCommand::Forget(args) => run_forget(args).await,
     }
 }
 
@@ -63,10 +126,10 @@ async fn run_login(args: LoginArgs) -> Result<Outcome, CliError> {
             args.redirect_uri
         ))
     })?;
-    let store = auth::store::open(&settings.token_store).map_err(CliError::usage)?;
+    let store = store::open(&settings.token_store).map_err(CliError::usage)?;
     let realm = login::login(
         &settings,
-        store.as_ref(),
+        &store,
         &redirect,
         Duration::from_secs(args.timeout_secs),
         |url| {
@@ -77,51 +140,186 @@ async fn run_login(args: LoginArgs) -> Result<Outcome, CliError> {
     .await
     .map_err(|e| match e {
         login::LoginError::BadRedirect(_) | login::LoginError::Listen { .. } => CliError::usage(e),
-        login::LoginError::Auth(a) if a.needs_human() => CliError {
-            outcome: Outcome::NeedsHuman,
-            error: a.into(),
-        },
+        login::LoginError::Auth(a) if a.needs_human() => CliError::from_auth(a),
         other => CliError::failed(other),
     })?;
     outln!(
         "authorized realm {realm}; tokens saved in {}",
-        store.describe()
+        store.describe(&realm)
     );
     Ok(Outcome::Success)
 }
 
-fn run_status(args: StatusArgs) -> Result<Outcome, CliError> {
+async fn run_status(args: StatusArgs) -> Result<Outcome, CliError> {
     let settings = args.qbo.settings().map_err(CliError::usage)?;
-    let store = auth::store::open(&settings.token_store).map_err(CliError::usage)?;
-    let Some(t) = store.load(&settings.realm_id).map_err(CliError::usage)? else {
+    let store = store::open(&settings.token_store).map_err(CliError::usage)?;
+    let realm = settings.realm_id.clone();
+    let where_ = store.describe(&realm);
+    let Some(t) = store::blocking(&store, move |s| s.load(&realm))
+        .await
+        .map_err(CliError::usage)?
+    else {
         eprintln!(
-            "no tokens for realm {} in {}; run `qbo auth login`",
+            "no tokens for realm {} in the token store ({where_}); pipe a refresh token into \
+             `qbo auth import`, or run `qbo auth login`",
             settings.realm_id,
-            store.describe()
         );
         return Ok(Outcome::NeedsHuman);
     };
     let now = Utc::now();
-    let when = |t: Option<chrono::DateTime<Utc>>| match t {
-        Some(t) if t > now => format!("{t} (in {} min)", (t - now).num_minutes()),
-        Some(t) => format!("{t} (expired)"),
-        None => "unknown".to_string(),
+    let expires = |at: Option<DateTime<Utc>>, unknown: &str| match at {
+        Some(at) if at > now => format!("expires {}", when(at, now)),
+        Some(at) => format!("EXPIRED {}", when(at, now)),
+        None => unknown.to_string(),
     };
     outln!("realm:            {}", t.realm_id);
-    outln!("token store:      {}", store.describe());
+    outln!("token store:      {where_}");
     outln!(
         "access token:     {}",
         if t.access_token.is_some() {
-            format!("expires {}", when(t.access_expires_at))
+            expires(t.access_expires_at, "expiry unknown")
         } else {
-            "none yet (the next run refreshes)".to_string()
+            "none yet (the next command gets one)".to_string()
         }
     );
-    outln!("refresh token:    expires {}", when(t.refresh_expires_at));
-    outln!("last saved:       {}", t.updated_at);
+    outln!(
+        "refresh token:    {}",
+        expires(
+            t.refresh_expires_at,
+            "expiry unknown until its first use (QBO states it when it issues a token; at most \
+             100 days)"
+        )
+    );
+    outln!(
+        "last refreshed:   {}",
+        if t.never_refreshed() {
+            "never used (stored from QBO_REFRESH_TOKEN or `qbo auth import`)".to_string()
+        } else {
+            when(t.updated_at, now)
+        }
+    );
     if t.refresh_expires_at.is_some_and(|e| e <= now) {
-        eprintln!("the refresh token has expired; run `qbo auth login`");
+        eprintln!(
+            "the refresh token in {where_} has expired; run `qbo auth login` (or pipe a current \
+             refresh token into `qbo auth import`)"
+        );
         return Ok(Outcome::NeedsHuman);
     }
     Ok(Outcome::Success)
+}
+
+/// `2026-12-01 11:31:09 UTC (in 101 days)`: whole seconds, and how far from now.
+fn when(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let stamp = at.format("%Y-%m-%d %H:%M:%S UTC");
+    let span = relative((at - now).num_seconds().unsigned_abs());
+    if at > now {
+        format!("{stamp} (in {span})")
+    } else {
+        format!("{stamp} ({span} ago)")
+    }
+}
+
+/// The largest whole unit: "45 seconds", "3 hours", "101 days".
+fn relative(secs: u64) -> String {
+    let (n, unit) = match secs {
+        0..120 => (secs, "second"),
+        120..7_200 => (secs / 60, "minute"),
+        7_200..172_800 => (secs / 3_600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+async fn run_import(args: StoreArgs) -> Result<Outcome, CliError> {
+    let (realm, store) = args.open()?;
+    let token = read_token().await?;
+    let where_ = store.describe(&realm);
+    let r = realm.clone();
+    let replaced = store::blocking(&store, move |s| {
+        let previous = s.load(&r)?;
+        // The record of which QBO_REFRESH_TOKEN value was already used outlives the import:
+        // that value is still retired at QBO.
+        let mut tokens = Tokens::unused(&r, token);
+        tokens.env_token_used = previous.as_ref().and_then(|p| p.env_token_used.clone());
+        s.save(&tokens)?;
+        Ok(previous.is_some())
+    })
+    .await
+    .map_err(CliError::failed)?;
+    outln!(
+        "imported the refresh token for realm {realm} into {where_}{}; the next command uses it \
+         (`qbo auth status` shows it)",
+        if replaced {
+            ", replacing the tokens stored there"
+        } else {
+            ""
+        }
+    );
+    Ok(Outcome::Success)
+}
+
+/// The token from stdin, trimmed. A terminal gets a prompt and one line; a pipe is read whole.
+async fn read_token() -> Result<SecretString, CliError> {
+    let text = tokio::task::spawn_blocking(|| -> std::io::Result<String> {
+        let mut stdin = std::io::stdin();
+        let mut text = String::new();
+        if stdin.is_terminal() {
+            eprintln!("Paste the refresh token and press Enter:");
+            stdin.read_line(&mut text)?;
+        } else {
+            stdin.read_to_string(&mut text)?;
+        }
+        Ok(text)
+    })
+    .await
+    .map_err(CliError::failed)?
+    .map_err(|e| CliError::usage(anyhow::Error::new(e).context("reading the token from stdin")))?;
+    let text = SecretString::from(text);
+    let token = text.expose_secret().trim();
+    if token.is_empty() {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "no refresh token on stdin; pipe one in, e.g. `qbo auth import < token.txt`. \
+             Nothing was changed"
+        )));
+    }
+    if token.chars().any(char::is_whitespace) {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "stdin holds more than one word; a refresh token has no spaces or line breaks. \
+             Nothing was changed"
+        )));
+    }
+    Ok(SecretString::from(token.to_string()))
+}
+
+async fn run_forget(args: StoreArgs) -> Result<Outcome, CliError> {
+    let (realm, store) = args.open()?;
+    let where_ = store.describe(&realm);
+    let r = realm.clone();
+    let removed = store::blocking(&store, move |s| s.forget(&r))
+        .await
+        .map_err(CliError::failed)?;
+    if removed {
+        outln!("removed the tokens of realm {realm} from {where_}");
+    } else {
+        outln!("no tokens for realm {realm} in {where_}; nothing to remove");
+    }
+    Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_whole_seconds_with_a_relative_span() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T11:31:09.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = now + chrono::Duration::days(101) + chrono::Duration::minutes(3);
+        assert_eq!(when(later, now), "2027-03-12 11:34:09 UTC (in 101 days)");
+        let earlier = now - chrono::Duration::hours(3) - chrono::Duration::seconds(5);
+        assert_eq!(when(earlier, now), "2026-12-01 08:31:04 UTC (3 hours ago)");
+        assert_eq!(relative(1), "1 second");
+        assert_eq!(relative(59 * 60), "59 minutes");
+    }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::progress::{Display, Reporter};
 use super::run_ref::RunRef;
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
-use crate::auth::{self, TokenManager, TokenStore};
+use crate::auth::{TokenManager, TokenStore};
 use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
 use crate::chunks::{DateRange, WindowField};
 use crate::client::QboClient;
@@ -150,8 +150,7 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
             return Err(CliError::usage(BackfillError::NoTxnDate(e.cli_name)));
         }
     }
-    let store: Arc<dyn TokenStore> =
-        Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
+    let store = super::auth_cmd::open_token_store(&settings).await?;
     let db = connect(&args.db).await?;
     let mode = match (mode, &args.run) {
         (Mode::RetryFailed(_), Some(run)) => Mode::RetryFailed(Some(run.resolve(&db).await?)),

@@ -15,7 +15,7 @@ mod verify_cmd;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{self, ConfigError, Environment, QboSettings, TokenStoreSpec};
 use crate::telemetry::LogFormat;
@@ -25,7 +25,7 @@ Exit codes:
   0  every chunk succeeded
   1  some chunks failed (the others are loaded and reported; re-run them with --retry-failed)
   2  bad usage or configuration (nothing was written)
-  3  the refresh token was rejected: a human must re-authorize with `qbo auth login`
+  3  no refresh token, or QBO rejected it: a human must act (`qbo auth import` or `qbo auth login`)
   130 interrupted (Ctrl-C); continue with --resume";
 
 /// Backfill QuickBooks Online (QBO) accounting data into a PostgreSQL raw zone.
@@ -86,68 +86,46 @@ pub enum Command {
     Sandbox(sandbox_cmd::SandboxArgs),
 }
 
-#[derive(Clone, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DbArgs {
     /// Postgres connection URL. The database is created if it does not exist.
     #[arg(
         long = "database-url",
         env = "DATABASE_URL",
         default_value = "postgres://localhost:5432/qbo",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = parse_secret
     )]
-    pub database_url: String,
-}
-
-// Hand-written so a stray `{:?}` can never print a password or a secret.
-impl std::fmt::Debug for DbArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbArgs")
-            .field(
-                "database_url",
-                &crate::store::redacted_target(&self.secret()),
-            )
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for QboArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
-        f.debug_struct("QboArgs")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &hidden(&self.client_secret))
-            .field("realm_id", &self.realm_id)
-            .field("refresh_token", &hidden(&self.refresh_token))
-            .field("environment", &self.environment)
-            .field("api_base_url", &self.api_base_url)
-            .field("token_url", &self.token_url)
-            .field("minor_version", &self.minor_version)
-            .field("token_store", &self.token_store)
-            .finish_non_exhaustive()
-    }
+    pub database_url: SecretString,
 }
 
 impl DbArgs {
     pub fn secret(&self) -> SecretString {
-        self.database_url.clone().into()
+        self.database_url.clone()
     }
 }
 
+/// Secrets are wrapped the moment clap reads them, so no `{:?}` can print one.
+fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
+
 /// How to reach QBO. Secrets come from the environment; their values are never printed.
-#[derive(Clone, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct QboArgs {
     /// The app's OAuth client id (developer.intuit.com > your app > Keys).
     #[arg(long, env = "QBO_CLIENT_ID", hide_env_values = true)]
     pub client_id: Option<String>,
     /// The app's OAuth client secret. Prefer the environment variable to the flag.
-    #[arg(long, env = "QBO_CLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: Option<String>,
+    #[arg(long, env = "QBO_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub client_secret: Option<SecretString>,
     /// The company (realm) id.
     #[arg(long, env = "QBO_REALM_ID")]
     pub realm_id: Option<String>,
-    /// A refresh token used only to seed an empty token store.
-    #[arg(long, env = "QBO_REFRESH_TOKEN", hide_env_values = true)]
-    pub refresh_token: Option<String>,
+    /// A refresh token: seeds an empty token store, and is tried once if QBO rejects the
+    /// stored one (then saved if QBO accepts it). Prefer `qbo auth import`.
+    #[arg(long, env = "QBO_REFRESH_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub refresh_token: Option<SecretString>,
     /// Which of Intuit's hosts to use.
     #[arg(
         long,
@@ -180,7 +158,7 @@ impl QboArgs {
             name: "QBO_CLIENT_ID",
             hint: "set it to your Intuit app's client id",
         })?;
-        let client_secret = nonempty(&self.client_secret).ok_or(ConfigError::Missing {
+        let client_secret = nonempty_secret(&self.client_secret).ok_or(ConfigError::Missing {
             name: "QBO_CLIENT_SECRET",
             hint: "set it to your Intuit app's client secret",
         })?;
@@ -194,7 +172,7 @@ impl QboArgs {
             .unwrap_or_else(|| self.environment.api_base_url().to_string());
         Ok(QboSettings {
             client_id,
-            client_secret: client_secret.into(),
+            client_secret,
             realm_id,
             api_base_url: config::parse_url("QBO_API_BASE_URL", &api)?,
             token_url: config::parse_url(
@@ -211,7 +189,7 @@ impl QboArgs {
             )?,
             minor_version: self.minor_version,
             token_store: self.token_store.parse::<TokenStoreSpec>()?,
-            seed_refresh_token: nonempty(&self.refresh_token).map(Into::into),
+            seed_refresh_token: nonempty_secret(&self.refresh_token),
         })
     }
 }
@@ -331,6 +309,12 @@ pub fn parse_date_arg(s: &str) -> Result<chrono::NaiveDate, String> {
 /// An empty flag value (`--realm-id ""`) means "not set", like an empty variable (see main.rs).
 fn nonempty(v: &Option<String>) -> Option<String> {
     v.clone().filter(|s| !s.trim().is_empty())
+}
+
+/// Like `nonempty`, for a secret; surrounding whitespace (a pasted newline) is dropped.
+fn nonempty_secret(v: &Option<SecretString>) -> Option<SecretString> {
+    let trimmed = v.as_ref()?.expose_secret().trim();
+    (!trimmed.is_empty()).then(|| SecretString::from(trimmed))
 }
 
 /// What the process should exit with, and why.

@@ -1,13 +1,10 @@
 //! `qbo sync`.
 
-use std::sync::Arc;
-
 use chrono::NaiveDate;
 use clap::Args;
 
 use super::backfill_cmd::{build_client, connect, on_interrupt};
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
-use crate::auth::{self, TokenStore};
 use crate::backfill;
 use crate::entities::{Entity, Selection};
 use crate::sync::{watermark, Options, SyncError, SyncSummary, Syncer};
@@ -114,8 +111,7 @@ impl SyncArgs {
 
 pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
     let settings = args.qbo.settings().map_err(CliError::usage)?;
-    let tokens: Arc<dyn TokenStore> =
-        Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
+    let tokens = super::auth_cmd::open_token_store(&settings).await?;
     let db = connect(&args.db).await?;
     let cancel = on_interrupt(
         "interrupted: stopping; the watermark stays at the last commit, so the next sync reads the rest",

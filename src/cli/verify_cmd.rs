@@ -1,13 +1,10 @@
 //! `qbo verify`: QBO's counts against the raw zone's, window by window.
 
-use std::sync::Arc;
-
 use chrono::{NaiveDate, Utc};
 use clap::Args;
 
 use super::backfill_cmd::{build_client, connect};
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
-use crate::auth::{self, TokenStore};
 use crate::chunks::DateRange;
 use crate::client::ClientError;
 use crate::client::RequestCounters;
@@ -64,8 +61,7 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
         _ => None,
     };
     let settings = args.qbo.settings().map_err(CliError::usage)?;
-    let tokens: Arc<dyn TokenStore> =
-        Arc::from(auth::store::open(&settings.token_store).map_err(CliError::usage)?);
+    let tokens = super::auth_cmd::open_token_store(&settings).await?;
     let store = connect(&args.db).await?;
     let client = build_client(
         &settings,
