@@ -41,8 +41,10 @@ fn usage_without_given_values(cmd: clap::Command) -> clap::Command {
 }
 
 fn main() -> ExitCode {
+    forget_empty_env_vars(&Cli::command());
+    // clap reads each variable when an argument is defined, so define the command again now
+    // that the empty ones are gone.
     let mut cmd = Cli::command();
-    forget_empty_env_vars(&cmd);
     cmd.build();
     let cmd = usage_without_given_values(cmd);
     let cli = match Cli::from_arg_matches(&cmd.get_matches()) {
