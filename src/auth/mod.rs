@@ -472,3 +472,89 @@ impl TokenManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::thread::ThreadId;
+
+    use super::*;
+    use crate::config::{self, TokenStoreSpec};
+    use crate::sandbox::{Sandbox, SandboxConfig};
+
+    /// A memory store that notes which thread each call ran on.
+    #[derive(Default)]
+    struct Spy {
+        inner: store::MemoryStore,
+        threads: std::sync::Mutex<Vec<ThreadId>>,
+    }
+
+    impl Spy {
+        fn note(&self) {
+            self.threads
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+        }
+    }
+
+    impl TokenStore for Spy {
+        fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
+            self.note();
+            self.inner.load(realm_id)
+        }
+        fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
+            self.note();
+            self.inner.save(tokens)
+        }
+        fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
+            self.note();
+            self.inner.forget(realm_id)
+        }
+        fn lock(&self, realm_id: &str) -> Result<Option<File>, StoreError> {
+            self.note();
+            self.inner.lock(realm_id)
+        }
+        fn describe(&self, realm_id: &str) -> String {
+            self.inner.describe(realm_id)
+        }
+    }
+
+    // A current-thread runtime: the runtime's only thread is this test's.
+    #[tokio::test]
+    async fn token_store_io_never_runs_on_the_runtime_thread() {
+        let sandbox = Sandbox::start(SandboxConfig {
+            invoices: 3,
+            customers: 2,
+            items: 2,
+            ..SandboxConfig::default()
+        })
+        .await
+        .unwrap();
+        let url = |u: String| config::parse_url("sandbox", &u).unwrap();
+        let settings = QboSettings {
+            client_id: sandbox.client_id().to_string(),
+            client_secret: SecretString::from(sandbox.client_secret()),
+            realm_id: sandbox.realm_id().to_string(),
+            api_base_url: url(sandbox.api_base_url()),
+            token_url: url(sandbox.token_url()),
+            authorize_url: url(sandbox.authorize_url()),
+            minor_version: config::MIN_MINOR_VERSION,
+            token_store: TokenStoreSpec::Keyring,
+            seed_refresh_token: Some(sandbox.current_refresh_token().into()),
+        };
+        let spy = Arc::new(Spy::default());
+        let manager = TokenManager::new(&settings, spy.clone()).unwrap();
+        // Seed, refresh, then a rejected access token: every path that touches the store.
+        let token = manager.access_token().await.unwrap();
+        manager.access_token_rejected(&token).await.unwrap();
+
+        let runtime = std::thread::current().id();
+        let threads = spy.threads.lock().unwrap();
+        assert!(threads.len() >= 5, "{} store calls", threads.len());
+        assert!(
+            threads.iter().all(|t| *t != runtime),
+            "a store call ran on the runtime thread"
+        );
+    }
+}

@@ -470,6 +470,15 @@ mod tests {
         assert!(!s.contains("rt-secret") && !s.contains("at-secret"), "{s}");
     }
 
+    #[test]
+    fn the_keyring_store_names_its_entry() {
+        let d = KeyringStore.describe("123");
+        assert!(
+            d.starts_with("keyring entry service=qbo user=realm:123"),
+            "{d}"
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn file_store_is_private_and_refuses_open_files() {
