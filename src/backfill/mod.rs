@@ -390,11 +390,15 @@ impl<S: QuerySource + 'static> Backfill<S> {
                         .ok_or(BackfillError::RunNotFound(*id))?,
                     None => self.latest_run(entity, realm_id).await?,
                 };
-                if run.entity != entity.cli_name || run.realm_id != realm_id {
+                // A sync's steps are not windows a backfill may re-read: refuse its runs too.
+                if run.kind != "backfill"
+                    || run.entity != entity.cli_name
+                    || run.realm_id != realm_id
+                {
                     return Err(BackfillError::WrongRun {
                         run_id: run.run_id,
-                        actual: format!("{} of realm {}", run.entity, run.realm_id),
-                        requested: format!("{} of realm {realm_id}", entity.cli_name),
+                        actual: format!("{} ({}) of realm {}", run.entity, run.kind, run.realm_id),
+                        requested: format!("{} (backfill) of realm {realm_id}", entity.cli_name),
                     });
                 }
                 Ok((

@@ -55,3 +55,35 @@ async fn a_since_later_than_the_watermark_is_ignored_with_a_warning() {
     w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
         .await;
 }
+
+/// `--retry-failed --run` takes backfill runs only: the id of a sync run is refused (exit 2,
+/// naming what it is) before anything is fetched, instead of being re-read as a backfill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_refuses_the_run_of_a_sync() {
+    let w = World::new(recent_company(20)).await;
+    w.run(&["sync", "invoices", "--since", &days_ago(21)])
+        .await
+        .assert_code(0);
+    let pool = w.db.pool().await;
+    let sync_run: String =
+        sqlx::query_scalar("SELECT run_id::text FROM ops.backfill_runs WHERE kind = 'sync'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let before = w.sandbox.stats().query_requests;
+    let run = w
+        .run(&["backfill", "invoices", "--retry-failed", "--run", &sync_run])
+        .await;
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains(&format!("run {sync_run} belongs to invoices (sync)")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        w.sandbox.stats().query_requests,
+        before,
+        "nothing was fetched"
+    );
+}
