@@ -28,10 +28,10 @@ pub struct ReportArgs {
     #[arg(value_parser = parse_entity)]
     pub entity: Option<&'static str>,
     /// Only this run: its id, or the start of it as the table shows it (at least 4 hex
-    /// digits). Without it: the latest run of each entity.
+    /// digits). Without it: the latest backfill and the latest sync of each entity.
     #[arg(long)]
     pub run: Option<RunRef>,
-    /// Every run, not only the latest of each entity.
+    /// Every run, not only the latest backfill and sync of each entity.
     #[arg(long, conflicts_with = "run")]
     pub all_runs: bool,
     /// Only this company.
