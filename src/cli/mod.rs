@@ -26,7 +26,7 @@ Exit codes:
   1  some chunks failed (the others are loaded and reported; re-run them with --retry-failed)
   2  bad usage or configuration (nothing was written)
   3  no refresh token, or QBO rejected it: a human must act (`qbo auth import` or `qbo auth login`)
-  130 interrupted (Ctrl-C); continue with --resume";
+  130 interrupted (Ctrl-C or SIGTERM); continue with --resume (a sync: run it again)";
 
 /// Backfill QuickBooks Online (QBO) accounting data into a PostgreSQL raw zone.
 ///
