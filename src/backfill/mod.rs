@@ -40,6 +40,9 @@ pub struct Options {
     pub lease: Duration,
     /// Full re-reads of a window allowed when records change while we page.
     pub max_passes: u32,
+    /// The `qbo backfill all` a new run belongs to (kept in the run's options, so that
+    /// `all --resume` finds the runs of it).
+    pub invocation: Option<Uuid>,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             window_field: WindowField::LastUpdated,
             lease: Duration::from_secs(30),
             max_passes: 5,
+            invocation: None,
         }
     }
 }
@@ -356,6 +360,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                                 "concurrency": opts.concurrency,
                                 "minor_version": self.source.minor_version(),
                                 "raw_had_rows": raw_had_rows,
+                                "invocation": opts.invocation,
                             }),
                             kind: "backfill",
                             read_via: if entity.is_whole() { "whole" } else { "query" },

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use super::backfill_all::{self, Step};
 use super::progress::{Display, Reporter};
 use super::run_ref::RunRef;
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
@@ -176,7 +177,7 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
         cancel,
     )
     .await?;
-    Ok(outcome_of(&summaries))
+    Ok(summaries.outcome())
 }
 
 /// What to run, independent of where the settings came from.
@@ -190,6 +191,23 @@ pub struct Job {
     pub progress_every: Duration,
 }
 
+/// What a backfill of one entity or `all` did.
+#[derive(Debug, Default)]
+pub struct Backfilled {
+    pub summaries: Vec<RunSummary>,
+    /// Entities asked for that this invocation left unloaded (see `backfill_all::Step::Skip`).
+    pub unfinished: usize,
+}
+
+impl Backfilled {
+    pub fn outcome(&self) -> Outcome {
+        match outcome_of(&self.summaries) {
+            Outcome::Success if self.unfinished > 0 => Outcome::SomeFailed,
+            o => o,
+        }
+    }
+}
+
 /// The part `qbo demo` shares: build the client and run every selected entity.
 pub async fn run_backfill(
     settings: &QboSettings,
@@ -197,23 +215,40 @@ pub async fn run_backfill(
     db: PgStore,
     job: Job,
     cancel: CancellationToken,
-) -> Result<Vec<RunSummary>, CliError> {
+) -> Result<Backfilled, CliError> {
     let client = build_client(settings, tokens, job.retry.clone(), &job.limits)?;
+    let steps = backfill_all::plan(&db, &settings.realm_id, &job).await?;
     let engine = Backfill::new(client, db, cancel.clone());
-    let mut summaries = Vec::new();
-    for entity in job.selection.entities() {
+    let mut done = Backfilled::default();
+    for step in steps {
         if cancel.is_cancelled() {
             break;
         }
+        let (entity, mode, options) = match step {
+            Step::Skip { line, unfinished } => {
+                outln!("{line}");
+                done.unfinished += usize::from(unfinished);
+                continue;
+            }
+            Step::Run {
+                entity,
+                mode,
+                options,
+                note,
+            } => {
+                if let Some(note) = note {
+                    outln!("{note}");
+                }
+                (entity, mode, options)
+            }
+        };
         let reporter = Reporter::spawn(engine.progress(), Display::choose(job.progress_every));
-        let outcome = engine
-            .run(entity, job.mode.clone(), job.options.clone())
-            .await;
+        let outcome = engine.run(entity, mode, options).await;
         reporter.finish().await;
         match outcome {
             Ok(summary) => {
                 outln!("{}", summary_line(&summary));
-                summaries.push(summary);
+                done.summaries.push(summary);
             }
             // `all --resume` continues what exists; an entity never backfilled is not an error.
             Err(BackfillError::NothingToResume { .. }) if job.selection == Selection::All => {
@@ -229,7 +264,7 @@ pub async fn run_backfill(
             Err(e) => return Err(classify(e)),
         }
     }
-    Ok(summaries)
+    Ok(done)
 }
 
 /// The QBO client every command that talks to QBO uses: tokens, retries, rate limits.

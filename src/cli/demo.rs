@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clap::Args;
 
-use super::backfill_cmd::{connect, interrupt_on_ctrl_c, outcome_of, run_backfill, Job};
+use super::backfill_cmd::{connect, interrupt_on_ctrl_c, run_backfill, Job};
 use super::{CliError, CompanyArgs, DbArgs, Outcome};
 use crate::auth::store::MemoryStore;
 use crate::backfill::{Mode, Options};
@@ -90,10 +90,10 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
     let tokens = Arc::new(MemoryStore::default());
     let summaries = run_backfill(&settings, tokens, db.clone(), job, interrupt_on_ctrl_c()).await;
     sandbox.shutdown().await;
-    let summaries = summaries?;
+    let done = summaries?;
 
     let mut rows = Vec::new();
-    for s in &summaries {
+    for s in &done.summaries {
         let filter = ReportFilter {
             run_id: Some(s.run_id),
             ..Default::default()
@@ -107,5 +107,5 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
          the report is in ops.backfill_report. Run the demo again to see re-runs skip identical rows.",
         settings.realm_id
     );
-    Ok(outcome_of(&summaries))
+    Ok(done.outcome())
 }

@@ -2,6 +2,7 @@
 //! mapping from outcomes to exit codes.
 
 mod auth_cmd;
+mod backfill_all;
 mod backfill_cmd;
 mod demo;
 mod entities_cmd;

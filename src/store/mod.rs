@@ -1,6 +1,7 @@
 //! Postgres: connecting (and creating the database), migrations, the raw zone and the
 //! ops tables. Everything here is behind `PgStore` so the engine never writes SQL.
 
+pub mod invocations;
 pub mod raw;
 pub mod runs;
 pub mod sync_lock;
@@ -13,6 +14,7 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
+pub use invocations::Invocation;
 pub use raw::{PageMeta, UpsertCounts};
 pub use runs::{ChunkRow, ClaimMode, NewRun, ReportFilter, RunMatch, RunRow};
 pub use sync_state::{StepRow, Watermark};

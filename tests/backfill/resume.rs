@@ -219,6 +219,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     .await
     .unwrap();
     let mut expected: Vec<String> = [
+        "ops.backfill_invocations",
         "ops.backfill_report",
         "ops.backfill_runs",
         "ops.sync_watermarks",
@@ -264,5 +265,97 @@ async fn resuming_all_continues_what_exists_and_skips_the_rest() {
         retry.stderr.contains("instead of `all`"),
         "{}",
         retry.stderr
+    );
+}
+
+/// `backfill all` killed on its first entity, then `all --resume`: the entities it never
+/// reached are loaded too (fresh runs over the same range and options, each named), and every
+/// table ends equal to the sandbox. `all --retry-failed` in between retries what failed and
+/// says the unreached entities are still owed (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backfill_all_resumes_every_entity_including_those_never_reached() {
+    let w = World::new(small_company()).await;
+    // The sandbox holds the 3rd query and every later one: the process is on its first
+    // entity when it is killed, whatever the machine's speed.
+    w.faults(Faults {
+        hang_from_request: 3,
+        ..Default::default()
+    });
+    let mut child = w
+        .qbo(&[
+            "backfill",
+            "all",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--chunk-days",
+            "30",
+            "--page-size",
+            "200",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while w.sandbox.stats().hung == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no request held");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    w.faults(Faults::default());
+    let pool = w.db.pool().await;
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM ops.backfill_runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 1, "killed on its first entity");
+
+    let retry = w.run(&["backfill", "all", "--retry-failed"]).await;
+    retry.assert_code(1);
+    assert!(
+        retry
+            .stdout
+            .contains("invoices: not reached by the `backfill all` of 2024-01-01..2024-03-31")
+            && retry.stdout.contains("qbo backfill all --resume"),
+        "{}",
+        retry.stdout
+    );
+
+    let resumed = w.run(&["backfill", "all", "--resume"]).await;
+    resumed.assert_code(0);
+    for entity in ["invoices", "customers", "items"] {
+        assert!(
+            resumed.stdout.contains(&format!(
+                "{entity}: not reached by the `backfill all` of 2024-01-01..2024-03-31"
+            )) && resumed.stdout.contains("starting it fresh"),
+            "{}",
+            resumed.stdout
+        );
+    }
+    w.assert_raw_matches_sandbox().await;
+    // The fresh runs took the killed invocation's options, not the flags' defaults: 30-day
+    // windows (4 over the range, not 13) of 200 records.
+    let (chunks, page_size): (i64, String) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM ops.backfill_report c WHERE c.run_id = r.run_id),
+                r.options->>'page_size'
+         FROM ops.backfill_runs r WHERE entity = 'invoices'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((chunks, page_size.as_str()), (4, "200"));
+
+    // Everything of it is loaded: a second resume starts nothing and succeeds.
+    let again = w.run(&["backfill", "all", "--resume"]).await;
+    again.assert_code(0);
+    assert!(
+        !again.stdout.contains("starting it fresh"),
+        "{}",
+        again.stdout
     );
 }
