@@ -252,16 +252,6 @@ impl TokenManager {
         &self.realm_id
     }
 
-    /// Loads the realm's tokens (seeding the store from `QBO_REFRESH_TOKEN` if it is empty)
-    /// without talking to QBO, so a command can refuse before it writes anything.
-    pub async fn check(&self) -> Result<(), AuthError> {
-        let mut current = self.current.lock().await;
-        if current.is_none() {
-            *current = Some(self.load_or_seed().await?);
-        }
-        Ok(())
-    }
-
     /// A token valid for at least another minute, refreshing if needed.
     pub async fn access_token(&self) -> Result<SecretString, AuthError> {
         let mut current = self.current.lock().await;
