@@ -25,6 +25,7 @@ Examples:
   qbo backfill invoices --start 2024-01-01 --end 2024-12-31
   qbo backfill all --start 2024-01-01 --end 2024-03-31 --chunk-days 1 --concurrency 4
   qbo backfill invoices --resume                # after a crash or Ctrl-C
+  qbo backfill all --resume                     # the whole of the latest `backfill all`
   qbo backfill invoices --retry-failed          # only the chunks whose status is error
 
 Windows are half-open UTC intervals [start, end + 1 day) cut into --chunk-days pieces;
@@ -63,7 +64,8 @@ pub struct BackfillArgs {
     #[arg(long, value_enum, default_value = "last-updated")]
     pub window_field: WindowField,
     /// Continue the latest run of this entity and company: windows already `success` are not
-    /// fetched again.
+    /// fetched again. With `all`: every entity of the latest `backfill all` (those it never
+    /// reached start fresh over its range and options).
     #[arg(long, conflicts_with = "retry_failed")]
     pub resume: bool,
     /// Re-run only the windows whose status is `error` (of the latest run, or of --run).
