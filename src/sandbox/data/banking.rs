@@ -5,9 +5,11 @@ use serde_json::{json, Value};
 
 use super::chart::{self, account_ref};
 use super::lines::{
-    bill_vendor, class_ref, customer_ref, department_ref, invoice_customer, linked,
-    maybe_payment_method, usd, vendor_ref,
+    bill_vendor, class_ref, customer_ref, department_ref, linked, maybe_payment_method, usd,
+    vendor_ref,
 };
+use super::sales::invoice_total;
+use super::settle;
 use super::{f, money, opt, record, FieldDef, FieldKind, GenCtx, KeyRule, Keys, Rng, Size, Spec};
 
 const TXN_FIELDS: &[FieldDef] = &[
@@ -35,21 +37,25 @@ pub const PAYMENT: Spec = Spec {
     render: render_payment,
 };
 
-/// A customer payment applied to one or two of that customer's invoices, sometimes with an
-/// unapplied remainder; without invoices it is all unapplied.
+/// A customer payment applied to the invoice `settle` assigns it (linked both ways, for what
+/// the invoice's balance says was applied), sometimes with an unapplied remainder; without
+/// invoices it is all unapplied.
 fn render_payment(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
-    let first = ctx.pick(r, "Invoice");
-    let cid = match first {
-        Some(inv) => invoice_customer(ctx, inv),
+    let paid = settle::invoice_of_payment(ctx, k.id).map(|inv| {
+        let (cid, total) = invoice_total(ctx, inv);
+        let amount = settle::applied(ctx, inv, total)
+            .into_iter()
+            .find(|(p, _)| *p == k.id)
+            .map_or(0, |(_, a)| a);
+        (inv, cid, amount)
+    });
+    let cid = match paid {
+        Some((_, cid, _)) => cid,
         None => 1 + r.below(ctx.count("Customer").max(1)),
     };
     let mut lines = Vec::new();
     let mut applied = 0;
-    for inv in first
-        .into_iter()
-        .chain(ctx.pick(r, "Invoice").filter(|_| r.chance(20)))
-    {
-        let amount = 1_000 + r.below(300_000) as i64;
+    if let Some((inv, _, amount)) = paid {
         applied += amount;
         lines.push(json!({
             "Amount": money(amount), "LinkedTxn": [linked(inv, "Invoice")],

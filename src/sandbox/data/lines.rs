@@ -59,14 +59,32 @@ pub fn maybe_payment_method(ctx: &GenCtx, r: &mut Rng) -> Option<Value> {
         .map(payment_method_ref)
 }
 
-/// `TxnTaxDetail`, sometimes naming the transaction's tax code.
-pub fn tax_detail(ctx: &GenCtx, r: &mut Rng, total: i64) -> Value {
-    match ctx.pick(r, "TaxCode").filter(|_| r.chance(40)) {
+/// `TxnTaxDetail` and the tax in cents. Tax is charged (7.25% or whatever the code's first
+/// rate is) when lines marked `TAX` add up to `taxable` cents and the company has tax codes;
+/// then it names the code and carries QBO's `TaxLine`. Otherwise `{"TotalTax": 0}`.
+pub fn tax_detail(ctx: &GenCtx, r: &mut Rng, taxable: i64) -> (Value, i64) {
+    let code = ctx.pick(r, "TaxCode").filter(|_| taxable > 0);
+    let rates = ctx.count("TaxRate");
+    match code.filter(|_| rates > 0) {
         Some(code) => {
-            let tax = total * 725 / 10_000;
-            json!({ "TxnTaxCodeRef": { "value": code.to_string() }, "TotalTax": money(tax) })
+            let rate_id = 1 + code % rates;
+            let percent = names::tax_rate(rate_id).1;
+            let tax = (taxable as f64 * percent / 100.0).round() as i64;
+            let detail = json!({
+                "TxnTaxCodeRef": { "value": code.to_string() },
+                "TotalTax": money(tax),
+                "TaxLine": [{
+                    "Amount": money(tax), "DetailType": "TaxLineDetail",
+                    "TaxLineDetail": {
+                        "TaxRateRef": { "value": rate_id.to_string() },
+                        "PercentBased": true, "TaxPercent": percent,
+                        "NetAmountTaxable": money(taxable),
+                    },
+                }],
+            });
+            (detail, tax)
         }
-        None => json!({ "TotalTax": 0 }),
+        None => (json!({ "TotalTax": 0 }), 0),
     }
 }
 
@@ -79,15 +97,17 @@ pub fn custom_fields(r: &mut Rng) -> Value {
     }
 }
 
-fn sales_item_line(ctx: &GenCtx, r: &mut Rng, n: u64) -> (Value, i64) {
+/// A `SalesItemLineDetail` line, its amount, and that amount again if the line is taxable.
+fn sales_item_line(ctx: &GenCtx, r: &mut Rng, n: u64) -> (Value, i64, i64) {
     let iid = 1 + r.below(ctx.count("Item").max(1));
     let (iname, _, price) = item_basics(ctx.seed, iid);
     let qty = 1 + r.below(10) as i64;
+    let taxable = r.chance(30);
     let mut detail = json!({
         "ItemRef": { "value": iid.to_string(), "name": iname },
         "UnitPrice": money(price), "Qty": qty,
         "ItemAccountRef": account_ref(chart::SALES_OF_PRODUCT),
-        "TaxCodeRef": { "value": if r.chance(30) { "TAX" } else { "NON" } },
+        "TaxCodeRef": { "value": if taxable { "TAX" } else { "NON" } },
     });
     if let Some(c) = class_ref(ctx, r) {
         detail["ClassRef"] = c;
@@ -97,21 +117,23 @@ fn sales_item_line(ctx: &GenCtx, r: &mut Rng, n: u64) -> (Value, i64) {
         "Description": if r.chance(70) { json!(format!("{iname} × {qty}")) } else { Value::Null },
         "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": detail,
     });
-    (line, price * qty)
+    (line, price * qty, if taxable { price * qty } else { 0 })
 }
 
 /// Lines of a sales form (estimate, sales receipt, credit memo, refund): item lines, and on
 /// some forms a bundle (`GroupLineDetail`), a note (`DescriptionOnly`) and a discount,
-/// closed by the `SubTotalLineDetail` QBO always appends. Returns the lines and the total.
-pub fn sales_lines(ctx: &GenCtx, r: &mut Rng) -> (Vec<Value>, i64) {
+/// closed by the `SubTotalLineDetail` QBO always appends. Returns the lines, the total after
+/// the discount, and the taxable amount (before it: `ApplyTaxAfterDiscount` is false).
+pub fn sales_lines(ctx: &GenCtx, r: &mut Rng) -> (Vec<Value>, i64, i64) {
     let mut lines = Vec::new();
-    let mut total = 0;
+    let (mut total, mut taxable) = (0, 0);
     let mut n = 0;
     for _ in 0..1 + r.below(4) {
         n += 1;
-        let (line, amount) = sales_item_line(ctx, r, n);
+        let (line, amount, tax_base) = sales_item_line(ctx, r, n);
         lines.push(line);
         total += amount;
+        taxable += tax_base;
     }
     if r.chance(20) {
         n += 1;
@@ -119,9 +141,10 @@ pub fn sales_lines(ctx: &GenCtx, r: &mut Rng) -> (Vec<Value>, i64) {
         let mut group_total = 0;
         for _ in 0..2 {
             n += 1;
-            let (line, amount) = sales_item_line(ctx, r, n);
+            let (line, amount, tax_base) = sales_item_line(ctx, r, n);
             inner.push(line);
             group_total += amount;
+            taxable += tax_base;
         }
         let group = 1 + r.below(ctx.count("Item").max(1));
         lines.push(json!({
@@ -151,7 +174,7 @@ pub fn sales_lines(ctx: &GenCtx, r: &mut Rng) -> (Vec<Value>, i64) {
         }));
         total -= discount;
     }
-    (lines, total)
+    (lines, total, taxable)
 }
 
 const BILLABLE: &[&str] = &["NotBillable", "Billable", "HasBeenBilled"];
@@ -199,13 +222,6 @@ pub fn expense_lines(ctx: &GenCtx, r: &mut Rng, items: bool) -> (Vec<Value>, i64
         total += amount;
     }
     (lines, total)
-}
-
-/// The customer of invoice `id`, as its generator picks it (its render's first draw), so a
-/// payment can name the customer of the invoice it pays without rendering the invoice.
-pub fn invoice_customer(ctx: &GenCtx, id: u64) -> u64 {
-    let mut r = Rng::new(ctx.seed, "Invoice", id, 2);
-    1 + r.below(ctx.count("Customer").max(1))
 }
 
 /// The vendor of bill `id` (its render's first draw), for bill payments.

@@ -16,6 +16,7 @@ mod people;
 mod purchases;
 mod sales;
 mod settings;
+mod settle;
 mod spec;
 mod tax;
 #[cfg(test)]

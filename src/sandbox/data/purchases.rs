@@ -158,7 +158,7 @@ fn render_purchase(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
             "Credit": kind == "CreditCard" && r.chance(10),
             "TxnDate": k.txn_date.unwrap_or_default().to_string(),
             "CurrencyRef": usd(), "Line": lines, "TotalAmt": money(total),
-            "TxnTaxDetail": tax_detail(ctx, r, 0),
+            "TxnTaxDetail": tax_detail(ctx, r, 0).0,
             "DocNumber": if kind == "Check" { json!(format!("{}", 2000 + k.id)) } else { Value::Null },
             "PrintStatus": if kind == "Check" { json!("NotSet") } else { Value::Null },
             "PrivateNote": if r.chance(30) { json!("Lunch with the \"Acme\" crew 🍕") } else { Value::Null },

@@ -5,10 +5,11 @@ use serde_json::{json, Value};
 
 use super::chart::{self, account_ref};
 use super::lines::{
-    class_ref, custom_fields, customer_ref, department_ref, maybe_payment_method, maybe_term,
-    sales_lines, tax_detail, usd,
+    class_ref, custom_fields, customer_ref, department_ref, linked, maybe_payment_method,
+    maybe_term, sales_lines, tax_detail, usd,
 };
-use super::names::item_basics;
+use super::names::customer_name;
+use super::settle::applied;
 use super::{f, money, opt, record, FieldDef, FieldKind, GenCtx, KeyRule, Keys, Rng, Size, Spec};
 
 /// What every sales form can be queried by.
@@ -44,60 +45,84 @@ pub const INVOICE: Spec = Spec {
     render: render_invoice,
 };
 
-fn render_invoice(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
+/// An invoice's customer, lines, tax and total (with tax): its render's first draws, so a
+/// payment can work out what the invoice it pays comes to (see `invoice_total`).
+pub struct InvoiceBody {
+    pub cid: u64,
+    pub lines: Vec<Value>,
+    pub tax: Value,
+    pub total: i64,
+}
+
+fn invoice_body(ctx: &GenCtx, r: &mut Rng) -> InvoiceBody {
     let cid = 1 + r.below(ctx.count("Customer").max(1));
-    let mut lines = Vec::new();
-    let mut total = 0i64;
-    for n in 1..=(1 + r.below(5)) {
-        let iid = 1 + r.below(ctx.count("Item").max(1));
-        let (iname, _, price) = item_basics(ctx.seed, iid);
-        let qty = 1 + r.below(10) as i64;
-        total += price * qty;
-        lines.push(json!({
-            "Id": n.to_string(), "LineNum": n, "Amount": money(price * qty),
-            "Description": if r.chance(70) { json!(format!("{iname} × {qty}")) } else { Value::Null },
-            "DetailType": "SalesItemLineDetail",
-            "SalesItemLineDetail": {
-                "ItemRef": { "value": iid.to_string(), "name": iname },
-                "UnitPrice": money(price), "Qty": qty,
-                "ItemAccountRef": account_ref(chart::SALES_OF_PRODUCT),
-                "TaxCodeRef": { "value": "NON" },
-            },
-        }));
+    let (lines, subtotal, taxable) = sales_lines(ctx, r);
+    let (tax, tax_cents) = tax_detail(ctx, r, taxable);
+    InvoiceBody {
+        cid,
+        lines,
+        tax,
+        total: subtotal + tax_cents,
     }
-    lines.push(json!({ "Amount": money(total), "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {} }));
-    let balance = match r.below(3) {
-        0 => 0,
-        1 => total,
-        _ => total / 2,
-    };
+}
+
+/// Invoice `id`'s customer and total in cents, without rendering the rest of it.
+pub fn invoice_total(ctx: &GenCtx, id: u64) -> (u64, i64) {
+    let b = invoice_body(ctx, &mut Rng::new(ctx.seed, "Invoice", id, 2));
+    (b.cid, b.total)
+}
+
+/// QBO's invoice address: the customer's name, then a street.
+fn address(ctx: &GenCtx, r: &mut Rng, id: u64, cid: u64) -> Value {
+    json!({
+        "Id": id.to_string(), "Line1": customer_name(ctx.seed, cid).2,
+        "Line2": format!("{} Main St.", 1 + r.below(999)),
+        "City": *r.pick(&["Half Moon Bay", "Bayshore", "São Paulo"]),
+        "CountrySubDivisionCode": "CA", "PostalCode": "94213",
+    })
+}
+
+fn render_invoice(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
+    let body = invoice_body(ctx, r);
+    let cid = body.cid;
+    // Payments that pay this invoice are linked both ways, and the balance is what is left.
+    let paid = applied(ctx, k.id, body.total);
+    let balance = body.total - paid.iter().map(|(_, a)| a).sum::<i64>();
+    let links: Vec<Value> = paid.iter().map(|(p, _)| linked(*p, "Payment")).collect();
     let txn = k.txn_date.unwrap_or_default();
     let custom = custom_fields(r);
-    record(
+    let mut v = record(
         k,
         json!({
             "CustomField": custom, "DocNumber": format!("{}", 1000 + k.id),
             "TxnDate": txn.to_string(), "DueDate": (txn + Duration::days(30)).to_string(),
             "CurrencyRef": usd(),
-            "LinkedTxn": [], "Line": lines,
-            "TxnTaxDetail": { "TotalTax": 0 },
+            "LinkedTxn": links, "Line": body.lines,
+            "TxnTaxDetail": body.tax,
             "CustomerRef": customer_ref(ctx, cid),
             "CustomerMemo": if r.chance(30) { json!({ "value": "Thank you for your business — merci!" }) } else { Value::Null },
+            "BillAddr": address(ctx, r, 5000 + k.id, cid),
+            "ShipAddr": if r.chance(40) { address(ctx, r, 6000 + k.id, cid) } else { Value::Null },
+            "SalesTermRef": opt(maybe_term(ctx, r)),
             "BillEmail": if r.chance(70) { json!({ "Address": format!("customer{cid}@example.com") }) } else { Value::Null },
-            "ShipAddr": Value::Null,
-            "TotalAmt": money(total), "Balance": money(balance),
+            "TotalAmt": money(body.total), "Balance": money(balance),
             "ApplyTaxAfterDiscount": false, "PrintStatus": "NeedToPrint",
             "EmailStatus": *r.pick(&["NotSet", "NeedToSend", "EmailSent"]),
-            "DeliveryInfo": Value::Null,
         }),
-    )
+    );
+    if let Some(c) = class_ref(ctx, r) {
+        v["ClassRef"] = c;
+    }
+    v
 }
 
 /// The part every sales form shares: customer, lines, totals, class/location, custom fields.
 /// `doc_prefix` keeps DocNumbers apart between form types.
 pub fn sales_form(ctx: &GenCtx, k: &Keys, r: &mut Rng, doc_prefix: &str) -> (Value, i64) {
     let cid = 1 + r.below(ctx.count("Customer").max(1));
-    let (lines, total) = sales_lines(ctx, r);
+    let (lines, subtotal, taxable) = sales_lines(ctx, r);
+    let (tax, tax_cents) = tax_detail(ctx, r, taxable);
+    let total = subtotal + tax_cents;
     let mut v = record(
         k,
         json!({
@@ -105,7 +130,7 @@ pub fn sales_form(ctx: &GenCtx, k: &Keys, r: &mut Rng, doc_prefix: &str) -> (Val
         "TxnDate": k.txn_date.unwrap_or_default().to_string(),
         "CurrencyRef": usd(), "CustomField": custom_fields(r), "Line": lines,
         "CustomerRef": customer_ref(ctx, cid),
-        "TxnTaxDetail": tax_detail(ctx, r, total), "TotalAmt": money(total),
+        "TxnTaxDetail": tax, "TotalAmt": money(total),
         "ApplyTaxAfterDiscount": false, "PrintStatus": *r.pick(&["NeedToPrint", "NotSet", "PrintComplete"]),
         "EmailStatus": *r.pick(&["NotSet", "NeedToSend", "EmailSent"]),
         "BillEmail": if r.chance(60) { json!({ "Address": format!("customer{cid}@example.com") }) } else { Value::Null },

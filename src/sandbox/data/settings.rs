@@ -130,7 +130,7 @@ fn render_recurring(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
     let mut t = record(k, json!({ "CurrencyRef": usd() }));
     let total = match kind {
         "Invoice" => {
-            let (lines, total) = sales_lines(ctx, r);
+            let (lines, total, _) = sales_lines(ctx, r);
             t["CustomerRef"] = customer_ref(ctx, 1 + r.below(ctx.count("Customer").max(1)));
             t["Line"] = json!(lines);
             t["CustomField"] = json!([]);

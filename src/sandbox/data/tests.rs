@@ -354,3 +354,159 @@ fn a_reference_to_an_empty_entity_is_a_config_error() {
     let overrides = BTreeMap::from([("Account".to_string(), 10usize)]);
     assert!(check_counts(&default_counts(100, 30, 10, &overrides)).is_err());
 }
+
+/// Cents of a JSON money amount, failing on more than two decimals (QBO's money).
+fn cents(v: &Value) -> i64 {
+    let x = v.as_f64().unwrap_or_else(|| panic!("money: {v}"));
+    let c = (x * 100.0).round();
+    assert!((x * 100.0 - c).abs() < 1e-6, "more than two decimals: {v}");
+    c as i64
+}
+
+#[test]
+fn payments_and_invoices_link_both_ways_and_balances_add_up() {
+    for c in [
+        ctx(),
+        ctx_with(default_counts(
+            30,
+            10,
+            5,
+            &BTreeMap::from([("Payment".to_string(), 70)]),
+        )),
+    ] {
+        let all = company(&c);
+        let mut applied: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+        for p in &all["Payment"] {
+            let mut sum = 0;
+            for line in p["Line"].as_array().unwrap() {
+                let inv = line["LinkedTxn"][0]["TxnId"].as_str().unwrap().to_string();
+                assert_eq!(line["LinkedTxn"][0]["TxnType"], "Invoice");
+                let amount = cents(&line["Amount"]);
+                assert!(amount > 0, "{p}");
+                sum += amount;
+                applied
+                    .entry(inv)
+                    .or_default()
+                    .push((p["Id"].as_str().unwrap().into(), amount));
+            }
+            assert_eq!(
+                cents(&p["TotalAmt"]),
+                sum + cents(&p["UnappliedAmt"]),
+                "{p}"
+            );
+        }
+        let (mut paid_in_full, mut open, mut partly) = (0, 0, 0);
+        for inv in &all["Invoice"] {
+            let id = inv["Id"].as_str().unwrap();
+            let payers = applied.remove(id).unwrap_or_default();
+            let linked: Vec<String> = inv["LinkedTxn"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .inspect(|l| assert_eq!(l["TxnType"], "Payment"))
+                .map(|l| l["TxnId"].as_str().unwrap().to_string())
+                .collect();
+            let ids: Vec<String> = payers.iter().map(|(p, _)| p.clone()).collect();
+            assert_eq!(linked, ids, "invoice {id} links the payments that pay it");
+            let total = cents(&inv["TotalAmt"]);
+            let balance = cents(&inv["Balance"]);
+            assert_eq!(
+                balance,
+                total - payers.iter().map(|(_, a)| a).sum::<i64>(),
+                "{inv}"
+            );
+            assert!(balance >= 0);
+            match (balance, payers.is_empty()) {
+                (0, false) => paid_in_full += 1,
+                (_, true) => open += 1,
+                _ => partly += 1,
+            }
+            // Lines add up: items, groups and the discount; tax on top.
+            let lines = inv["Line"].as_array().unwrap();
+            let sub: i64 = lines
+                .iter()
+                .filter(|l| {
+                    matches!(
+                        l["DetailType"].as_str(),
+                        Some("SalesItemLineDetail" | "GroupLineDetail")
+                    )
+                })
+                .map(|l| cents(&l["Amount"]))
+                .sum();
+            let discount: i64 = lines
+                .iter()
+                .filter(|l| l["DetailType"] == "DiscountLineDetail")
+                .map(|l| cents(&l["Amount"]))
+                .sum();
+            let tax = cents(&inv["TxnTaxDetail"]["TotalTax"]);
+            assert_eq!(total, sub - discount + tax, "{inv}");
+            if tax > 0 {
+                let tl = &inv["TxnTaxDetail"]["TaxLine"][0];
+                assert_eq!(cents(&tl["Amount"]), tax);
+                assert_eq!(tl["DetailType"], "TaxLineDetail");
+                assert!(tl["TaxLineDetail"]["TaxRateRef"]["value"].is_string());
+            }
+            assert!(inv["BillAddr"]["Line1"].is_string(), "{inv}");
+        }
+        assert!(
+            applied.is_empty(),
+            "payments of invoices that do not exist: {applied:?}"
+        );
+        let fewer_payments = all["Payment"].len() < all["Invoice"].len();
+        assert!(
+            paid_in_full > 0 && partly > 0 && (open > 0) == fewer_payments,
+            "{paid_in_full} {open} {partly}"
+        );
+    }
+}
+
+#[test]
+fn invoices_carry_every_line_kind_tax_and_terms() {
+    let c = ctx();
+    let all = company(&c);
+    let invoices = &all["Invoice"];
+    let kinds: std::collections::BTreeSet<&str> = invoices
+        .iter()
+        .flat_map(|i| i["Line"].as_array().unwrap())
+        .filter_map(|l| l["DetailType"].as_str())
+        .collect();
+    for kind in [
+        "SalesItemLineDetail",
+        "GroupLineDetail",
+        "DescriptionOnly",
+        "DiscountLineDetail",
+        "SubTotalLineDetail",
+    ] {
+        assert!(kinds.contains(kind), "{kind} on some invoice: {kinds:?}");
+    }
+    assert!(invoices
+        .iter()
+        .any(|i| i["TxnTaxDetail"]["TaxLine"].is_array()));
+    assert!(invoices
+        .iter()
+        .any(|i| i["SalesTermRef"]["value"].is_string()));
+    // Every money amount anywhere has at most two decimals.
+    fn walk(v: &Value) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if matches!(
+                        k.as_str(),
+                        "Amount"
+                            | "TotalAmt"
+                            | "Balance"
+                            | "UnitPrice"
+                            | "TotalTax"
+                            | "UnappliedAmt"
+                    ) {
+                        cents(x);
+                    }
+                    walk(x);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(walk),
+            _ => {}
+        }
+    }
+    all.values().flatten().for_each(walk);
+}
