@@ -107,6 +107,7 @@ const ATTRIBUTES: &[&str] = &[
     "totalCount",
     "code",
     "type",
+    "bId",
 ];
 
 /// Renders an envelope (`{X: ..., "time": t}`) as `<IntuitResponse time=t><X>...</X></IntuitResponse>`.
@@ -236,6 +237,13 @@ mod tests {
         );
         assert!(to_xml(&auth_failed("T"))
             .contains(r#"<Fault type="AUTHENTICATION"><Error code="3200">"#));
+        let batch = json!({"BatchItemResponse": [{"bId": "b1", "QueryResponse": {}}], "time": "T"});
+        assert!(
+            to_xml(&batch)
+                .contains(r#"<BatchItemResponse bId="b1"><QueryResponse></QueryResponse>"#),
+            "{}",
+            to_xml(&batch)
+        );
     }
 
     #[test]
