@@ -110,6 +110,11 @@ pub fn validate_minor_version(v: u32) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Intuit's advice: after a 429 that does not say when to come back, wait a minute.
+pub const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(60);
+/// Throttling without a break for this long (15 minutes) fails the window or step.
+pub const DEFAULT_MAX_THROTTLE_SECS: u64 = 15 * 60;
+
 /// How hard to retry a request before the chunk is marked `error`.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -120,6 +125,10 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Whole-request timeout (connect + response body).
     pub request_timeout: Duration,
+    /// How long a 429 without `Retry-After` pauses the company (Intuit advises 60 s).
+    pub throttle_pause: Duration,
+    /// A 429 costs no attempt; only throttling without a break for longer than this fails.
+    pub max_throttle: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -129,6 +138,8 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_secs(2),
             max_delay: Duration::from_secs(120),
             request_timeout: Duration::from_secs(100),
+            throttle_pause: DEFAULT_THROTTLE_PAUSE,
+            max_throttle: Duration::from_secs(DEFAULT_MAX_THROTTLE_SECS),
         }
     }
 }

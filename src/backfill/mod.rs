@@ -102,6 +102,9 @@ pub enum BackfillError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(AuthError),
+    /// A bug: the other workers were stopped and handed their windows back.
+    #[error("a worker panicked, which is a bug in qbo (please report it with this message): {0}")]
+    WorkerPanicked(String),
 }
 
 /// What one invocation did to one run.
@@ -171,7 +174,7 @@ impl RunSummary {
 #[derive(Debug, thiserror::Error)]
 enum ChunkError {
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Client(ClientError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the window kept changing while it was paged ({0} passes); run --retry-failed later")]
@@ -187,6 +190,16 @@ enum ChunkError {
     },
     #[error("interrupted")]
     Cancelled,
+}
+
+impl From<ClientError> for ChunkError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            // Ctrl-C / SIGTERM cut the request short: the window goes back, it did not fail.
+            ClientError::Cancelled => ChunkError::Cancelled,
+            e => ChunkError::Client(e),
+        }
+    }
 }
 
 /// Everything a worker needs, shared by all workers of one invocation.
@@ -281,10 +294,12 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     first_error.get_or_insert(e);
                 }
                 Err(join) => {
-                    first_error.get_or_insert(BackfillError::Store(StoreError::Db(
-                        sqlx::Error::WorkerCrashed,
-                    )));
-                    tracing::error!(error = %join, "a worker panicked");
+                    let message = panic_message(join);
+                    tracing::error!(panic = %message, "a worker panicked; stopping the others");
+                    // The others stop and hand their windows back; nothing is half-written
+                    // (a page commits with its progress or not at all).
+                    self.cancel.cancel();
+                    first_error.get_or_insert(BackfillError::WorkerPanicked(message));
                 }
             }
         }
@@ -661,6 +676,18 @@ where
             }
             result => return result,
         }
+    }
+}
+
+/// What a panicking worker said, for the error that reports the bug.
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_string()),
+        Err(join) => join.to_string(),
     }
 }
 

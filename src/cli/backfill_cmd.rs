@@ -18,6 +18,7 @@ use crate::chunks::{DateRange, WindowField};
 use crate::client::QboClient;
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
 use crate::entities::Selection;
+use crate::store::throttle::SharedBudget;
 use crate::store::{PgStore, StoreError};
 
 pub const AFTER_HELP: &str = "\
@@ -218,9 +219,28 @@ pub async fn run_backfill(
     job: Job,
     cancel: CancellationToken,
 ) -> Result<Backfilled, CliError> {
-    let client = build_client(settings, tokens, job.retry.clone(), &job.limits)?;
+    let client = build_client(
+        settings,
+        tokens,
+        job.retry.clone(),
+        &job.limits,
+        &db,
+        cancel.clone(),
+    )
+    .await?;
     let steps = backfill_all::plan(&db, &settings.realm_id, &job).await?;
-    let engine = Backfill::new(client, db, cancel.clone());
+    let engine = Backfill::new(client.clone(), db, cancel.clone());
+    let done = run_steps(&engine, steps, &job, &cancel).await;
+    client.finish().await;
+    done
+}
+
+async fn run_steps(
+    engine: &Arc<Backfill<QboClient>>,
+    steps: Vec<Step>,
+    job: &Job,
+    cancel: &CancellationToken,
+) -> Result<Backfilled, CliError> {
     let mut done = Backfilled::default();
     for step in steps {
         if cancel.is_cancelled() {
@@ -269,19 +289,23 @@ pub async fn run_backfill(
     Ok(done)
 }
 
-/// The QBO client every command that talks to QBO uses: tokens, retries, rate limits.
-pub fn build_client(
+/// The QBO client every command that talks to QBO uses: tokens, retries, rate limits (the
+/// company's, shared with its other qbo processes through `db`), and `cancel` to end every
+/// retry and wait at once.
+pub async fn build_client(
     settings: &QboSettings,
     tokens: Arc<dyn TokenStore>,
     retry: RetryPolicy,
     limits: &RateLimits,
+    db: &PgStore,
+    cancel: CancellationToken,
 ) -> Result<Arc<QboClient>, CliError> {
     let manager = Arc::new(TokenManager::new(settings, tokens).map_err(CliError::usage)?);
-    Ok(Arc::new(
-        QboClient::new(settings, manager, retry, limits)
-            .context("building the HTTP client")
-            .map_err(CliError::usage)?,
-    ))
+    let client = QboClient::new(settings, manager, retry, limits, cancel)
+        .context("building the HTTP client")
+        .map_err(CliError::usage)?;
+    let budget = SharedBudget::new(db.pool().clone(), &settings.realm_id);
+    Ok(Arc::new(client.share_budget(budget).await))
 }
 
 fn classify(e: BackfillError) -> CliError {

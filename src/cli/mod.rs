@@ -199,8 +199,8 @@ impl QboArgs {
 /// Shared by every command that loads data, so each flag means the same everywhere.
 #[derive(Debug, Clone, Args)]
 pub struct RequestArgs {
-    /// Attempts per request before its window or step is marked `error` (429, 5xx, timeouts,
-    /// drops).
+    /// Attempts per request before its window or step is marked `error` (5xx, timeouts,
+    /// drops, malformed answers). A 429 costs no attempt: see --max-throttle-secs.
     #[arg(long, env = "QBO_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: u32,
     /// First backoff delay in milliseconds; it doubles each attempt, with jitter.
@@ -209,9 +209,19 @@ pub struct RequestArgs {
     /// Give up on a request after this many seconds.
     #[arg(long, env = "QBO_REQUEST_TIMEOUT_SECS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub request_timeout_secs: u64,
-    /// Requests per minute for this company, at most QBO's 500.
+    /// Requests per minute for this company, at most QBO's 500. Every qbo process of the
+    /// company counts against it (they share it through Postgres).
     #[arg(long, env = "QBO_REQUESTS_PER_MINUTE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub requests_per_minute: u32,
+    /// A 429 pauses the company (for its Retry-After) without costing an attempt; a window
+    /// or step fails only once QBO has throttled the company without a break for this many
+    /// seconds (1 to 86400; default 15 minutes).
+    #[arg(long, env = "QBO_MAX_THROTTLE_SECS", default_value_t = config::DEFAULT_MAX_THROTTLE_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub max_throttle_secs: u64,
+    /// Milliseconds a 429 without Retry-After pauses the company (Intuit advises 60 s).
+    /// Lower it only against a test server.
+    #[arg(long, env = "QBO_THROTTLE_PAUSE_MS", default_value_t = config::DEFAULT_THROTTLE_PAUSE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub throttle_pause_ms: u64,
     /// Seconds a claimed window stays reserved without a heartbeat. After a crash, --resume
     /// waits at most this long for the dead worker's windows.
     #[arg(long, env = "QBO_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
@@ -224,6 +234,8 @@ impl RequestArgs {
             max_attempts: self.max_attempts,
             base_delay: std::time::Duration::from_millis(self.retry_base_ms),
             request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            throttle_pause: std::time::Duration::from_millis(self.throttle_pause_ms),
+            max_throttle: std::time::Duration::from_secs(self.max_throttle_secs),
             ..config::RetryPolicy::default()
         }
     }

@@ -121,12 +121,14 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
         tokens,
         args.requests.retry_policy(),
         &args.requests.rate_limits(),
-    )?;
-    let engine = Syncer::new(client, db, cancel);
-    let summaries = engine
-        .run(&args.entities(), &args.options())
-        .await
-        .map_err(classify)?;
+        &db,
+        cancel.clone(),
+    )
+    .await?;
+    let engine = Syncer::new(client.clone(), db, cancel);
+    let result = engine.run(&args.entities(), &args.options()).await;
+    client.finish().await;
+    let summaries = result.map_err(classify)?;
     for s in &summaries {
         outln!("{}", summary_line(s));
     }
@@ -137,6 +139,10 @@ fn classify(e: SyncError) -> CliError {
     match e {
         SyncError::Auth(auth) if auth.needs_human() => CliError::from_auth(auth),
         e @ SyncError::NeedsSince { .. } => CliError::usage(e),
+        e @ SyncError::Interrupted => CliError {
+            outcome: Outcome::Interrupted,
+            error: e.into(),
+        },
         e => CliError::failed(e),
     }
 }

@@ -68,7 +68,10 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
         tokens,
         args.requests.retry_policy(),
         &args.requests.rate_limits(),
-    )?;
+        &store,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
     let mut counters = RequestCounters::default();
     let mut all = Vec::new();
     for entity in args.entity.entities() {

@@ -1,26 +1,56 @@
 //! Keeps one realm inside QBO's limits (requests per minute, requests in flight), however
-//! many workers share the client.
+//! many workers, and however many qbo processes (through `store::throttle`), share it.
 
 use std::collections::VecDeque;
+use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
+use rand::Rng;
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::RateLimits;
+use crate::store::throttle::SharedBudget;
+use crate::store::StoreError;
 
 /// A little longer than QBO's minute, so clock skew and latency between our send and
 /// Intuit's receive never let the server count one request too many.
-const WINDOW: Duration = Duration::from_millis(61_000);
+pub const WINDOW: Duration = Duration::from_millis(61_000);
+
+/// How often a process publishes its requests to, and reads the others' from, Postgres.
+pub const SHARE_EVERY: Duration = Duration::from_secs(1);
+
+/// A wait was cut short by Ctrl-C / SIGTERM.
+#[derive(Debug)]
+pub struct Cancelled;
 
 pub struct RealmLimiter {
     in_flight: Semaphore,
     per_window: usize,
-    /// Start times of the requests in the current window, oldest first.
+    /// Start times of this process's requests in the current window, oldest first.
     recent: Mutex<VecDeque<Instant>>,
+    /// Start times of other processes' requests in the window, as of the last exchange.
+    others: SyncMutex<Vec<Instant>>,
     /// QBO throttled the company: nobody sends before this (a 429 is about the realm's
-    /// quota, not one worker's request, so every worker waits out its Retry-After).
-    paused_until: std::sync::Mutex<Option<Instant>>,
+    /// quota, not one worker's request, so every worker waits out the pause).
+    paused_until: SyncMutex<Option<Instant>>,
+    /// Since when QBO has answered nothing but 429s.
+    throttled_since: SyncMutex<Option<Instant>>,
+    /// When the last "waiting for the budget" line was logged (one every few seconds).
+    last_note: SyncMutex<Option<Instant>>,
+}
+
+fn lock<T>(m: &SyncMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sleeps until `until`, or returns early (Err) when `cancel` fires.
+pub async fn sleep_until(cancel: &CancellationToken, until: Instant) -> Result<(), Cancelled> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(Cancelled),
+        _ = tokio::time::sleep_until(until) => Ok(()),
+    }
 }
 
 impl RealmLimiter {
@@ -29,7 +59,10 @@ impl RealmLimiter {
             in_flight: Semaphore::new(limits.max_in_flight.max(1) as usize),
             per_window: limits.requests_per_minute.max(1) as usize,
             recent: Mutex::new(VecDeque::new()),
-            paused_until: std::sync::Mutex::new(None),
+            others: SyncMutex::new(Vec::new()),
+            paused_until: SyncMutex::new(None),
+            throttled_since: SyncMutex::new(None),
+            last_note: SyncMutex::new(None),
         }
     }
 
@@ -37,28 +70,45 @@ impl RealmLimiter {
     /// pause already in force).
     pub fn pause_for(&self, wait: Duration) {
         let until = Instant::now() + wait;
-        let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        let mut paused = lock(&self.paused_until);
         if paused.is_none_or(|t| t < until) {
             *paused = Some(until);
         }
     }
 
     fn pause(&self) -> Option<Instant> {
-        let paused = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        let paused = *lock(&self.paused_until);
         paused.filter(|t| *t > Instant::now())
     }
 
-    /// Waits for a slot in the rolling minute and a place among the requests in flight.
-    /// Hold the permit until the response has been read.
-    pub async fn acquire(&self) -> SemaphorePermit<'_> {
-        let permit = self
-            .in_flight
-            .acquire()
-            .await
-            .expect("the limiter's semaphore is never closed");
+    /// QBO throttled a request: returns how long it has throttled the company without a
+    /// break (zero for the first 429 after any other answer).
+    pub fn throttled(&self) -> Duration {
+        let now = Instant::now();
+        now - *lock(&self.throttled_since).get_or_insert(now)
+    }
+
+    /// QBO answered something other than a throttle: the stretch of throttling is over.
+    pub fn answered(&self) {
+        *lock(&self.throttled_since) = None;
+    }
+
+    /// Waits for the end of any pause, a slot in the rolling minute (counting the other
+    /// processes' requests) and a place among the requests in flight. Hold the permit until
+    /// the response has been read. Ctrl-C / SIGTERM (`cancel`) ends the wait at once.
+    pub async fn acquire(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<SemaphorePermit<'_>, Cancelled> {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return Err(Cancelled),
+            p = self.in_flight.acquire() => p.expect("the limiter's semaphore is never closed"),
+        };
         loop {
             if let Some(until) = self.pause() {
-                tokio::time::sleep_until(until).await;
+                // A little jitter, so the workers do not all return in the same millisecond.
+                let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=250));
+                sleep_until(cancel, until + jitter).await?;
                 continue;
             }
             let wait_until = {
@@ -70,14 +120,70 @@ impl RealmLimiter {
                 {
                     recent.pop_front();
                 }
-                if recent.len() < self.per_window {
+                let mut others = lock(&self.others);
+                others.retain(|t| now.duration_since(*t) < WINDOW);
+                if recent.len() + others.len() < self.per_window {
                     recent.push_back(now);
-                    return permit;
+                    return Ok(permit);
                 }
-                *recent.front().expect("full window is not empty") + WINDOW
+                // The slot that frees first: the oldest start that still keeps us at the limit.
+                let mut all: Vec<Instant> = recent.iter().chain(others.iter()).copied().collect();
+                all.sort_unstable();
+                let until = all[all.len() - self.per_window] + WINDOW;
+                self.note_wait(until - now, recent.len(), others.len());
+                until
             };
-            tokio::time::sleep_until(wait_until).await;
+            sleep_until(cancel, wait_until).await?;
         }
+    }
+
+    fn note_wait(&self, wait: Duration, own: usize, others: usize) {
+        let now = Instant::now();
+        let mut last = lock(&self.last_note);
+        if others == 0 || last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+            return;
+        }
+        *last = Some(now);
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            own,
+            other_processes = others,
+            "waiting for the company's request budget: other qbo processes started requests of it in the last minute"
+        );
+    }
+
+    /// Ages of this process's requests in the current window.
+    async fn own_ages(&self) -> Vec<Duration> {
+        let recent = self.recent.lock().await;
+        let now = Instant::now();
+        recent
+            .iter()
+            .map(|t| now.duration_since(*t))
+            .filter(|age| *age < WINDOW)
+            .collect()
+    }
+
+    /// One exchange with the company's other processes through Postgres: publishes this
+    /// process's requests, takes in theirs and any pause a 429 recorded.
+    pub async fn share(&self, budget: &SharedBudget) -> Result<(), StoreError> {
+        let own = self.own_ages().await;
+        let seen = budget.exchange(&own, WINDOW).await?;
+        let now = Instant::now();
+        *lock(&self.others) = seen
+            .others
+            .iter()
+            .filter_map(|age| now.checked_sub(*age))
+            .collect();
+        if let Some(wait) = seen.paused_for {
+            if self.pause().is_none_or(|t| t < now + wait) {
+                tracing::info!(
+                    wait_ms = wait.as_millis() as u64,
+                    "QBO throttled this company recently (recorded by a qbo process); pausing its requests"
+                );
+            }
+            self.pause_for(wait);
+        }
+        Ok(())
     }
 }
 
@@ -91,7 +197,7 @@ mod tests {
         let start = Instant::now();
         limiter.pause_for(Duration::from_secs(3));
         limiter.pause_for(Duration::from_secs(1));
-        let _p = limiter.acquire().await;
+        let _p = limiter.acquire(&CancellationToken::new()).await.unwrap();
         assert!(Instant::now().duration_since(start) >= Duration::from_secs(3));
     }
 
@@ -104,7 +210,7 @@ mod tests {
         let start = Instant::now();
         let mut starts = Vec::new();
         for _ in 0..12 {
-            let _p = limiter.acquire().await;
+            let _p = limiter.acquire(&CancellationToken::new()).await.unwrap();
             starts.push(Instant::now().duration_since(start));
         }
         for (i, t) in starts.iter().enumerate().skip(5) {
@@ -113,5 +219,53 @@ mod tests {
                 "request {i} started too early"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_processes_requests_use_the_same_budget() {
+        let limiter = RealmLimiter::new(&RateLimits {
+            requests_per_minute: 3,
+            max_in_flight: 2,
+        });
+        let start = Instant::now();
+        // Two requests of another process, 10 s ago: one slot is left until they age out.
+        *lock(&limiter.others) = vec![start - Duration::from_secs(10); 2];
+        let cancel = CancellationToken::new();
+        drop(limiter.acquire(&cancel).await.unwrap());
+        assert_eq!(Instant::now(), start);
+        drop(limiter.acquire(&cancel).await.unwrap());
+        assert_eq!(Instant::now() - start, WINDOW - Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_wait_ends_at_once() {
+        let limiter = RealmLimiter::new(&RateLimits::default());
+        limiter.pause_for(Duration::from_secs(3600));
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            c.cancel();
+        });
+        assert!(limiter.acquire(&cancel).await.is_err());
+        assert!(Instant::now() - start < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_stretch_of_throttling_ends_with_any_other_answer() {
+        let limiter = RealmLimiter::new(&RateLimits::default());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(limiter.throttled(), Duration::ZERO);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert_eq!(limiter.throttled(), Duration::from_secs(5));
+            limiter.answered();
+            assert_eq!(limiter.throttled(), Duration::ZERO);
+        });
     }
 }

@@ -12,12 +12,15 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::auth::{AuthError, Rejected, TokenManager};
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
+use crate::store::throttle::SharedBudget;
 pub use cdc::{CdcChange, CdcPage, ChangeSource};
 pub use limiter::RealmLimiter;
+use limiter::SHARE_EVERY;
 pub use response::{Page, RawRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +29,14 @@ pub enum ClientError {
     Throttled { retry_after: Option<Duration> },
     #[error("QBO server error (HTTP {status}): {message}")]
     Server { status: u16, message: String },
-    #[error("request failed: {0}")]
-    Transport(String),
+    #[error("request failed: {kind}")]
+    Transport {
+        kind: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("QBO_API_BASE_URL cannot be a base URL: {0}")]
+    BadBaseUrl(Url),
     #[error("QBO kept rejecting the access token (401), even right after refreshing it")]
     Unauthorized,
     #[error("QBO fault (HTTP {status}, code {code}, {kind}): {message} {detail}")]
@@ -42,26 +51,60 @@ pub enum ClientError {
     Malformed(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A retryable failure that kept happening; `last` is the final attempt's error.
+    #[error("gave up after {attempts} attempts")]
+    GaveUp {
+        attempts: u32,
+        #[source]
+        last: Box<ClientError>,
+    },
+    #[error(
+        "QBO has throttled this company without a break for {} s, and the next try would pass \
+         the limit of {} s (--max-throttle-secs / QBO_MAX_THROTTLE_SECS); something else may be \
+         using the company's 500 requests a minute",
+        .throttled_for.as_secs(),
+        .limit.as_secs()
+    )]
+    ThrottledTooLong {
+        throttled_for: Duration,
+        limit: Duration,
+        #[source]
+        last: Box<ClientError>,
+    },
+    /// Ctrl-C / SIGTERM: the request, its retries and its waits were abandoned.
+    #[error("interrupted")]
+    Cancelled,
 }
 
 impl ClientError {
-    /// The one place that decides what is worth another attempt.
+    /// The one place that decides what is worth another attempt. A throttle is retried
+    /// too, but without costing an attempt (see `execute_get`).
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Throttled { .. }
             | ClientError::Server { .. }
-            | ClientError::Transport(_)
+            | ClientError::Transport { .. }
             | ClientError::Malformed(_) => true,
             ClientError::Auth(AuthError::Endpoint(_)) => true,
-            ClientError::Unauthorized | ClientError::Fault { .. } | ClientError::Auth(_) => false,
+            ClientError::Unauthorized
+            | ClientError::Fault { .. }
+            | ClientError::Auth(_)
+            | ClientError::BadBaseUrl(_)
+            | ClientError::GaveUp { .. }
+            | ClientError::ThrottledTooLong { .. }
+            | ClientError::Cancelled => false,
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            ClientError::Throttled { retry_after } => *retry_after,
-            _ => None,
-        }
+    /// An answer from QBO other than a throttle (which ends a stretch of throttling).
+    fn is_answer(&self) -> bool {
+        !matches!(
+            self,
+            ClientError::Throttled { .. }
+                | ClientError::Transport { .. }
+                | ClientError::Auth(_)
+                | ClientError::Cancelled
+        )
     }
 }
 
@@ -108,6 +151,19 @@ pub struct QboClient {
     tokens: Arc<TokenManager>,
     limiter: Arc<RealmLimiter>,
     retry: RetryPolicy,
+    /// Ctrl-C / SIGTERM: ends retries, backoff sleeps, limiter waits and pauses at once.
+    cancel: CancellationToken,
+    /// The company's budget as every qbo process sees it (see `store::throttle`).
+    shared: Option<SharedBudget>,
+    sharer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for QboClient {
+    fn drop(&mut self) {
+        if let Some(task) = self.sharer.take() {
+            task.abort();
+        }
+    }
 }
 
 impl QboClient {
@@ -116,13 +172,12 @@ impl QboClient {
         tokens: Arc<TokenManager>,
         retry: RetryPolicy,
         limits: &RateLimits,
+        cancel: CancellationToken,
     ) -> Result<Self, ClientError> {
         let endpoint = |name: &str| {
             let mut url = settings.api_base_url.clone();
             url.path_segments_mut()
-                .map_err(|_| {
-                    ClientError::Transport("QBO_API_BASE_URL cannot be a base URL".into())
-                })?
+                .map_err(|_| ClientError::BadBaseUrl(settings.api_base_url.clone()))?
                 .pop_if_empty()
                 .extend(["v3", "company", &settings.realm_id, name]);
             Ok::<_, ClientError>(url)
@@ -134,7 +189,10 @@ impl QboClient {
             .pool_max_idle_per_host(limits.max_in_flight as usize)
             .user_agent(concat!("qbo/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(|source| ClientError::Transport {
+                kind: "building the HTTP client",
+                source,
+            })?;
         Ok(QboClient {
             http,
             query_url,
@@ -144,7 +202,52 @@ impl QboClient {
             tokens,
             limiter: Arc::new(RealmLimiter::new(limits)),
             retry,
+            cancel,
+            shared: None,
+            sharer: None,
         })
+    }
+
+    /// Shares the company's budget with the other qbo processes through Postgres: takes in
+    /// the pause and the requests they recorded before the first request, then keeps
+    /// exchanging every second. Postgres trouble here costs a warning, never the run.
+    pub async fn share_budget(mut self, budget: SharedBudget) -> Self {
+        if let Err(e) = self.exchange(&budget).await {
+            tracing::warn!(error = %e, "could not read the company's shared request budget; going on with this process's own");
+        }
+        let (limiter, cancel, task_budget) =
+            (self.limiter.clone(), self.cancel.clone(), budget.clone());
+        self.sharer = Some(tokio::spawn(async move {
+            loop {
+                let deadline = tokio::time::Instant::now() + SHARE_EVERY;
+                if limiter::sleep_until(&cancel, deadline).await.is_err() {
+                    return;
+                }
+                if let Err(e) = limiter.share(&task_budget).await {
+                    tracing::debug!(error = %crate::errors::chain(&e), "sharing the request budget failed; will try again");
+                }
+            }
+        }));
+        self.shared = Some(budget);
+        self
+    }
+
+    async fn exchange(&self, budget: &SharedBudget) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(5), self.limiter.share(budget)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(crate::errors::chain(&e)),
+            Err(_) => Err("Postgres did not answer within 5 s".into()),
+        }
+    }
+
+    /// Publishes this process's last requests, so the next process of the company starts
+    /// with the budget that is really left. Call it before the process ends.
+    pub async fn finish(&self) {
+        if let Some(budget) = &self.shared {
+            if let Err(e) = self.exchange(budget).await {
+                tracing::debug!(error = %e, "could not publish this process's requests");
+            }
+        }
     }
 
     /// Sends `query`, retrying what is transient, and parses a 200 with `parse`.
@@ -170,14 +273,35 @@ impl QboClient {
         let mut just_refreshed = false;
         loop {
             attempt += 1;
+            if self.cancel.is_cancelled() {
+                return Err(ClientError::Cancelled);
+            }
+            // Never cut short: a refresh dropped after QBO rotated the refresh token, but
+            // before it was saved, would lose the company's only valid token.
             let token = self.tokens.access_token().await?;
+            let permit = self
+                .limiter
+                .acquire(&self.cancel)
+                .await
+                .map_err(|_| ClientError::Cancelled)?;
             counters.requests += 1;
-            let outcome = {
-                let _permit = self.limiter.acquire().await;
-                self.send_once(url, params, &token, &parse).await
+            let outcome = tokio::select! {
+                _ = self.cancel.cancelled() => Err(ClientError::Cancelled),
+                r = self.send_once(url, params, &token, &parse) => r,
             };
+            drop(permit);
+            if outcome.as_ref().err().is_none_or(ClientError::is_answer) {
+                self.limiter.answered();
+            }
             match outcome {
                 Ok(answer) => return Ok(answer),
+                Err(ClientError::Throttled { retry_after }) => {
+                    // About the company's quota, not this request: no attempt is spent.
+                    attempt -= 1;
+                    just_refreshed = false;
+                    counters.retries += 1;
+                    self.throttled(retry_after).await?;
+                }
                 Err(ClientError::Unauthorized)
                     if !just_refreshed || attempt < self.retry.max_attempts =>
                 {
@@ -193,13 +317,13 @@ impl QboClient {
                         // one token, another worker's 401 and refresh can do that; it costs an
                         // attempt like any other failure instead of failing the chunk at once.
                         counters.retries += 1;
-                        let delay = self.backoff(attempt, None);
+                        let delay = self.backoff(attempt);
                         tracing::warn!(
                             attempt,
                             delay_ms = delay.as_millis() as u64,
                             "QBO rejected a fresh access token; refreshing again"
                         );
-                        tokio::time::sleep(delay).await;
+                        self.sleep(delay).await?;
                     } else {
                         tracing::info!(
                             "QBO answered 401; refreshing the access token and retrying"
@@ -211,23 +335,68 @@ impl QboClient {
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
                     just_refreshed = false;
                     counters.retries += 1;
-                    let delay = self.backoff(attempt, err.retry_after());
-                    if let Some(wait) = err.retry_after() {
-                        self.limiter.pause_for(wait);
-                    }
-                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying QBO request");
-                    tokio::time::sleep(delay).await;
+                    let delay = self.backoff(attempt);
+                    tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %crate::errors::chain(&err), "retrying QBO request");
+                    self.sleep(delay).await?;
                 }
-                Err(err) => {
-                    if err.is_retryable() {
-                        return Err(ClientError::Transport(format!(
-                            "gave up after {attempt} attempts: {err}"
-                        )));
-                    }
-                    return Err(err);
+                Err(err) if err.is_retryable() => {
+                    return Err(ClientError::GaveUp {
+                        attempts: attempt,
+                        last: Box::new(err),
+                    })
                 }
+                Err(err) => return Err(err),
             }
         }
+    }
+
+    /// A 429: pauses every request of the company (this process's and, through Postgres,
+    /// every other qbo process's) for Retry-After, or `throttle_pause` without one. Fails
+    /// only when QBO has throttled the company without a break for longer than allowed.
+    async fn throttled(&self, retry_after: Option<Duration>) -> Result<(), ClientError> {
+        let wait = retry_after.unwrap_or(self.retry.throttle_pause);
+        let throttled_for = self.limiter.throttled();
+        if throttled_for + wait > self.retry.max_throttle {
+            return Err(ClientError::ThrottledTooLong {
+                throttled_for,
+                limit: self.retry.max_throttle,
+                last: Box::new(ClientError::Throttled { retry_after }),
+            });
+        }
+        self.limiter.pause_for(wait);
+        tracing::warn!(
+            pause_ms = wait.as_millis() as u64,
+            retry_after_given = retry_after.is_some(),
+            throttled_for_secs = throttled_for.as_secs(),
+            "QBO throttled the company (429); pausing all of its requests"
+        );
+        if let Some(budget) = &self.shared {
+            let record = tokio::time::timeout(
+                Duration::from_secs(2),
+                budget.record_pause(wait, retry_after),
+            );
+            let recorded = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(ClientError::Cancelled),
+                r = record => r,
+            };
+            match recorded {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %crate::errors::chain(&e), "could not record the pause for other qbo processes")
+                }
+                Err(_) => tracing::warn!(
+                    "could not record the pause for other qbo processes: Postgres did not answer within 2 s"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// A backoff sleep that Ctrl-C / SIGTERM ends at once.
+    async fn sleep(&self, delay: Duration) -> Result<(), ClientError> {
+        limiter::sleep_until(&self.cancel, tokio::time::Instant::now() + delay)
+            .await
+            .map_err(|_| ClientError::Cancelled)
     }
 
     async fn send_once<T>(
@@ -276,12 +445,8 @@ impl QboClient {
         result.map(|value| Answer { value, intuit_tid })
     }
 
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    fn backoff(&self, attempt: u32) -> Duration {
         let mut rng = rand::thread_rng();
-        if let Some(wait) = retry_after {
-            // QBO said when; add a little jitter so parallel workers do not return in lockstep.
-            return wait + Duration::from_millis(rng.gen_range(0..=250));
-        }
         let exp = self
             .retry
             .base_delay
@@ -323,18 +488,18 @@ impl QuerySource for QboClient {
     }
 }
 
-fn transport_error(e: reqwest::Error) -> ClientError {
+fn transport_error(source: reqwest::Error) -> ClientError {
     // reqwest's message names the URL (query text, no token: that travels in a header).
-    let kind = if e.is_timeout() {
+    let kind = if source.is_timeout() {
         "timed out"
-    } else if e.is_connect() {
+    } else if source.is_connect() {
         "could not connect"
-    } else if e.is_body() || e.is_decode() {
+    } else if source.is_body() || source.is_decode() {
         "connection dropped while reading the response"
     } else {
         "transport error"
     };
-    ClientError::Transport(format!("{kind}: {}", crate::errors::chain(&e)))
+    ClientError::Transport { kind, source }
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -42,6 +42,9 @@ pub struct Faults {
     pub fail_window_containing: Option<String>,
     /// Per realm, sliding 60 s window; excess answers 429 (0 = unlimited).
     pub max_requests_per_minute: u32,
+    /// The length of that sliding window in seconds (60, as QBO counts; shorter lets a test
+    /// see a throttled company recover without waiting a minute).
+    pub rate_window_secs: u64,
     /// Per realm in flight; excess answers 429 (0 = unlimited).
     pub max_concurrent: u32,
     /// A `throttle_every` storm lasts this many consecutive query requests (0 or 1: one).
@@ -92,6 +95,7 @@ impl Default for Faults {
             mutate_while_paging_every: 0,
             fail_window_containing: None,
             max_requests_per_minute: 500,
+            rate_window_secs: 60,
             max_concurrent: 10,
             throttle_burst: 0,
             bare_throttle_every: 0,
@@ -173,24 +177,21 @@ impl Faults {
     }
 }
 
-/// Sliding 60-second window of admitted requests.
+/// Sliding window (60 s unless a test shortens it) of admitted requests.
 #[derive(Default)]
 pub struct RateLimiter {
     admitted: Mutex<VecDeque<Instant>>,
 }
 
 impl RateLimiter {
-    /// Admits a request now unless `max` were admitted in the last 60 s (0 = unlimited).
+    /// Admits a request now unless `max` were admitted in the last `window` (0 = unlimited).
     /// Refused requests do not count, so a client that backs off recovers.
-    pub fn admit(&self, max: u32, now: Instant) -> bool {
+    pub fn admit(&self, max: u32, window: Duration, now: Instant) -> bool {
         if max == 0 {
             return true;
         }
         let mut q = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
+        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
             q.pop_front();
         }
         if q.len() >= max as usize {
@@ -275,11 +276,14 @@ mod tests {
     fn sliding_window() {
         let r = RateLimiter::default();
         let t0 = Instant::now();
-        assert!(r.admit(2, t0));
-        assert!(r.admit(2, t0 + Duration::from_secs(1)));
-        assert!(!r.admit(2, t0 + Duration::from_secs(59)));
-        assert!(r.admit(2, t0 + Duration::from_secs(60)));
-        assert!(!r.admit(2, t0 + Duration::from_secs(60)));
-        assert!(r.admit(0, t0));
+        let minute = Duration::from_secs(60);
+        assert!(r.admit(2, minute, t0));
+        assert!(r.admit(2, minute, t0 + Duration::from_secs(1)));
+        assert!(!r.admit(2, minute, t0 + Duration::from_secs(59)));
+        assert!(r.admit(2, minute, t0 + Duration::from_secs(60)));
+        assert!(!r.admit(2, minute, t0 + Duration::from_secs(60)));
+        assert!(r.admit(0, minute, t0));
+        // A shorter window frees its slots sooner.
+        assert!(r.admit(2, Duration::from_secs(5), t0 + Duration::from_secs(66)));
     }
 }

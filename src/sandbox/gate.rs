@@ -275,10 +275,11 @@ fn gate(
     if over_concurrency {
         return Gate::Stop(throttled("max_concurrent"));
     }
-    if !inner
-        .rate
-        .admit(faults.max_requests_per_minute, Instant::now())
-    {
+    if !inner.rate.admit(
+        faults.max_requests_per_minute,
+        Duration::from_secs(faults.rate_window_secs),
+        Instant::now(),
+    ) {
         return Gate::Stop(throttled("max_requests_per_minute"));
     }
     let mut truncate = false;

@@ -3,7 +3,7 @@
 //! through the same gate as the query endpoint.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -229,7 +229,11 @@ fn batch_answer(req: &Req<'_>, body: &Value, time: &str) -> Reply {
             time,
         ));
     }
-    if !req.inner.batch_rate.admit(BATCH_PER_MINUTE, Instant::now()) {
+    if !req
+        .inner
+        .batch_rate
+        .admit(BATCH_PER_MINUTE, Duration::from_secs(60), Instant::now())
+    {
         return Reply::new(
             StatusCode::TOO_MANY_REQUESTS,
             envelope::throttle(time),

@@ -6,6 +6,7 @@ pub mod raw;
 pub mod runs;
 pub mod sync_lock;
 pub mod sync_state;
+pub mod throttle;
 
 use std::time::Duration;
 

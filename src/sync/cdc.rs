@@ -58,6 +58,13 @@ impl<S: ChangeSource + 'static> Syncer<S> {
                         targets[i].path = Path::Windows;
                     }
                 }
+                Err(ClientError::Cancelled) => {
+                    // Ctrl-C / SIGTERM: not a failure of the step; the watermarks stay.
+                    for i in batch {
+                        targets[i].failed = true;
+                    }
+                    break;
+                }
                 Err(e) => {
                     let window = Window {
                         start: since,

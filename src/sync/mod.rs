@@ -68,6 +68,8 @@ pub enum SyncError {
     Backfill(#[from] BackfillError),
     #[error(transparent)]
     Auth(AuthError),
+    #[error("interrupted before anything was read; run `qbo sync` again")]
+    Interrupted,
 }
 
 /// How an entity is read this time.
@@ -240,6 +242,7 @@ impl<S: ChangeSource + 'static> Syncer<S> {
                 .1
                 .unwrap_or_else(|| Utc::now() - Duration::minutes(watermark::CLOCK_SKEW_MINUTES))),
             Err(ClientError::Auth(auth)) => Err(SyncError::Auth(auth)),
+            Err(ClientError::Cancelled) => Err(SyncError::Interrupted),
             Err(e) => Err(SyncError::Clock(e)),
         }
     }
@@ -286,6 +289,11 @@ impl<S: ChangeSource + 'static> Syncer<S> {
         counters: RequestCounters,
         error: StepError,
     ) -> Result<(), SyncError> {
+        if matches!(error, StepError::Client(ClientError::Cancelled)) {
+            // Ctrl-C / SIGTERM: nothing failed; the watermark stays and the next sync reads on.
+            t.failed = true;
+            return Ok(());
+        }
         self.record_failure(t, read_via, window, counters, &error.message())
             .await?;
         self.stop_if_human(error)

@@ -10,4 +10,5 @@ mod faults;
 mod load;
 mod progress;
 mod resume;
+mod throttle;
 mod verify;
