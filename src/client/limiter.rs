@@ -175,7 +175,12 @@ impl RealmLimiter {
             .filter_map(|age| now.checked_sub(*age))
             .collect();
         if let Some(wait) = seen.paused_for {
-            if self.pause().is_none_or(|t| t < now + wait) {
+            // Our own pause comes back a few milliseconds longer (it was recorded after it
+            // began): only a pause we did not know about is worth a line.
+            if self
+                .pause()
+                .is_none_or(|t| t + Duration::from_secs(1) < now + wait)
+            {
                 tracing::info!(
                     wait_ms = wait.as_millis() as u64,
                     "QBO throttled this company recently (recorded by a qbo process); pausing its requests"
@@ -252,20 +257,13 @@ mod tests {
         assert!(Instant::now() - start < Duration::from_secs(2));
     }
 
-    #[test]
-    fn a_stretch_of_throttling_ends_with_any_other_answer() {
+    #[tokio::test(start_paused = true)]
+    async fn a_stretch_of_throttling_ends_with_any_other_answer() {
         let limiter = RealmLimiter::new(&RateLimits::default());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            assert_eq!(limiter.throttled(), Duration::ZERO);
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            assert_eq!(limiter.throttled(), Duration::from_secs(5));
-            limiter.answered();
-            assert_eq!(limiter.throttled(), Duration::ZERO);
-        });
+        assert_eq!(limiter.throttled(), Duration::ZERO);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(limiter.throttled(), Duration::from_secs(5));
+        limiter.answered();
+        assert_eq!(limiter.throttled(), Duration::ZERO);
     }
 }

@@ -212,7 +212,7 @@ impl QboClient {
     /// the pause and the requests they recorded before the first request, then keeps
     /// exchanging every second. Postgres trouble here costs a warning, never the run.
     pub async fn share_budget(mut self, budget: SharedBudget) -> Self {
-        if let Err(e) = self.exchange(&budget).await {
+        if let Err(e) = self.exchange(&budget, Duration::from_secs(5)).await {
             tracing::warn!(error = %e, "could not read the company's shared request budget; going on with this process's own");
         }
         let (limiter, cancel, task_budget) =
@@ -232,19 +232,23 @@ impl QboClient {
         self
     }
 
-    async fn exchange(&self, budget: &SharedBudget) -> Result<(), String> {
-        match tokio::time::timeout(Duration::from_secs(5), self.limiter.share(budget)).await {
+    async fn exchange(&self, budget: &SharedBudget, within: Duration) -> Result<(), String> {
+        match tokio::time::timeout(within, self.limiter.share(budget)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(crate::errors::chain(&e)),
-            Err(_) => Err("Postgres did not answer within 5 s".into()),
+            Err(_) => Err(format!(
+                "Postgres did not answer within {} s",
+                within.as_secs()
+            )),
         }
     }
 
     /// Publishes this process's last requests, so the next process of the company starts
-    /// with the budget that is really left. Call it before the process ends.
+    /// with the budget that is really left. Call it before the process ends (it waits at
+    /// most a second, so an interrupted process still exits at once).
     pub async fn finish(&self) {
         if let Some(budget) = &self.shared {
-            if let Err(e) = self.exchange(budget).await {
+            if let Err(e) = self.exchange(budget, Duration::from_secs(1)).await {
                 tracing::debug!(error = %e, "could not publish this process's requests");
             }
         }
@@ -520,4 +524,26 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         .to_std()
         .ok()
         .map(|d| d.min(Duration::from_secs(3600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn giving_up_keeps_the_last_error_as_its_cause() {
+        let e = ClientError::GaveUp {
+            attempts: 3,
+            last: Box::new(ClientError::Server {
+                status: 503,
+                message: "down".into(),
+            }),
+        };
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            crate::errors::chain(&e),
+            "gave up after 3 attempts: QBO server error (HTTP 503): down"
+        );
+        assert!(!e.is_retryable());
+    }
 }

@@ -222,6 +222,8 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.backfill_invocations",
         "ops.backfill_report",
         "ops.backfill_runs",
+        "ops.company_requests",
+        "ops.company_throttle",
         "ops.sync_watermarks",
     ]
     .into_iter()
