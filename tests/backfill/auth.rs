@@ -146,15 +146,17 @@ async fn auth_login_completes_the_code_flow_and_status_never_shows_tokens() {
             "login",
             "--redirect-uri",
             &redirect,
+            // The test plays the browser at once; the timeout only guards a hang.
             "--timeout-secs",
-            "30",
+            "300",
         ])
         .env_remove("QBO_REFRESH_TOKEN")
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        // Only a guard against a hang: a loaded machine may take a while to start qbo.
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
             .await
             .expect("login prints the consent URL")
             .unwrap()
