@@ -414,14 +414,15 @@ async fn auth_login_for_another_company_says_failed_in_the_browser() {
             "login",
             "--redirect-uri",
             &redirect,
+            // The test plays the browser at once; the timeouts only guard a hang.
             "--timeout-secs",
-            "30",
+            "300",
         ])
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
             .await
             .expect("login prints the consent URL")
             .unwrap()
