@@ -18,8 +18,12 @@ pub enum Windowing {
 pub struct Entity {
     /// Name on the command line and in reports, e.g. `journal_entries`.
     pub cli_name: &'static str,
-    /// Name in the QBO query language and response envelope, e.g. `JournalEntry`.
+    /// Name in the QBO query language, e.g. `JournalEntry`.
     pub qbo_name: &'static str,
+    /// The key QBO files the entity's records under in its answers (query pages, CDC, reads
+    /// by id). It is `qbo_name` except where Intuit named them apart: `CreditCardPayment` is
+    /// queried as such and answered as `CreditCardPaymentTxn`.
+    pub list_key: &'static str,
     /// Raw-zone table, schema-qualified.
     pub table: &'static str,
     /// A transaction with a `TxnDate`, so `--window-field txn-date` is allowed.
@@ -59,6 +63,7 @@ impl Entity {
         Entity {
             cli_name,
             qbo_name,
+            list_key: qbo_name,
             table,
             txn_date: false,
             name_list: false,
@@ -79,6 +84,11 @@ impl Entity {
 
     const fn whole(mut self) -> Self {
         self.windowing = Windowing::Whole;
+        self
+    }
+
+    const fn answered_as(mut self, list_key: &'static str) -> Self {
+        self.list_key = list_key;
         self
     }
 
@@ -116,6 +126,7 @@ pub const ENTITIES: &[Entity] = &[
         "CreditCardPayment",
         "raw.qb_credit_card_payments",
     )
+    .answered_as("CreditCardPaymentTxn")
     .txn(),
     E::new("credit_memos", "CreditMemo", "raw.qb_credit_memos").txn(),
     E::new("customers", "Customer", "raw.qb_customers").list(),
@@ -176,6 +187,11 @@ pub fn find(name: &str) -> Option<&'static Entity> {
 
 pub fn by_qbo_name(name: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|e| e.qbo_name == name)
+}
+
+/// The key QBO answers `qbo_name`'s records under (see `Entity::list_key`).
+pub fn list_key(qbo_name: &str) -> &str {
+    by_qbo_name(qbo_name).map_or(qbo_name, |e| e.list_key)
 }
 
 /// What the user asked to load: one entity or all of them.

@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 use super::ClientError;
+use crate::entities;
 
 /// One record as QBO sent it, plus the keys the raw zone needs.
 #[derive(Debug, Clone)]
@@ -129,9 +130,15 @@ pub(super) fn entity_list<'a, 'n>(
     entities: &[&'n str],
 ) -> Result<Option<(&'n str, Vec<&'a RawValue>)>, ClientError> {
     check_keys(qr, entities)?;
-    let mut lists = entities
-        .iter()
-        .filter_map(|name| qr.get(*name).map(|list| (*name, *list)));
+    // QBO files some entities under another key (CreditCardPayment as CreditCardPaymentTxn);
+    // either key is that entity's list, reported by the name it was asked for.
+    let mut lists = entities.iter().flat_map(|name| {
+        let key = entities::list_key(name);
+        let alias = (key != *name).then_some(*name);
+        std::iter::once(key)
+            .chain(alias)
+            .filter_map(|k| qr.get(k).map(|list| (*name, *list)))
+    });
     let Some((name, list)) = lists.next() else {
         if let Some((key, n)) = claimed_rows(qr) {
             return Err(ClientError::Malformed(format!(
@@ -157,7 +164,10 @@ fn check_keys(qr: &HashMap<String, &RawValue>, lists: &[&str]) -> Result<(), Cli
         return Err(fault_error(200, fault.get()));
     }
     for (key, value) in qr {
-        if lists.contains(&key.as_str()) {
+        if lists
+            .iter()
+            .any(|name| *name == key || entities::list_key(name) == key)
+        {
             continue;
         }
         if !COUNT_KEYS.contains(&key.as_str()) {
@@ -385,6 +395,21 @@ mod tests {
             42
         );
         assert_eq!(parse_count(br#"{"QueryResponse":{}}"#).unwrap().0, 0);
+    }
+
+    /// QBO answers `SELECT * FROM CreditCardPayment` under `CreditCardPaymentTxn`: read as
+    /// an unknown key, every credit card payment would fail its window (or, with a lenient
+    /// parser, be silently missing).
+    #[test]
+    fn credit_card_payments_are_read_under_the_key_qbo_answers_them_with() {
+        let body = br#"{"QueryResponse":{"CreditCardPaymentTxn":[{"Id":"5","SyncToken":"0","MetaData":{"LastUpdatedTime":"2024-03-04T16:00:00-08:00"}}],"startPosition":1,"maxResults":1}}"#;
+        let p = parse_page(body, "CreditCardPayment").unwrap();
+        assert_eq!(p.records.len(), 1);
+        assert_eq!(p.records[0].id, "5");
+        let both = br#"{"QueryResponse":{"CreditCardPaymentTxn":[],"CreditCardPayment":[],"maxResults":0}}"#;
+        assert!(parse_page(both, "CreditCardPayment").is_err());
+        let other = br#"{"QueryResponse":{"CreditCardPaymentTxn":[],"maxResults":0}}"#;
+        assert!(parse_page(other, "Invoice").is_err());
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn answer(
                 return json!({});
             }
             let n = objs.len();
-            json!({ e.qbo_name: objs, "startPosition": 1, "maxResults": n, "totalCount": n })
+            json!({ e.list_key: objs, "startPosition": 1, "maxResults": n, "totalCount": n })
         })
         .collect();
     Ok(json!({ "CDCResponse": [{ "QueryResponse": responses }], "time": time }))

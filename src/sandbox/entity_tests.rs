@@ -30,7 +30,7 @@ async fn every_registered_entity_is_served_and_counted_like_its_records() {
         let q = format!("SELECT * FROM {}{all} MAXRESULTS 1000", e.qbo_name);
         let (st, v) = get_json(&sb, &tok, &q).await;
         assert_eq!(st, 200, "{q}: {v}");
-        let page = v["QueryResponse"][e.qbo_name].as_array().unwrap();
+        let page = v["QueryResponse"][e.list_key].as_array().unwrap();
         assert_eq!(page, &records, "{q}");
     }
     assert_eq!(sb.records("CompanyInfo").len(), 1);

@@ -162,7 +162,7 @@ fn read_answer(req: &Req<'_>, realm: &str, entity: &str, id: &str, time: &str) -
         Some(t.render(&store.ctx, &row))
     });
     match doc {
-        Some(doc) => req.ok(json!({ e.qbo_name: doc, "time": time })),
+        Some(doc) => req.ok(json!({ e.list_key: doc, "time": time })),
         None => req.bad(object_not_found(time)),
     }
 }

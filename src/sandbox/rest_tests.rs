@@ -260,3 +260,22 @@ async fn deactivate_keeps_the_name_and_refuses_non_names() {
     assert!(sb.deleted_ids("Vendor").is_empty());
     sb.shutdown().await;
 }
+
+/// Intuit queries credit card payments as `CreditCardPayment` and files them under
+/// `CreditCardPaymentTxn`, in query pages, reads by id and CDC alike.
+#[tokio::test]
+async fn credit_card_payments_are_answered_under_credit_card_payment_txn() {
+    let sb = sandbox().await;
+    let tok = access_token(&sb).await;
+    let (st, v) = get_json(&sb, &tok, "SELECT * FROM CreditCardPayment MAXRESULTS 5").await;
+    assert_eq!(st, 200, "{v}");
+    let page = v["QueryResponse"]["CreditCardPaymentTxn"]
+        .as_array()
+        .unwrap();
+    assert!(!page.is_empty(), "{v}");
+    assert!(v["QueryResponse"].get("CreditCardPayment").is_none(), "{v}");
+    let id = page[0]["Id"].as_str().unwrap().to_string();
+    let (st, v) = read(&sb, &tok, &format!("creditcardpayment/{id}")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["CreditCardPaymentTxn"]["Id"], json!(id));
+}

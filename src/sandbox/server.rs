@@ -225,7 +225,12 @@ pub fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, tim
             .into_iter()
             .map(|r| eval::output(&t, &store.ctx, r, &c))
             .collect();
-        envelope::page(c.entity, page, c.start_position, time)
+        envelope::page(
+            crate::entities::list_key(c.entity),
+            page,
+            c.start_position,
+            time,
+        )
     };
     req.ok(body)
 }
