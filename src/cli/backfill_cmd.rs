@@ -56,8 +56,9 @@ pub struct BackfillArgs {
     /// Records per request; QBO serves at most 1000.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,
-    /// Windows loaded at once. QBO's limits (500 requests/minute, 10 in flight per company)
-    /// hold whatever this says.
+    /// Windows loaded at once. QBO's limits hold whatever this says: 500 requests a minute
+    /// per company (shared with the company's other qbo processes) and 10 in flight per
+    /// process; a 429 pauses every worker.
     #[arg(long, default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
     /// Timestamp the windows filter on. txn-date only applies to transactions (invoices,
