@@ -67,13 +67,17 @@ impl RealmLimiter {
     }
 
     /// Holds every request of the realm for `wait` from now (extending, never shortening, a
-    /// pause already in force).
-    pub fn pause_for(&self, wait: Duration) {
+    /// pause already in force). True when that is news: no pause, or one ending more than a
+    /// second earlier, was in force; the workers' 429s of one burst (and our own pause read
+    /// back from Postgres) are not.
+    pub fn pause_for(&self, wait: Duration) -> bool {
         let until = Instant::now() + wait;
         let mut paused = lock(&self.paused_until);
+        let news = paused.is_none_or(|t| t + Duration::from_secs(1) < until);
         if paused.is_none_or(|t| t < until) {
             *paused = Some(until);
         }
+        news
     }
 
     fn pause(&self) -> Option<Instant> {
@@ -175,18 +179,12 @@ impl RealmLimiter {
             .filter_map(|age| now.checked_sub(*age))
             .collect();
         if let Some(wait) = seen.paused_for {
-            // Our own pause comes back a few milliseconds longer (it was recorded after it
-            // began): only a pause we did not know about is worth a line.
-            if self
-                .pause()
-                .is_none_or(|t| t + Duration::from_secs(1) < now + wait)
-            {
+            if self.pause_for(wait) {
                 tracing::info!(
                     wait_ms = wait.as_millis() as u64,
                     "QBO throttled this company recently (recorded by a qbo process); pausing its requests"
                 );
             }
-            self.pause_for(wait);
         }
         Ok(())
     }

@@ -212,6 +212,9 @@ impl QboClient {
     /// the pause and the requests they recorded before the first request, then keeps
     /// exchanging every second. Postgres trouble here costs a warning, never the run.
     pub async fn share_budget(mut self, budget: SharedBudget) -> Self {
+        if let Err(e) = bounded(Duration::from_secs(5), budget.forget_stale()).await {
+            tracing::debug!(error = %e, "could not forget stopped processes' request budgets");
+        }
         if let Err(e) = self.exchange(&budget, Duration::from_secs(5)).await {
             tracing::warn!(error = %e, "could not read the company's shared request budget; going on with this process's own");
         }
@@ -233,14 +236,7 @@ impl QboClient {
     }
 
     async fn exchange(&self, budget: &SharedBudget, within: Duration) -> Result<(), String> {
-        match tokio::time::timeout(within, self.limiter.share(budget)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(crate::errors::chain(&e)),
-            Err(_) => Err(format!(
-                "Postgres did not answer within {} s",
-                within.as_secs()
-            )),
-        }
+        bounded(within, self.limiter.share(budget)).await
     }
 
     /// Publishes this process's last requests, so the next process of the company starts
@@ -367,7 +363,10 @@ impl QboClient {
                 last: Box::new(ClientError::Throttled { retry_after }),
             });
         }
-        self.limiter.pause_for(wait);
+        if !self.limiter.pause_for(wait) {
+            // Another worker's 429 of the same burst already paused, logged and recorded it.
+            return Ok(());
+        }
         tracing::warn!(
             pause_ms = wait.as_millis() as u64,
             retry_after_given = retry_after.is_some(),
@@ -375,22 +374,13 @@ impl QboClient {
             "QBO throttled the company (429); pausing all of its requests"
         );
         if let Some(budget) = &self.shared {
-            let record = tokio::time::timeout(
+            let recorded = bounded(
                 Duration::from_secs(2),
                 budget.record_pause(wait, retry_after),
-            );
-            let recorded = tokio::select! {
-                _ = self.cancel.cancelled() => return Err(ClientError::Cancelled),
-                r = record => r,
-            };
-            match recorded {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %crate::errors::chain(&e), "could not record the pause for other qbo processes")
-                }
-                Err(_) => tracing::warn!(
-                    "could not record the pause for other qbo processes: Postgres did not answer within 2 s"
-                ),
+            )
+            .await;
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "could not record the pause for other qbo processes");
             }
         }
         Ok(())
@@ -524,6 +514,21 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         .to_std()
         .ok()
         .map(|d| d.min(Duration::from_secs(3600)))
+}
+
+/// A shared-budget call to Postgres, given at most `within`: the budget only helps, so a slow
+/// or failed database costs a warning, never a request's progress.
+async fn bounded<T>(
+    within: Duration,
+    call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(within, call).await {
+        Ok(result) => result.map_err(|e| crate::errors::chain(&e)),
+        Err(_) => Err(format!(
+            "Postgres did not answer within {} s",
+            within.as_secs()
+        )),
+    }
 }
 
 #[cfg(test)]

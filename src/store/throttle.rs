@@ -68,23 +68,9 @@ impl SharedBudget {
         Ok(())
     }
 
-    /// Publishes this process's requests of the window (`own`, as ages) and reads the other
-    /// processes' and the company's pause.
-    pub async fn exchange(&self, own: &[Duration], window: Duration) -> Result<Seen, StoreError> {
-        let ages: Vec<f64> = own.iter().map(Duration::as_secs_f64).collect();
-        sqlx::query!(
-            "INSERT INTO ops.company_requests (realm_id, process_id, started_at, updated_at)
-             SELECT $1, $2, coalesce(array_agg(now() - make_interval(secs => a) ORDER BY a DESC),
-                                     '{}'), now()
-               FROM unnest($3::float8[]) AS a
-             ON CONFLICT (realm_id, process_id) DO UPDATE
-                SET started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at",
-            self.realm_id,
-            self.process_id,
-            &ages,
-        )
-        .execute(&self.pool)
-        .await?;
+    /// Forgets the rows of processes that stopped publishing (they only hold requests older
+    /// than any window). Once per process, at start: not on every exchange.
+    pub async fn forget_stale(&self) -> Result<(), StoreError> {
         sqlx::query!(
             "DELETE FROM ops.company_requests
               WHERE realm_id = $1 AND updated_at < now() - make_interval(secs => $2)",
@@ -93,28 +79,43 @@ impl SharedBudget {
         )
         .execute(&self.pool)
         .await?;
-        let others = sqlx::query_scalar!(
-            r#"SELECT extract(epoch FROM now() - t)::float8 AS "age!"
-                 FROM ops.company_requests AS r, unnest(r.started_at) AS t
-                WHERE r.realm_id = $1 AND r.process_id <> $2
-                  AND t > now() - make_interval(secs => $3)"#,
+        Ok(())
+    }
+
+    /// Publishes this process's requests of the window (`own`, as ages) and reads the other
+    /// processes' and the company's pause, in one round trip (the sharer runs every second).
+    pub async fn exchange(&self, own: &[Duration], window: Duration) -> Result<Seen, StoreError> {
+        let ages: Vec<f64> = own.iter().map(Duration::as_secs_f64).collect();
+        // The upsert's row is not visible to the SELECT of the same statement; it reads only
+        // the other processes' rows anyway.
+        let row = sqlx::query!(
+            r#"WITH publish AS (
+                   INSERT INTO ops.company_requests (realm_id, process_id, started_at, updated_at)
+                   SELECT $1, $2,
+                          coalesce(array_agg(now() - make_interval(secs => a) ORDER BY a DESC), '{}'),
+                          now()
+                     FROM unnest($3::float8[]) AS a
+                   ON CONFLICT (realm_id, process_id) DO UPDATE
+                      SET started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at
+               )
+               SELECT coalesce((SELECT array_agg(extract(epoch FROM now() - t)::float8)
+                                  FROM ops.company_requests AS r, unnest(r.started_at) AS t
+                                 WHERE r.realm_id = $1 AND r.process_id <> $2
+                                   AND t > now() - make_interval(secs => $4)),
+                               '{}') AS "others!: Vec<f64>",
+                      (SELECT extract(epoch FROM paused_until - now())::float8
+                         FROM ops.company_throttle
+                        WHERE realm_id = $1 AND paused_until > now()) AS "paused_for?: f64""#,
             self.realm_id,
             self.process_id,
+            &ages,
             window.as_secs_f64(),
         )
-        .fetch_all(&self.pool)
-        .await?;
-        let paused_for = sqlx::query_scalar!(
-            r#"SELECT extract(epoch FROM paused_until - now())::float8 AS "remaining!"
-                 FROM ops.company_throttle
-                WHERE realm_id = $1 AND paused_until > now()"#,
-            self.realm_id,
-        )
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
         Ok(Seen {
-            others: others.into_iter().filter_map(seconds).collect(),
-            paused_for: paused_for.and_then(seconds),
+            others: row.others.into_iter().filter_map(seconds).collect(),
+            paused_for: row.paused_for.and_then(seconds),
         })
     }
 }
