@@ -62,7 +62,8 @@ impl Default for Options {
 #[derive(Debug, Clone)]
 pub enum Mode {
     New(DateRange),
-    Resume,
+    /// Continue a run's unfinished windows: this one, or the latest backfill of the entity.
+    Resume(Option<Uuid>),
     RetryFailed(Option<Uuid>),
     /// The pending windows a sync added to its own run (see `crate::sync`).
     Planned(Uuid),
@@ -72,7 +73,8 @@ impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Mode::New(r) => write!(f, "new run {}..{}", r.start, r.end_inclusive),
-            Mode::Resume => f.write_str("resume"),
+            Mode::Resume(Some(id)) => write!(f, "resume run {id}"),
+            Mode::Resume(None) => f.write_str("resume"),
             Mode::RetryFailed(Some(id)) => write!(f, "retry failed chunks of run {id}"),
             Mode::RetryFailed(None) => f.write_str("retry failed chunks of the latest run"),
             Mode::Planned(id) => write!(f, "windows of sync run {id}"),
@@ -385,8 +387,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     .await?;
                 Ok((run_id, opts.window_field, ClaimMode::Unfinished))
             }
-            Mode::Resume => {
-                let run = self.latest_run(entity, realm_id).await?;
+            Mode::Resume(run_id) => {
+                let run = self.chosen_run(*run_id, entity, realm_id).await?;
                 Ok((
                     run.run_id,
                     stored_field(&run.window_field),
@@ -402,25 +404,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 Ok((run.run_id, WindowField::LastUpdated, ClaimMode::Unfinished))
             }
             Mode::RetryFailed(run_id) => {
-                let run = match run_id {
-                    Some(id) => self
-                        .store
-                        .run(*id)
-                        .await?
-                        .ok_or(BackfillError::RunNotFound(*id))?,
-                    None => self.latest_run(entity, realm_id).await?,
-                };
-                // A sync's steps are not windows a backfill may re-read: refuse its runs too.
-                if run.kind != "backfill"
-                    || run.entity != entity.cli_name
-                    || run.realm_id != realm_id
-                {
-                    return Err(BackfillError::WrongRun {
-                        run_id: run.run_id,
-                        actual: format!("{} ({}) of realm {}", run.entity, run.kind, run.realm_id),
-                        requested: format!("{} (backfill) of realm {realm_id}", entity.cli_name),
-                    });
-                }
+                let run = self.chosen_run(*run_id, entity, realm_id).await?;
                 Ok((
                     run.run_id,
                     stored_field(&run.window_field),
@@ -428,6 +412,33 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 ))
             }
         }
+    }
+
+    /// The run `run_id` names, which must be a backfill of this entity and company, or the
+    /// latest such backfill.
+    async fn chosen_run(
+        &self,
+        run_id: Option<Uuid>,
+        entity: &Entity,
+        realm_id: &str,
+    ) -> Result<RunRow, BackfillError> {
+        let Some(id) = run_id else {
+            return self.latest_run(entity, realm_id).await;
+        };
+        let run = self
+            .store
+            .run(id)
+            .await?
+            .ok_or(BackfillError::RunNotFound(id))?;
+        // A sync's steps are not windows a backfill may re-read: refuse its runs too.
+        if run.kind != "backfill" || run.entity != entity.cli_name || run.realm_id != realm_id {
+            return Err(BackfillError::WrongRun {
+                run_id: run.run_id,
+                actual: format!("{} ({}) of realm {}", run.entity, run.kind, run.realm_id),
+                requested: format!("{} (backfill) of realm {realm_id}", entity.cli_name),
+            });
+        }
+        Ok(run)
     }
 
     async fn latest_run(&self, entity: &Entity, realm_id: &str) -> Result<RunRow, BackfillError> {

@@ -63,7 +63,7 @@ pub async fn plan(db: &PgStore, realm_id: &str, job: &Job) -> Result<Vec<Step>, 
                 .map(|e| run(e, job.mode.clone(), options.clone()))
                 .collect())
         }
-        Mode::Resume | Mode::RetryFailed(None) => {
+        Mode::Resume(_) | Mode::RetryFailed(None) => {
             match db
                 .latest_invocation(realm_id)
                 .await
@@ -120,19 +120,17 @@ async fn finish_invocation(
             continue;
         };
         let step = match (runs.get(name), &job.mode) {
-            (Some(_), Mode::Resume) => Step::Run {
+            // The invocation's own run, even if the entity was backfilled again since.
+            (Some(run_id), mode) => Step::Run {
                 entity,
-                mode: Mode::Resume,
+                mode: match mode {
+                    Mode::Resume(_) => Mode::Resume(Some(*run_id)),
+                    _ => Mode::RetryFailed(Some(*run_id)),
+                },
                 options: job.options.clone(),
                 note: None,
             },
-            (Some(run_id), _) => Step::Run {
-                entity,
-                mode: Mode::RetryFailed(Some(*run_id)),
-                options: job.options.clone(),
-                note: None,
-            },
-            (None, Mode::Resume) => Step::Run {
+            (None, Mode::Resume(_)) => Step::Run {
                 entity,
                 mode: Mode::New(range),
                 options: fresh.clone(),

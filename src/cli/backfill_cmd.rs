@@ -95,7 +95,7 @@ pub struct BackfillArgs {
 impl BackfillArgs {
     fn mode(&self) -> Result<Mode, CliError> {
         if self.resume {
-            return Ok(Mode::Resume);
+            return Ok(Mode::Resume(None));
         }
         if self.retry_failed {
             if self.run.is_some() && self.entity == Selection::All {

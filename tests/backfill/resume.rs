@@ -330,8 +330,36 @@ async fn a_killed_backfill_all_resumes_every_entity_including_those_never_reache
         retry.stdout
     );
 
+    // A backfill of the killed entity on its own since then: `all --resume` must still
+    // finish the invocation's run, not take this newer one for it.
+    let (killed_entity, invocation_run): (String, uuid::Uuid) =
+        sqlx::query_as("SELECT entity, run_id FROM ops.backfill_runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    w.run(&[
+        "backfill",
+        &killed_entity,
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-02",
+    ])
+    .await
+    .assert_code(0);
+
     let resumed = w.run(&["backfill", "all", "--resume"]).await;
     resumed.assert_code(0);
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM ops.backfill_runs WHERE run_id = $1")
+            .bind(invocation_run)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        status, "success",
+        "all --resume finished the invocation's own {killed_entity} run"
+    );
     for entity in ["invoices", "customers", "items"] {
         assert!(
             resumed.stdout.contains(&format!(
