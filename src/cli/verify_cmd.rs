@@ -3,13 +3,14 @@
 use chrono::{NaiveDate, Utc};
 use clap::Args;
 
-use super::backfill_cmd::{build_client, connect};
+use super::backfill_cmd::{build_client, connect, on_interrupt};
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::chunks::DateRange;
 use crate::client::ClientError;
-use crate::client::RequestCounters;
+use crate::client::{QboClient, RequestCounters};
 use crate::entities::Selection;
 use crate::report::Format;
+use crate::store::PgStore;
 use crate::verify::{self, VerifyError, WindowCount};
 
 pub const AFTER_HELP: &str = "\
@@ -69,15 +70,52 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
         args.requests.retry_policy(),
         &args.requests.rate_limits(),
         &store,
-        tokio_util::sync::CancellationToken::new(),
+        on_interrupt("interrupted: verify stopped; nothing was written, run it again"),
     )
     .await?;
     let mut counters = RequestCounters::default();
+    let counted = count_all(
+        &args,
+        &settings.realm_id,
+        given,
+        client.as_ref(),
+        &store,
+        &mut counters,
+    )
+    .await;
+    // Publish this process's requests to the company's shared budget, whatever happened.
+    client.finish().await;
+    let all = counted?;
+    if args.format == Format::Json {
+        let json = serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into());
+        outln!("{json}");
+    }
+    tracing::info!(
+        requests = counters.requests,
+        retries = counters.retries,
+        "verify finished"
+    );
+    Ok(if all.iter().all(WindowCount::matches) {
+        Outcome::Success
+    } else {
+        Outcome::SomeFailed
+    })
+}
+
+/// Counts every window of every selected entity, in QBO and in the raw zone.
+async fn count_all(
+    args: &VerifyArgs,
+    realm_id: &str,
+    given: Option<DateRange>,
+    client: &QboClient,
+    store: &PgStore,
+    counters: &mut RequestCounters,
+) -> Result<Vec<WindowCount>, CliError> {
     let mut all = Vec::new();
     for entity in args.entity.entities() {
         let range = match given {
             Some(r) => r,
-            None => match verify::raw_span(&store, entity, &settings.realm_id)
+            None => match verify::raw_span(store, entity, realm_id)
                 .await
                 .map_err(CliError::failed)?
             {
@@ -104,34 +142,24 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
             },
         };
         let windows = verify::plan(entity, range, args.chunk_days).map_err(CliError::usage)?;
-        let counts =
-            verify::count_windows(client.as_ref(), &store, entity, &windows, &mut counters)
-                .await
-                .map_err(classify)?;
+        let counts = verify::count_windows(client, store, entity, &windows, counters)
+            .await
+            .map_err(classify)?;
         if args.format == Format::Table {
             print_entity(entity.cli_name, &counts);
         }
         all.extend(counts);
     }
-    if args.format == Format::Json {
-        let json = serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into());
-        outln!("{json}");
-    }
-    tracing::info!(
-        requests = counters.requests,
-        retries = counters.retries,
-        "verify finished"
-    );
-    Ok(if all.iter().all(WindowCount::matches) {
-        Outcome::Success
-    } else {
-        Outcome::SomeFailed
-    })
+    Ok(all)
 }
 
 fn classify(e: VerifyError) -> CliError {
     match e {
         VerifyError::Qbo(ClientError::Auth(auth)) => CliError::from_auth(auth),
+        VerifyError::Qbo(ClientError::Cancelled) => CliError {
+            outcome: Outcome::Interrupted,
+            error: anyhow::anyhow!("interrupted by Ctrl-C or SIGTERM"),
+        },
         e => CliError::failed(e),
     }
 }
