@@ -19,7 +19,7 @@ pub enum AuthCommand {
     /// redirect on a loopback address, and saves the tokens in the token store.
     Login(LoginArgs),
     /// Which company is authorized and when its tokens expire (never the tokens themselves).
-    Status(StatusArgs),
+    Status(StoreArgs),
     /// Store a refresh token you already have (from Intuit's OAuth Playground, or the
     /// `qbo sandbox` banner), read from stdin so it stays out of your shell history:
     /// `qbo auth import < token.txt`. Replaces the company's stored tokens.
@@ -40,12 +40,6 @@ pub struct LoginArgs {
     /// How long to wait for the browser.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
-    #[command(flatten)]
-    pub qbo: QboArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
     #[command(flatten)]
     pub qbo: QboArgs,
 }
@@ -150,10 +144,9 @@ async fn run_login(args: LoginArgs) -> Result<Outcome, CliError> {
     Ok(Outcome::Success)
 }
 
-async fn run_status(args: StatusArgs) -> Result<Outcome, CliError> {
-    let settings = args.qbo.settings().map_err(CliError::usage)?;
-    let store = store::open(&settings.token_store).map_err(CliError::usage)?;
-    let realm = settings.realm_id.clone();
+async fn run_status(args: StoreArgs) -> Result<Outcome, CliError> {
+    let (realm_id, store) = args.open()?;
+    let realm = realm_id.clone();
     let where_ = store.describe(&realm);
     let Some(t) = store::blocking(&store, move |s| s.load(&realm))
         .await
@@ -162,7 +155,7 @@ async fn run_status(args: StatusArgs) -> Result<Outcome, CliError> {
         eprintln!(
             "no tokens for realm {} in the token store ({where_}); pipe a refresh token into \
              `qbo auth import`, or run `qbo auth login`",
-            settings.realm_id,
+            realm_id,
         );
         return Ok(Outcome::NeedsHuman);
     };

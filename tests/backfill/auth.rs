@@ -371,7 +371,14 @@ async fn auth_status_says_never_used_and_prints_whole_seconds_with_relative_time
     import(&w, &w.initial_refresh_token, &[])
         .await
         .assert_code(0);
-    let fresh = w.run(&["auth", "status"]).await;
+    // Only the company and the store are needed: not the app's credentials (the runbook
+    // runs it with QBO_REALM_ID and QBO_TOKEN_STORE alone).
+    let fresh = w
+        .run_with(
+            &["auth", "status"],
+            &[("QBO_CLIENT_ID", None), ("QBO_CLIENT_SECRET", None)],
+        )
+        .await;
     fresh.assert_code(0);
     assert!(fresh.stdout.contains("never used"), "{}", fresh.stdout);
     assert!(!fresh.stdout.contains("-262143"), "{}", fresh.stdout);
