@@ -31,11 +31,13 @@ static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 /// `level` applies to qbo itself; libraries stay at `warn` unless RUST_LOG says otherwise,
 /// because their trace output is noise (and no place to risk a header).
 pub fn init(format: LogFormat, level: &str) {
+    // `--log-level` takes any case (`DEBUG`); compare and filter on one spelling.
+    let level = level.to_ascii_lowercase();
     let _ = FORMAT.set(format);
     let rust_log = std::env::var("RUST_LOG")
         .ok()
         .and_then(|s| EnvFilter::try_new(s).ok());
-    let _ = VERBOSE.set(rust_log.is_some() || matches!(level, "debug" | "trace"));
+    let _ = VERBOSE.set(rust_log.is_some() || matches!(level.as_str(), "debug" | "trace"));
     let filter = rust_log.unwrap_or_else(|| EnvFilter::new(format!("warn,qbo={level}")));
     let builder = fmt().with_env_filter(filter).with_writer(Stderr);
     let _ = match format {
