@@ -283,7 +283,11 @@ mod tests {
         assert!(r.admit(2, minute, t0 + Duration::from_secs(60)));
         assert!(!r.admit(2, minute, t0 + Duration::from_secs(60)));
         assert!(r.admit(0, minute, t0));
-        // A shorter window frees its slots sooner.
-        assert!(r.admit(2, Duration::from_secs(5), t0 + Duration::from_secs(66)));
+        // A shorter window frees its slots sooner: 5 s after a request, not a minute.
+        let r = RateLimiter::default();
+        let five = Duration::from_secs(5);
+        assert!(r.admit(1, five, t0));
+        assert!(!r.admit(1, five, t0 + Duration::from_secs(4)));
+        assert!(r.admit(1, five, t0 + five));
     }
 }

@@ -361,11 +361,11 @@ async fn a_new_process_counts_the_last_minutes_requests_of_the_others_and_sigter
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_qbo_is_unreachable_ends_the_retries_at_once() {
     let w = World::new(small_company()).await;
-    // A port nobody listens on: every request is refused, then backs off for minutes.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port held but not listened on (so no other test can take it): every request is
+    // refused, then backs off for minutes.
+    let hold = tokio::net::TcpSocket::new_v4().unwrap();
+    hold.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = hold.local_addr().unwrap();
     let mut child = w
         .qbo(&[
             "backfill",

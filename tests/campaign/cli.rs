@@ -412,10 +412,13 @@ async fn a_closed_stdout_ends_every_command_quietly() {
         &["migrate"],
     ];
     for args in commands {
-        let mut child = w.qbo(args).spawn().expect("start qbo");
-        // Closed before qbo prints anything: its first write meets a broken pipe.
-        drop(child.stdout.take());
-        let run = Run::from(child.wait_with_output().await.expect("wait for qbo"));
+        // A pipe whose reading end is closed before qbo starts: its first write meets a
+        // broken pipe, whatever the machine's speed.
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let mut cmd = w.qbo(args);
+        cmd.stdout(writer);
+        let run = Run::from(cmd.output().await.expect("run qbo"));
         let shown = format!("`qbo {}`", args.join(" "));
         assert_eq!(run.code, Some(0), "{shown}:\n{}", run.stderr);
         for text in ["panicked", "Broken pipe", "stdout"] {
