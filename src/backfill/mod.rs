@@ -30,9 +30,42 @@ use crate::store::{ChunkRow, ClaimMode, NewRun, PgStore, ReportFilter, RunRow, S
 /// flight.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 
+/// How a new run cuts its range into windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunking {
+    /// Ask QBO how many records the range holds and cut windows by size: an empty range is
+    /// one window, a dense one is split in time until each window is at most this many pages.
+    ByCount { window_pages: u32 },
+    /// Calendar windows of this many days (`--chunk-days`).
+    Days(i64),
+}
+
+/// Pages a window planned by count may hold unless told otherwise: big enough that the
+/// partial last page of each window costs little, small enough that a resume re-reads little
+/// and ten windows keep QBO's ten in-flight seats busy.
+pub const DEFAULT_WINDOW_PAGES: u32 = 10;
+
+impl Chunking {
+    /// The calendar step where one is needed regardless (sync's catch-up windows).
+    pub fn days_or(self, default: i64) -> i64 {
+        match self {
+            Chunking::Days(d) => d,
+            Chunking::ByCount { .. } => default,
+        }
+    }
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Chunking::ByCount {
+            window_pages: DEFAULT_WINDOW_PAGES,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub chunk_days: i64,
+    pub chunking: Chunking,
     pub page_size: u32,
     pub concurrency: u32,
     pub window_field: WindowField,
@@ -48,7 +81,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            chunk_days: 7,
+            chunking: Chunking::default(),
             page_size: MAX_PAGE_SIZE,
             concurrency: DEFAULT_CONCURRENCY,
             window_field: WindowField::LastUpdated,
@@ -355,7 +388,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     // One chunk that stands for the whole range: QBO cannot window it.
                     vec![chunks::whole_range(*range)]
                 } else {
-                    chunks::plan(*range, opts.chunk_days)?
+                    chunks::plan(*range, opts.chunking.days_or(7))?
                 };
                 // A backfill into an empty table cannot have missed a delete; see
                 // crate::sync::watermark for how that shapes the watermark it leaves.
@@ -372,7 +405,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
                             range_end: range.end_inclusive,
                             window_field: opts.window_field.as_str(),
                             options: json!({
-                                "chunk_days": opts.chunk_days,
+                                "chunk_days": match opts.chunking {
+                                    Chunking::Days(d) => Some(d),
+                                    Chunking::ByCount { .. } => None,
+                                },
+                                "window_pages": match opts.chunking {
+                                    Chunking::ByCount { window_pages } => Some(window_pages),
+                                    Chunking::Days(_) => None,
+                                },
                                 "page_size": opts.page_size,
                                 "concurrency": opts.concurrency,
                                 "minor_version": self.source.minor_version(),

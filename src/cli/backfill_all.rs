@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::backfill_cmd::Job;
 use super::CliError;
-use crate::backfill::{Mode, Options};
+use crate::backfill::{Chunking, Mode, Options};
 use crate::chunks::{DateRange, WindowField};
 use crate::entities::{self, Entity, Selection};
 use crate::store::{Invocation, PgStore};
@@ -48,7 +48,16 @@ pub async fn plan(db: &PgStore, realm_id: &str, job: &Job) -> Result<Vec<Step>, 
                 range_start: range.start,
                 range_end: range.end_inclusive,
                 window_field: job.options.window_field.as_str().to_string(),
-                chunk_days: i32::try_from(job.options.chunk_days).unwrap_or(i32::MAX),
+                chunk_days: match job.options.chunking {
+                    Chunking::Days(d) => Some(i32::try_from(d).unwrap_or(i32::MAX)),
+                    Chunking::ByCount { .. } => None,
+                },
+                window_pages: match job.options.chunking {
+                    Chunking::ByCount { window_pages } => {
+                        Some(i32::try_from(window_pages).unwrap_or(i32::MAX))
+                    }
+                    Chunking::Days(_) => None,
+                },
                 page_size: job.options.page_size as i32,
                 started_at: chrono::Utc::now(),
             })
@@ -100,7 +109,13 @@ async fn finish_invocation(
         .collect();
     let range = DateRange::new(inv.range_start, inv.range_end).map_err(CliError::failed)?;
     let fresh = Options {
-        chunk_days: i64::from(inv.chunk_days),
+        chunking: match (inv.chunk_days, inv.window_pages) {
+            (Some(days), _) => Chunking::Days(i64::from(days)),
+            (None, Some(pages)) => Chunking::ByCount {
+                window_pages: pages.clamp(1, 1000) as u32,
+            },
+            (None, None) => Chunking::default(),
+        },
         page_size: inv.page_size.clamp(1, 1000) as u32,
         window_field: WindowField::parse_stored(&inv.window_field)
             .unwrap_or(WindowField::LastUpdated),

@@ -13,7 +13,7 @@ use super::progress::{Display, Reporter};
 use super::run_ref::RunRef;
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::auth::{TokenManager, TokenStore};
-use crate::backfill::{Backfill, BackfillError, Mode, Options, RunSummary};
+use crate::backfill::{Backfill, BackfillError, Chunking, Mode, Options, RunSummary};
 use crate::chunks::{DateRange, WindowField};
 use crate::client::QboClient;
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
@@ -50,9 +50,16 @@ pub struct BackfillArgs {
     /// Last day of the range, inclusive (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_date_arg, requires = "start")]
     pub end: Option<NaiveDate>,
-    /// Days per window (chunk). Each window is one row of the report.
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=3660))]
-    pub chunk_days: i64,
+    /// Calendar windows of this many days instead of windows planned by count. Each window is
+    /// one row of the report. Without it, qbo asks QBO how many records the range holds and
+    /// cuts windows by size (see --window-pages).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=3660))]
+    pub chunk_days: Option<i64>,
+    /// Without --chunk-days: the most pages (of --page-size records) a window may hold. An
+    /// empty range is one window costing one request; a dense one is split in time until
+    /// every window fits.
+    #[arg(long, default_value_t = crate::backfill::DEFAULT_WINDOW_PAGES, conflicts_with = "chunk_days", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub window_pages: u32,
     /// Records per request; QBO serves at most 1000.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,
@@ -120,7 +127,12 @@ impl BackfillArgs {
 
     fn options(&self) -> Options {
         Options {
-            chunk_days: self.chunk_days,
+            chunking: match self.chunk_days {
+                Some(days) => Chunking::Days(days),
+                None => Chunking::ByCount {
+                    window_pages: self.window_pages,
+                },
+            },
             page_size: self.page_size,
             concurrency: self.concurrency,
             window_field: self.window_field,

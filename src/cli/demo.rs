@@ -9,7 +9,7 @@ use clap::Args;
 use super::backfill_cmd::{connect, interrupt_on_ctrl_c, run_backfill, Job};
 use super::{CliError, CompanyArgs, DbArgs, Outcome};
 use crate::auth::store::MemoryStore;
-use crate::backfill::{Mode, Options};
+use crate::backfill::{Chunking, Mode, Options};
 use crate::chunks::DateRange;
 use crate::config::{self, QboSettings, RateLimits, RetryPolicy, TokenStoreSpec};
 use crate::entities::{Selection, ENTITIES};
@@ -21,10 +21,10 @@ use crate::store::ReportFilter;
 pub struct DemoArgs {
     #[command(flatten)]
     pub company: CompanyArgs,
-    /// Days per window. Quarters keep all 36 entities' requests inside QBO's 500 a minute,
-    /// so the demo never waits on the rate limit.
-    #[arg(long, default_value_t = 92, value_parser = clap::value_parser!(i64).range(1..=3660))]
-    pub chunk_days: i64,
+    /// Calendar windows of this many days instead of windows planned by count (the default,
+    /// which loads the demo company in a few dozen requests).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=3660))]
+    pub chunk_days: Option<i64>,
     /// Windows loaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
@@ -75,7 +75,9 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
             .map_err(CliError::usage)?,
         ),
         options: Options {
-            chunk_days: args.chunk_days,
+            chunking: args
+                .chunk_days
+                .map_or_else(Chunking::default, Chunking::Days),
             concurrency: args.concurrency,
             ..Options::default()
         },

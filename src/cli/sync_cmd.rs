@@ -99,7 +99,7 @@ impl SyncArgs {
             lookback: self.lookback,
             since: self.since,
             backfill: backfill::Options {
-                chunk_days: self.chunk_days,
+                chunking: backfill::Chunking::Days(self.chunk_days),
                 concurrency: self.concurrency,
                 lease: self.requests.lease(),
                 ..backfill::Options::default()

@@ -16,7 +16,10 @@ pub struct Invocation {
     pub range_start: NaiveDate,
     pub range_end: NaiveDate,
     pub window_field: String,
-    pub chunk_days: i32,
+    /// Calendar windows (`--chunk-days`); `None` when windows are planned by count.
+    pub chunk_days: Option<i32>,
+    /// Pages per window when planned by count.
+    pub window_pages: Option<i32>,
     pub page_size: i32,
     pub started_at: DateTime<Utc>,
 }
@@ -26,8 +29,8 @@ impl PgStore {
         sqlx::query!(
             r#"INSERT INTO ops.backfill_invocations
                    (invocation_id, realm_id, entities, range_start, range_end, window_field,
-                    chunk_days, page_size)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+                    chunk_days, window_pages, page_size)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
             inv.invocation_id,
             inv.realm_id,
             &inv.entities,
@@ -35,6 +38,7 @@ impl PgStore {
             inv.range_end,
             inv.window_field,
             inv.chunk_days,
+            inv.window_pages,
             inv.page_size,
         )
         .execute(self.pool())
@@ -50,7 +54,7 @@ impl PgStore {
         Ok(sqlx::query_as!(
             Invocation,
             r#"SELECT invocation_id, realm_id, entities, range_start, range_end, window_field,
-                      chunk_days, page_size, started_at
+                      chunk_days, window_pages, page_size, started_at
                FROM ops.backfill_invocations
                WHERE realm_id = $1
                ORDER BY started_at DESC

@@ -266,7 +266,7 @@ impl<S: ChangeSource + 'static> Syncer<S> {
                     options: json!({
                         "from": from,
                         "lookback_secs": opts.lookback.num_seconds(),
-                        "chunk_days": opts.backfill.chunk_days,
+                        "chunk_days": opts.backfill.chunking.days_or(7),
                         "page_size": opts.backfill.page_size,
                         "minor_version": self.source.minor_version(),
                     }),

@@ -25,7 +25,7 @@ impl<S: ChangeSource + 'static> Syncer<S> {
             (vec![Window { start, end }], "whole")
         } else {
             (
-                chunks::plan_between(start, end, opts.backfill.chunk_days),
+                chunks::plan_between(start, end, opts.backfill.chunking.days_or(7)),
                 "query",
             )
         };

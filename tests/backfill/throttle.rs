@@ -493,7 +493,7 @@ async fn a_panicking_worker_is_a_bug_not_an_outage_and_the_others_hand_their_win
         qbo::entities::find("invoices").unwrap(),
         Mode::New(range),
         Options {
-            chunk_days: 7,
+            chunking: qbo::backfill::Chunking::Days(7),
             concurrency: 3,
             ..Options::default()
         },
