@@ -78,6 +78,10 @@ pub struct Faults {
     /// A CDC answer in which no entity changed is one `{}` (`"QueryResponse": [{}]`), not one
     /// per entity asked for.
     pub cdc_empty_as_one_object: bool,
+    /// Every Nth batch item (1-based, counted across batch calls; 0 = off) answers a
+    /// SystemFault in its own slot instead of its QueryResponse, inside a 200 answer whose
+    /// other items are answered as usual.
+    pub batch_item_fault_every: u32,
 }
 
 impl Default for Faults {
@@ -110,6 +114,7 @@ impl Default for Faults {
             rows_past_max_results: 0,
             numeric_time: false,
             cdc_empty_as_one_object: false,
+            batch_item_fault_every: 0,
         }
     }
 }
@@ -174,6 +179,11 @@ impl Faults {
 
     pub fn mutate_now(&self, nth_page: u64) -> bool {
         every(nth_page, self.mutate_while_paging_every)
+    }
+
+    /// Whether batch item `n` (1-based, counted across calls) answers a Fault.
+    pub fn batch_item_fails(&self, n: u64) -> bool {
+        every(n, self.batch_item_fault_every)
     }
 }
 

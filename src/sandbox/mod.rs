@@ -158,6 +158,9 @@ pub struct Stats {
     pub read_requests: u64,
     /// Requests to the batch endpoint (each counted once, whatever it holds).
     pub batch_requests: u64,
+    /// Items carried by the batch calls that were answered (QBO meters each item as a
+    /// request): 31 counts sent as 30 + 1 are 2 `batch_requests` and 31 `batch_items`.
+    pub batch_items: u64,
     pub token_requests: u64,
     pub throttled: u64,
     pub server_errors: u64,
@@ -201,6 +204,8 @@ pub(crate) struct Inner {
     rate: faults::RateLimiter,
     /// The batch endpoint's own limit (40 calls a minute per company).
     batch_rate: faults::RateLimiter,
+    /// Numbers batch items across calls for `batch_item_fault_every`.
+    batch_item_counter: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -360,6 +365,7 @@ impl Sandbox {
             in_flight: AtomicU64::new(0),
             rate: faults::RateLimiter::default(),
             batch_rate: faults::RateLimiter::default(),
+            batch_item_counter: AtomicU64::new(0),
         });
         let control = Arc::new(server::spawn(listener, inner.clone()));
         tracing::debug!(%addr, "sandbox listening");

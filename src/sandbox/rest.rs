@@ -2,6 +2,7 @@
 //! body, reads by id, the batch endpoint, and Intuit's OpenID discovery document. Each goes
 //! through the same gate as the query endpoint.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,7 +169,7 @@ fn read_answer(req: &Req<'_>, realm: &str, entity: &str, id: &str, time: &str) -
 }
 
 /// `POST .../batch`: `{"BatchItemRequest": [{"bId": "1", "Query": "SELECT ..."}, ...]}`,
-/// at most 30 items and 40 calls a minute per company. Queries are answered as the query
+/// at most 30 items and 40 calls a minute per company (besides the call's one of the 500). Queries are answered as the query
 /// endpoint would answer them; the sandbox is read-only, so create/update/delete items get a
 /// Fault each. Answer: `{"BatchItemResponse": [{"bId", "QueryResponse" | "Fault"}], "time"}`.
 pub async fn batch(
@@ -229,10 +230,19 @@ fn batch_answer(req: &Req<'_>, body: &Value, time: &str) -> Reply {
             time,
         ));
     }
+    let Some(bids) = items
+        .iter()
+        .map(|item| item.get("bId").and_then(Value::as_str))
+        .collect::<Option<Vec<&str>>>()
+    else {
+        return invalid("every BatchItemRequest needs a bId");
+    };
+    // The same window as the 500 a minute (`rate_window_secs`), so a test can shorten both.
+    let window = Duration::from_secs(req.faults.rate_window_secs);
     if !req
         .inner
         .batch_rate
-        .admit(BATCH_PER_MINUTE, Duration::from_secs(60), Instant::now())
+        .admit(BATCH_PER_MINUTE, window, Instant::now())
     {
         return Reply::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -241,36 +251,46 @@ fn batch_answer(req: &Req<'_>, body: &Value, time: &str) -> Reply {
         )
         .note("batch_per_minute");
     }
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(bid) = item.get("bId").and_then(Value::as_str) else {
-            return invalid("every BatchItemRequest needs a bId");
-        };
-        let answer = match item.get("Query").and_then(Value::as_str) {
-            Some(text) => {
-                let reply = server::evaluate(req, Some(query::parse(text)), time);
-                let mut body = reply.body;
-                match body.get_mut("QueryResponse") {
-                    Some(qr) => json!({ "bId": bid, "QueryResponse": qr.take() }),
-                    None => json!({ "bId": bid, "Fault": body["Fault"].take() }),
-                }
-            }
-            None => json!({
-                "bId": bid,
-                "Fault": {
-                    "Error": [{
-                        "Message": "Operation not supported",
-                        "Detail": "The sandbox is read-only: a batch item can only be a Query.",
-                        "code": "500",
-                        "element": "",
-                    }],
-                    "type": "ValidationFault",
-                },
-            }),
-        };
-        out.push(answer);
-    }
+    req.inner.stats().batch_items += items.len() as u64;
+    let out: Vec<Value> = items
+        .iter()
+        .zip(bids)
+        .map(|(item, bid)| batch_item(req, item, bid, time))
+        .collect();
     req.ok(json!({ "BatchItemResponse": out, "time": time }))
+}
+
+/// One item's answer: `{"bId", "QueryResponse"}` as the query endpoint would answer the
+/// query (its faults, `fail_window_containing` included, become this item's Fault), or
+/// `{"bId", "Fault"}`.
+fn batch_item(req: &Req<'_>, item: &Value, bid: &str, time: &str) -> Value {
+    let n = req.inner.batch_item_counter.fetch_add(1, Ordering::SeqCst) + 1;
+    if req.faults.batch_item_fails(n) {
+        let mut body = envelope::system_error(500, time);
+        return json!({ "bId": bid, "Fault": body["Fault"].take() });
+    }
+    match item.get("Query").and_then(Value::as_str) {
+        Some(text) => {
+            let reply = server::evaluate(req, Some(query::parse(text)), time);
+            let mut body = reply.body;
+            match body.get_mut("QueryResponse") {
+                Some(qr) => json!({ "bId": bid, "QueryResponse": qr.take() }),
+                None => json!({ "bId": bid, "Fault": body["Fault"].take() }),
+            }
+        }
+        None => json!({
+            "bId": bid,
+            "Fault": {
+                "Error": [{
+                    "Message": "Operation not supported",
+                    "Detail": "The sandbox is read-only: a batch item can only be a Query.",
+                    "code": "500",
+                    "element": "",
+                }],
+                "type": "ValidationFault",
+            },
+        }),
+    }
 }
 
 /// Intuit's OpenID discovery document (`/.well-known/openid_configuration`), which

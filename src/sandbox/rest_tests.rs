@@ -198,6 +198,98 @@ async fn batch_answers_queries_per_item_and_enforces_qbo_limits() {
     sb.shutdown().await;
 }
 
+fn counts(queries: &[&str]) -> Value {
+    let items: Vec<Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| json!({"bId": (i + 1).to_string(), "Query": q}))
+        .collect();
+    json!({ "BatchItemRequest": items })
+}
+
+/// Items are metered one by one (`batch_items`); `batch_item_fault_every` counts items across
+/// calls and faults only its item; `fail_window_containing` fails only the item whose window
+/// holds the instant, as it fails that query on the query endpoint.
+#[tokio::test]
+async fn batch_items_are_counted_and_fail_one_by_one() {
+    let sb = sandbox().await;
+    let tok = access_token(&sb).await;
+    let june = "SELECT COUNT(*) FROM Invoice WHERE MetaData.LastUpdatedTime >= '2024-06-01T00:00:00Z' AND MetaData.LastUpdatedTime < '2024-07-01T00:00:00Z'";
+    let may = "SELECT COUNT(*) FROM Invoice WHERE MetaData.LastUpdatedTime >= '2024-05-01T00:00:00Z' AND MetaData.LastUpdatedTime < '2024-06-01T00:00:00Z'";
+    let all = "SELECT COUNT(*) FROM Invoice";
+    let (_, direct) = get_json(&sb, &tok, may).await;
+    let may_count = direct["QueryResponse"]["totalCount"].clone();
+    assert!(may_count.as_u64().unwrap() > 0, "{direct}");
+
+    sb.set_faults(super::Faults {
+        fail_window_containing: Some("2024-06-15T00:00:00Z".into()),
+        ..super::Faults::default()
+    });
+    let (st, v) = batch(&sb, &tok, &counts(&[may, june, all])).await;
+    assert_eq!(st, 200, "{v}");
+    let items = &v["BatchItemResponse"];
+    assert_eq!(items[0]["QueryResponse"]["totalCount"], may_count, "{v}");
+    assert_eq!(items[1]["bId"], "2");
+    assert_eq!(items[1]["Fault"]["type"], "SystemFault", "{v}");
+    assert!(items[1].get("QueryResponse").is_none(), "{v}");
+    assert_eq!(items[2]["QueryResponse"]["totalCount"], 250, "{v}");
+
+    // Items are numbered across calls (the call above held items 1 to 3): with every 3rd
+    // failing, the next call's 3rd item (6) and the one after's 3rd (9) fail, nothing else.
+    sb.set_faults(super::Faults {
+        batch_item_fault_every: 3,
+        ..super::Faults::default()
+    });
+    let faulted = |v: &Value| -> Vec<bool> {
+        v["BatchItemResponse"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.get("Fault").is_some())
+            .collect()
+    };
+    let (st, v) = batch(&sb, &tok, &counts(&[all, all, all])).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(faulted(&v), [false, false, true], "{v}");
+    let items = &v["BatchItemResponse"];
+    assert_eq!(items[0]["QueryResponse"]["totalCount"], 250, "{v}");
+    assert_eq!(items[2]["bId"], "3");
+    assert_eq!(items[2]["Fault"]["Error"][0]["code"], "10000", "{v}");
+    let (st, v) = batch(&sb, &tok, &counts(&[all, all, all, all])).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(faulted(&v), [false, false, true, false], "{v}");
+
+    let stats = sb.stats();
+    assert_eq!((stats.batch_requests, stats.batch_items), (3, 10));
+    sb.shutdown().await;
+}
+
+/// The 40 batch calls a minute are counted over `rate_window_secs`, like the 500: once the
+/// 41st call is refused, shortening the window to 1 s frees the company a second later
+/// (a fixed minute would still refuse it).
+#[tokio::test]
+async fn the_batch_limit_uses_the_rate_window() {
+    let sb = sandbox().await;
+    let tok = access_token(&sb).await;
+    let body = counts(&["SELECT COUNT(*) FROM Item"]);
+    for i in 0..super::rest::BATCH_PER_MINUTE {
+        let (st, v) = batch(&sb, &tok, &body).await;
+        assert_eq!(st, 200, "batch {i}: {v}");
+    }
+    let (st, v) = batch(&sb, &tok, &body).await;
+    assert_eq!(st, 429, "{v}");
+    assert_eq!(v["Fault"]["Error"][0]["code"], "3001");
+    sb.set_faults(super::Faults {
+        rate_window_secs: 1,
+        ..super::Faults::default()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (st, v) = batch(&sb, &tok, &body).await;
+    assert_eq!(st, 200, "a call after the window is answered: {v}");
+    assert_eq!(sb.stats().batch_requests, 42);
+    sb.shutdown().await;
+}
+
 #[tokio::test]
 async fn token_endpoint_takes_client_secret_post() {
     let sb = sandbox().await;
