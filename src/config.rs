@@ -149,6 +149,9 @@ impl Default for RetryPolicy {
 pub struct RateLimits {
     pub requests_per_minute: u32,
     pub max_in_flight: u32,
+    /// Batch calls (`POST .../batch`) per minute: Intuit allows 40 per company, on top of
+    /// the requests per minute (each batch call is also one of those).
+    pub batch_calls_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -156,6 +159,7 @@ impl Default for RateLimits {
         RateLimits {
             requests_per_minute: 500,
             max_in_flight: 10,
+            batch_calls_per_minute: 40,
         }
     }
 }

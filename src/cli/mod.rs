@@ -213,6 +213,10 @@ pub struct RequestArgs {
     /// company counts against it (they share it through Postgres).
     #[arg(long, env = "QBO_REQUESTS_PER_MINUTE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub requests_per_minute: u32,
+    /// Batch calls per minute for this company, at most QBO's 40 (each also counts as one
+    /// of the requests per minute; QBO meters the COUNT queries it carries one by one).
+    #[arg(long, env = "QBO_BATCH_CALLS_PER_MINUTE", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=40))]
+    pub batch_calls_per_minute: u32,
     /// A 429 pauses the company (for its Retry-After) without costing an attempt; a window
     /// or step fails only once QBO has throttled the company without a break for this many
     /// seconds (1 to 86400; default 15 minutes).
@@ -243,6 +247,7 @@ impl RequestArgs {
     pub fn rate_limits(&self) -> config::RateLimits {
         config::RateLimits {
             requests_per_minute: self.requests_per_minute,
+            batch_calls_per_minute: self.batch_calls_per_minute,
             ..config::RateLimits::default()
         }
     }

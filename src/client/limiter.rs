@@ -1,5 +1,10 @@
-//! Keeps one realm inside QBO's limits (requests per minute, requests in flight), however
-//! many workers, and however many qbo processes (through `store::throttle`), share it.
+//! Keeps one realm inside QBO's limits (requests per minute, requests in flight, batch calls
+//! per minute), however many workers, and however many qbo processes (through
+//! `store::throttle`: the requests and pauses; batch calls are counted per process), share it.
+//!
+//! The minute is QBO's: a sliding window in which at most the limit may start, so a burst up
+//! to the limit goes at once and the next request waits for the oldest to age out (no even
+//! pacing).
 
 use std::collections::VecDeque;
 use std::sync::Mutex as SyncMutex;
@@ -32,6 +37,11 @@ pub struct RealmLimiter {
     recent: Mutex<VecDeque<Instant>>,
     /// Start times of other processes' requests in the window, as of the last exchange.
     others: SyncMutex<Vec<Instant>>,
+    per_window_batches: usize,
+    /// Start times of this process's batch calls in the current window, oldest first.
+    batches: SyncMutex<VecDeque<Instant>>,
+    /// One batch call at a time waits for its slot among the batch calls (see `acquire_batch`).
+    batch_turn: Mutex<()>,
     /// QBO throttled the company: nobody sends before this (a 429 is about the realm's
     /// quota, not one worker's request, so every worker waits out the pause).
     paused_until: SyncMutex<Option<Instant>>,
@@ -60,6 +70,9 @@ impl RealmLimiter {
             per_window: limits.requests_per_minute.max(1) as usize,
             recent: Mutex::new(VecDeque::new()),
             others: SyncMutex::new(Vec::new()),
+            per_window_batches: limits.batch_calls_per_minute.max(1) as usize,
+            batches: SyncMutex::new(VecDeque::new()),
+            batch_turn: Mutex::new(()),
             paused_until: SyncMutex::new(None),
             throttled_since: SyncMutex::new(None),
             last_note: SyncMutex::new(None),
@@ -104,6 +117,45 @@ impl RealmLimiter {
         &self,
         cancel: &CancellationToken,
     ) -> Result<SemaphorePermit<'_>, Cancelled> {
+        self.acquire_seat(cancel, false).await
+    }
+
+    /// Like `acquire`, for a batch call: also waits for a slot among the company's batch
+    /// calls of the rolling minute. Batch calls take their turn one at a time and wait for
+    /// that slot before taking a place in flight, so batch calls waiting for the minute never
+    /// hold the places pages need.
+    pub async fn acquire_batch(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<SemaphorePermit<'_>, Cancelled> {
+        let _turn = tokio::select! {
+            _ = cancel.cancelled() => return Err(Cancelled),
+            turn = self.batch_turn.lock() => turn,
+        };
+        while let Some(until) = self.batch_slot_frees_at(Instant::now()) {
+            sleep_until(cancel, until).await?;
+        }
+        self.acquire_seat(cancel, true).await
+    }
+
+    /// When the next batch slot frees, or None if one is free now.
+    fn batch_slot_frees_at(&self, now: Instant) -> Option<Instant> {
+        let mut batches = lock(&self.batches);
+        while batches
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            batches.pop_front();
+        }
+        let n = batches.len();
+        (n >= self.per_window_batches).then(|| batches[n - self.per_window_batches] + WINDOW)
+    }
+
+    async fn acquire_seat(
+        &self,
+        cancel: &CancellationToken,
+        batch: bool,
+    ) -> Result<SemaphorePermit<'_>, Cancelled> {
         let permit = tokio::select! {
             _ = cancel.cancelled() => return Err(Cancelled),
             p = self.in_flight.acquire() => p.expect("the limiter's semaphore is never closed"),
@@ -126,16 +178,25 @@ impl RealmLimiter {
                 }
                 let mut others = lock(&self.others);
                 others.retain(|t| now.duration_since(*t) < WINDOW);
-                if recent.len() + others.len() < self.per_window {
+                let batch_wait = batch.then(|| self.batch_slot_frees_at(now)).flatten();
+                if recent.len() + others.len() < self.per_window && batch_wait.is_none() {
                     recent.push_back(now);
+                    if batch {
+                        lock(&self.batches).push_back(now);
+                    }
                     return Ok(permit);
                 }
-                // The slot that frees first: the oldest start that still keeps us at the limit.
-                let mut all: Vec<Instant> = recent.iter().chain(others.iter()).copied().collect();
-                all.sort_unstable();
-                let until = all[all.len() - self.per_window] + WINDOW;
-                self.note_wait(until - now, recent.len(), others.len());
-                until
+                let request_wait = (recent.len() + others.len() >= self.per_window).then(|| {
+                    // The slot that frees first: the oldest start that still keeps us at the
+                    // limit.
+                    let mut all: Vec<Instant> =
+                        recent.iter().chain(others.iter()).copied().collect();
+                    all.sort_unstable();
+                    let until = all[all.len() - self.per_window] + WINDOW;
+                    self.note_wait(until - now, recent.len(), others.len());
+                    until
+                });
+                request_wait.max(batch_wait).unwrap_or(now)
             };
             sleep_until(cancel, wait_until).await?;
         }
@@ -209,6 +270,7 @@ mod tests {
         let limiter = RealmLimiter::new(&RateLimits {
             requests_per_minute: 5,
             max_in_flight: 2,
+            ..RateLimits::default()
         });
         let start = Instant::now();
         let mut starts = Vec::new();
@@ -229,6 +291,7 @@ mod tests {
         let limiter = RealmLimiter::new(&RateLimits {
             requests_per_minute: 3,
             max_in_flight: 2,
+            ..RateLimits::default()
         });
         let start = Instant::now();
         // Two requests of another process, 10 s ago: one slot is left until they age out.
@@ -238,6 +301,63 @@ mod tests {
         assert_eq!(Instant::now(), start);
         drop(limiter.acquire(&cancel).await.unwrap());
         assert_eq!(Instant::now() - start, WINDOW - Duration::from_secs(10));
+    }
+
+    /// At most `batch_calls_per_minute` batch calls start in any rolling minute, bursts
+    /// allowed; each is also one of the requests per minute.
+    #[tokio::test(start_paused = true)]
+    async fn batch_calls_have_their_own_rolling_minute() {
+        let limiter = RealmLimiter::new(&RateLimits {
+            requests_per_minute: 100,
+            max_in_flight: 4,
+            batch_calls_per_minute: 3,
+        });
+        let cancel = CancellationToken::new();
+        let start = Instant::now();
+        let mut starts = Vec::new();
+        for _ in 0..7 {
+            drop(limiter.acquire_batch(&cancel).await.unwrap());
+            starts.push(Instant::now() - start);
+        }
+        assert_eq!(
+            starts[..3],
+            [Duration::ZERO; 3],
+            "a burst up to the limit goes at once"
+        );
+        assert_eq!(starts[3..6], [WINDOW; 3]);
+        assert_eq!(starts[6], WINDOW * 2);
+        assert_eq!(
+            limiter.own_ages().await.len(),
+            1,
+            "each also took a request slot"
+        );
+    }
+
+    /// A batch call waiting for its minute holds no place in flight: queries go on.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_call_waiting_for_its_minute_holds_no_place_in_flight() {
+        let limiter = std::sync::Arc::new(RealmLimiter::new(&RateLimits {
+            requests_per_minute: 100,
+            max_in_flight: 1,
+            batch_calls_per_minute: 1,
+        }));
+        let cancel = CancellationToken::new();
+        drop(limiter.acquire_batch(&cancel).await.unwrap());
+        let (l, c) = (limiter.clone(), cancel.clone());
+        let waiting = tokio::spawn(async move {
+            drop(l.acquire_batch(&c).await.unwrap());
+            Instant::now()
+        });
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        let query = limiter.acquire(&cancel).await.unwrap();
+        assert_eq!(
+            Instant::now(),
+            start,
+            "the query did not wait for the batch call"
+        );
+        drop(query);
+        assert!(waiting.await.unwrap() - start >= WINDOW - Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

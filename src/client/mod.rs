@@ -1,6 +1,7 @@
 //! The QBO API client: one shared HTTP connection pool, OAuth on every request, the realm's
 //! rate limits, and retries with exponential backoff for the failures that are transient.
 
+mod batch;
 pub mod cdc;
 pub mod limiter;
 pub mod response;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ use url::Url;
 use crate::auth::{AuthError, Rejected, TokenManager};
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
 use crate::store::throttle::SharedBudget;
+pub use batch::BATCH_MAX_ITEMS;
 pub use cdc::{CdcChange, CdcPage, ChangeSource};
 pub use limiter::RealmLimiter;
 use limiter::SHARE_EVERY;
@@ -49,6 +51,14 @@ pub enum ClientError {
     },
     #[error("malformed QBO response: {0}")]
     Malformed(String),
+    /// QBO answered one query of a batch with a Fault; the batch's other answers stand.
+    #[error("QBO answered this batch item with a fault (code {code}, {kind}): {message} {detail}")]
+    BatchItemFault {
+        code: String,
+        kind: String,
+        message: String,
+        detail: String,
+    },
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// A retryable failure that kept happening; `last` is the final attempt's error.
@@ -78,7 +88,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// The one place that decides what is worth another attempt. A throttle is retried
-    /// too, but without costing an attempt (see `execute_get`).
+    /// too, but without costing an attempt (see `execute_call`).
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Throttled { .. }
@@ -86,6 +96,9 @@ impl ClientError {
             | ClientError::Transport { .. }
             | ClientError::Malformed(_) => true,
             ClientError::Auth(AuthError::Endpoint(_)) => true,
+            // QBO's own hiccup (SystemFault) may pass if the query is asked again; a
+            // ValidationFault will not.
+            ClientError::BatchItemFault { kind, .. } => kind.eq_ignore_ascii_case("SystemFault"),
             ClientError::Unauthorized
             | ClientError::Fault { .. }
             | ClientError::Auth(_)
@@ -140,12 +153,36 @@ pub trait QuerySource: Send + Sync {
         query: &str,
         counters: &mut RequestCounters,
     ) -> impl std::future::Future<Output = Result<Answer<Count>, ClientError>> + Send;
+    /// Many `SELECT COUNT(*)` at once: one answer per query, in order. A query QBO answered
+    /// with a Fault fails only its own slot; the outer `Err` is for cancellation or a whole
+    /// call that failed after its retries. Every query counts as one request in
+    /// `counters.requests` (QBO meters a batch's items one by one). This default asks the
+    /// queries one by one; `QboClient` sends them in batch calls of up to 30.
+    fn fetch_counts(
+        &self,
+        queries: &[String],
+        counters: &mut RequestCounters,
+    ) -> impl std::future::Future<
+        Output = Result<Vec<Result<Answer<Count>, ClientError>>, ClientError>,
+    > + Send {
+        async move {
+            let mut answers = Vec::with_capacity(queries.len());
+            for query in queries {
+                match self.fetch_count(query, counters).await {
+                    Err(ClientError::Cancelled) => return Err(ClientError::Cancelled),
+                    answer => answers.push(answer),
+                }
+            }
+            Ok(answers)
+        }
+    }
 }
 
 pub struct QboClient {
     http: reqwest::Client,
     query_url: Url,
     cdc_url: Url,
+    batch_url: Url,
     minor_version: u32,
     minor_version_text: String,
     tokens: Arc<TokenManager>,
@@ -183,6 +220,7 @@ impl QboClient {
             Ok::<_, ClientError>(url)
         };
         let (query_url, cdc_url) = (endpoint("query")?, endpoint("cdc")?);
+        let batch_url = endpoint("batch")?;
         let http = reqwest::Client::builder()
             .timeout(retry.request_timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -197,6 +235,7 @@ impl QboClient {
             http,
             query_url,
             cdc_url,
+            batch_url,
             minor_version: settings.minor_version,
             minor_version_text: settings.minor_version.to_string(),
             tokens,
@@ -269,6 +308,20 @@ impl QboClient {
         counters: &mut RequestCounters,
         parse: impl Fn(&[u8]) -> Result<T, ClientError>,
     ) -> Result<Answer<T>, ClientError> {
+        self.execute_call(Call::Get { url, params }, counters, parse)
+            .await
+    }
+
+    /// Sends `call` (minorversion is added), retrying what is transient: a 401 refreshes the
+    /// token, a 429 pauses the company without costing an attempt, 5xx, transport errors and
+    /// malformed answers back off until `max_attempts`, then `GaveUp`.
+    async fn execute_call<T>(
+        &self,
+        call: Call<'_>,
+        counters: &mut RequestCounters,
+        parse: impl Fn(&[u8]) -> Result<T, ClientError>,
+    ) -> Result<Answer<T>, ClientError> {
+        let metered = call.metered();
         let mut attempt: u32 = 0;
         let mut just_refreshed = false;
         loop {
@@ -279,15 +332,15 @@ impl QboClient {
             // Never cut short: a refresh dropped after QBO rotated the refresh token, but
             // before it was saved, would lose the company's only valid token.
             let token = self.tokens.access_token().await?;
-            let permit = self
-                .limiter
-                .acquire(&self.cancel)
-                .await
-                .map_err(|_| ClientError::Cancelled)?;
-            counters.requests += 1;
+            let permit = match call {
+                Call::Get { .. } => self.limiter.acquire(&self.cancel).await,
+                Call::Batch { .. } => self.limiter.acquire_batch(&self.cancel).await,
+            }
+            .map_err(|_| ClientError::Cancelled)?;
+            counters.requests += metered;
             let outcome = tokio::select! {
                 _ = self.cancel.cancelled() => Err(ClientError::Cancelled),
-                r = self.send_once(url, params, &token, &parse) => r,
+                r = self.send_once(&call, &token, &parse) => r,
             };
             drop(permit);
             if outcome.as_ref().err().is_none_or(ClientError::is_answer) {
@@ -299,7 +352,7 @@ impl QboClient {
                     // About the company's quota, not this request: no attempt is spent.
                     attempt -= 1;
                     just_refreshed = false;
-                    counters.retries += 1;
+                    counters.retries += metered;
                     self.throttled(retry_after).await?;
                 }
                 Err(ClientError::Unauthorized)
@@ -316,7 +369,7 @@ impl QboClient {
                         // Rejected again right after a refresh. With several workers sharing
                         // one token, another worker's 401 and refresh can do that; it costs an
                         // attempt like any other failure instead of failing the chunk at once.
-                        counters.retries += 1;
+                        counters.retries += metered;
                         let delay = self.backoff(attempt);
                         tracing::warn!(
                             attempt,
@@ -334,7 +387,7 @@ impl QboClient {
                 }
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
                     just_refreshed = false;
-                    counters.retries += 1;
+                    counters.retries += metered;
                     let delay = self.backoff(attempt);
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %crate::errors::chain(&err), "retrying QBO request");
                     self.sleep(delay).await?;
@@ -395,15 +448,19 @@ impl QboClient {
 
     async fn send_once<T>(
         &self,
-        url: &Url,
-        params: &[(&str, &str)],
+        call: &Call<'_>,
         token: &SecretString,
         parse: &impl Fn(&[u8]) -> Result<T, ClientError>,
     ) -> Result<Answer<T>, ClientError> {
-        let response = self
-            .http
-            .get(url.clone())
-            .query(params)
+        let request = match call {
+            Call::Get { url, params } => self.http.get((*url).clone()).query(params),
+            Call::Batch { body, .. } => self
+                .http
+                .post(self.batch_url.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec()),
+        };
+        let response = request
             .query(&[("minorversion", &self.minor_version_text)])
             .header(ACCEPT, "application/json")
             .bearer_auth(token.expose_secret())
@@ -479,6 +536,37 @@ impl QuerySource for QboClient {
         counters: &mut RequestCounters,
     ) -> Result<Answer<Count>, ClientError> {
         self.execute(query, counters, response::parse_count).await
+    }
+
+    async fn fetch_counts(
+        &self,
+        queries: &[String],
+        counters: &mut RequestCounters,
+    ) -> Result<Vec<Result<Answer<Count>, ClientError>>, ClientError> {
+        self.count_in_batches(queries, counters).await
+    }
+}
+
+/// One HTTP call to QBO, sent again as it is on every attempt.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// A query or CDC: a GET with URL parameters, one request of the company's budget.
+    Get {
+        url: &'a Url,
+        params: &'a [(&'a str, &'a str)],
+    },
+    /// A batch: a POST of its JSON body, one request and one batch call of the company's
+    /// budget, and `items` requests as QBO meters them.
+    Batch { body: &'a [u8], items: u32 },
+}
+
+impl Call<'_> {
+    /// What one attempt costs in `RequestCounters`: QBO meters a batch's items, not the call.
+    fn metered(&self) -> u32 {
+        match self {
+            Call::Get { .. } => 1,
+            Call::Batch { items, .. } => *items,
+        }
     }
 }
 

@@ -246,21 +246,25 @@ pub(super) fn parse_record(item: &RawValue, entity: &str) -> Result<RawRecord, C
 /// matched); any other shape is an error, never 0.
 pub fn parse_count(body: &[u8]) -> Result<(u64, Option<DateTime<Utc>>), ClientError> {
     let (top, qr) = query_response(body)?;
-    check_keys(&qr, &[])?;
-    let n = match qr.get("totalCount") {
-        Some(v) => v
+    Ok((count_in(&qr, body)?, server_time(&top)))
+}
+
+/// The count a COUNT(*)'s `QueryResponse` object holds (`whole` is the answer, quoted in
+/// errors): `totalCount`, or 0 for exactly `{}`. A Fault inside is its error; any other
+/// shape is malformed.
+pub(super) fn count_in(qr: &HashMap<String, &RawValue>, whole: &[u8]) -> Result<u64, ClientError> {
+    check_keys(qr, &[])?;
+    match qr.get("totalCount") {
+        Some(v) => Ok(v
             .get()
             .parse::<u64>()
-            .expect("check_keys let only counts through"),
-        None if qr.is_empty() => 0,
-        None => {
-            return Err(ClientError::Malformed(format!(
-                "a COUNT(*) answer without totalCount: {}",
-                snippet(body)
-            )))
-        }
-    };
-    Ok((n, server_time(&top)))
+            .expect("check_keys let only counts through")),
+        None if qr.is_empty() => Ok(0),
+        None => Err(ClientError::Malformed(format!(
+            "a COUNT(*) answer without totalCount: {}",
+            snippet(whole)
+        ))),
+    }
 }
 
 /// Turns an error body (JSON Fault in either case, XML, HTML, or nothing) into an error.
@@ -328,17 +332,37 @@ fn text_ci(v: &Value, key: &str) -> String {
     }
 }
 
-pub fn fault_error(status: u16, fault_json: &str) -> ClientError {
-    let fault: Value = serde_json::from_str(fault_json).unwrap_or(Value::Null);
-    let kind = text_ci(&fault, "type");
-    let first = field_ci(&fault, "error")
+/// A Fault's `type` and its first error's `code`, `Message` and `Detail` (either case; empty
+/// when absent).
+pub(super) struct FaultFields {
+    pub kind: String,
+    pub code: String,
+    pub message: String,
+    pub detail: String,
+}
+
+pub(super) fn fault_fields(fault: &Value) -> FaultFields {
+    let first = field_ci(fault, "error")
         .and_then(|e| e.as_array())
         .and_then(|a| a.first())
         .cloned()
         .unwrap_or(Value::Null);
-    let code = text_ci(&first, "code");
-    let message = text_ci(&first, "message");
-    let detail = text_ci(&first, "detail");
+    FaultFields {
+        kind: text_ci(fault, "type"),
+        code: text_ci(&first, "code"),
+        message: text_ci(&first, "message"),
+        detail: text_ci(&first, "detail"),
+    }
+}
+
+pub fn fault_error(status: u16, fault_json: &str) -> ClientError {
+    let fault: Value = serde_json::from_str(fault_json).unwrap_or(Value::Null);
+    let FaultFields {
+        kind,
+        code,
+        message,
+        detail,
+    } = fault_fields(&fault);
     if code == "3001" || message.contains("ThrottleExceeded") || message.contains("003001") {
         return ClientError::Throttled { retry_after: None };
     }
