@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod batch;
 mod every_entity;
 mod faults;
 mod load;
