@@ -1,6 +1,6 @@
 //! Keeps one realm inside QBO's limits (requests per minute, requests in flight, batch calls
 //! per minute), however many workers, and however many qbo processes (through
-//! `store::throttle`: the requests and pauses; batch calls are counted per process), share it.
+//! `store::throttle`), share it.
 //!
 //! The minute is QBO's: a sliding window in which at most the limit may start, so a burst up
 //! to the limit goes at once and the next request waits for the oldest to age out (no even
@@ -40,6 +40,8 @@ pub struct RealmLimiter {
     per_window_batches: usize,
     /// Start times of this process's batch calls in the current window, oldest first.
     batches: SyncMutex<VecDeque<Instant>>,
+    /// Start times of other processes' batch calls in the window, as of the last exchange.
+    other_batches: SyncMutex<Vec<Instant>>,
     /// One batch call at a time waits for its slot among the batch calls (see `acquire_batch`).
     batch_turn: Mutex<()>,
     /// QBO throttled the company: nobody sends before this (a 429 is about the realm's
@@ -72,6 +74,7 @@ impl RealmLimiter {
             others: SyncMutex::new(Vec::new()),
             per_window_batches: limits.batch_calls_per_minute.max(1) as usize,
             batches: SyncMutex::new(VecDeque::new()),
+            other_batches: SyncMutex::new(Vec::new()),
             batch_turn: Mutex::new(()),
             paused_until: SyncMutex::new(None),
             throttled_since: SyncMutex::new(None),
@@ -138,7 +141,8 @@ impl RealmLimiter {
         self.acquire_seat(cancel, true).await
     }
 
-    /// When the next batch slot frees, or None if one is free now.
+    /// When the next batch slot frees (counting the other processes' batch calls), or None
+    /// if one is free now.
     fn batch_slot_frees_at(&self, now: Instant) -> Option<Instant> {
         let mut batches = lock(&self.batches);
         while batches
@@ -147,8 +151,17 @@ impl RealmLimiter {
         {
             batches.pop_front();
         }
-        let n = batches.len();
-        (n >= self.per_window_batches).then(|| batches[n - self.per_window_batches] + WINDOW)
+        let mut others = lock(&self.other_batches);
+        others.retain(|t| now.duration_since(*t) < WINDOW);
+        let n = batches.len() + others.len();
+        if n < self.per_window_batches {
+            return None;
+        }
+        let mut all: Vec<Instant> = batches.iter().chain(others.iter()).copied().collect();
+        all.sort_unstable();
+        let until = all[n - self.per_window_batches] + WINDOW;
+        self.note_batch_wait(until - now, batches.len(), others.len());
+        Some(until)
     }
 
     async fn acquire_seat(
@@ -217,6 +230,31 @@ impl RealmLimiter {
         );
     }
 
+    fn note_batch_wait(&self, wait: Duration, own: usize, others: usize) {
+        let now = Instant::now();
+        let mut last = lock(&self.last_note);
+        if others == 0 || last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+            return;
+        }
+        *last = Some(now);
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            own,
+            other_processes = others,
+            "waiting for the company's batch-call budget: other qbo processes started batch calls of it in the last minute"
+        );
+    }
+
+    /// Ages of this process's batch calls in the current window.
+    fn own_batch_ages(&self) -> Vec<Duration> {
+        let now = Instant::now();
+        lock(&self.batches)
+            .iter()
+            .map(|t| now.duration_since(*t))
+            .filter(|age| *age < WINDOW)
+            .collect()
+    }
+
     /// Ages of this process's requests in the current window.
     async fn own_ages(&self) -> Vec<Duration> {
         let recent = self.recent.lock().await;
@@ -229,16 +267,19 @@ impl RealmLimiter {
     }
 
     /// One exchange with the company's other processes through Postgres: publishes this
-    /// process's requests, takes in theirs and any pause a 429 recorded.
+    /// process's requests and batch calls, takes in theirs and any pause a 429 recorded.
     pub async fn share(&self, budget: &SharedBudget) -> Result<(), StoreError> {
         let own = self.own_ages().await;
-        let seen = budget.exchange(&own, WINDOW).await?;
+        let own_batches = self.own_batch_ages();
+        let seen = budget.exchange(&own, &own_batches, WINDOW).await?;
         let now = Instant::now();
-        *lock(&self.others) = seen
-            .others
-            .iter()
-            .filter_map(|age| now.checked_sub(*age))
-            .collect();
+        let starts = |ages: &[Duration]| -> Vec<Instant> {
+            ages.iter()
+                .filter_map(|age| now.checked_sub(*age))
+                .collect()
+        };
+        *lock(&self.others) = starts(&seen.others);
+        *lock(&self.other_batches) = starts(&seen.other_batches);
         if let Some(wait) = seen.paused_for {
             if self.pause_for(wait) {
                 tracing::info!(
@@ -330,6 +371,27 @@ mod tests {
             limiter.own_ages().await.len(),
             1,
             "each also took a request slot"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_processes_batch_calls_use_the_same_batch_budget() {
+        let limiter = RealmLimiter::new(&RateLimits {
+            batch_calls_per_minute: 3,
+            ..RateLimits::default()
+        });
+        let start = Instant::now();
+        *lock(&limiter.other_batches) = vec![start - Duration::from_secs(20); 2];
+        let cancel = CancellationToken::new();
+        drop(limiter.acquire_batch(&cancel).await.unwrap());
+        assert_eq!(Instant::now(), start);
+        drop(limiter.acquire_batch(&cancel).await.unwrap());
+        assert_eq!(Instant::now() - start, WINDOW - Duration::from_secs(20));
+        drop(limiter.acquire(&cancel).await.unwrap());
+        assert_eq!(
+            limiter.own_batch_ages().len(),
+            2,
+            "a query is no batch call"
         );
     }
 

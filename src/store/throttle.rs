@@ -31,6 +31,9 @@ pub struct SharedBudget {
 pub struct Seen {
     /// Ages of the requests other processes started within the asked window.
     pub others: Vec<Duration>,
+    /// Ages of the batch calls other processes started within the asked window (each is
+    /// also among `others`).
+    pub other_batches: Vec<Duration>,
     /// How much longer the company is paused by a 429, if it is.
     pub paused_for: Option<Duration>,
 }
@@ -82,27 +85,44 @@ impl SharedBudget {
         Ok(())
     }
 
-    /// Publishes this process's requests of the window (`own`, as ages) and reads the other
-    /// processes' and the company's pause, in one round trip (the sharer runs every second).
-    pub async fn exchange(&self, own: &[Duration], window: Duration) -> Result<Seen, StoreError> {
+    /// Publishes this process's requests and batch calls of the window (`own`,
+    /// `own_batches`, as ages) and reads the other processes' and the company's pause, in
+    /// one round trip (the sharer runs every second).
+    pub async fn exchange(
+        &self,
+        own: &[Duration],
+        own_batches: &[Duration],
+        window: Duration,
+    ) -> Result<Seen, StoreError> {
         let ages: Vec<f64> = own.iter().map(Duration::as_secs_f64).collect();
+        let batch_ages: Vec<f64> = own_batches.iter().map(Duration::as_secs_f64).collect();
         // The upsert's row is not visible to the SELECT of the same statement; it reads only
         // the other processes' rows anyway.
         let row = sqlx::query!(
             r#"WITH publish AS (
-                   INSERT INTO ops.company_requests (realm_id, process_id, started_at, updated_at)
+                   INSERT INTO ops.company_requests
+                          (realm_id, process_id, started_at, batch_started_at, updated_at)
                    SELECT $1, $2,
-                          coalesce(array_agg(now() - make_interval(secs => a) ORDER BY a DESC), '{}'),
+                          coalesce((SELECT array_agg(now() - make_interval(secs => a) ORDER BY a DESC)
+                                      FROM unnest($3::float8[]) AS a), '{}'),
+                          coalesce((SELECT array_agg(now() - make_interval(secs => a) ORDER BY a DESC)
+                                      FROM unnest($5::float8[]) AS a), '{}'),
                           now()
-                     FROM unnest($3::float8[]) AS a
                    ON CONFLICT (realm_id, process_id) DO UPDATE
-                      SET started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at
+                      SET started_at = EXCLUDED.started_at,
+                          batch_started_at = EXCLUDED.batch_started_at,
+                          updated_at = EXCLUDED.updated_at
                )
                SELECT coalesce((SELECT array_agg(extract(epoch FROM now() - t)::float8)
                                   FROM ops.company_requests AS r, unnest(r.started_at) AS t
                                  WHERE r.realm_id = $1 AND r.process_id <> $2
                                    AND t > now() - make_interval(secs => $4)),
                                '{}') AS "others!: Vec<f64>",
+                      coalesce((SELECT array_agg(extract(epoch FROM now() - t)::float8)
+                                  FROM ops.company_requests AS r, unnest(r.batch_started_at) AS t
+                                 WHERE r.realm_id = $1 AND r.process_id <> $2
+                                   AND t > now() - make_interval(secs => $4)),
+                               '{}') AS "other_batches!: Vec<f64>",
                       (SELECT extract(epoch FROM paused_until - now())::float8
                          FROM ops.company_throttle
                         WHERE realm_id = $1 AND paused_until > now()) AS "paused_for?: f64""#,
@@ -110,11 +130,13 @@ impl SharedBudget {
             self.process_id,
             &ages,
             window.as_secs_f64(),
+            &batch_ages,
         )
         .fetch_one(&self.pool)
         .await?;
         Ok(Seen {
             others: row.others.into_iter().filter_map(seconds).collect(),
+            other_batches: row.other_batches.into_iter().filter_map(seconds).collect(),
             paused_for: row.paused_for.and_then(seconds),
         })
     }

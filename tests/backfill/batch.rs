@@ -224,3 +224,86 @@ async fn the_41st_batch_call_of_a_window_is_refused_and_the_client_waits_for_the
     assert_eq!(counters.requests as usize, (41 + refused) * 30);
     sb.shutdown().await;
 }
+
+/// Log lines, kept for the test to read.
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The company's batch calls are shared by its qbo processes like its requests: a process
+/// that starts after another spent the minute's batch calls waits for them to age out
+/// instead of meeting the 429 of a 41st call. (A current-thread test: the log subscriber
+/// set here sees every line the clients log.)
+#[tokio::test]
+async fn a_new_process_counts_the_batch_calls_other_processes_made_this_minute() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish(),
+    );
+    let sb = sandbox(small_company()).await;
+    let db = TestDb::unborn().await;
+    let store = qbo::store::PgStore::connect_and_migrate(&db.url.clone().into())
+        .await
+        .unwrap();
+    let budget = || qbo::store::throttle::SharedBudget::new(store.pool().clone(), sb.realm_id());
+    let limits = || RateLimits {
+        batch_calls_per_minute: 2,
+        ..RateLimits::default()
+    };
+    let queries = daily_counts(31);
+
+    let first = client(&sb, limits()).share_budget(budget()).await;
+    let mut counters = RequestCounters::default();
+    first.fetch_counts(&queries, &mut counters).await.unwrap();
+    first.finish().await;
+    drop(first);
+    assert_eq!(sb.stats().batch_requests, 2);
+
+    let second = client(&sb, limits()).share_budget(budget()).await;
+    let waited = async {
+        while !lines
+            .text()
+            .contains("waiting for the company's batch-call budget")
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        r = second.fetch_counts(&queries[..1], &mut counters) => {
+            panic!("the second process sent a batch call at once: {r:?}\n{}", lines.text())
+        }
+        _ = tokio::time::timeout(Duration::from_secs(60), waited) => {}
+    }
+    assert!(
+        lines
+            .text()
+            .contains("waiting for the company's batch-call budget"),
+        "{}",
+        lines.text()
+    );
+    assert_eq!(
+        sb.stats().batch_requests,
+        2,
+        "the second process spent a used budget"
+    );
+    sb.shutdown().await;
+}
