@@ -13,6 +13,7 @@ pub mod chunks;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod cost;
 pub mod entities;
 pub mod errors;
 pub mod query;

@@ -1,8 +1,13 @@
 //! `qbo report`: one line per chunk of a backfill, or per step (CDC read, window,
-//! reconciliation) of a sync, as a table for people or JSON for machines.
+//! reconciliation) of a sync, as a table for people or JSON for machines. The table ends
+//! with what each backfill run cost in requests beside the minimum for its records.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
+use uuid::Uuid;
+
+use crate::cost::Cost;
 use crate::store::ChunkRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -11,14 +16,20 @@ pub enum Format {
     Json,
 }
 
-pub fn render(rows: &[ChunkRow], format: Format) -> String {
+/// `run_requests`: each run's requests outside its windows (`ops.backfill_runs.run_requests`);
+/// a run missing from it spent none.
+pub fn render(rows: &[ChunkRow], run_requests: &HashMap<Uuid, u64>, format: Format) -> String {
     match format {
         Format::Json => {
             let mut out = serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into());
             out.push('\n');
             out
         }
-        Format::Table => table(rows),
+        Format::Table => {
+            let mut out = table(rows);
+            out.push_str(&costs(rows, run_requests));
+            out
+        }
     }
 }
 
@@ -132,4 +143,104 @@ fn table(rows: &[ChunkRow]) -> String {
         total(|c| c.deleted),
     );
     out
+}
+
+/// What each backfill run among `rows` cost: its windows' requests and its own, beside the
+/// minimum for the records it loaded (see `crate::cost`); and their sum when there are
+/// several. A sync reads changes, not a range, so the minimum says nothing of it.
+fn costs(rows: &[ChunkRow], run_requests: &HashMap<Uuid, u64>) -> String {
+    let mut runs: Vec<(Uuid, &str, u64, u64)> = Vec::new();
+    for c in rows.iter().filter(|c| c.kind == "backfill") {
+        let i = match runs.iter().position(|(id, ..)| *id == c.run_id) {
+            Some(i) => i,
+            None => {
+                let own = run_requests.get(&c.run_id).copied().unwrap_or(0);
+                runs.push((c.run_id, &c.entity, own, 0));
+                runs.len() - 1
+            }
+        };
+        runs[i].2 += u64::try_from(c.requests).unwrap_or(0);
+        runs[i].3 += u64::try_from(c.row_count).unwrap_or(0);
+    }
+    let mut out = String::new();
+    let mut total = Cost::default();
+    for (run_id, entity, requests, records) in &runs {
+        let cost = Cost::of_run(*requests, *records);
+        let run = run_id.to_string();
+        let _ = writeln!(out, "run {} {entity}: {cost}", &run[..8]);
+        total = total + cost;
+    }
+    if runs.len() > 1 {
+        let _ = writeln!(out, "{} backfill runs: {total}", runs.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(run_id: Uuid, kind: &str, entity: &str, rows: i64, requests: i32) -> ChunkRow {
+        ChunkRow {
+            run_id,
+            kind: kind.into(),
+            chunk_index: 0,
+            realm_id: "1".into(),
+            entity: entity.into(),
+            window_start_utc: chrono::DateTime::UNIX_EPOCH,
+            window_end_utc: chrono::DateTime::UNIX_EPOCH,
+            status: "success".into(),
+            attempts: 1,
+            expected_count: Some(rows),
+            row_count: rows,
+            inserted: rows,
+            updated: 0,
+            skipped: 0,
+            deleted: 0,
+            read_via: "query".into(),
+            pages: 1,
+            requests,
+            retries: 0,
+            passes: 1,
+            started_at: None,
+            finished_at: None,
+            error_message: None,
+            last_intuit_tid: None,
+        }
+    }
+
+    #[test]
+    fn each_backfill_run_shows_its_requests_beside_the_minimum_and_several_their_sum() {
+        let (invoices, customers, sync) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let rows = [
+            chunk(invoices, "backfill", "invoices", 1200, 3),
+            chunk(invoices, "backfill", "invoices", 300, 2),
+            chunk(customers, "backfill", "customers", 0, 1),
+            chunk(sync, "sync", "invoices", 5, 1),
+        ];
+        // The planning COUNTs and the sweep of the invoices run count too.
+        let own = HashMap::from([(invoices, 2)]);
+        let text = costs(&rows, &own);
+        let lines: Vec<&str> = text.lines().collect();
+        let short = |id: Uuid| id.to_string()[..8].to_string();
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "run {} invoices: requests 7 (minimum 2, 3.5x)",
+                    short(invoices)
+                ),
+                format!(
+                    "run {} customers: requests 1 (minimum 1, 1.0x)",
+                    short(customers)
+                ),
+                "2 backfill runs: requests 8 (minimum 3, 2.7x)".to_string(),
+            ]
+        );
+        assert_eq!(
+            costs(&rows[2..3], &own).lines().count(),
+            1,
+            "no sum of one run"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 mod progress;
 mod window;
 
-pub use progress::{ProgressSnapshot, RunProgress};
+pub use progress::{EntitiesSnapshot, EntityProgress, ProgressSnapshot, RunProgress};
 use window::ChunkJob;
 
 use std::collections::HashSet;
@@ -255,6 +255,8 @@ struct RunCtx {
     invocation: Uuid,
     opts: Options,
     total_chunks: usize,
+    /// This run's live counters (which add to the invocation's).
+    progress: Arc<EntityProgress>,
 }
 
 impl<S: QuerySource + 'static> Backfill<S> {
@@ -268,7 +270,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
         })
     }
 
-    /// Live counters of the run in progress (one entity at a time), for a progress display.
+    /// Live counters of every run of this `Backfill` (several entities may run at once,
+    /// sharing the client and its limits), for a progress display.
     pub fn progress(&self) -> Arc<RunProgress> {
         self.progress.clone()
     }
@@ -299,8 +302,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
             ClaimMode::Unfinished => existing.iter().filter(|c| c.status == "success").count(),
             ClaimMode::FailedOnly => existing.iter().filter(|c| c.status != "error").count(),
         };
-        self.progress
-            .begin(entity.cli_name, total_chunks as u64, done_before as u64);
+        let progress =
+            self.progress
+                .begin(entity.cli_name, total_chunks as u64, done_before as u64);
         let ctx = Arc::new(RunCtx {
             run_id,
             entity,
@@ -309,6 +313,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             invocation: Uuid::new_v4(),
             opts: opts.clone(),
             total_chunks,
+            progress: progress.clone(),
         });
         let span = tracing::info_span!("backfill", %run_id, realm_id = %realm_id, entity = entity.cli_name);
         tracing::info!(parent: &span, chunks = total_chunks, %mode, "starting");
@@ -367,7 +372,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             self.cancel.is_cancelled(),
             &ProgressSnapshot {
                 elapsed: started.elapsed(),
-                ..self.progress.snapshot()
+                ..progress.snapshot()
             },
         ))
     }
@@ -567,7 +572,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             Ok(()) => {
                 self.finish(ctx, chunk.chunk_index, worker, &job.progress, None)
                     .await?;
-                self.progress.chunk_finished(true);
+                ctx.progress.chunk_finished(true);
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
                     "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
@@ -619,7 +624,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     Some(&message),
                 )
                 .await?;
-                self.progress.chunk_finished(false);
+                ctx.progress.chunk_finished(false);
                 Ok(())
             }
             Err(e) => {
@@ -632,7 +637,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     Some(&message),
                 )
                 .await?;
-                self.progress.chunk_finished(false);
+                ctx.progress.chunk_finished(false);
                 tracing::error!(error = %message, "chunk failed; the run goes on with the others");
                 Ok(())
             }

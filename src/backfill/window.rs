@@ -273,7 +273,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let requests = job.counters.requests.saturating_sub(job.published.requests);
         let retries = job.counters.retries.saturating_sub(job.published.retries);
         job.published = job.counters;
-        self.progress
+        job.ctx
+            .progress
             .add(new_rows, u64::from(requests), u64::from(retries));
     }
 

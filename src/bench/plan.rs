@@ -486,13 +486,15 @@ async fn count_rows(url: &str, only: Option<&str>) -> Result<u64, BenchError> {
     Ok(total as u64)
 }
 
-/// Requests from qbo's summary lines (`..., 161 requests, 0 retries, ...`).
+/// Requests from qbo's per-entity summary lines (`..., requests 161 (minimum 1, 161.0x),
+/// ...`); `all`'s `total:` line repeats their sum and is left out.
 fn summary_requests(stdout: &str) -> u64 {
     stdout
         .lines()
+        .filter(|l| !l.starts_with("total: "))
         .flat_map(|l| l.split(", "))
-        .filter_map(|part| part.strip_suffix(" requests"))
-        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .filter_map(|part| part.strip_prefix("requests "))
+        .filter_map(|n| n.split(' ').next()?.parse::<u64>().ok())
         .sum()
 }
 
@@ -509,7 +511,9 @@ mod tests {
 
     #[test]
     fn requests_are_read_from_summary_lines() {
-        let out = "invoices: run x success - 3 chunks (3 success, 0 error, 0 not done), 10 rows (10 inserted, 0 updated, 0 skipped), 12 requests, 0 retries, 1.0 s, 10 rows/s\n";
-        assert_eq!(summary_requests(out), 12);
+        let out = "invoices: run x success - 3 chunks (3 success, 0 error, 0 not done), 10 rows (10 inserted, 0 updated, 0 skipped), requests 12 (minimum 1, 12.0x), 0 retries, 1.0 s, 10 rows/s\n\
+                   bills: run y success - 1 chunks (1 success, 0 error, 0 not done), 0 rows (0 inserted, 0 updated, 0 skipped), requests 1 (minimum 1, 1.0x), 0 retries, 0.1 s, 0 rows/s\n\
+                   total: 2 entities, 10 rows (10 inserted, 0 updated, 0 skipped), requests 13 (minimum 2, 6.5x), 0 retries, 1.0 s\n";
+        assert_eq!(summary_requests(out), 13);
     }
 }

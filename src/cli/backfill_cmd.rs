@@ -17,6 +17,7 @@ use crate::backfill::{Backfill, BackfillError, Chunking, Mode, Options, RunSumma
 use crate::chunks::{DateRange, WindowField};
 use crate::client::QboClient;
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
+use crate::cost::Cost;
 use crate::entities::Selection;
 use crate::store::throttle::SharedBudget;
 use crate::store::{PgStore, StoreError};
@@ -37,6 +38,9 @@ recurring_transactions) are loaded whole, in one chunk that stands for the range
 
 Exit codes: 0 all chunks succeeded, 1 some chunks failed, 2 bad usage or configuration,
 3 the refresh token was rejected (run `qbo auth login`), 130 interrupted (use --resume).";
+
+/// Entities of `all` loaded at once unless told otherwise (see `--entities-at-once`).
+pub const DEFAULT_ENTITIES_AT_ONCE: u32 = 8;
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
@@ -68,6 +72,13 @@ pub struct BackfillArgs {
     /// process; a 429 pauses every worker.
     #[arg(long, default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
+    /// With `all`: entities loaded at once, each with its own --concurrency windows, all
+    /// under the company's one budget (500 requests a minute, 10 in flight). Most entities
+    /// of a company are small (a request or two, one after another), so one at a time
+    /// leaves QBO's ten seats mostly idle; eight keep them busy while a big entity still gets
+    /// its share. 1 loads them one after another, in the order `qbo entities` lists them.
+    #[arg(long, default_value_t = DEFAULT_ENTITIES_AT_ONCE, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub entities_at_once: u32,
     /// Timestamp the windows filter on. txn-date only applies to transactions (invoices,
     /// bills, payments, journal_entries, ...: see `qbo entities`).
     #[arg(long, value_enum, default_value = "last-updated")]
@@ -189,6 +200,7 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
             retry: args.requests.retry_policy(),
             limits,
             progress_every: Duration::from_secs(args.progress_secs),
+            entities_at_once: args.entities_at_once as usize,
         },
         cancel,
     )
@@ -205,19 +217,43 @@ pub struct Job {
     pub limits: RateLimits,
     /// Interval of the periodic progress lines (zero: none; a bar on a terminal).
     pub progress_every: Duration,
+    /// Entities of `all` run at once (each with `options.concurrency` windows at once).
+    pub entities_at_once: usize,
 }
 
 /// What a backfill of one entity or `all` did.
 #[derive(Debug, Default)]
 pub struct Backfilled {
+    /// In the order the entities were asked for (registry order for `all`).
     pub summaries: Vec<RunSummary>,
     /// Entities asked for that this invocation left unloaded (see `backfill_all::Step::Skip`).
     pub unfinished: usize,
+    /// Each run's requests outside its windows (`ops.backfill_runs.run_requests`).
+    pub run_requests: std::collections::HashMap<uuid::Uuid, u64>,
+    /// Ctrl-C or SIGTERM came: what was not done is owed to a `--resume`.
+    pub interrupted: bool,
+    /// Wall time of the whole invocation.
+    pub duration_secs: f64,
 }
 
 impl Backfilled {
+    /// What a run cost: its windows' requests and its own, beside the minimum for its records.
+    pub fn cost_of(&self, s: &RunSummary) -> Cost {
+        let own = self.run_requests.get(&s.run_id).copied().unwrap_or(0);
+        Cost::of_run(
+            u64::try_from(s.requests).unwrap_or(0) + own,
+            u64::try_from(s.rows).unwrap_or(0),
+        )
+    }
+
+    /// Of every run: the sum of their requests and of their minimums.
+    pub fn total_cost(&self) -> Cost {
+        self.summaries.iter().map(|s| self.cost_of(s)).sum()
+    }
+
     pub fn outcome(&self) -> Outcome {
         match outcome_of(&self.summaries) {
+            _ if self.interrupted => Outcome::Interrupted,
             Outcome::Success if self.unfinished > 0 => Outcome::SomeFailed,
             o => o,
         }
@@ -242,28 +278,116 @@ pub async fn run_backfill(
     )
     .await?;
     let steps = backfill_all::plan(&db, &settings.realm_id, &job).await?;
-    let engine = Backfill::new(client.clone(), db, cancel.clone());
-    let done = run_steps(&engine, steps, &job, &cancel).await;
+    let engine = Backfill::new(client.clone(), db.clone(), cancel.clone());
+    let done = run_steps(&engine, &db, steps, &job, &cancel).await;
     client.finish().await;
     done
 }
 
+/// Runs the steps' entities, up to `job.entities_at_once` at a time, all on `engine` (one
+/// client, so one per-company budget). Each entity's summary line is printed once every
+/// entity is done, in the steps' (registry) order, followed by the total for `all`.
 async fn run_steps(
     engine: &Arc<Backfill<QboClient>>,
+    db: &PgStore,
     steps: Vec<Step>,
     job: &Job,
     cancel: &CancellationToken,
 ) -> Result<Backfilled, CliError> {
-    let mut done = Backfilled::default();
-    for step in steps {
-        if cancel.is_cancelled() {
-            break;
-        }
-        let (entity, mode, options) = match step {
-            Step::Skip { line, unfinished } => {
+    let progress = engine.progress();
+    progress.plan_entities(
+        steps
+            .iter()
+            .filter(|s| matches!(s, Step::Run { .. }))
+            .count(),
+    );
+    let started = std::time::Instant::now();
+    let reporter = Reporter::spawn(progress, Display::choose(job.progress_every));
+    let ran = run_at_once(engine, steps, job, cancel).await;
+    reporter.finish().await;
+    let mut done = Backfilled {
+        // Entities not started when it came are owed too, not only those it stopped.
+        interrupted: cancel.is_cancelled(),
+        duration_secs: started.elapsed().as_secs_f64(),
+        ..Backfilled::default()
+    };
+    let mut first_error = None;
+    for (_, outcome) in ran.slots {
+        match outcome {
+            Slot::Line(line) => outln!("{line}"),
+            Slot::Skipped { line, unfinished } => {
                 outln!("{line}");
                 done.unfinished += usize::from(unfinished);
-                continue;
+            }
+            Slot::Ran(summary) => done.summaries.push(summary),
+            Slot::Failed(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    // The runs' own requests (planning, the changed-since sweep) are part of their cost.
+    let ids: Vec<_> = done.summaries.iter().map(|s| s.run_id).collect();
+    done.run_requests = db.run_requests(&ids).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %crate::errors::chain(&e), "cannot read the runs' own requests; the costs below leave them out");
+        Default::default()
+    });
+    for s in &done.summaries {
+        outln!("{}", summary_line(s, done.cost_of(s)));
+    }
+    if job.selection == Selection::All && done.summaries.len() > 1 {
+        outln!("{}", total_line(&done));
+    }
+    match ran.error.or(first_error) {
+        Some(e) => Err(e),
+        None => Ok(done),
+    }
+}
+
+/// What became of one step, kept until every entity is done so that they print in order.
+enum Slot {
+    /// Printed as is (an entity `all --resume` had nothing to continue for).
+    Line(String),
+    Skipped {
+        line: String,
+        unfinished: bool,
+    },
+    Ran(RunSummary),
+    Failed(CliError),
+}
+
+struct Ran {
+    /// By step index.
+    slots: std::collections::BTreeMap<usize, Slot>,
+    /// A failure of the machinery itself (a panicked entity task).
+    error: Option<CliError>,
+}
+
+/// Starts each step's run while fewer than `entities_at_once` are running; stops starting
+/// new ones on Ctrl-C or once one has failed for good (and then stops the others too, so
+/// they hand their windows back for `--resume`).
+async fn run_at_once(
+    engine: &Arc<Backfill<QboClient>>,
+    steps: Vec<Step>,
+    job: &Job,
+    cancel: &CancellationToken,
+) -> Ran {
+    let at_once = job.entities_at_once.max(1);
+    let mut ran = Ran {
+        slots: Default::default(),
+        error: None,
+    };
+    let mut running = tokio::task::JoinSet::new();
+    let mut failed = false;
+    for (i, step) in steps.into_iter().enumerate() {
+        while running.len() >= at_once {
+            failed |= collect(&mut ran, running.join_next().await, job, cancel);
+        }
+        if cancel.is_cancelled() || failed {
+            break;
+        }
+        match step {
+            Step::Skip { line, unfinished } => {
+                ran.slots.insert(i, Slot::Skipped { line, unfinished });
             }
             Step::Run {
                 entity,
@@ -274,32 +398,79 @@ async fn run_steps(
                 if let Some(note) = note {
                     outln!("{note}");
                 }
-                (entity, mode, options)
+                let engine = engine.clone();
+                running.spawn(async move { (i, entity, engine.run(entity, mode, options).await) });
             }
-        };
-        let reporter = Reporter::spawn(engine.progress(), Display::choose(job.progress_every));
-        let outcome = engine.run(entity, mode, options).await;
-        reporter.finish().await;
-        match outcome {
-            Ok(summary) => {
-                outln!("{}", summary_line(&summary));
-                done.summaries.push(summary);
-            }
-            // `all --resume` continues what exists; an entity never backfilled is not an error.
-            Err(BackfillError::NothingToResume { .. }) if job.selection == Selection::All => {
-                outln!("{}: no earlier run to continue; skipped", entity.cli_name);
-            }
-            // Postgres stayed away longer than the engine waits: say how to pick up again.
-            Err(e @ BackfillError::Store(_)) => {
-                return Err(CliError::failed(anyhow::Error::new(e).context(format!(
-                    "the run stopped; once Postgres is reachable, continue with: qbo backfill {} --resume",
-                    entity.cli_name
-                ))))
-            }
-            Err(e) => return Err(classify(e)),
         }
     }
-    Ok(done)
+    while let Some(joined) = running.join_next().await {
+        collect(&mut ran, Some(joined), job, cancel);
+    }
+    ran
+}
+
+type Joined = Result<
+    (
+        usize,
+        &'static crate::entities::Entity,
+        Result<RunSummary, BackfillError>,
+    ),
+    tokio::task::JoinError,
+>;
+
+/// Files one finished entity run; true when it failed in a way that ends the command.
+fn collect(ran: &mut Ran, joined: Option<Joined>, job: &Job, cancel: &CancellationToken) -> bool {
+    let Some(joined) = joined else { return false };
+    let (i, entity, outcome) = match joined {
+        Ok(done) => done,
+        Err(join) => {
+            cancel.cancel();
+            ran.error.get_or_insert(CliError::failed(anyhow::anyhow!(
+                "an entity's run stopped unexpectedly, which is a bug in qbo (please report it): {join}"
+            )));
+            return true;
+        }
+    };
+    tracing::debug!(
+        entity = entity.cli_name,
+        ok = outcome.is_ok(),
+        "entity run ended"
+    );
+    let slot = match outcome {
+        Ok(summary) => Slot::Ran(summary),
+        // `all --resume` continues what exists; an entity never backfilled is not an error.
+        Err(BackfillError::NothingToResume { .. }) if job.selection == Selection::All => {
+            Slot::Line(format!(
+                "{}: no earlier run to continue; skipped",
+                entity.cli_name
+            ))
+        }
+        Err(e) => {
+            // The command fails: the other entities stop and hand their windows back.
+            cancel.cancel();
+            Slot::Failed(failure(e, entity.cli_name, job))
+        }
+    };
+    let failed = matches!(slot, Slot::Failed(_));
+    ran.slots.insert(i, slot);
+    failed
+}
+
+/// The error the command ends with when an entity's run fails for good.
+fn failure(e: BackfillError, entity: &str, job: &Job) -> CliError {
+    match e {
+        // Postgres stayed away longer than the engine waits: say how to pick up again.
+        e @ BackfillError::Store(_) => {
+            let what = match job.selection {
+                Selection::All => "all",
+                Selection::One(_) => entity,
+            };
+            CliError::failed(anyhow::Error::new(e).context(format!(
+                "the run of {entity} stopped; once Postgres is reachable, continue with: qbo backfill {what} --resume"
+            )))
+        }
+        e => classify(e),
+    }
 }
 
 /// The QBO client every command that talks to QBO uses: tokens, retries, rate limits (the
@@ -343,10 +514,10 @@ pub fn outcome_of(summaries: &[RunSummary]) -> Outcome {
     }
 }
 
-pub fn summary_line(s: &RunSummary) -> String {
+pub fn summary_line(s: &RunSummary, cost: Cost) -> String {
     let mut line = format!(
-        "{}: run {} {} - {} chunks ({} success, {} error, {} not done), {} rows ({} inserted, {} updated, {} skipped), {} requests, {} retries, {:.1} s, {:.0} rows/s",
-        s.entity, s.run_id, s.status, s.chunks, s.succeeded, s.failed, s.pending, s.rows, s.inserted, s.updated, s.skipped, s.requests, s.retries, s.duration_secs, s.rows_per_sec()
+        "{}: run {} {} - {} chunks ({} success, {} error, {} not done), {} rows ({} inserted, {} updated, {} skipped), {cost}, {} retries, {:.1} s, {:.0} rows/s",
+        s.entity, s.run_id, s.status, s.chunks, s.succeeded, s.failed, s.pending, s.rows, s.inserted, s.updated, s.skipped, s.retries, s.duration_secs, s.rows_per_sec()
     );
     if s.failed > 0 {
         line.push_str(&format!(
@@ -361,6 +532,23 @@ pub fn summary_line(s: &RunSummary) -> String {
         ));
     }
     line
+}
+
+/// `total: 36 entities, 4815 rows (..), requests 57 (minimum 38, 1.5x), 0 retries, 12.3 s`:
+/// every entity of `all` together; the time is the invocation's, as the entities overlap.
+fn total_line(done: &Backfilled) -> String {
+    let sum = |f: fn(&RunSummary) -> i64| done.summaries.iter().map(f).sum::<i64>();
+    format!(
+        "total: {} entities, {} rows ({} inserted, {} updated, {} skipped), {}, {} retries, {:.1} s",
+        done.summaries.len(),
+        sum(|s| s.rows),
+        sum(|s| s.inserted),
+        sum(|s| s.updated),
+        sum(|s| s.skipped),
+        done.total_cost(),
+        sum(|s| s.retries),
+        done.duration_secs,
+    )
 }
 
 /// First Ctrl-C (or SIGTERM): stop claiming windows, hand the current ones back, exit 130.

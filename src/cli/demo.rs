@@ -87,6 +87,7 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
         },
         limits: RateLimits::default(),
         progress_every: Duration::from_secs(10),
+        entities_at_once: super::backfill_cmd::DEFAULT_ENTITIES_AT_ONCE as usize,
     };
     // The sandbox's throwaway tokens live in memory: the demo never touches your keyring.
     let tokens = Arc::new(MemoryStore::default());
@@ -103,7 +104,8 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, CliError> {
         rows.extend(db.chunks(&filter).await.map_err(CliError::failed)?);
     }
     outln!();
-    out!("{}", report::render(&rows, Format::Table));
+    let run_requests = super::report_cmd::run_requests_of(&db, &rows).await?;
+    out!("{}", report::render(&rows, &run_requests, Format::Table));
     outln!(
         "\nThe rows are in raw.qb_<entity>, one table per entity (`qbo entities` lists them; realm {}); \
          the report is in ops.backfill_report. Run the demo again to see re-runs skip identical rows.",

@@ -1,5 +1,7 @@
 //! Showing a run while it goes: a progress bar for a person at a terminal, a `progress` log
-//! event every few seconds otherwise (plain text or JSON, whatever the logs are).
+//! event every few seconds otherwise (plain text or JSON, whatever the logs are). For `all`,
+//! whose entities run several at once, both count the whole invocation (windows and records
+//! across entities) and say which entities are running.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::backfill::{ProgressSnapshot, RunProgress};
+use crate::backfill::{EntitiesSnapshot, ProgressSnapshot, RunProgress};
 use crate::telemetry;
 
 /// How a run is shown.
@@ -33,7 +35,7 @@ impl Display {
     }
 }
 
-/// Watches one entity's run until `finish`.
+/// Watches an invocation (one entity, or every entity of `all`) until `finish`.
 pub struct Reporter {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -102,22 +104,42 @@ async fn log_lines(progress: Arc<RunProgress>, every: Duration, mut stop: onesho
             _ = tick.tick() => {}
         }
         let s = progress.snapshot();
-        let Some(entity) = s.entity else { continue };
-        tracing::info!(
-            entity,
-            chunks_done = s.chunks_finished(),
-            chunks_to_do = s.chunks_to_do(),
-            chunks_failed = s.chunks_failed,
-            rows = s.rows,
-            rows_per_sec = s.rows_per_sec().round() as u64,
-            requests = s.requests,
-            requests_per_min = rate.per_minute(s.requests, s.elapsed),
-            retries = s.retries,
-            elapsed_secs = s.elapsed.as_secs(),
-            eta_secs = s.eta().map(|d| d.as_secs()),
-            "progress"
-        );
+        if s.entities.started == 0 {
+            continue;
+        }
+        if let Some(entity) = s.entity {
+            log_line(&s, &mut rate, entity, None);
+        } else {
+            log_line(&s, &mut rate, "all", Some(&s.entities));
+        }
     }
+}
+
+/// One `progress` event. `entities`: of `all`, where its entities stand.
+fn log_line(
+    s: &ProgressSnapshot,
+    rate: &mut Rate,
+    entity: &str,
+    entities: Option<&EntitiesSnapshot>,
+) {
+    let running = entities.map(|e| e.running.join(","));
+    tracing::info!(
+        entity,
+        entities_done = entities.map(|e| e.finished),
+        entities_total = entities.map(|e| e.planned),
+        running = running.as_deref(),
+        chunks_done = s.chunks_finished(),
+        chunks_to_do = s.chunks_to_do(),
+        chunks_failed = s.chunks_failed,
+        rows = s.rows,
+        rows_per_sec = s.rows_per_sec().round() as u64,
+        requests = s.requests,
+        requests_per_min = rate.per_minute(s.requests, s.elapsed),
+        retries = s.retries,
+        elapsed_secs = s.elapsed.as_secs(),
+        eta_secs = s.eta().map(|d| d.as_secs()),
+        "progress"
+    );
 }
 
 async fn show_bar(progress: Arc<RunProgress>, mut stop: oneshot::Receiver<()>) {
@@ -147,8 +169,14 @@ async fn show_bar(progress: Arc<RunProgress>, mut stop: oneshot::Receiver<()>) {
 }
 
 fn draw(bar: &ProgressBar, s: &ProgressSnapshot, per_minute: u64) {
-    if let Some(entity) = s.entity {
-        bar.set_prefix(entity);
+    match s.entity {
+        Some(entity) => bar.set_prefix(entity),
+        None if s.entities.started > 0 => bar.set_prefix(format!(
+            "all {}/{}",
+            s.entities.finished,
+            s.entities.planned.max(s.entities.started)
+        )),
+        None => {}
     }
     bar.set_length(s.chunks_to_do());
     bar.set_position(s.chunks_finished());
@@ -161,10 +189,30 @@ fn draw(bar: &ProgressBar, s: &ProgressSnapshot, per_minute: u64) {
     } else {
         String::new()
     };
+    let running = match s.entity {
+        Some(_) => String::new(),
+        None => running_now(&s.entities.running),
+    };
     bar.set_message(format!(
-        "{failed}, {} rows, {} req/min, {} retries, {eta}",
+        "{failed}, {} rows, {} req/min, {} retries, {eta}{running}",
         s.rows, per_minute, s.retries
     ));
+}
+
+/// `, running: bills, invoices +3`: the first few names, so the line stays on one screen row.
+fn running_now(running: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    if running.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        ", running: {}",
+        running[..running.len().min(SHOWN)].join(", ")
+    );
+    if running.len() > SHOWN {
+        text.push_str(&format!(" +{}", running.len() - SHOWN));
+    }
+    text
 }
 
 /// `1h02m`, `3m07s`, `12s`.
@@ -186,5 +234,15 @@ mod tests {
         assert_eq!(human(Duration::from_secs(12)), "12s");
         assert_eq!(human(Duration::from_secs(187)), "3m07s");
         assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn the_running_entities_fit_on_the_bar() {
+        assert_eq!(running_now(&[]), "");
+        assert_eq!(running_now(&["bills"]), ", running: bills");
+        assert_eq!(
+            running_now(&["a", "b", "c", "d", "e"]),
+            ", running: a, b, c +2"
+        );
     }
 }

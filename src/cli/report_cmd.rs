@@ -72,6 +72,18 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
         }
         rows
     };
-    out!("{}", report::render(&rows, args.format));
+    let run_requests = run_requests_of(&store, &rows).await?;
+    out!("{}", report::render(&rows, &run_requests, args.format));
     Ok(Outcome::Success)
+}
+
+/// The runs' own requests (outside their windows), for their cost.
+pub async fn run_requests_of(
+    store: &crate::store::PgStore,
+    rows: &[crate::store::ChunkRow],
+) -> Result<std::collections::HashMap<uuid::Uuid, u64>, CliError> {
+    let mut ids: Vec<uuid::Uuid> = rows.iter().map(|c| c.run_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    store.run_requests(&ids).await.map_err(CliError::failed)
 }

@@ -58,7 +58,8 @@ async fn progress_is_logged_periodically_and_the_summary_has_the_pace() {
     assert!(
         summary.starts_with("invoices: run ")
             && summary.contains("240 rows (240 inserted")
-            && summary.contains(" requests, 0 retries, ")
+            && summary.contains(", requests ")
+            && summary.contains("x), 0 retries, ")
             && summary.ends_with(" rows/s"),
         "{summary}"
     );

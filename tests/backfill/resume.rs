@@ -275,7 +275,8 @@ async fn resuming_all_continues_what_exists_and_skips_the_rest() {
 /// `backfill all` killed on its first entity, then `all --resume`: the entities it never
 /// reached are loaded too (fresh runs over the same range and options, each named), and every
 /// table ends equal to the sandbox. `all --retry-failed` in between retries what failed and
-/// says the unreached entities are still owed (exit 1).
+/// says the unreached entities are still owed (exit 1). One entity at a time, so that a
+/// single run exists when it is killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backfill_all_resumes_every_entity_including_those_never_reached() {
     let w = World::new(small_company()).await;
@@ -297,6 +298,8 @@ async fn a_killed_backfill_all_resumes_every_entity_including_those_never_reache
             "30",
             "--page-size",
             "200",
+            "--entities-at-once",
+            "1",
         ])
         .spawn()
         .unwrap();
