@@ -1,6 +1,6 @@
 //! What each entity of a `qbo backfill` does. A new `all` with a range is recorded (an
 //! invocation: range, entities, window options) before its first run; `all --resume` and
-//! `all --retry-failed` then finish the latest one, entity by entity, so an entity that a
+//! `all --retry-failed` then finish the latest one, every entity of it, so an entity that a
 //! killed `all` never reached is loaded too instead of being skipped.
 
 use std::collections::HashMap;

@@ -36,6 +36,11 @@ Entities QBO cannot filter by LastUpdatedTime (company_info, preferences,
 recurring_transactions) are loaded whole, in one chunk that stands for the range.
 `qbo entities` lists every entity with its table and windowing.
 
+With `all`, --entities-at-once entities load at the same time under the company's one budget;
+once all are done, stdout has one summary line per entity in `qbo entities` order and a total.
+Each line shows the requests used beside the minimum for the records loaded,
+max(1, ceil(records / 1000)) per entity: `requests 57 (minimum 38, 1.5x)`.
+
 Exit codes: 0 all chunks succeeded, 1 some chunks failed, 2 bad usage or configuration,
 3 the refresh token was rejected (run `qbo auth login`), 130 interrupted (use --resume).";
 
@@ -466,7 +471,7 @@ fn failure(e: BackfillError, entity: &str, job: &Job) -> CliError {
                 Selection::One(_) => entity,
             };
             CliError::failed(anyhow::Error::new(e).context(format!(
-                "the run of {entity} stopped; once Postgres is reachable, continue with: qbo backfill {what} --resume"
+                "the run stopped; once Postgres is reachable, continue with: qbo backfill {what} --resume"
             )))
         }
         e => classify(e),
