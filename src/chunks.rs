@@ -99,6 +99,32 @@ impl Window {
     }
 }
 
+impl Window {
+    /// Cuts the window into about `pieces` windows of equal length, never shorter than the
+    /// field's grain (a second of LastUpdatedTime, a day of TxnDate), so the pieces still
+    /// cover it without gaps or overlap. One piece when it cannot be cut.
+    pub fn split_even(&self, pieces: u64, field: WindowField) -> Vec<Window> {
+        let grain = match field {
+            WindowField::LastUpdated => Duration::seconds(1),
+            WindowField::TxnDate => Duration::days(1),
+        };
+        let grains = ((self.end - self.start).num_seconds() / grain.num_seconds()).max(1);
+        let per_piece = (grains as u64).div_ceil(pieces.max(1)).max(1) as i32;
+        let step = grain * per_piece;
+        let mut out = Vec::new();
+        let mut at = self.start;
+        while at < self.end {
+            let next = (at + step).min(self.end);
+            out.push(Window {
+                start: at,
+                end: next,
+            });
+            at = next;
+        }
+        out
+    }
+}
+
 /// `[range.start, range.end + 1 day)` as one window: the chunk of an entity read whole.
 pub fn whole_range(range: DateRange) -> Window {
     Window {
@@ -162,6 +188,27 @@ mod tests {
         let w = plan(DateRange::new(d("2024-02-29"), d("2024-02-29")).unwrap(), 7).unwrap();
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].end - w[0].start, Duration::days(1));
+    }
+
+    #[test]
+    fn an_even_split_covers_the_window_at_the_fields_grain() {
+        let w = whole_range(DateRange::new(d("2024-01-01"), d("2024-01-10")).unwrap());
+        let days = w.split_even(4, WindowField::TxnDate);
+        assert_eq!(days.len(), 4, "{days:?}");
+        assert!(days.iter().all(|p| p.start.time() == NaiveTime::MIN));
+        for pair in days.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        assert_eq!((days[0].start, days[3].end), (w.start, w.end));
+        // A day cannot be cut by TxnDate, and a second cannot be cut at all.
+        let day = whole_range(DateRange::new(d("2024-01-01"), d("2024-01-01")).unwrap());
+        assert_eq!(day.split_even(8, WindowField::TxnDate), vec![day]);
+        let second = Window {
+            start: day.start,
+            end: day.start + Duration::seconds(1),
+        };
+        assert_eq!(second.split_even(8, WindowField::LastUpdated), vec![second]);
+        assert_eq!(day.split_even(3, WindowField::LastUpdated).len(), 3);
     }
 
     #[test]

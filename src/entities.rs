@@ -35,6 +35,11 @@ pub struct Entity {
     /// Whether QBO's change data capture endpoint serves it (Intuit lists five that it
     /// does not: JournalCode, TaxAgency, TaxCode, TaxRate, TimeActivity).
     pub cdc: bool,
+    /// Nearly every company in use has records of it (a chart of accounts, customers,
+    /// invoices, ...). A first backfill then reads a page before counting: for a company
+    /// with a few hundred of them that one page is the whole load, and the COUNT(*) that
+    /// an empty entity needs is spent only where the page comes back empty.
+    pub common: bool,
 }
 
 impl Entity {
@@ -69,7 +74,13 @@ impl Entity {
             name_list: false,
             windowing: Windowing::LastUpdated,
             cdc: true,
+            common: false,
         }
+    }
+
+    const fn common(mut self) -> Self {
+        self.common = true;
+        self
     }
 
     const fn txn(mut self) -> Self {
@@ -108,10 +119,14 @@ use Entity as E;
 
 /// Every entity QBO's query endpoint serves, one line each.
 pub const ENTITIES: &[Entity] = &[
-    E::new("accounts", "Account", "raw.qb_accounts").list(),
+    E::new("accounts", "Account", "raw.qb_accounts")
+        .common()
+        .list(),
     E::new("attachables", "Attachable", "raw.qb_attachables"),
-    E::new("bills", "Bill", "raw.qb_bills").txn(),
-    E::new("bill_payments", "BillPayment", "raw.qb_bill_payments").txn(),
+    E::new("bills", "Bill", "raw.qb_bills").common().txn(),
+    E::new("bill_payments", "BillPayment", "raw.qb_bill_payments")
+        .common()
+        .txn(),
     E::new("budgets", "Budget", "raw.qb_budgets").list(),
     E::new("classes", "Class", "raw.qb_classes").list(),
     E::new(
@@ -129,22 +144,38 @@ pub const ENTITIES: &[Entity] = &[
     .answered_as("CreditCardPaymentTxn")
     .txn(),
     E::new("credit_memos", "CreditMemo", "raw.qb_credit_memos").txn(),
-    E::new("customers", "Customer", "raw.qb_customers").list(),
+    E::new("customers", "Customer", "raw.qb_customers")
+        .common()
+        .list(),
     E::new("customer_types", "CustomerType", "raw.qb_customer_types").list(),
     E::new("departments", "Department", "raw.qb_departments").list(),
-    E::new("deposits", "Deposit", "raw.qb_deposits").txn(),
-    E::new("employees", "Employee", "raw.qb_employees").list(),
+    E::new("deposits", "Deposit", "raw.qb_deposits")
+        .common()
+        .txn(),
+    E::new("employees", "Employee", "raw.qb_employees")
+        .common()
+        .list(),
     E::new("estimates", "Estimate", "raw.qb_estimates").txn(),
-    E::new("invoices", "Invoice", "raw.qb_invoices").txn(),
-    E::new("items", "Item", "raw.qb_items").list(),
+    E::new("invoices", "Invoice", "raw.qb_invoices")
+        .common()
+        .txn(),
+    E::new("items", "Item", "raw.qb_items").common().list(),
     E::new("journal_codes", "JournalCode", "raw.qb_journal_codes")
         .list()
         .no_cdc(),
-    E::new("journal_entries", "JournalEntry", "raw.qb_journal_entries").txn(),
-    E::new("payments", "Payment", "raw.qb_payments").txn(),
-    E::new("payment_methods", "PaymentMethod", "raw.qb_payment_methods").list(),
+    E::new("journal_entries", "JournalEntry", "raw.qb_journal_entries")
+        .common()
+        .txn(),
+    E::new("payments", "Payment", "raw.qb_payments")
+        .common()
+        .txn(),
+    E::new("payment_methods", "PaymentMethod", "raw.qb_payment_methods")
+        .common()
+        .list(),
     E::new("preferences", "Preferences", "raw.qb_preferences").whole(),
-    E::new("purchases", "Purchase", "raw.qb_purchases").txn(),
+    E::new("purchases", "Purchase", "raw.qb_purchases")
+        .common()
+        .txn(),
     E::new("purchase_orders", "PurchaseOrder", "raw.qb_purchase_orders").txn(),
     E::new(
         "recurring_transactions",
@@ -153,7 +184,9 @@ pub const ENTITIES: &[Entity] = &[
     )
     .whole(),
     E::new("refund_receipts", "RefundReceipt", "raw.qb_refund_receipts").txn(),
-    E::new("sales_receipts", "SalesReceipt", "raw.qb_sales_receipts").txn(),
+    E::new("sales_receipts", "SalesReceipt", "raw.qb_sales_receipts")
+        .common()
+        .txn(),
     E::new("tax_agencies", "TaxAgency", "raw.qb_tax_agencies").no_cdc(),
     E::new("tax_codes", "TaxCode", "raw.qb_tax_codes")
         .list()
@@ -161,12 +194,14 @@ pub const ENTITIES: &[Entity] = &[
     E::new("tax_rates", "TaxRate", "raw.qb_tax_rates")
         .list()
         .no_cdc(),
-    E::new("terms", "Term", "raw.qb_terms").list(),
+    E::new("terms", "Term", "raw.qb_terms").common().list(),
     E::new("time_activities", "TimeActivity", "raw.qb_time_activities")
         .txn()
         .no_cdc(),
     E::new("transfers", "Transfer", "raw.qb_transfers").txn(),
-    E::new("vendors", "Vendor", "raw.qb_vendors").list(),
+    E::new("vendors", "Vendor", "raw.qb_vendors")
+        .common()
+        .list(),
     E::new("vendor_credits", "VendorCredit", "raw.qb_vendor_credits").txn(),
 ];
 

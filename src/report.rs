@@ -192,6 +192,7 @@ mod tests {
             status: "success".into(),
             attempts: 1,
             expected_count: Some(rows),
+            planned_count: None,
             row_count: rows,
             inserted: rows,
             updated: 0,

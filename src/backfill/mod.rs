@@ -2,10 +2,11 @@
 //! each chunk completely (every record that was in the window when the chunk started).
 
 mod progress;
+mod sweep;
 mod window;
 
 pub use progress::{EntitiesSnapshot, EntityProgress, ProgressSnapshot, RunProgress};
-use window::ChunkJob;
+use window::{ChunkJob, Loaded, PagedWindow};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -251,12 +252,55 @@ struct RunCtx {
     run_id: Uuid,
     entity: &'static Entity,
     field: WindowField,
-    mode: ClaimMode,
+    /// How the run was planned (from its stored options, whatever this invocation was told).
+    chunking: Chunking,
+    /// A first window without a count reads a page before counting (see `Entity::common`).
+    probe_first: bool,
+    mode: Mutex<ClaimMode>,
     invocation: Uuid,
     opts: Options,
-    total_chunks: usize,
+    total_chunks: std::sync::atomic::AtomicUsize,
     /// This run's live counters (which add to the invocation's).
     progress: Arc<EntityProgress>,
+    /// Windows paged and waiting for the run's sweep.
+    paged: Mutex<Vec<PagedWindow>>,
+}
+
+impl RunCtx {
+    fn claim_mode(&self) -> ClaimMode {
+        *self.mode.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_paged(&self) -> Vec<PagedWindow> {
+        std::mem::take(&mut *self.paged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// What `prepare` settled about the run.
+struct Prepared {
+    run_id: Uuid,
+    field: WindowField,
+    claim: ClaimMode,
+    chunking: Chunking,
+}
+
+impl Prepared {
+    /// An existing run, planned as its stored options say (calendar runs never split).
+    fn of(run: &RunRow, claim: ClaimMode) -> Prepared {
+        let stored = |key: &str| run.options.get(key).and_then(serde_json::Value::as_i64);
+        let chunking = match (stored("window_pages"), stored("chunk_days")) {
+            (Some(pages), _) => Chunking::ByCount {
+                window_pages: pages.clamp(1, 1000) as u32,
+            },
+            (None, days) => Chunking::Days(days.unwrap_or(7)),
+        };
+        Prepared {
+            run_id: run.run_id,
+            field: stored_field(&run.window_field),
+            claim,
+            chunking,
+        }
+    }
 }
 
 impl<S: QuerySource + 'static> Backfill<S> {
@@ -284,7 +328,19 @@ impl<S: QuerySource + 'static> Backfill<S> {
         opts: Options,
     ) -> Result<RunSummary, BackfillError> {
         let realm_id = self.source.realm_id().to_string();
-        let (run_id, field, claim) = self.prepare(entity, &realm_id, &mode, &opts).await?;
+        // A backfill into an empty table cannot have missed a delete (see
+        // crate::sync::watermark); a table with rows also says the entity is not empty.
+        let raw_had_rows = crate::store::raw::has_rows(self.store.pool(), entity, &realm_id)
+            .await
+            .map_err(StoreError::from)?;
+        let Prepared {
+            run_id,
+            field,
+            claim,
+            chunking,
+        } = self
+            .prepare(entity, &realm_id, &mode, &opts, raw_had_rows)
+            .await?;
         retry_transient(&self.cancel, "marking the run running", || {
             self.store.mark_run_running(run_id)
         })
@@ -305,21 +361,96 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let progress =
             self.progress
                 .begin(entity.cli_name, total_chunks as u64, done_before as u64);
+        // Only windows planned by count probe: a calendar window is whatever the calendar
+        // says, and counting it first is what `--chunk-days` users have always had.
+        let probe_first =
+            matches!(chunking, Chunking::ByCount { .. }) && (entity.common || raw_had_rows);
         let ctx = Arc::new(RunCtx {
             run_id,
             entity,
             field,
-            mode: claim,
+            chunking,
+            probe_first,
+            mode: Mutex::new(claim),
             invocation: Uuid::new_v4(),
             opts: opts.clone(),
-            total_chunks,
+            total_chunks: total_chunks.into(),
             progress: progress.clone(),
+            paged: Mutex::new(Vec::new()),
         });
         let span = tracing::info_span!("backfill", %run_id, realm_id = %realm_id, entity = entity.cli_name);
         tracing::info!(parent: &span, chunks = total_chunks, %mode, "starting");
 
+        let keep_paged_leased = self.spawn_paged_heartbeat(&ctx);
+        let mut first_error = None;
+        let mut round = 1;
+        loop {
+            if let Some(e) = self.run_workers(&ctx, &span).await {
+                first_error.get_or_insert(e);
+            }
+            let parked = ctx.take_paged();
+            if parked.is_empty() {
+                break;
+            }
+            if first_error.is_some() || self.cancel.is_cancelled() {
+                self.hand_back(&ctx, parked).await?;
+                break;
+            }
+            let reread = self
+                .sweep(&ctx, parked, round)
+                .instrument(span.clone())
+                .await?;
+            if reread == 0 {
+                break;
+            }
+            // The windows sent back are `pending` now, whatever this invocation claims first.
+            *ctx.mode.lock().unwrap_or_else(|p| p.into_inner()) = ClaimMode::Unfinished;
+            round += 1;
+        }
+        keep_paged_leased.abort();
+        let status = retry_transient(&CancellationToken::new(), "settling the run", || {
+            self.store.settle_run(run_id)
+        })
+        .await?;
+        if let Some(auth) = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(BackfillError::Auth(auth));
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if status == "success" && !self.cancel.is_cancelled() {
+            // A sync watermark where none exists (crate::sync::watermark::after_backfill).
+            crate::sync::watermark::seed_after_backfill(&self.store, run_id, entity).await?;
+        }
+        let rows = self
+            .store
+            .chunks(&ReportFilter {
+                run_id: Some(run_id),
+                ..Default::default()
+            })
+            .await?;
+        let summary = RunSummary::from_chunks(
+            run_id,
+            entity,
+            status,
+            &rows,
+            self.cancel.is_cancelled(),
+            &ProgressSnapshot {
+                elapsed: started.elapsed(),
+                ..progress.snapshot()
+            },
+        );
+        Ok(summary)
+    }
+
+    /// Runs workers until no window is left to claim; the first error any of them hit.
+    async fn run_workers(
+        self: &Arc<Self>,
+        ctx: &Arc<RunCtx>,
+        span: &tracing::Span,
+    ) -> Option<BackfillError> {
         let mut workers = tokio::task::JoinSet::new();
-        for n in 0..opts.concurrency.max(1) {
+        for n in 0..ctx.opts.concurrency.max(1) {
             let me = self.clone();
             let ctx = ctx.clone();
             let worker = format!("{}:{}:{n}", hostname(), std::process::id());
@@ -343,38 +474,21 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 }
             }
         }
-        let status = retry_transient(&CancellationToken::new(), "settling the run", || {
-            self.store.settle_run(run_id)
+        first_error
+    }
+
+    /// Keeps the run's parked windows leased to this invocation until its sweep settles them.
+    fn spawn_paged_heartbeat(&self, ctx: &RunCtx) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let (run_id, invocation, lease) = (ctx.run_id, ctx.invocation, ctx.opts.lease);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if let Err(e) = store.extend_paged(run_id, invocation, lease).await {
+                    tracing::warn!(error = %crate::errors::chain(&e), "could not extend the lease of paged windows; will try again");
+                }
+            }
         })
-        .await?;
-        if let Some(auth) = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(BackfillError::Auth(auth));
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        if status == "success" && !self.cancel.is_cancelled() {
-            // A sync watermark where none exists (crate::sync::watermark::after_backfill).
-            crate::sync::watermark::seed_after_backfill(&self.store, run_id, entity).await?;
-        }
-        let rows = self
-            .store
-            .chunks(&ReportFilter {
-                run_id: Some(run_id),
-                ..Default::default()
-            })
-            .await?;
-        Ok(RunSummary::from_chunks(
-            run_id,
-            entity,
-            status,
-            &rows,
-            self.cancel.is_cancelled(),
-            &ProgressSnapshot {
-                elapsed: started.elapsed(),
-                ..progress.snapshot()
-            },
-        ))
     }
 
     async fn prepare(
@@ -383,23 +497,21 @@ impl<S: QuerySource + 'static> Backfill<S> {
         realm_id: &str,
         mode: &Mode,
         opts: &Options,
-    ) -> Result<(Uuid, WindowField, ClaimMode), BackfillError> {
+        raw_had_rows: bool,
+    ) -> Result<Prepared, BackfillError> {
         match mode {
             Mode::New(range) => {
                 if opts.window_field == WindowField::TxnDate && !entity.has_txn_date() {
                     return Err(BackfillError::NoTxnDate(entity.cli_name));
                 }
-                let windows = if entity.is_whole() {
-                    // One chunk that stands for the whole range: QBO cannot window it.
-                    vec![chunks::whole_range(*range)]
-                } else {
-                    chunks::plan(*range, opts.chunking.days_or(7))?
+                let windows = match opts.chunking {
+                    // One window that stands for the whole range: QBO cannot window it.
+                    _ if entity.is_whole() => vec![chunks::whole_range(*range)],
+                    // One window for the range; its first worker counts it and splits it
+                    // if it holds more than a window may (see window::Backfill::split).
+                    Chunking::ByCount { .. } => vec![chunks::whole_range(*range)],
+                    Chunking::Days(days) => chunks::plan(*range, days)?,
                 };
-                // A backfill into an empty table cannot have missed a delete; see
-                // crate::sync::watermark for how that shapes the watermark it leaves.
-                let raw_had_rows = crate::store::raw::has_rows(self.store.pool(), entity, realm_id)
-                    .await
-                    .map_err(StoreError::from)?;
                 let run_id = self
                     .store
                     .create_run(
@@ -430,15 +542,16 @@ impl<S: QuerySource + 'static> Backfill<S> {
                         &windows,
                     )
                     .await?;
-                Ok((run_id, opts.window_field, ClaimMode::Unfinished))
+                Ok(Prepared {
+                    run_id,
+                    field: opts.window_field,
+                    claim: ClaimMode::Unfinished,
+                    chunking: opts.chunking,
+                })
             }
             Mode::Resume(run_id) => {
                 let run = self.chosen_run(*run_id, entity, realm_id).await?;
-                Ok((
-                    run.run_id,
-                    stored_field(&run.window_field),
-                    ClaimMode::Unfinished,
-                ))
+                Ok(Prepared::of(&run, ClaimMode::Unfinished))
             }
             Mode::Planned(run_id) => {
                 let run = self
@@ -446,15 +559,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     .run(*run_id)
                     .await?
                     .ok_or(BackfillError::RunNotFound(*run_id))?;
-                Ok((run.run_id, WindowField::LastUpdated, ClaimMode::Unfinished))
+                Ok(Prepared {
+                    field: WindowField::LastUpdated,
+                    ..Prepared::of(&run, ClaimMode::Unfinished)
+                })
             }
             Mode::RetryFailed(run_id) => {
                 let run = self.chosen_run(*run_id, entity, realm_id).await?;
-                Ok((
-                    run.run_id,
-                    stored_field(&run.window_field),
-                    ClaimMode::FailedOnly,
-                ))
+                Ok(Prepared::of(&run, ClaimMode::FailedOnly))
             }
         }
     }
@@ -501,12 +613,17 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let mut told_about_leases = false;
         while !self.cancel.is_cancelled() {
             let claimed = retry_transient(&self.cancel, "claiming a chunk", || {
-                self.store
-                    .claim_chunk(ctx.run_id, ctx.mode, ctx.invocation, worker, ctx.opts.lease)
+                self.store.claim_chunk(
+                    ctx.run_id,
+                    ctx.claim_mode(),
+                    ctx.invocation,
+                    worker,
+                    ctx.opts.lease,
+                )
             })
             .await?;
             let Some(chunk) = claimed else {
-                if ctx.mode == ClaimMode::FailedOnly {
+                if ctx.claim_mode() == ClaimMode::FailedOnly {
                     return Ok(());
                 }
                 // A chunk still leased by a worker that died (or is alive elsewhere): wait for
@@ -555,8 +672,20 @@ impl<S: QuerySource + 'static> Backfill<S> {
             chunk: chunk.chunk_index,
             worker,
             window,
+            planned: chunk.planned_count.map(|n| n.max(0) as u64),
+            probe_first: ctx.probe_first
+                && chunk.planned_count.is_none()
+                && chunk.passes == 0
+                && chunk.attempts <= 1,
             stop: lease_lost.clone(),
-            progress: Progress::default(),
+            progress: Progress {
+                passes: chunk.passes,
+                ..Progress::default()
+            },
+            earlier: RequestCounters {
+                requests: chunk.requests.max(0) as u32,
+                retries: chunk.retries.max(0) as u32,
+            },
             counters: RequestCounters::default(),
             published: RequestCounters::default(),
             seen: HashSet::new(),
@@ -564,12 +693,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let outcome = self.load_chunk(&mut job).instrument(span.clone()).await;
         heartbeat.abort();
         self.publish(&mut job, 0);
-        job.progress.requests = job.counters.requests as i32;
-        job.progress.retries = job.counters.retries as i32;
-        job.progress.row_count = job.seen.len() as i64;
+        let mut progress = job.progress;
+        job.stamp_requests(&mut progress);
+        progress.row_count = job.seen.len() as i64;
+        job.progress = progress;
         let _enter = span.enter();
+        let total = ctx.total_chunks.load(std::sync::atomic::Ordering::Relaxed);
         match outcome {
-            Ok(()) => {
+            Ok(Loaded::Complete) => {
                 self.finish(ctx, chunk.chunk_index, worker, &job.progress, None)
                     .await?;
                 ctx.progress.chunk_finished(true);
@@ -577,7 +708,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     target: crate::telemetry::WINDOW_TARGET,
                     "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
                     chunk.chunk_index + 1,
-                    ctx.total_chunks,
+                    total,
                     window.start.format("%Y-%m-%d"),
                     window.end.format("%Y-%m-%d"),
                     job.progress.row_count,
@@ -587,6 +718,65 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     job.progress.counts.skipped,
                     job.progress.pages,
                     job.progress.requests,
+                );
+                Ok(())
+            }
+            Ok(Loaded::Paged(paged)) => {
+                retry_transient(&CancellationToken::new(), "parking a paged window", || {
+                    self.store.park_chunk(
+                        ctx.run_id,
+                        chunk.chunk_index,
+                        worker,
+                        &job.progress,
+                        ctx.opts.lease,
+                    )
+                })
+                .await?;
+                tracing::info!(
+                    target: crate::telemetry::WINDOW_TARGET,
+                    "chunk {}/{} [{} .. {}) paged: {} rows (expected {}) in {} pages; the run's sweep will check it",
+                    chunk.chunk_index + 1,
+                    total,
+                    window.start.format("%Y-%m-%d"),
+                    window.end.format("%Y-%m-%d"),
+                    job.progress.row_count,
+                    paged.expected,
+                    job.progress.pages,
+                );
+                ctx.paged
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(paged);
+                Ok(())
+            }
+            Ok(Loaded::Split(leaves)) => {
+                retry_transient(&CancellationToken::new(), "splitting a window", || {
+                    self.store.split_chunk(
+                        ctx.run_id,
+                        chunk.chunk_index,
+                        worker,
+                        &leaves,
+                        &job.progress,
+                    )
+                })
+                .await?;
+                let added = leaves.len().saturating_sub(1);
+                ctx.total_chunks
+                    .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
+                ctx.progress.windows_added(added as u64);
+                tracing::info!(
+                    target: crate::telemetry::WINDOW_TARGET,
+                    "chunk {}/{} [{} .. {}) holds {} records: split into {} windows of at most {} pages",
+                    chunk.chunk_index + 1,
+                    total,
+                    window.start.format("%Y-%m-%d"),
+                    window.end.format("%Y-%m-%d"),
+                    job.progress.expected_count.unwrap_or_default(),
+                    leaves.len(),
+                    match ctx.chunking {
+                        Chunking::ByCount { window_pages } => window_pages,
+                        Chunking::Days(_) => 0,
+                    },
                 );
                 Ok(())
             }

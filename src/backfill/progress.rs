@@ -192,6 +192,13 @@ impl EntityProgress {
         [&self.own, &self.invocation.totals]
     }
 
+    /// A window was split into more: the run has `n` more to do.
+    pub(super) fn windows_added(&self, n: u64) {
+        for c in self.both() {
+            c.chunks_total.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn chunk_finished(&self, success: bool) {
         for c in self.both() {
             let n = if success {

@@ -1,5 +1,12 @@
-//! Loading one window: COUNT(*), offset pages, the changed-since sweep, and re-reads until
-//! every record that was in the window when the chunk started is in the raw zone.
+//! Loading one window: what it holds (the planner's count, a count of its own, or a first
+//! page that turns out to be all of it), its pages, and what proves it complete.
+//!
+//! A window read in one page is one snapshot of QBO: nothing can shift under it, so a page
+//! that holds at least what COUNT(*) promised (or that is short and not empty, when no count
+//! was needed) is complete on its own. A window that took several pages may have had records
+//! shift past the pager (an edit moves a record's LastUpdatedTime to now, a delete removes
+//! it, and every later offset slides by one), so it is parked as `paged` with what it read,
+//! and the run's one changed-since sweep (`super::sweep`) decides whether it is complete.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,18 +17,25 @@ use tokio_util::sync::CancellationToken;
 use super::{retry_transient, Backfill, ChunkError, RunCtx};
 use crate::chunks::Window;
 use crate::client::{QuerySource, RawRecord, RequestCounters};
-use crate::query::{Literal, Op, Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
+use crate::query::{Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
 use crate::store::runs::Progress;
-use crate::store::{raw, PageMeta, PgStore, StoreError};
+use crate::store::{raw, PageMeta, PgStore, PlannedWindow, StoreError};
 
 pub(super) struct ChunkJob<'a> {
     pub(super) ctx: &'a RunCtx,
     pub(super) chunk: i32,
     pub(super) worker: &'a str,
     pub(super) window: Window,
+    /// What the planner's COUNT(*) said the window held, if it was planned by count.
+    pub(super) planned: Option<u64>,
+    /// Read a page before counting (see `Entity::common`): only a run's first window, on
+    /// its first attempt.
+    pub(super) probe_first: bool,
     /// Cancelled on interrupt or when the lease is lost.
     pub(super) stop: CancellationToken,
     pub(super) progress: Progress,
+    /// Requests and retries of earlier attempts at this window, so the report keeps them all.
+    pub(super) earlier: RequestCounters,
     pub(super) counters: RequestCounters,
     /// The part of `counters` already added to the run's live progress.
     pub(super) published: RequestCounters,
@@ -30,132 +44,236 @@ pub(super) struct ChunkJob<'a> {
 }
 
 /// Ids read by one query, each with the LastUpdatedTime it was first seen at.
-type Sightings = HashMap<String, DateTime<Utc>>;
+pub(super) type Sightings = HashMap<String, DateTime<Utc>>;
+
+/// How far loading a window got.
+pub(super) enum Loaded {
+    /// Complete on its own evidence.
+    Complete,
+    /// Every page is loaded; the run's sweep decides (see the module doc).
+    Paged(PagedWindow),
+    /// It holds more than a window may: replaced by these windows.
+    Split(Vec<PlannedWindow>),
+}
+
+/// A window waiting for the run's sweep.
+pub(super) struct PagedWindow {
+    pub(super) chunk: i32,
+    pub(super) read: Sightings,
+    /// What COUNT(*) said it held.
+    pub(super) expected: u64,
+    /// Everything stamped from here on may have moved while it was paged.
+    pub(super) began: DateTime<Utc>,
+}
+
+/// What a window holds, by whose word.
+enum Holds {
+    /// A short, non-empty first page: the whole window, already loaded.
+    FirstPageWasAll,
+    Counted(u64),
+}
+
+/// A COUNT(*) a dense window's split must not exceed by much: planned windows are filled to
+/// about three quarters of their page budget, so records that are not spread evenly in time
+/// rarely force a second round of counts.
+const SPLIT_FILL: f64 = 0.75;
 
 impl<S: QuerySource + 'static> Backfill<S> {
-    /// Loads one window completely. Offset paging skips a record whenever an earlier one
-    /// leaves the window mid-way (an edit moves its LastUpdatedTime to now, a delete removes
-    /// it), so after each pass we fetch everything changed since the pass began and, when
-    /// the pass took several pages, count the window again. If a record we had read moved,
-    /// or the ids seen fall short of what COUNT(*) says, the window is read again (bounded).
-    pub(super) async fn load_chunk(&self, job: &mut ChunkJob<'_>) -> Result<(), ChunkError> {
+    pub(super) async fn load_chunk(&self, job: &mut ChunkJob<'_>) -> Result<Loaded, ChunkError> {
         let entity = job.ctx.entity;
         if entity.is_whole() {
             return self.load_whole(job).await;
         }
-        let max_passes = job.ctx.opts.max_passes.max(1);
-        let count_query = job
-            .window
-            .constrain(Query::count(entity), job.ctx.field)
-            .render();
-        let answer = self
-            .source
-            .fetch_count(&count_query, &mut job.counters)
-            .await?;
-        let (mut expected, mut server_time) = answer.value;
+        let expected = match job.planned {
+            Some(n) => n,
+            None if job.probe_first => match self.probe(job).await? {
+                Holds::FirstPageWasAll => return Ok(Loaded::Complete),
+                Holds::Counted(n) => n,
+            },
+            None => self.count_window(job).await?,
+        };
         job.progress.expected_count = Some(expected as i64);
-        if expected == 0 && window_is_closed(job, server_time) {
-            // Nothing can enter a LastUpdatedTime window that QBO's clock has passed (an
-            // edit stamps the present), so an empty past window needs no pages and no sweep.
-            job.progress.passes = 1;
-            return Ok(());
+        if expected == 0 {
+            // QBO's word that the window held nothing when it was counted: a backfill loads
+            // what each window held when it was read (see crate::sync::watermark).
+            return Ok(Loaded::Complete);
         }
-        let (mut moved_ever, mut short) = (false, (0, 0));
-        for pass in 1..=max_passes {
-            job.progress.passes = pass as i32;
-            let pass_began = changed_since_floor(server_time);
-            let window_query = job
-                .window
-                .constrain(Query::select(entity), job.ctx.field)
-                .order_by(LAST_UPDATED_FIELD);
-            let (read, pages) = self.load_pages(job, window_query, "window", pass).await?;
-
-            let changed_query = Query::select(entity)
-                .filter(LAST_UPDATED_FIELD, Op::Ge, Literal::Instant(pass_began))
-                .order_by(LAST_UPDATED_FIELD);
-            let (changed, _) = self
-                .load_pages(job, changed_query, "changed-since-pass", pass)
-                .await?;
-
-            // One page is one snapshot: nothing can shift under it. It must still hold what
-            // COUNT(*) promised: QBO answers `"QueryResponse": {}` for a page it lost exactly as
-            // for an empty result, and only the count tells them apart.
-            if pages <= 1 && read.len() as u64 >= expected {
-                return Ok(());
+        if let Some(limit) = self.split_above(job) {
+            if expected > limit {
+                let leaves = self.split(job, expected, limit).await?;
+                if leaves.len() > 1 {
+                    return Ok(Loaded::Split(leaves));
+                }
             }
-            let answer = self
-                .source
-                .fetch_count(&count_query, &mut job.counters)
-                .await?;
-            let (now_in_window, now) = answer.value;
-            // Only a record we had already read at an older version can have shifted the
-            // ones after it past us; one we first met at its new version moved ahead of us.
-            let moved = changed
-                .iter()
-                .any(|(id, lut)| read.get(id).is_some_and(|first| lut > first));
-            let covered = read.len() as u64
-                + changed.keys().filter(|id| !read.contains_key(*id)).count() as u64;
-            if !moved && covered >= expected.max(now_in_window) {
-                return Ok(());
-            }
-            moved_ever |= moved;
-            short = (expected.max(now_in_window), covered);
-            tracing::info!(
-                target: crate::telemetry::WINDOW_TARGET,
-                pass,
-                expected,
-                now_in_window,
-                read = read.len(),
-                changed = changed.len(),
-                "records changed while paging; reading the window again"
-            );
-            (expected, server_time) = (now_in_window, now);
         }
-        if moved_ever {
-            return Err(ChunkError::Unstable(max_passes));
+        job.progress.passes += 1;
+        let pass = job.progress.passes as u32;
+        let query = job
+            .window
+            .constrain(Query::select(entity), job.ctx.field)
+            .order_by(LAST_UPDATED_FIELD);
+        let paged = self
+            .load_pages(job, query, "window", pass, u32::MAX)
+            .await?;
+        if paged.pages <= 1 && paged.read.len() as u64 >= expected {
+            return Ok(Loaded::Complete);
         }
-        Err(ChunkError::ShortOfCount {
-            expected: short.0,
-            read: short.1,
-            passes: max_passes,
-        })
+        Ok(Loaded::Paged(PagedWindow {
+            chunk: job.chunk,
+            read: paged.read,
+            expected,
+            began: changed_since_floor(paged.first_server_time),
+        }))
     }
 
-    /// An entity QBO cannot filter by LastUpdatedTime is read whole: COUNT(*), then every
-    /// page. These are settings-like objects (a handful of records), so one pass suffices;
-    /// a count that still falls short is an error rather than a silent gap.
-    async fn load_whole(&self, job: &mut ChunkJob<'_>) -> Result<(), ChunkError> {
-        let entity = job.ctx.entity;
+    /// Records a window may hold before it is split, when the run plans windows by count.
+    fn split_above(&self, job: &ChunkJob<'_>) -> Option<u64> {
+        match job.ctx.opts.chunking {
+            super::Chunking::ByCount { window_pages } => {
+                Some(u64::from(window_pages.max(1)) * u64::from(page_size(job)))
+            }
+            super::Chunking::Days(_) => None,
+        }
+    }
+
+    async fn count_window(&self, job: &mut ChunkJob<'_>) -> Result<u64, ChunkError> {
+        let query = job
+            .window
+            .constrain(Query::count(job.ctx.entity), job.ctx.field)
+            .render();
+        let answer = self.source.fetch_count(&query, &mut job.counters).await?;
+        Ok(answer.value.0)
+    }
+
+    /// Reads the first page before anything else. Short and not empty, it is the whole
+    /// window. Empty, it proves nothing (QBO answers a page it lost as it answers an empty
+    /// one), and full, it cannot say how much follows: both then need COUNT(*).
+    async fn probe(&self, job: &mut ChunkJob<'_>) -> Result<Holds, ChunkError> {
+        let query = job
+            .window
+            .constrain(Query::select(job.ctx.entity), job.ctx.field)
+            .order_by(LAST_UPDATED_FIELD);
+        job.progress.passes += 1;
+        let pass = job.progress.passes as u32;
+        let first = self.load_pages(job, query, "first-page", pass, 1).await?;
+        if first.reached_end && !first.read.is_empty() {
+            job.progress.expected_count = Some(first.read.len() as i64);
+            return Ok(Holds::FirstPageWasAll);
+        }
+        Ok(Holds::Counted(self.count_window(job).await?))
+    }
+
+    /// Cuts a window that holds `count` records into windows of at most `limit`, counting
+    /// the pieces (many COUNTs per request where the source batches them). A piece whose
+    /// count fails becomes a window without a planned count: it counts itself when claimed,
+    /// so the failure costs that window, not the run. Adjacent small pieces are merged back,
+    /// so an uneven spread does not leave many tiny windows (each costs a partial page).
+    async fn split(
+        &self,
+        job: &mut ChunkJob<'_>,
+        count: u64,
+        limit: u64,
+    ) -> Result<Vec<PlannedWindow>, ChunkError> {
+        let field = job.ctx.field;
+        let target = ((limit as f64) * SPLIT_FILL).max(1.0);
+        let mut todo = vec![(job.window, count)];
+        let mut leaves = Vec::new();
+        while !todo.is_empty() {
+            let mut pieces = Vec::new();
+            for (window, n) in todo.drain(..) {
+                let parts = window.split_even((n as f64 / target).ceil() as u64, field);
+                if parts.len() < 2 {
+                    // Too dense to cut (a second, or a day of TxnDate): it pages as it is.
+                    leaves.push(PlannedWindow {
+                        window,
+                        count: Some(n as i64),
+                    });
+                } else {
+                    pieces.extend(parts);
+                }
+            }
+            if pieces.is_empty() {
+                break;
+            }
+            let queries: Vec<String> = pieces
+                .iter()
+                .map(|w| w.constrain(Query::count(job.ctx.entity), field).render())
+                .collect();
+            let answers = self
+                .source
+                .fetch_counts(&queries, &mut job.counters)
+                .await?;
+            for (window, answer) in pieces.into_iter().zip(answers) {
+                match answer {
+                    Ok(a) if a.value.0 > limit => todo.push((window, a.value.0)),
+                    Ok(a) => leaves.push(PlannedWindow {
+                        window,
+                        count: Some(a.value.0 as i64),
+                    }),
+                    Err(crate::client::ClientError::Cancelled) => {
+                        return Err(ChunkError::Cancelled)
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            target: crate::telemetry::WINDOW_TARGET,
+                            error = %crate::errors::chain(&e),
+                            window_start = %window.start,
+                            "could not count a piece of a split window; it will count itself"
+                        );
+                        leaves.push(PlannedWindow {
+                            window,
+                            count: None,
+                        });
+                    }
+                }
+            }
+        }
+        leaves.sort_by_key(|l| l.window.start);
+        Ok(merge_adjacent(leaves, limit))
+    }
+
+    /// An entity QBO cannot filter by LastUpdatedTime is read whole, in one window. These are
+    /// settings-like objects (one record, or a handful), so the first page is normally all
+    /// of it; only an empty or a multi-page answer needs COUNT(*), and one that still falls
+    /// short is an error rather than a silent gap.
+    async fn load_whole(&self, job: &mut ChunkJob<'_>) -> Result<Loaded, ChunkError> {
+        job.progress.passes += 1;
+        let pass = job.progress.passes as u32;
+        let paged = self
+            .load_pages(job, Query::select(job.ctx.entity), "whole", pass, u32::MAX)
+            .await?;
+        let read = paged.read.len() as u64;
+        if paged.pages <= 1 && read > 0 {
+            job.progress.expected_count = Some(read as i64);
+            return Ok(Loaded::Complete);
+        }
         let answer = self
             .source
-            .fetch_count(&Query::count(entity).render(), &mut job.counters)
+            .fetch_count(&Query::count(job.ctx.entity).render(), &mut job.counters)
             .await?;
         let expected = answer.value.0;
         job.progress.expected_count = Some(expected as i64);
-        job.progress.passes = 1;
-        let (read, _) = self
-            .load_pages(job, Query::select(entity), "whole", 1)
-            .await?;
-        if (read.len() as u64) < expected {
+        if read < expected {
             return Err(ChunkError::ShortOfCount {
                 expected,
-                read: read.len() as u64,
+                read,
                 passes: 1,
             });
         }
-        Ok(())
+        Ok(Loaded::Complete)
     }
 
-    /// Pages through `query` to the end, committing each page with the chunk's progress.
-    /// Returns each id read with the LastUpdatedTime it was first seen at, and the pages.
-    async fn load_pages(
+    /// Pages through `query` (at most `max_pages` pages), committing each page with the
+    /// window's progress.
+    pub(super) async fn load_pages(
         &self,
         job: &mut ChunkJob<'_>,
         query: Query,
         purpose: &str,
         pass: u32,
-    ) -> Result<(Sightings, i32), ChunkError> {
-        let page_size = job.ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE);
+        max_pages: u32,
+    ) -> Result<PagedRead, ChunkError> {
+        let page_size = page_size(job);
         let entity = job.ctx.entity.qbo_name;
         let mut ids = Sightings::new();
         let mut start = 1u32;
@@ -168,6 +286,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .source
             .fetch_page(entity, &text, &mut job.counters)
             .await?;
+        let first_server_time = answer.value.server_time;
         loop {
             let records = answer.value.records;
             let request_payload = json!({
@@ -194,7 +313,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
             // and Postgres work at the same time. No transaction waits on the request, and
             // pages still commit one after the other, in order.
             let full = records.len() as u32 >= page_size;
-            let next_text = (full && !job.stop.is_cancelled())
+            let more = full && (page_number as u32) < max_pages;
+            let next_text = (more && !job.stop.is_cancelled())
                 .then(|| query.clone().page(start + page_size, page_size).render());
             let mut next_counters = RequestCounters::default();
             let (committed, next) = match &next_text {
@@ -218,8 +338,15 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     start += page_size;
                     page_number += 1;
                 }
-                _ if full => return Err(ChunkError::Cancelled),
-                _ => return Ok((ids, page_number)),
+                _ if more => return Err(ChunkError::Cancelled),
+                _ => {
+                    return Ok(PagedRead {
+                        read: ids,
+                        pages: page_number,
+                        reached_end: !full,
+                        first_server_time,
+                    })
+                }
             }
         }
     }
@@ -236,11 +363,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let mut progress = job.progress;
         progress.pages += 1;
         progress.row_count = (job.seen.len() + new_ids) as i64;
-        progress.requests = job.counters.requests as i32;
-        progress.retries = job.counters.retries as i32;
+        job.stamp_requests(&mut progress);
         if records.is_empty() {
-            // Nothing to write (the usual changed-since sweep): no transaction. The counters
-            // reach the report with the next page or the chunk's outcome.
+            // Nothing to write: no transaction. The counters reach the report with the next
+            // page or the chunk's outcome.
             job.progress = progress;
             self.publish(job, 0);
             return Ok(());
@@ -302,20 +428,97 @@ impl<S: QuerySource + 'static> Backfill<S> {
     }
 }
 
-fn window_is_closed(job: &ChunkJob<'_>, server_time: Option<DateTime<Utc>>) -> bool {
-    job.ctx.field == crate::chunks::WindowField::LastUpdated
-        && server_time.is_some_and(|now| job.window.end <= now)
+impl ChunkJob<'_> {
+    /// Puts every request this window has cost, earlier attempts included, into `progress`.
+    pub(super) fn stamp_requests(&self, progress: &mut Progress) {
+        progress.requests = (self.earlier.requests + self.counters.requests) as i32;
+        progress.retries = (self.earlier.retries + self.counters.retries) as i32;
+    }
+}
+
+/// What one `load_pages` read.
+pub(super) struct PagedRead {
+    pub(super) read: Sightings,
+    pub(super) pages: i32,
+    /// The last page was short: nothing follows it.
+    pub(super) reached_end: bool,
+    /// QBO's clock when it answered the first page.
+    pub(super) first_server_time: Option<DateTime<Utc>>,
+}
+
+fn page_size(job: &ChunkJob<'_>) -> u32 {
+    job.ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE)
+}
+
+/// Joins neighbours while their counts add up to at most `limit`. A piece without a count
+/// stays on its own (it counts itself).
+fn merge_adjacent(leaves: Vec<PlannedWindow>, limit: u64) -> Vec<PlannedWindow> {
+    let mut out: Vec<PlannedWindow> = Vec::with_capacity(leaves.len());
+    for leaf in leaves {
+        if let Some(last) = out.last_mut() {
+            if let (Some(a), Some(b)) = (last.count, leaf.count) {
+                if last.window.end == leaf.window.start && (a + b) as u64 <= limit {
+                    last.window.end = leaf.window.end;
+                    last.count = Some(a + b);
+                    continue;
+                }
+            }
+        }
+        out.push(leaf);
+    }
+    out
 }
 
 /// QBO stamps LastUpdatedTime in whole seconds, and its clock is the one that counts: take
 /// the server's time, floor it to the second and step back one more. Without a server time,
 /// allow generous clock skew.
-fn changed_since_floor(server_time: Option<DateTime<Utc>>) -> DateTime<Utc> {
+pub(super) fn changed_since_floor(server_time: Option<DateTime<Utc>>) -> DateTime<Utc> {
     match server_time {
         Some(t) => {
             t.duration_trunc(chrono::Duration::seconds(1)).unwrap_or(t)
                 - chrono::Duration::seconds(1)
         }
         None => Utc::now() - chrono::Duration::minutes(5),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn leaf(from: i64, to: i64, count: Option<i64>) -> PlannedWindow {
+        let at = |s| Utc.timestamp_opt(s, 0).unwrap();
+        PlannedWindow {
+            window: Window {
+                start: at(from),
+                end: at(to),
+            },
+            count,
+        }
+    }
+
+    #[test]
+    fn neighbours_merge_up_to_the_limit_and_uncounted_pieces_stay_alone() {
+        let merged = merge_adjacent(
+            vec![
+                leaf(0, 10, Some(400)),
+                leaf(10, 20, Some(0)),
+                leaf(20, 30, Some(500)),
+                leaf(30, 40, Some(300)),
+                leaf(40, 50, None),
+                leaf(50, 60, Some(10)),
+            ],
+            1000,
+        );
+        assert_eq!(
+            merged,
+            vec![
+                leaf(0, 30, Some(900)),
+                leaf(30, 40, Some(300)),
+                leaf(40, 50, None),
+                leaf(50, 60, Some(10)),
+            ]
+        );
     }
 }

@@ -18,7 +18,9 @@ use sqlx::{PgPool, Postgres};
 
 pub use invocations::Invocation;
 pub use raw::{PageMeta, UpsertCounts};
-pub use runs::{ChunkRow, ClaimMode, NewRun, ReportFilter, RunMatch, RunRow};
+pub use runs::{
+    ChunkRow, ClaimMode, NewRun, PagedVerdict, PlannedWindow, ReportFilter, RunMatch, RunRow,
+};
 pub use sync_state::{StepRow, Watermark};
 
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,8 @@ pub struct ChunkRow {
     pub status: String,
     pub attempts: i32,
     pub expected_count: Option<i64>,
+    /// What the planner's COUNT(*) said the window held (windows planned by count).
+    pub planned_count: Option<i64>,
     pub row_count: i64,
     pub inserted: i64,
     pub updated: i64,
@@ -236,14 +238,15 @@ impl PgStore {
                    lease_owner = $4, lease_expires_at = now() + make_interval(secs => $5),
                    last_invocation = $3, started_at = now(), finished_at = NULL,
                    error_message = NULL, expected_count = NULL, row_count = 0, inserted = 0,
-                   updated = 0, skipped = 0, pages = 0, passes = 0
+                   updated = 0, skipped = 0, pages = 0
                WHERE (r.run_id, r.chunk_index) = (
                    SELECT c.run_id, c.chunk_index FROM ops.backfill_report c
                    WHERE c.run_id = $1
                      AND c.last_invocation IS DISTINCT FROM $3
                      AND CASE WHEN $2 THEN c.status = 'error'
                               ELSE c.status IN ('pending', 'error')
-                                   OR (c.status = 'running' AND c.lease_expires_at < now())
+                                   OR (c.status IN ('running', 'paged')
+                                       AND c.lease_expires_at < now())
                          END
                    ORDER BY c.chunk_index
                    LIMIT 1
@@ -251,7 +254,8 @@ impl PgStore {
                RETURNING r.run_id,
                          (SELECT kind FROM ops.backfill_runs k WHERE k.run_id = r.run_id) AS "kind!",
                          r.chunk_index, r.realm_id, r.entity, r.window_start_utc,
-                         r.window_end_utc, r.status, r.attempts, r.expected_count, r.row_count,
+                         r.window_end_utc, r.status, r.attempts, r.expected_count,
+                         r.planned_count, r.row_count,
                          r.inserted, r.updated, r.skipped, r.deleted, r.read_via, r.pages,
                          r.requests, r.retries, r.passes, r.started_at, r.finished_at,
                          r.error_message, r.last_intuit_tid"#,
@@ -273,7 +277,7 @@ impl PgStore {
     ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!" FROM ops.backfill_report
-               WHERE run_id = $1 AND status = 'running' AND lease_expires_at >= now()
+               WHERE run_id = $1 AND status IN ('running', 'paged') AND lease_expires_at >= now()
                  AND last_invocation IS DISTINCT FROM $2"#,
             run_id,
             invocation
@@ -413,7 +417,7 @@ impl PgStore {
                    finished_at = now()
                FROM (
                    SELECT CASE
-                       WHEN count(*) = 0 OR bool_or(status IN ('pending', 'running'))
+                       WHEN count(*) = 0 OR bool_or(status IN ('pending', 'running', 'paged'))
                            THEN 'incomplete'
                        WHEN bool_and(status = 'success') THEN 'success'
                        WHEN bool_or(status = 'success') THEN 'partial'
@@ -432,7 +436,8 @@ impl PgStore {
         Ok(sqlx::query_as!(
             ChunkRow,
             r#"SELECT c.run_id, r.kind, c.chunk_index, c.realm_id, c.entity, c.window_start_utc,
-                      c.window_end_utc, c.status, c.attempts, c.expected_count, c.row_count,
+                      c.window_end_utc, c.status, c.attempts, c.expected_count,
+                      c.planned_count, c.row_count,
                       c.inserted, c.updated, c.skipped, c.deleted, c.read_via, c.pages,
                       c.requests, c.retries, c.passes, c.started_at, c.finished_at,
                       c.error_message, c.last_intuit_tid
@@ -440,7 +445,7 @@ impl PgStore {
                WHERE ($1::text IS NULL OR c.realm_id = $1)
                  AND ($2::text IS NULL OR c.entity = $2)
                  AND ($3::uuid IS NULL OR c.run_id = $3)
-               ORDER BY c.entity, r.started_at, c.run_id, c.chunk_index"#,
+               ORDER BY c.entity, r.started_at, c.run_id, c.window_start_utc, c.chunk_index"#,
             filter.realm_id,
             filter.entity,
             filter.run_id,
@@ -500,5 +505,208 @@ impl PgStore {
         )
         .fetch_all(self.pool())
         .await?)
+    }
+}
+
+/// How the run's changed-since sweep settles a window that was parked as `paged`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PagedVerdict {
+    /// Nothing it read moved while it paged and it holds what COUNT(*) promised.
+    Complete,
+    /// Read it again (with a fresh COUNT(*), so the planned count is dropped).
+    Reread,
+    Failed(String),
+}
+
+/// A window a split leaves behind: its bounds and, when the planner could count it, how
+/// many records COUNT(*) said it held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedWindow {
+    pub window: Window,
+    pub count: Option<i64>,
+}
+
+impl PgStore {
+    /// Parks a window whose pages are all loaded until the run's sweep settles it. It stays
+    /// leased to this invocation (`extend_paged` keeps the lease), so a dead process's parked
+    /// windows become claimable again like its running ones.
+    pub async fn park_chunk(
+        &self,
+        run_id: Uuid,
+        chunk: i32,
+        worker: &str,
+        p: &Progress,
+        lease: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let r = sqlx::query!(
+            r#"UPDATE ops.backfill_report
+               SET status = 'paged', lease_expires_at = now() + make_interval(secs => $4),
+                   expected_count = $5, row_count = $6, inserted = $7, updated = $8,
+                   skipped = $9, pages = $10, requests = $11, retries = $12, passes = $13
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3
+                 AND status = 'running'"#,
+            run_id,
+            chunk,
+            worker,
+            lease.as_secs_f64(),
+            p.expected_count,
+            p.row_count,
+            p.counts.inserted,
+            p.counts.updated,
+            p.counts.skipped,
+            p.pages,
+            p.requests,
+            p.retries,
+            p.passes,
+        )
+        .execute(self.pool())
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::LeaseLost { run_id, chunk });
+        }
+        Ok(())
+    }
+
+    /// Keeps this invocation's parked windows leased while it sweeps.
+    pub async fn extend_paged(
+        &self,
+        run_id: Uuid,
+        invocation: Uuid,
+        lease: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            r#"UPDATE ops.backfill_report
+               SET lease_expires_at = now() + make_interval(secs => $3)
+               WHERE run_id = $1 AND status = 'paged' AND last_invocation = $2"#,
+            run_id,
+            invocation,
+            lease.as_secs_f64(),
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Settles a parked window of this invocation. False when it is no longer ours (its
+    /// lease ran out and another process claimed it).
+    pub async fn settle_paged(
+        &self,
+        run_id: Uuid,
+        chunk: i32,
+        invocation: Uuid,
+        verdict: &PagedVerdict,
+    ) -> Result<bool, StoreError> {
+        let (status, error) = match verdict {
+            PagedVerdict::Complete => ("success", None),
+            PagedVerdict::Reread => ("pending", None),
+            PagedVerdict::Failed(message) => ("error", Some(message.as_str())),
+        };
+        let r = sqlx::query!(
+            r#"UPDATE ops.backfill_report
+               SET status = $4, error_message = $5, lease_owner = NULL, lease_expires_at = NULL,
+                   finished_at = CASE WHEN $4 = 'pending' THEN finished_at ELSE now() END,
+                   planned_count = CASE WHEN $4 = 'pending' THEN NULL ELSE planned_count END,
+                   -- Sent back for another pass: this invocation may claim it again.
+                   last_invocation = CASE WHEN $4 = 'pending' THEN NULL ELSE last_invocation END
+               WHERE run_id = $1 AND chunk_index = $2 AND last_invocation = $3
+                 AND status = 'paged'"#,
+            run_id,
+            chunk,
+            invocation,
+            status,
+            error,
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Replaces a claimed window by the windows its counts split it into, in one
+    /// transaction: the first keeps its index, the others take new ones after the run's last.
+    /// What the window spent planning is moved to the run's own requests, since its row goes.
+    pub async fn split_chunk(
+        &self,
+        run_id: Uuid,
+        chunk: i32,
+        worker: &str,
+        leaves: &[PlannedWindow],
+        spent: &Progress,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let parent = sqlx::query!(
+            r#"DELETE FROM ops.backfill_report
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND status = 'running'
+               RETURNING realm_id, entity, read_via"#,
+            run_id,
+            chunk,
+            worker,
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::LeaseLost { run_id, chunk })?;
+        let next: i32 = sqlx::query_scalar!(
+            r#"SELECT coalesce(max(chunk_index), 0) + 1 AS "n!" FROM ops.backfill_report
+               WHERE run_id = $1"#,
+            run_id
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let indexes: Vec<i32> = std::iter::once(chunk)
+            .chain(next..)
+            .take(leaves.len())
+            .collect();
+        let starts: Vec<DateTime<Utc>> = leaves.iter().map(|l| l.window.start).collect();
+        let ends: Vec<DateTime<Utc>> = leaves.iter().map(|l| l.window.end).collect();
+        let counts: Vec<Option<i64>> = leaves.iter().map(|l| l.count).collect();
+        sqlx::query!(
+            r#"INSERT INTO ops.backfill_report
+                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
+                    read_via, planned_count)
+               SELECT $1, i, $2, $3, s, e, $4, n
+               FROM UNNEST($5::int[], $6::timestamptz[], $7::timestamptz[], $8::bigint[])
+                    AS t(i, s, e, n)"#,
+            run_id,
+            parent.realm_id,
+            parent.entity,
+            parent.read_via,
+            &indexes,
+            &starts,
+            &ends,
+            &counts as &[Option<i64>],
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "UPDATE ops.backfill_runs
+             SET run_requests = run_requests + $2, run_retries = run_retries + $3
+             WHERE run_id = $1",
+            run_id,
+            spent.requests,
+            spent.retries,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds requests (and their retries) the run spent outside any window (its sweep).
+    pub async fn add_run_requests(
+        &self,
+        run_id: Uuid,
+        requests: i32,
+        retries: i32,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "UPDATE ops.backfill_runs
+             SET run_requests = run_requests + $2, run_retries = run_retries + $3
+             WHERE run_id = $1",
+            run_id,
+            requests,
+            retries,
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 }

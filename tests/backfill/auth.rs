@@ -29,7 +29,8 @@ async fn expired_access_tokens_are_refreshed_mid_run() {
         "invoices",
         "2024-01-01",
         "2024-03-31",
-        &["--concurrency", "1"],
+        // Calendar windows: enough requests for many refreshes.
+        &["--concurrency", "1", "--chunk-days", "7"],
     )
     .await
     .assert_code(0);

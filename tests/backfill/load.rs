@@ -115,9 +115,14 @@ async fn records_on_window_boundaries_load_once_into_the_window_they_start() {
         template["MetaData"]["LastUpdatedTime"] = json!(lut);
         w.sandbox.put_record("Invoice", template.clone());
     }
-    w.backfill("invoices", "2024-01-01", "2024-03-31", &[])
-        .await
-        .assert_code(0);
+    w.backfill(
+        "invoices",
+        "2024-01-01",
+        "2024-03-31",
+        &["--chunk-days", "7"],
+    )
+    .await
+    .assert_code(0);
     let pool = w.db.pool().await;
     let windows: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, to_char(extract_window_start_utc AT TIME ZONE 'UTC', 'YYYY-MM-DD')

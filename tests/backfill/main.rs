@@ -10,6 +10,7 @@ mod concurrent;
 mod every_entity;
 mod faults;
 mod load;
+mod planning;
 mod progress;
 mod resume;
 mod throttle;

@@ -5,7 +5,8 @@ use crate::common::{small_company, World};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_logged_periodically_and_the_summary_has_the_pace() {
     let w = World::new(small_company()).await;
-    // 13 windows of 3 sequential requests at 150 ms each: the run lasts several seconds
+    // 13 windows of 2 requests (COUNT, page) at 150 ms each, one at a time: the run lasts
+    // several seconds
     // however fast the machine, so a 1 s interval must fire.
     w.faults(qbo::sandbox::Faults {
         latency_ms: 150,
@@ -20,6 +21,10 @@ async fn progress_is_logged_periodically_and_the_summary_has_the_pace() {
                 "2024-01-01",
                 "--end",
                 "2024-03-31",
+                "--chunk-days",
+                "7",
+                "--concurrency",
+                "1",
                 "--log-format",
                 "json",
             ],
@@ -82,6 +87,8 @@ async fn progress_lines_can_be_turned_off() {
                 "2024-01-01",
                 "--end",
                 "2024-03-31",
+                "--chunk-days",
+                "7",
             ],
             &[("QBO_PROGRESS_SECS", Some("0"))],
         )

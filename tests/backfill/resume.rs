@@ -86,7 +86,7 @@ async fn retry_failed_reruns_only_the_failed_chunk() {
             "invoices",
             "2024-01-01",
             "2024-03-31",
-            &["--max-attempts", "2"],
+            &["--max-attempts", "2", "--chunk-days", "7"],
         )
         .await;
     first.assert_code(1);

@@ -116,7 +116,7 @@ async fn a_burst_of_429s_without_retry_after_pauses_the_company_and_costs_no_att
                 "--end",
                 "2024-03-31",
                 "--chunk-days",
-                "30",
+                "7",
                 "--concurrency",
                 "1",
                 "--max-attempts",

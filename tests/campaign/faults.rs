@@ -96,9 +96,21 @@ async fn all_faults_together_at_high_rates_and_the_run_still_completes() {
     report.assert_code(0);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&report.stdout).unwrap();
     assert!(rows.iter().all(|r| r["status"] == "success"), "{rows:?}");
-    // Every request qbo sent, retries and timed-out ones included, is in the report.
-    assert_eq!(total(&rows, "requests"), stats.query_requests);
-    let retries = total(&rows, "retries");
+    // Every request qbo sent, retries and timed-out ones included, is in the report: the
+    // windows' own, and the runs' (their changed-since sweeps belong to no window).
+    let (run_requests, run_retries): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(run_requests), 0)::bigint, coalesce(sum(run_retries), 0)::bigint
+         FROM ops.backfill_runs",
+    )
+    .fetch_one(&w.db.pool().await)
+    .await
+    .unwrap();
+    assert!(run_requests > 0, "multi-page windows were swept");
+    assert_eq!(
+        total(&rows, "requests") + run_requests as u64,
+        stats.query_requests
+    );
+    let retries = total(&rows, "retries") + run_retries as u64;
     // Each injected failure of a query cost one retry (a 401 costs a refresh instead).
     let failures = stats.throttled + stats.server_errors + stats.dropped + stats.slowed;
     assert!(

@@ -34,6 +34,8 @@ async fn no_secret_in_json_trace_logs_errors_reports_or_tables() {
                     "2024-01-01",
                     "--end",
                     "2024-03-31",
+                    "--chunk-days",
+                    "7",
                     "--max-attempts",
                     "3",
                 ],

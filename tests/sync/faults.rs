@@ -15,9 +15,12 @@ async fn a_failed_cdc_read_exits_1_keeps_the_watermark_and_the_next_sync_catches
         .unwrap()
         .to_string();
     w.sandbox.delete_record("Invoice", &id);
-    // The clock request passes; the CDC call (the 2nd request) fails, with no retry allowed.
+    // The clock request passes; the CDC call (the sync's 2nd request) fails, with no retry
+    // allowed. The sandbox numbers requests from its start, the backfill's included.
+    let s = w.sandbox.stats();
+    let sent = s.query_requests + s.cdc_requests + s.read_requests + s.batch_requests;
     w.faults(Faults {
-        server_error_every: 2,
+        server_error_every: (sent + 2) as u32,
         ..Default::default()
     });
     let failed = w

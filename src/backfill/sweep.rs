@@ -1,0 +1,220 @@
+//! The run's one changed-since sweep: after every window is paged, read what changed since
+//! the first parked window began paging, load it (so a record edited mid-run lands at its
+//! newest version), and settle each parked window.
+//!
+//! A window is complete when no record it read was changed while the run went on (an edit
+//! moves a record's LastUpdatedTime past the pager and slides every later offset) and what it
+//! read, plus what changed elsewhere, covers its COUNT(*) (a delete slides offsets too, and
+//! only the count shows it). Otherwise it is read again, with a fresh count, up to
+//! `max_passes` times. One sweep serves all of a run's windows, where checking each window
+//! on its own would cost a sweep and a count per window.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use super::window::{changed_since_floor, PagedWindow, Sightings};
+use super::{retry_transient, Backfill, BackfillError, ChunkError, RunCtx};
+use crate::client::{QuerySource, RequestCounters};
+use crate::query::{Literal, Op, Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
+use crate::store::{raw, PageMeta, PagedVerdict, StoreError};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+impl<S: QuerySource + 'static> Backfill<S> {
+    /// Settles the parked windows; returns how many go back to be read again.
+    pub(super) async fn sweep(
+        &self,
+        ctx: &RunCtx,
+        parked: Vec<PagedWindow>,
+        round: u32,
+    ) -> Result<usize, BackfillError> {
+        let Some(since) = parked.iter().map(|p| p.began).min() else {
+            return Ok(0);
+        };
+        let mut counters = RequestCounters::default();
+        let swept = self.read_changed_since(ctx, since, &mut counters).await;
+        retry_transient(
+            &CancellationToken::new(),
+            "counting the sweep's requests",
+            || {
+                self.store.add_run_requests(
+                    ctx.run_id,
+                    counters.requests as i32,
+                    counters.retries as i32,
+                )
+            },
+        )
+        .await?;
+        ctx.progress
+            .add(0, u64::from(counters.requests), u64::from(counters.retries));
+        let changed = match swept {
+            Ok(changed) => changed,
+            Err(e) => {
+                // Without the sweep nothing proves the parked windows complete. Interrupted,
+                // they go back to be read again; failed, they fail (--retry-failed reads them).
+                let verdict = match e {
+                    ChunkError::Cancelled => PagedVerdict::Reread,
+                    e => PagedVerdict::Failed(format!(
+                        "the changed-since sweep that proves a multi-page window complete failed: {}",
+                        crate::errors::chain(&e)
+                    )),
+                };
+                for p in &parked {
+                    self.settle(ctx, p.chunk, &verdict).await?;
+                }
+                return Ok(0);
+            }
+        };
+        let read_anywhere: HashSet<&String> = parked.iter().flat_map(|p| p.read.keys()).collect();
+        let arrived = changed
+            .keys()
+            .filter(|id| !read_anywhere.contains(id))
+            .count() as u64;
+        let mut reread = 0;
+        for p in &parked {
+            let moved = p
+                .read
+                .iter()
+                .any(|(id, first)| changed.get(id).is_some_and(|now| now > first));
+            let covered = p.read.len() as u64 + arrived;
+            let verdict = if !moved && covered >= p.expected {
+                PagedVerdict::Complete
+            } else if round >= ctx.opts.max_passes.max(1) {
+                let e = if moved {
+                    ChunkError::Unstable(round)
+                } else {
+                    ChunkError::ShortOfCount {
+                        expected: p.expected,
+                        read: covered,
+                        passes: round,
+                    }
+                };
+                PagedVerdict::Failed(crate::errors::chain(&e))
+            } else {
+                reread += 1;
+                tracing::info!(
+                    target: crate::telemetry::WINDOW_TARGET,
+                    chunk = p.chunk,
+                    expected = p.expected,
+                    read = p.read.len(),
+                    moved,
+                    "records changed while the window was paged; reading it again"
+                );
+                PagedVerdict::Reread
+            };
+            self.settle(ctx, p.chunk, &verdict).await?;
+        }
+        Ok(reread)
+    }
+
+    /// Parked windows that will not see a sweep (interrupt, a failure elsewhere) go back to
+    /// be read again by the next invocation.
+    pub(super) async fn hand_back(
+        &self,
+        ctx: &RunCtx,
+        parked: Vec<PagedWindow>,
+    ) -> Result<(), BackfillError> {
+        for p in &parked {
+            self.settle(ctx, p.chunk, &PagedVerdict::Reread).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle(
+        &self,
+        ctx: &RunCtx,
+        chunk: i32,
+        verdict: &PagedVerdict,
+    ) -> Result<(), StoreError> {
+        let ours = retry_transient(&CancellationToken::new(), "settling a paged window", || {
+            self.store
+                .settle_paged(ctx.run_id, chunk, ctx.invocation, verdict)
+        })
+        .await?;
+        if !ours {
+            tracing::warn!(
+                chunk,
+                "a paged window's lease ran out and another worker took it"
+            );
+            return Ok(());
+        }
+        match verdict {
+            PagedVerdict::Complete => ctx.progress.chunk_finished(true),
+            PagedVerdict::Failed(message) => {
+                tracing::error!(chunk, error = %message, "window failed; the run goes on with the others");
+                ctx.progress.chunk_finished(false);
+            }
+            PagedVerdict::Reread => {}
+        }
+        Ok(())
+    }
+
+    /// Every record of the entity stamped at or after `since`, loaded at its newest version.
+    /// Returns each id with the LastUpdatedTime the sweep saw.
+    async fn read_changed_since(
+        &self,
+        ctx: &RunCtx,
+        since: DateTime<Utc>,
+        counters: &mut RequestCounters,
+    ) -> Result<Sightings, ChunkError> {
+        let entity = ctx.entity;
+        let page_size = ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE);
+        let query = Query::select(entity)
+            .filter(LAST_UPDATED_FIELD, Op::Ge, Literal::Instant(since))
+            .order_by(LAST_UPDATED_FIELD);
+        let mut changed = Sightings::new();
+        let mut start = 1u32;
+        let mut page_number = 1i32;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(ChunkError::Cancelled);
+            }
+            let text = query.clone().page(start, page_size).render();
+            let answer = self
+                .source
+                .fetch_page(entity.qbo_name, &text, counters)
+                .await?;
+            let records = answer.value.records;
+            let until =
+                changed_since_floor(answer.value.server_time) + chrono::Duration::seconds(1);
+            let request_payload = json!({
+                "method": "GET",
+                "endpoint": format!("/v3/company/{}/query", self.source.realm_id()),
+                "query": text,
+                "minorversion": self.source.minor_version(),
+                "startposition": start,
+                "maxresults": page_size,
+                "purpose": "changed-since-run",
+            });
+            let meta = PageMeta {
+                realm_id: self.source.realm_id(),
+                run_id: ctx.run_id,
+                window_start: since,
+                window_end: until.max(since),
+                page_number,
+                page_size: page_size as i32,
+                request_payload: &request_payload,
+                intuit_tid: answer.intuit_tid.as_deref(),
+            };
+            if !records.is_empty() {
+                retry_transient(&self.cancel, "committing the sweep's page", || async {
+                    let mut tx = self.store.pool().begin().await?;
+                    raw::upsert_page(&mut tx, entity, &meta, &records).await?;
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(())
+                })
+                .await?;
+            }
+            for r in &records {
+                let newest = changed.entry(r.id.clone()).or_insert(r.last_updated);
+                *newest = (*newest).max(r.last_updated);
+            }
+            if (records.len() as u32) < page_size {
+                return Ok(changed);
+            }
+            start += page_size;
+            page_number += 1;
+        }
+    }
+}

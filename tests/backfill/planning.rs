@@ -1,0 +1,198 @@
+//! Windows planned by count (the default): what a load costs in QBO requests, and that
+//! cutting a range by counts keeps every guarantee of calendar windows.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+
+use crate::common::*;
+use qbo::sandbox::SandboxConfig;
+
+/// The report rows of one entity's latest run: (start, end, status, expected, rows, passes).
+type WindowRow = (DateTime<Utc>, DateTime<Utc>, String, Option<i64>, i64, i32);
+
+async fn windows(w: &World, entity: &str) -> Vec<WindowRow> {
+    sqlx::query_as(
+        "SELECT window_start_utc, window_end_utc, status, expected_count, row_count, passes
+         FROM ops.backfill_report
+         WHERE run_id = (SELECT run_id FROM ops.backfill_runs WHERE entity = $1
+                         ORDER BY started_at DESC LIMIT 1)
+         ORDER BY window_start_utc",
+    )
+    .bind(entity)
+    .fetch_all(&w.db.pool().await)
+    .await
+    .unwrap()
+}
+
+async fn run_requests(w: &World, entity: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT r.run_requests + coalesce(sum(c.requests), 0)
+         FROM ops.backfill_runs r LEFT JOIN ops.backfill_report c USING (run_id)
+         WHERE r.entity = $1 GROUP BY r.run_id, r.started_at ORDER BY r.started_at DESC LIMIT 1",
+    )
+    .bind(entity)
+    .fetch_one(&w.db.pool().await)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_entity_costs_one_request_and_a_small_common_one_costs_one_page() {
+    let w = World::new(SandboxConfig {
+        counts: BTreeMap::from([("Budget".to_string(), 0)]),
+        ..small_company()
+    })
+    .await;
+    // Ten years, no records: one COUNT(*) proves it, and the report has one window.
+    w.backfill("budgets", "2015-01-01", "2024-12-31", &[])
+        .await
+        .assert_code(0);
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (stats.query_requests, stats.count_requests),
+        (1, 1),
+        "{stats:?}"
+    );
+    let budgets = windows(&w, "budgets").await;
+    assert_eq!(budgets.len(), 1, "{budgets:?}");
+    assert_eq!(
+        (budgets[0].2.as_str(), budgets[0].3, budgets[0].4),
+        ("success", Some(0), 0)
+    );
+    assert_eq!(run_requests(&w, "budgets").await, 1);
+
+    // A company always has customers: one page of 60 is all of them, so no COUNT(*).
+    w.backfill("customers", "2015-01-01", "2024-12-31", &[])
+        .await
+        .assert_code(0);
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (stats.query_requests, stats.count_requests),
+        (2, 1),
+        "{stats:?}"
+    );
+    let customers = windows(&w, "customers").await;
+    assert_eq!(customers.len(), 1, "{customers:?}");
+    assert_eq!(
+        (customers[0].2.as_str(), customers[0].3, customers[0].4),
+        ("success", Some(60), 60)
+    );
+    w.assert_raw_matches_sandbox_entity("Customer", "raw.qb_customers")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dense_range_is_split_by_count_and_every_boundary_record_loads_once() {
+    let w = World::new(small_company()).await;
+    // A burst of 120 invoices stamped one second apart, 30 of them sharing one second: the
+    // split must cut through it at whole seconds, with records on the cuts.
+    let mut template = w.sandbox.records("Invoice")[0].clone();
+    let burst = DateTime::parse_from_rfc3339("2024-02-10T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    for n in 0..150i64 {
+        let at = burst + Duration::seconds(n.min(120));
+        template["Id"] = json!((800_000 + n).to_string());
+        template["MetaData"]["LastUpdatedTime"] = json!(at.to_rfc3339());
+        w.sandbox.put_record("Invoice", template.clone());
+    }
+    let total = w.sandbox.records("Invoice").len() as i64;
+    // 20 records per window: the 390 invoices need about 20 windows.
+    w.backfill(
+        "invoices",
+        "2024-01-01",
+        "2024-03-31",
+        &["--page-size", "10", "--window-pages", "2"],
+    )
+    .await
+    .assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+
+    let planned = windows(&w, "invoices").await;
+    assert!(
+        planned.len() >= 18,
+        "{} windows: {planned:?}",
+        planned.len()
+    );
+    // The windows tile the range, each holds at most its 20, and together what QBO holds.
+    assert_eq!(
+        planned[0].0,
+        date("2024-01-01").and_hms_opt(0, 0, 0).unwrap().and_utc()
+    );
+    assert_eq!(
+        planned.last().unwrap().1,
+        date("2024-04-01").and_hms_opt(0, 0, 0).unwrap().and_utc()
+    );
+    for pair in planned.windows(2) {
+        assert_eq!(pair[0].1, pair[1].0, "no gap and no overlap");
+    }
+    let dense = burst + Duration::seconds(120);
+    for (start, end, status, expected, rows, _) in &planned {
+        assert_eq!(status, "success", "window at {start}");
+        assert_eq!(Some(*rows), *expected, "window at {start}");
+        // One second holds 30 records and cannot be cut: only its window may hold more.
+        assert!(
+            *rows <= 20 || (*start <= dense && dense < *end),
+            "window at {start}: {rows}"
+        );
+    }
+    assert_eq!(planned.iter().map(|p| p.4).sum::<i64>(), total);
+
+    // Every record landed in the window its LastUpdatedTime falls in, boundaries included,
+    // and some records sat exactly on a cut.
+    let pool = w.db.pool().await;
+    let (outside, on_a_cut): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE NOT ((payload->'MetaData'->>'LastUpdatedTime')::timestamptz
+                                     >= extract_window_start_utc
+                                  AND (payload->'MetaData'->>'LastUpdatedTime')::timestamptz
+                                     < extract_window_end_utc)),
+                count(*) FILTER (WHERE (payload->'MetaData'->>'LastUpdatedTime')::timestamptz
+                                     = extract_window_start_utc
+                                  AND extract_window_start_utc > '2024-01-01')
+         FROM raw.qb_invoices",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(outside, 0, "every record is in the window it was read by");
+    assert!(on_a_cut > 0, "the test put records on the cuts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_edited_while_planned_windows_page_land_at_their_newest_version() {
+    let w = World::new(small_company()).await;
+    // Every 5th later page, the sandbox edits the first record of the query's result: an
+    // offset pager then skips one record per edit, and the edited record moves to now.
+    w.faults(qbo::sandbox::Faults {
+        mutate_while_paging_every: 5,
+        ..Default::default()
+    });
+    let today = Utc::now().date_naive().to_string();
+    let run = w
+        .backfill(
+            "invoices",
+            "2024-01-01",
+            &today,
+            &["--page-size", "25", "--window-pages", "4"],
+        )
+        .await;
+    run.assert_code(0);
+    assert!(w.sandbox.stats().mutations > 0, "the fault fired");
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    let planned = windows(&w, "invoices").await;
+    assert!(
+        planned.iter().any(|p| p.5 > 1),
+        "some windows were read again: {planned:?}"
+    );
+    // The sweep's requests belong to the run, and the report adds up to what QBO saw.
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        run_requests(&w, "invoices").await,
+        stats.query_requests as i64,
+        "{stats:?}"
+    );
+}
