@@ -110,6 +110,11 @@ async fn a_dense_range_is_split_by_count_and_every_boundary_record_loads_once() 
     .assert_code(0);
     w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
         .await;
+    // The pieces were counted many to a batch call (30 at most), each item metered.
+    let stats = w.sandbox.stats();
+    assert!(stats.batch_requests >= 1, "{stats:?}");
+    assert!(stats.batch_items >= 18, "{stats:?}");
+    assert!(stats.batch_items <= 30 * stats.batch_requests, "{stats:?}");
 
     let planned = windows(&w, "invoices").await;
     assert!(
@@ -188,11 +193,53 @@ async fn records_edited_while_planned_windows_page_land_at_their_newest_version(
         planned.iter().any(|p| p.5 > 1),
         "some windows were read again: {planned:?}"
     );
-    // The sweep's requests belong to the run, and the report adds up to what QBO saw.
+    // The sweep's requests belong to the run, and the report adds up to what QBO saw
+    // (QBO meters each COUNT of a batch call as a request).
     let stats = w.sandbox.stats();
     assert_eq!(
         run_requests(&w, "invoices").await,
-        stats.query_requests as i64,
+        (stats.query_requests + stats.batch_items) as i64,
         "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_on_one_count_of_a_split_costs_only_that_window() {
+    let w = World::new(small_company()).await;
+    // Every 5th COUNT inside a batch call answers with a Fault of its own in a 200 answer.
+    w.faults(qbo::sandbox::Faults {
+        batch_item_fault_every: 5,
+        ..Default::default()
+    });
+    w.backfill(
+        "invoices",
+        "2024-01-01",
+        "2024-03-31",
+        &["--page-size", "10", "--window-pages", "2"],
+    )
+    .await
+    .assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    let stats = w.sandbox.stats();
+    assert!(
+        stats.batch_requests > 0 && stats.batch_items > stats.batch_requests,
+        "{stats:?}"
+    );
+    // The windows whose count failed were left uncounted and counted themselves; every
+    // other window kept the planner's count.
+    let (uncounted, counted, bad): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE planned_count IS NULL),
+                count(*) FILTER (WHERE planned_count IS NOT NULL),
+                count(*) FILTER (WHERE status <> 'success')
+         FROM ops.backfill_report",
+    )
+    .fetch_one(&w.db.pool().await)
+    .await
+    .unwrap();
+    assert_eq!(bad, 0);
+    assert!(
+        uncounted > 0 && counted > uncounted,
+        "{uncounted} uncounted, {counted} counted"
     );
 }
