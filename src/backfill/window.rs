@@ -113,7 +113,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .constrain(Query::select(entity), job.ctx.field)
             .order_by(LAST_UPDATED_FIELD);
         let paged = self
-            .load_pages(job, query, "window", pass, u32::MAX)
+            .load_pages(job, query, "window", pass, Pages::All)
             .await?;
         if paged.pages <= 1 && paged.read.len() as u64 >= expected {
             return Ok(Loaded::Complete);
@@ -155,7 +155,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .order_by(LAST_UPDATED_FIELD);
         job.progress.passes += 1;
         let pass = job.progress.passes as u32;
-        let first = self.load_pages(job, query, "first-page", pass, 1).await?;
+        let first = self
+            .load_pages(job, query, "first-page", pass, Pages::OnlyIfLast)
+            .await?;
         if first.reached_end && !first.read.is_empty() {
             job.progress.expected_count = Some(first.read.len() as i64);
             return Ok(Holds::FirstPageWasAll);
@@ -240,7 +242,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
         job.progress.passes += 1;
         let pass = job.progress.passes as u32;
         let paged = self
-            .load_pages(job, Query::select(job.ctx.entity), "whole", pass, u32::MAX)
+            .load_pages(
+                job,
+                Query::select(job.ctx.entity),
+                "whole",
+                pass,
+                Pages::All,
+            )
             .await?;
         let read = paged.read.len() as u64;
         if paged.pages <= 1 && read > 0 {
@@ -263,15 +271,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
         Ok(Loaded::Complete)
     }
 
-    /// Pages through `query` (at most `max_pages` pages), committing each page with the
-    /// window's progress.
+    /// Pages through `query`, committing each page with the window's progress.
     pub(super) async fn load_pages(
         &self,
         job: &mut ChunkJob<'_>,
         query: Query,
         purpose: &str,
         pass: u32,
-        max_pages: u32,
+        pages: Pages,
     ) -> Result<PagedRead, ChunkError> {
         let page_size = page_size(job);
         let entity = job.ctx.entity.qbo_name;
@@ -313,7 +320,17 @@ impl<S: QuerySource + 'static> Backfill<S> {
             // and Postgres work at the same time. No transaction waits on the request, and
             // pages still commit one after the other, in order.
             let full = records.len() as u32 >= page_size;
-            let more = full && (page_number as u32) < max_pages;
+            if full && pages == Pages::OnlyIfLast {
+                // More follows: the window(s) this page falls in read it again, so its
+                // records are filed under the window that holds them.
+                return Ok(PagedRead {
+                    read: Sightings::new(),
+                    pages: 0,
+                    reached_end: false,
+                    first_server_time,
+                });
+            }
+            let more = full;
             let next_text = (more && !job.stop.is_cancelled())
                 .then(|| query.clone().page(start + page_size, page_size).render());
             let mut next_counters = RequestCounters::default();
@@ -434,6 +451,14 @@ impl ChunkJob<'_> {
         progress.requests = (self.earlier.requests + self.counters.requests) as i32;
         progress.retries = (self.earlier.retries + self.counters.retries) as i32;
     }
+}
+
+/// How far `load_pages` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pages {
+    All,
+    /// The first page, kept only if it is also the last.
+    OnlyIfLast,
 }
 
 /// What one `load_pages` read.

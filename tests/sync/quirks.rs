@@ -38,10 +38,13 @@ async fn a_fault_inside_a_cdc_answer_keeps_the_watermark_and_loses_no_change() {
     let before = invoice_watermark(&w).await.expect("a watermark");
     change_things(&w, 0);
     let from = log_len(&w);
-    // Every second request is faulted; which of the sync's requests that hits depends on how
-    // many the backfill made, so the log is asked below which one it was.
+    // The sync's second request (its CDC read, after the clock) is faulted. The sandbox
+    // numbers requests from its start, the backfill's included; the log is asked below
+    // which one it was.
+    let s = w.sandbox.stats();
+    let sent = s.query_requests + s.cdc_requests + s.read_requests + s.batch_requests;
     w.faults(Faults {
-        fault_in_query_response_every: 2,
+        fault_in_query_response_every: (sent + 2) as u32,
         ..Faults::default()
     });
     let failed = w
