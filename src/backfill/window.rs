@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{retry_transient, Backfill, ChunkError, RunCtx};
 use crate::chunks::Window;
-use crate::client::{QuerySource, RawRecord, RequestCounters};
+use crate::client::{Answer, Page, QuerySource, RawRecord, RequestCounters};
 use crate::query::{Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
 use crate::store::runs::Progress;
 use crate::store::{raw, PageMeta, PgStore, PlannedWindow, StoreError};
@@ -70,7 +70,8 @@ pub(super) struct PagedWindow {
 enum Holds {
     /// A short, non-empty first page: the whole window, already loaded.
     FirstPageWasAll,
-    Counted(u64),
+    /// What COUNT(*) said, and the first page if it was full (kept for the window's pass).
+    Counted(u64, Option<Answer<Page>>),
 }
 
 /// A COUNT(*) a dense window's split must not exceed by much: planned windows are filled to
@@ -84,13 +85,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
         if entity.is_whole() {
             return self.load_whole(job).await;
         }
-        let expected = match job.planned {
-            Some(n) => n,
+        let (expected, first_page) = match job.planned {
+            Some(n) => (n, None),
             None if job.probe_first => match self.probe(job).await? {
                 Holds::FirstPageWasAll => return Ok(Loaded::Complete),
-                Holds::Counted(n) => n,
+                Holds::Counted(n, first_page) => (n, first_page),
             },
-            None => self.count_window(job).await?,
+            None => (self.count_window(job).await?, None),
         };
         job.progress.expected_count = Some(expected as i64);
         if expected == 0 {
@@ -113,7 +114,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .constrain(Query::select(entity), job.ctx.field)
             .order_by(LAST_UPDATED_FIELD);
         let paged = self
-            .load_pages(job, query, "window", pass, Pages::All)
+            .load_pages(job, query, "window", pass, first_page)
             .await?;
         if paged.pages <= 1 && paged.read.len() as u64 >= expected {
             return Ok(Loaded::Complete);
@@ -148,21 +149,33 @@ impl<S: QuerySource + 'static> Backfill<S> {
     /// Reads the first page before anything else. Short and not empty, it is the whole
     /// window. Empty, it proves nothing (QBO answers a page it lost as it answers an empty
     /// one), and full, it cannot say how much follows: both then need COUNT(*).
+    /// A full first page is held for the window's own pass (if the count does not split
+    /// the window), so reading it first costs nothing more.
     async fn probe(&self, job: &mut ChunkJob<'_>) -> Result<Holds, ChunkError> {
         let query = job
             .window
             .constrain(Query::select(job.ctx.entity), job.ctx.field)
             .order_by(LAST_UPDATED_FIELD);
-        job.progress.passes += 1;
-        let pass = job.progress.passes as u32;
+        if job.stop.is_cancelled() {
+            return Err(ChunkError::Cancelled);
+        }
+        let text = query.clone().page(1, page_size(job)).render();
         let first = self
-            .load_pages(job, query, "first-page", pass, Pages::OnlyIfLast)
+            .source
+            .fetch_page(job.ctx.entity.qbo_name, &text, &mut job.counters)
             .await?;
-        if first.reached_end && !first.read.is_empty() {
-            job.progress.expected_count = Some(first.read.len() as i64);
+        let rows = first.value.records.len() as u32;
+        if rows > 0 && rows < page_size(job) {
+            job.progress.passes += 1;
+            let pass = job.progress.passes as u32;
+            let read = self
+                .load_pages(job, query, "window", pass, Some(first))
+                .await?;
+            job.progress.expected_count = Some(read.read.len() as i64);
             return Ok(Holds::FirstPageWasAll);
         }
-        Ok(Holds::Counted(self.count_window(job).await?))
+        let count = self.count_window(job).await?;
+        Ok(Holds::Counted(count, (rows > 0).then_some(first)))
     }
 
     /// Cuts a window that holds `count` records into windows of at most `limit`, counting
@@ -242,13 +255,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
         job.progress.passes += 1;
         let pass = job.progress.passes as u32;
         let paged = self
-            .load_pages(
-                job,
-                Query::select(job.ctx.entity),
-                "whole",
-                pass,
-                Pages::All,
-            )
+            .load_pages(job, Query::select(job.ctx.entity), "whole", pass, None)
             .await?;
         let read = paged.read.len() as u64;
         if paged.pages <= 1 && read > 0 {
@@ -271,14 +278,15 @@ impl<S: QuerySource + 'static> Backfill<S> {
         Ok(Loaded::Complete)
     }
 
-    /// Pages through `query`, committing each page with the window's progress.
+    /// Pages through `query`, committing each page with the window's progress. `first` is
+    /// its first page when that was already fetched.
     pub(super) async fn load_pages(
         &self,
         job: &mut ChunkJob<'_>,
         query: Query,
         purpose: &str,
         pass: u32,
-        pages: Pages,
+        first: Option<Answer<Page>>,
     ) -> Result<PagedRead, ChunkError> {
         let page_size = page_size(job);
         let entity = job.ctx.entity.qbo_name;
@@ -289,10 +297,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
             return Err(ChunkError::Cancelled);
         }
         let mut text = query.clone().page(start, page_size).render();
-        let mut answer = self
-            .source
-            .fetch_page(entity, &text, &mut job.counters)
-            .await?;
+        let mut answer = match first {
+            Some(answer) => answer,
+            None => {
+                self.source
+                    .fetch_page(entity, &text, &mut job.counters)
+                    .await?
+            }
+        };
         let first_server_time = answer.value.server_time;
         loop {
             let records = answer.value.records;
@@ -320,16 +332,6 @@ impl<S: QuerySource + 'static> Backfill<S> {
             // and Postgres work at the same time. No transaction waits on the request, and
             // pages still commit one after the other, in order.
             let full = records.len() as u32 >= page_size;
-            if full && pages == Pages::OnlyIfLast {
-                // More follows: the window(s) this page falls in read it again, so its
-                // records are filed under the window that holds them.
-                return Ok(PagedRead {
-                    read: Sightings::new(),
-                    pages: 0,
-                    reached_end: false,
-                    first_server_time,
-                });
-            }
             let more = full;
             let next_text = (more && !job.stop.is_cancelled())
                 .then(|| query.clone().page(start + page_size, page_size).render());
@@ -360,7 +362,6 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     return Ok(PagedRead {
                         read: ids,
                         pages: page_number,
-                        reached_end: !full,
                         first_server_time,
                     })
                 }
@@ -453,20 +454,10 @@ impl ChunkJob<'_> {
     }
 }
 
-/// How far `load_pages` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pages {
-    All,
-    /// The first page, kept only if it is also the last.
-    OnlyIfLast,
-}
-
 /// What one `load_pages` read.
 pub(super) struct PagedRead {
     pub(super) read: Sightings,
     pub(super) pages: i32,
-    /// The last page was short: nothing follows it.
-    pub(super) reached_end: bool,
     /// QBO's clock when it answered the first page.
     pub(super) first_server_time: Option<DateTime<Utc>>,
 }

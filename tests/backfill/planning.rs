@@ -243,3 +243,41 @@ async fn a_fault_on_one_count_of_a_split_costs_only_that_window() {
         "{uncounted} uncounted, {counted} counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_common_entity_of_a_few_pages_costs_its_pages_a_count_and_one_sweep() {
+    let w = World::new(SandboxConfig {
+        invoices: 1500,
+        ..small_company()
+    })
+    .await;
+    w.backfill("invoices", "2015-01-01", "2024-12-31", &[])
+        .await
+        .assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    // The first page (full, so not all of it) is kept for the window, the COUNT says one
+    // window holds it all, the second page ends it, and the sweep proves nothing moved.
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (
+            stats.query_requests,
+            stats.count_requests,
+            stats.batch_items
+        ),
+        (4, 1, 0),
+        "{stats:?}"
+    );
+    let invoices = windows(&w, "invoices").await;
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    assert_eq!(
+        (
+            invoices[0].2.as_str(),
+            invoices[0].3,
+            invoices[0].4,
+            invoices[0].5
+        ),
+        ("success", Some(1500), 1500, 1)
+    );
+    assert_eq!(run_requests(&w, "invoices").await, 4);
+}
