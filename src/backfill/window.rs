@@ -114,7 +114,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .constrain(Query::select(entity), job.ctx.field)
             .order_by(LAST_UPDATED_FIELD);
         let paged = self
-            .load_pages(job, query, "window", pass, first_page)
+            .load_pages(job, query, "window", pass, first_page, Some(expected))
             .await?;
         if paged.pages <= 1 && paged.read.len() as u64 >= expected {
             return Ok(Loaded::Complete);
@@ -169,7 +169,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             job.progress.passes += 1;
             let pass = job.progress.passes as u32;
             let read = self
-                .load_pages(job, query, "window", pass, Some(first))
+                .load_pages(job, query, "window", pass, Some(first), None)
                 .await?;
             job.progress.expected_count = Some(read.read.len() as i64);
             return Ok(Holds::FirstPageWasAll);
@@ -255,7 +255,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
         job.progress.passes += 1;
         let pass = job.progress.passes as u32;
         let paged = self
-            .load_pages(job, Query::select(job.ctx.entity), "whole", pass, None)
+            .load_pages(
+                job,
+                Query::select(job.ctx.entity),
+                "whole",
+                pass,
+                None,
+                None,
+            )
             .await?;
         let read = paged.read.len() as u64;
         if paged.pages <= 1 && read > 0 {
@@ -279,7 +286,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
     }
 
     /// Pages through `query`, committing each page with the window's progress. `first` is
-    /// its first page when that was already fetched.
+    /// its first page when that was already fetched. With `counted` (what COUNT(*) said the
+    /// query holds), paging stops once that many distinct records are read: the page after
+    /// a full last one would only come back empty.
     pub(super) async fn load_pages(
         &self,
         job: &mut ChunkJob<'_>,
@@ -287,6 +296,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
         purpose: &str,
         pass: u32,
         first: Option<Answer<Page>>,
+        counted: Option<u64>,
     ) -> Result<PagedRead, ChunkError> {
         let page_size = page_size(job);
         let entity = job.ctx.entity.qbo_name;
@@ -332,7 +342,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
             // and Postgres work at the same time. No transaction waits on the request, and
             // pages still commit one after the other, in order.
             let full = records.len() as u32 >= page_size;
-            let more = full;
+            let read_so_far =
+                ids.len() + records.iter().filter(|r| !ids.contains_key(&r.id)).count();
+            let more = full && counted.is_none_or(|n| (read_so_far as u64) < n);
             let next_text = (more && !job.stop.is_cancelled())
                 .then(|| query.clone().page(start + page_size, page_size).render());
             let mut next_counters = RequestCounters::default();

@@ -281,3 +281,30 @@ async fn a_common_entity_of_a_few_pages_costs_its_pages_a_count_and_one_sweep() 
     );
     assert_eq!(run_requests(&w, "invoices").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_fills_whole_pages_spares_the_empty_page_after_them() {
+    let w = World::new(SandboxConfig {
+        customers: 1000,
+        ..small_company()
+    })
+    .await;
+    w.backfill("customers", "2015-01-01", "2024-12-31", &[])
+        .await
+        .assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Customer", "raw.qb_customers")
+        .await;
+    // A full first page, then COUNT(*) = 1000: that page is all of it, one snapshot, so
+    // neither the empty page after it nor a sweep is needed.
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (stats.query_requests, stats.count_requests),
+        (2, 1),
+        "{stats:?}"
+    );
+    let customers = windows(&w, "customers").await;
+    assert_eq!(
+        (customers[0].2.as_str(), customers[0].3, customers[0].4),
+        ("success", Some(1000), 1000)
+    );
+}
