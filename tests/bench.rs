@@ -3,11 +3,15 @@
 
 use std::process::Command;
 
+fn admin_url() -> String {
+    std::env::var("QBO_TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .expect("set QBO_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres (a server where the user may CREATE DATABASE)")
+}
+
 #[test]
 fn the_benchmark_runs_every_contender_and_prints_the_targets() {
-    let admin = std::env::var("QBO_TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .expect("set QBO_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres (a server where the user may CREATE DATABASE)");
+    let admin = admin_url();
     let out = Command::new(env!("CARGO_BIN_EXE_qbo-bench"))
         .args([
             "--sizes",
@@ -20,6 +24,7 @@ fn the_benchmark_runs_every_contender_and_prints_the_targets() {
             "366",
             "--api-latency-ms",
             "10",
+            "--skip-api-cost",
             "--qbo",
             env!("CARGO_BIN_EXE_qbo"),
         ])
@@ -49,4 +54,57 @@ fn the_benchmark_runs_every_contender_and_prints_the_targets() {
     // Every contender that loads everything loaded exactly the sandbox's records.
     assert!(!stdout.contains("WRONG"), "{stdout}");
     assert_eq!(stdout.matches("    300 rows in").count(), 5, "{stdout}");
+}
+
+/// The API cost section alone, quick: both companies, the three contenders each, their
+/// requests against the minimum, and the targets. The ratios depend on the engine, so only
+/// their presence is checked; every contender must load every record.
+#[test]
+fn the_api_cost_section_runs_alone_and_prints_its_table() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qbo-bench"))
+        .args([
+            "--quick",
+            "--only",
+            "api-cost",
+            "--api-invoices",
+            "3000",
+            "--qbo",
+            env!("CARGO_BIN_EXE_qbo"),
+        ])
+        .env("DATABASE_URL", admin_url())
+        .output()
+        .expect("run qbo-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for expected in [
+        "(5) API cost under QBO's limits",
+        "time-scaled x30",
+        "the ratios are scale-free",
+        "(5a) small company: ",
+        "minimum 38 requests",
+        "(5b) 3000 invoices",
+        "minimum 3 requests",
+        "requests    x min",
+        "qbo backfill all (defaults)",
+        "qbo backfill invoices (defaults)",
+        "cursor loader (Singer tap)",
+        "seed method",
+        "Targets:",
+        "(5a) qbo requests / minimum = ",
+        "(5a) qbo wall in QBO time = ",
+        "(5b) qbo wall / shortest schedule",
+    ] {
+        assert!(stdout.contains(expected), "no `{expected}` in:\n{stdout}");
+    }
+    // Neither the sizes nor the API-bound run: --only means only.
+    assert!(!stdout.contains("N = "), "{stdout}");
+    assert!(!stdout.contains("(4)   API-bound"), "{stdout}");
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    assert_eq!(
+        stdout.matches("[MISSED] (5a) qbo loaded").count(),
+        0,
+        "{stdout}"
+    );
 }

@@ -8,6 +8,8 @@
 mod api;
 mod child;
 mod copy;
+mod cost;
+mod cursor;
 mod plan;
 mod print;
 mod replay;
@@ -91,6 +93,12 @@ pub struct BenchArgs {
     pub skip_copy: bool,
     #[arg(long)]
     pub skip_api_bound: bool,
+    /// Leave out the API cost section (5).
+    #[arg(long)]
+    pub skip_api_cost: bool,
+    /// Run only this section.
+    #[arg(long, value_enum)]
+    pub only: Option<Section>,
     /// Records in the API-bound run (4); it loads the invoices among them.
     #[arg(long, default_value_t = 20_000)]
     pub api_records: u64,
@@ -106,6 +114,14 @@ pub struct BenchArgs {
     /// --concurrency of the API-bound run.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=32))]
     pub api_concurrency: u32,
+    /// API cost section (5): QBO's limits and latency run this many times faster (windows of
+    /// 60/N s, 100/N ms per request), so the slow baselines finish; every wall time is shown
+    /// measured and in QBO time (x N). A divisor of 60.
+    #[arg(long, default_value_t = 10, value_parser = time_scale)]
+    pub api_time_scale: u32,
+    /// Invoices in the API cost section's company (2), spread over two years.
+    #[arg(long, default_value_t = 500_000)]
+    pub api_invoices: usize,
     /// A Postgres URL whose user may CREATE DATABASE (each contender gets its own, dropped after).
     #[arg(
         long,
@@ -128,8 +144,40 @@ impl BenchArgs {
             self.api_records = self.api_records.min(5_000);
             self.api_chunk_days = 14;
             self.api_rpm = self.api_rpm.min(60);
+            self.api_invoices = self.api_invoices.min(5_000);
+            self.api_time_scale = self.api_time_scale.max(30);
         }
         self
+    }
+
+    /// Whether `section` runs: `--only` names it, or nothing is `--only` and it is not skipped.
+    pub fn runs(&self, section: Section) -> bool {
+        let skipped = match section {
+            Section::Sizes => false,
+            Section::ApiBound => self.skip_api_bound,
+            Section::ApiCost => self.skip_api_cost,
+        };
+        self.only.map_or(!skipped, |only| only == section)
+    }
+}
+
+/// The parts of the benchmark, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// (1)-(3): speed and memory per size, without API limits.
+    Sizes,
+    /// (4): invoices under a requests-per-minute limit and latency.
+    ApiBound,
+    /// (5): requests and wall time under all of QBO's limits, against two baselines.
+    ApiCost,
+}
+
+/// `--api-time-scale`: the rate windows must stay whole seconds (the sandbox counts in them).
+fn time_scale(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    match n > 0 && 60 % n == 0 {
+        true => Ok(n),
+        false => Err("a divisor of 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)".into()),
     }
 }
 
@@ -146,6 +194,7 @@ pub async fn run_child(kind: &str) -> Result<(), BenchError> {
         "seed" => seed::run(serde_json::from_str(&spec).map_err(bad)?).await?,
         "fetch-copy" => copy::fetch_copy(serde_json::from_str(&spec).map_err(bad)?).await?,
         "copy" => copy::copy_file(serde_json::from_str(&spec).map_err(bad)?).await?,
+        "cursor" => cursor::run(serde_json::from_str(&spec).map_err(bad)?).await?,
         other => {
             return Err(BenchError::Usage(format!(
                 "unknown child contender `{other}`"

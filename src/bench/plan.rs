@@ -1,5 +1,5 @@
 //! The order of the benchmark: per size, a sandbox company, then each contender against it
-//! in a throwaway database; then the API-bound run.
+//! in a throwaway database; then the API-bound run; then the API cost section (`cost`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use super::copy::{CopySpec, FetchCopySpec};
 use super::print::{self, Figure, Targets};
 use super::replay::Replay;
 use super::seed::SeedSpec;
-use super::{entities, BenchArgs, BenchError, ChildReport, CHILD_ENV, SPEC_ENV};
+use super::{entities, BenchArgs, BenchError, ChildReport, Section, CHILD_ENV, SPEC_ENV};
 use crate::sandbox::{Faults, Sandbox, SandboxConfig};
 
 /// Records are last updated during 2024 (company time); in UTC that runs into 2025-01-01.
@@ -37,9 +37,9 @@ pub fn company(n: u64) -> (usize, usize, usize) {
 }
 
 /// The sandbox, and where its query API is reached (itself, or the replay cache before it).
-struct Api<'a> {
-    sandbox: &'a Sandbox,
-    base_url: String,
+pub(super) struct Api<'a> {
+    pub sandbox: &'a Sandbox,
+    pub base_url: String,
 }
 
 /// A company of `n` records of the measured entities, and of the others only what those
@@ -67,10 +67,10 @@ fn sandbox_config(n: u64) -> SandboxConfig {
     cfg
 }
 
-struct Bench {
-    args: BenchArgs,
-    qbo: PathBuf,
-    work: PathBuf,
+pub(super) struct Bench {
+    pub args: BenchArgs,
+    pub qbo: PathBuf,
+    pub work: PathBuf,
     admin: url::Url,
     tag: String,
 }
@@ -82,11 +82,16 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     let bench = Bench::new(args)?;
     print::header(&bench.qbo, &bench.admin).await;
     let mut targets = Targets::default();
-    for &n in &bench.args.sizes {
-        bench.size(n, &mut targets).await?;
+    if bench.args.runs(Section::Sizes) {
+        for &n in &bench.args.sizes {
+            bench.size(n, &mut targets).await?;
+        }
     }
-    if !bench.args.skip_api_bound {
+    if bench.args.runs(Section::ApiBound) {
         bench.api_bound(&mut targets).await?;
+    }
+    if bench.args.runs(Section::ApiCost) {
+        bench.api_cost(&mut targets).await?;
     }
     targets.print();
     let _ = std::fs::remove_dir_all(&bench.work);
@@ -216,7 +221,7 @@ impl Bench {
     }
 
     /// A database of its own for one contender.
-    async fn create_db(&self, label: &str) -> Result<(String, String), BenchError> {
+    pub(super) async fn create_db(&self, label: &str) -> Result<(String, String), BenchError> {
         let name = format!("qbo_bench_{}_{label}", self.tag);
         let mut admin = PgConnection::connect(self.admin.as_str()).await?;
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -230,7 +235,7 @@ impl Bench {
         Ok((name, url.to_string()))
     }
 
-    async fn drop_db(&self, name: &str) {
+    pub(super) async fn drop_db(&self, name: &str) {
         if let Ok(mut admin) = PgConnection::connect(self.admin.as_str()).await {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut admin)
@@ -239,7 +244,13 @@ impl Bench {
     }
 
     /// `qbo <args>` against the sandbox and a database, as a user would run it.
-    fn qbo_cmd(&self, api: &Api<'_>, db_url: &str, label: &str, args: &[&str]) -> Command {
+    pub(super) fn qbo_cmd(
+        &self,
+        api: &Api<'_>,
+        db_url: &str,
+        label: &str,
+        args: &[&str],
+    ) -> Command {
         let sandbox = api.sandbox;
         let mut cmd = Command::new(&self.qbo);
         cmd.args(args)
@@ -295,7 +306,7 @@ impl Bench {
         Ok(total)
     }
 
-    fn api_spec(&self, api: &Api<'_>) -> ApiSpec {
+    pub(super) fn api_spec(&self, api: &Api<'_>) -> ApiSpec {
         let sandbox = api.sandbox;
         ApiSpec {
             api_base_url: api.base_url.clone(),
@@ -304,11 +315,12 @@ impl Bench {
             client_secret: sandbox.client_secret().into(),
             realm_id: sandbox.realm_id().into(),
             refresh_token: sandbox.current_refresh_token(),
+            time_scale: 1,
         }
     }
 
     /// This program again, as the child contender `kind`.
-    async fn child(
+    pub(super) async fn child(
         &self,
         kind: &str,
         spec: &impl serde::Serialize,
@@ -337,6 +349,7 @@ impl Bench {
             start: data_start(),
             end: range_end(),
             max_rows: self.args.baseline_rows,
+            entities: entities().iter().map(|e| e.cli_name.to_string()).collect(),
         };
         let log = self.work.join(format!("seed-{n}.log"));
         let result = self.child("seed", &spec, &log).await;

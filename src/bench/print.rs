@@ -126,15 +126,24 @@ pub fn size_header(n: u64, invoices: usize, customers: usize, items: usize, repl
 /// The shortest possible wall time for `requests` requests when at most `rpm` may start in
 /// any 60 s and at most `concurrency` are in flight, each taking `latency`.
 pub fn minimum_wall(requests: u64, rpm: u32, concurrency: u32, latency: Duration) -> Duration {
-    let (rpm, c) = (rpm.max(1) as usize, concurrency.max(1) as usize);
+    minimum_wall_in(requests, rpm, Duration::from_secs(60), concurrency, latency)
+}
+
+/// The same with a rate window of any length: each request starts as early as both limits
+/// allow (the k-th no sooner than `window` after the (k - per_window)-th, and no sooner than
+/// `latency` after the (k - concurrency)-th), which no schedule can beat.
+pub fn minimum_wall_in(
+    requests: u64,
+    per_window: u32,
+    window: Duration,
+    concurrency: u32,
+    latency: Duration,
+) -> Duration {
+    let (rpm, c) = (per_window.max(1) as usize, concurrency.max(1) as usize);
     let mut starts: Vec<f64> = Vec::with_capacity(requests as usize);
-    let lat = latency.as_secs_f64();
+    let (lat, win) = (latency.as_secs_f64(), window.as_secs_f64());
     for k in 0..requests as usize {
-        let by_rate = if k >= rpm {
-            starts[k - rpm] + 60.0
-        } else {
-            0.0
-        };
+        let by_rate = if k >= rpm { starts[k - rpm] + win } else { 0.0 };
         let by_slots = if k >= c { starts[k - c] + lat } else { 0.0 };
         starts.push(by_rate.max(by_slots));
     }
@@ -173,7 +182,7 @@ pub struct Targets {
 }
 
 impl Targets {
-    fn check(&mut self, text: String, met: bool) {
+    pub fn check(&mut self, text: String, met: bool) {
         self.lines.push((text, met));
     }
 

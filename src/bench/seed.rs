@@ -27,6 +27,19 @@ pub struct SeedSpec {
     pub end: NaiveDate,
     /// Stop after the chunk that reaches this many rows (the method is slow at large N).
     pub max_rows: u64,
+    /// The entities to load (CLI names), in this order.
+    pub entities: Vec<String>,
+}
+
+/// The entities a spec names, in its order (unknown names are a usage error).
+pub fn named(names: &[String]) -> Result<Vec<&'static Entity>, BenchError> {
+    names
+        .iter()
+        .map(|n| {
+            crate::entities::find(n)
+                .ok_or_else(|| BenchError::Usage(format!("unknown entity `{n}`")))
+        })
+        .collect()
 }
 
 /// The seed's table shape: `id` alone is the key.
@@ -66,8 +79,15 @@ fn upsert(entity: &Entity) -> String {
     )
 }
 
-/// The seed's query: inclusive bounds in `Z` form, no ORDER BY.
+/// The seed's query: inclusive bounds in `Z` form, no ORDER BY. Entities QBO does not filter
+/// by time (CompanyInfo, Preferences, ...) are read whole, in the one chunk.
 fn query(entity: &Entity, from: &str, to: &str, position: usize) -> String {
+    if entity.is_whole() {
+        return format!(
+            "SELECT * FROM {} STARTPOSITION {position} MAXRESULTS {PAGE_SIZE}",
+            entity.qbo_name
+        );
+    }
     let active = if entity.hides_inactive() {
         " AND Active IN (true, false)"
     } else {
@@ -91,12 +111,13 @@ pub async fn run(spec: SeedSpec) -> Result<ChildReport, BenchError> {
     sqlx::query("CREATE SCHEMA IF NOT EXISTS bench_seed")
         .execute(&mut db)
         .await?;
-    for e in super::entities() {
+    let entities = named(&spec.entities)?;
+    for e in &entities {
         sqlx::query(&ddl(e)).execute(&mut db).await?;
     }
     let mut api = Api::connect(spec.api.clone()).await?;
     let mut rows_total = 0u64;
-    'entities: for entity in super::entities() {
+    'entities: for entity in entities {
         let sql = upsert(entity);
         let mut day = spec.start;
         while day <= spec.end {
@@ -126,6 +147,9 @@ pub async fn run(spec: SeedSpec) -> Result<ChildReport, BenchError> {
             if rows_total >= spec.max_rows {
                 break 'entities;
             }
+            if entity.is_whole() {
+                break;
+            }
             day += Duration::days(CHUNK_DAYS);
         }
     }
@@ -147,7 +171,7 @@ async fn fetch_chunk(
     let mut page_number = 1;
     loop {
         let q = query(entity, from, to, position);
-        let records = api.page(entity.qbo_name, &q).await?;
+        let records = api.page(entity.list_key, &q).await?;
         let request_payload = serde_json::json!({
             "query": q, "startposition": position, "maxresults": PAGE_SIZE,
         })
