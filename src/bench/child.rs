@@ -21,13 +21,21 @@ pub struct Measured {
     /// CPU time this process (the sandbox, mostly) spent meanwhile.
     pub sandbox_cpu: Duration,
     pub stdout: String,
+    /// It was killed at its time limit, unfinished.
+    pub stopped: bool,
 }
 
 /// Runs `cmd` to completion, its stderr going to `log` (kept for post-mortems).
-pub async fn run_measured(
+pub async fn run_measured(cmd: Command, what: &str, log: &Path) -> Result<Measured, BenchError> {
+    run_measured_within(cmd, what, log, None).await
+}
+
+/// The same, killing the process once it has run for `limit` (then `stopped` is set).
+pub async fn run_measured_within(
     mut cmd: Command,
     what: &str,
     log: &Path,
+    limit: Option<Duration>,
 ) -> Result<Measured, BenchError> {
     let stderr =
         std::fs::File::create(log).map_err(|e| BenchError::Io(log.display().to_string(), e))?;
@@ -52,7 +60,12 @@ pub async fn run_measured(
     });
     let mut peak_rss = 0;
     let mut cpu = Duration::ZERO;
+    let mut stopped = false;
     let status = loop {
+        if !stopped && limit.is_some_and(|l| started.elapsed() >= l) {
+            let _ = child.start_kill();
+            stopped = true;
+        }
         if let Some(pid) = pid {
             peak_rss = peak_rss.max(vm_hwm(pid).unwrap_or(0));
             cpu = cpu.max(cpu_time(&pid.to_string()).unwrap_or_default());
@@ -68,7 +81,7 @@ pub async fn run_measured(
         .unwrap_or_default()
         .saturating_sub(own_cpu_before);
     let stdout = reader.await.unwrap_or_default();
-    if !status.success() {
+    if !status.success() && !stopped {
         let tail = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(15).collect();
         return Err(BenchError::Child {
@@ -84,6 +97,7 @@ pub async fn run_measured(
         cpu,
         sandbox_cpu,
         stdout,
+        stopped,
     })
 }
 

@@ -60,7 +60,8 @@ pub struct ChildReport {
     pub requests: u64,
 }
 
-/// Measure qbo's backfill speed and memory against the seed's method and Postgres COPY.
+/// Measure qbo's backfill speed and memory against the seed's method and Postgres COPY, and
+/// its API cost under QBO's limits against the seed's method and a cursor loader.
 ///
 /// Needs a Postgres where the user may CREATE DATABASE, and the release build of `qbo`
 /// (`cargo build --release`). Prints one line per contender, then the ratios to the targets.
@@ -71,7 +72,8 @@ pub struct BenchArgs {
     /// as in the sandbox's defaults).
     #[arg(long, value_delimiter = ',', default_value = "50000,500000")]
     pub sizes: Vec<u64>,
-    /// A smoke check in about a minute: size 5000, the API-bound run at 60 requests/minute.
+    /// A smoke check in a few minutes: size 5000, the API-bound run at 60 requests/minute, the
+    /// API cost section on one month and 5000 invoices, 30 times faster.
     #[arg(long)]
     pub quick: bool,
     /// The seed's method stops after the 7-day chunk that reaches this many rows (it is slow
@@ -119,6 +121,10 @@ pub struct BenchArgs {
     /// measured and in QBO time (x N). A divisor of 60.
     #[arg(long, default_value_t = 10, value_parser = time_scale)]
     pub api_time_scale: u32,
+    /// API cost section: a contender still running after this many minutes of QBO time is
+    /// stopped and shown unfinished, with the requests it had made (0: no limit).
+    #[arg(long, default_value_t = 60)]
+    pub api_max_minutes: u64,
     /// Invoices in the API cost section's company (2), spread over two years.
     #[arg(long, default_value_t = 500_000)]
     pub api_invoices: usize,

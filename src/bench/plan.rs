@@ -326,12 +326,7 @@ impl Bench {
         spec: &impl serde::Serialize,
         log: &Path,
     ) -> Result<(Measured, ChildReport), BenchError> {
-        let exe =
-            std::env::current_exe().map_err(|e| BenchError::Io("finding qbo-bench".into(), e))?;
-        let mut cmd = Command::new(exe);
-        cmd.env(CHILD_ENV, kind)
-            .env(SPEC_ENV, serde_json::to_string(spec).unwrap_or_default());
-        let m = run_measured(cmd, kind, log).await?;
+        let m = run_measured(child_cmd(kind, spec)?, kind, log).await?;
         let line = m.stdout.lines().last().unwrap_or_default();
         let report = serde_json::from_str(line).map_err(|e| BenchError::NoResult {
             what: kind.into(),
@@ -481,6 +476,15 @@ impl Bench {
         f.expected = Some(invoices);
         Ok(f)
     }
+}
+
+/// This program again, as the child contender `kind` given `spec`.
+pub(super) fn child_cmd(kind: &str, spec: &impl serde::Serialize) -> Result<Command, BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::Io("finding qbo-bench".into(), e))?;
+    let mut cmd = Command::new(exe);
+    cmd.env(CHILD_ENV, kind)
+        .env(SPEC_ENV, serde_json::to_string(spec).unwrap_or_default());
+    Ok(cmd)
 }
 
 /// Rows in the raw tables of the measured entities (or of one).
