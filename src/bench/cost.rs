@@ -694,7 +694,10 @@ fn check_targets(
     let cursor = outcomes
         .iter()
         .find(|o| o.contender == Contender::Cursor)
-        .map_or(0, |o| o.usage.requests());
+        .map_or("not run".into(), |o| match o.stopped {
+            true => format!("at least {}, stopped", o.usage.requests()),
+            false => o.usage.requests().to_string(),
+        });
     targets.check(
         format!(
             "{tag} qbo requests / minimum = {ratio:.2}x ({requests} vs {minimum}; cursor loader {cursor}), target <= 1.5"
