@@ -127,9 +127,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
         }))
     }
 
-    /// Records a window may hold before it is split, when the run plans windows by count.
+    /// Records a window may hold before it is split, when the run plans windows by count
+    /// (as the run was planned: a resume without `--chunk-days` must not cut calendar windows).
     fn split_above(&self, job: &ChunkJob<'_>) -> Option<u64> {
-        match job.ctx.opts.chunking {
+        match job.ctx.chunking {
             super::Chunking::ByCount { window_pages } => {
                 Some(u64::from(window_pages.max(1)) * u64::from(page_size(job)))
             }

@@ -308,3 +308,40 @@ async fn a_count_that_fills_whole_pages_spares_the_empty_page_after_them() {
         ("success", Some(1000), 1000)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_run_keeps_its_calendar_windows_when_retried_without_chunk_days() {
+    let w = World::new(small_company()).await;
+    w.faults(qbo::sandbox::Faults {
+        fail_window_containing: Some("2024-02-15T00:00:00Z".into()),
+        ..Default::default()
+    });
+    let first = w
+        .backfill(
+            "invoices",
+            "2024-01-01",
+            "2024-03-31",
+            &["--chunk-days", "100", "--page-size", "10"],
+        )
+        .await;
+    assert_ne!(first.code, Some(0), "{first:?}");
+    assert_eq!(w.chunk_states("invoices").await, vec![("error".into(), 1)]);
+    w.faults(qbo::sandbox::Faults::default());
+    // The run was planned by the calendar: its window stays whole, whatever the default
+    // planning of a new run would do with 24 pages.
+    w.run(&[
+        "backfill",
+        "invoices",
+        "--retry-failed",
+        "--page-size",
+        "10",
+    ])
+    .await
+    .assert_code(0);
+    assert_eq!(
+        w.chunk_states("invoices").await,
+        vec![("success".into(), 2)]
+    );
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
