@@ -264,11 +264,17 @@ struct RunCtx {
     progress: Arc<EntityProgress>,
     /// Windows paged and waiting for the run's sweep.
     paged: Mutex<Vec<PagedWindow>>,
+    /// A window was split since the last look: its pieces are `pending`.
+    split: std::sync::atomic::AtomicBool,
 }
 
 impl RunCtx {
     fn claim_mode(&self) -> ClaimMode {
         *self.mode.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_split(&self) -> bool {
+        self.split.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn take_paged(&self) -> Vec<PagedWindow> {
@@ -377,6 +383,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             total_chunks: total_chunks.into(),
             progress: progress.clone(),
             paged: Mutex::new(Vec::new()),
+            split: false.into(),
         });
         let span = tracing::info_span!("backfill", %run_id, realm_id = %realm_id, entity = entity.cli_name);
         tracing::info!(parent: &span, chunks = total_chunks, %mode, "starting");
@@ -387,6 +394,16 @@ impl<S: QuerySource + 'static> Backfill<S> {
         loop {
             if let Some(e) = self.run_workers(&ctx, &span).await {
                 first_error.get_or_insert(e);
+            }
+            // A failed window retried and split left its pieces `pending`, which claiming
+            // only failed windows never takes: take them as windows sent back are taken.
+            if ctx.take_split()
+                && ctx.claim_mode() == ClaimMode::FailedOnly
+                && first_error.is_none()
+                && !self.cancel.is_cancelled()
+            {
+                *ctx.mode.lock().unwrap_or_else(|p| p.into_inner()) = ClaimMode::Unfinished;
+                continue;
             }
             let parked = ctx.take_paged();
             if parked.is_empty() {
@@ -760,6 +777,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     )
                 })
                 .await?;
+                ctx.split.store(true, std::sync::atomic::Ordering::Relaxed);
                 let added = leaves.len().saturating_sub(1);
                 ctx.total_chunks
                     .fetch_add(added, std::sync::atomic::Ordering::Relaxed);

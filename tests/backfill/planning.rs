@@ -310,6 +310,31 @@ async fn a_count_that_fills_whole_pages_spares_the_empty_page_after_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_loads_every_window_a_failed_window_splits_into() {
+    let w = World::new(small_company()).await;
+    // The run's one window fails before it is counted, so it is split only when retried.
+    w.faults(qbo::sandbox::Faults {
+        fail_window_containing: Some("2024-02-15T00:00:00Z".into()),
+        ..Default::default()
+    });
+    let args = ["--page-size", "10", "--window-pages", "2"];
+    let first = w
+        .backfill("invoices", "2024-01-01", "2024-03-31", &args)
+        .await;
+    assert_ne!(first.code, Some(0), "{first:?}");
+    assert_eq!(w.chunk_states("invoices").await, vec![("error".into(), 1)]);
+    w.faults(qbo::sandbox::Faults::default());
+    let mut retry_args = vec!["backfill", "invoices", "--retry-failed"];
+    retry_args.extend(args);
+    w.run(&retry_args).await.assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    let planned = windows(&w, "invoices").await;
+    assert!(planned.len() > 1, "{planned:?}");
+    assert!(planned.iter().all(|p| p.2 == "success"), "{planned:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calendar_run_keeps_its_calendar_windows_when_retried_without_chunk_days() {
     let w = World::new(small_company()).await;
     w.faults(qbo::sandbox::Faults {
