@@ -4,12 +4,12 @@
 //!
 //! A window is complete when no record it read was changed while the run went on (an edit
 //! moves a record's LastUpdatedTime past the pager and slides every later offset) and what it
-//! read, plus what changed elsewhere, covers its COUNT(*) (a delete slides offsets too, and
-//! only the count shows it). Otherwise it is read again, with a fresh count, up to
-//! `max_passes` times. One sweep serves all of a run's windows, where checking each window
-//! on its own would cost a sweep and a count per window.
-
-use std::collections::HashSet;
+//! read covers its COUNT(*) (a delete slides offsets too, and only the count shows it).
+//! Records that changed elsewhere do not count towards it: nothing says which window they
+//! left, and one created anywhere would excuse a record a delete made this window skip.
+//! Otherwise it is read again, with a fresh count, up to `max_passes` times. One sweep
+//! serves all of a run's windows, where checking each window on its own would cost a sweep
+//! and a count per window.
 
 use serde_json::json;
 
@@ -66,18 +66,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 return Ok(0);
             }
         };
-        let read_anywhere: HashSet<&String> = parked.iter().flat_map(|p| p.read.keys()).collect();
-        let arrived = changed
-            .keys()
-            .filter(|id| !read_anywhere.contains(id))
-            .count() as u64;
         let mut reread = 0;
         for p in &parked {
             let moved = p
                 .read
                 .iter()
                 .any(|(id, first)| changed.get(id).is_some_and(|now| now > first));
-            let covered = p.read.len() as u64 + arrived;
+            let covered = p.read.len() as u64;
             let verdict = if !moved && covered >= p.expected {
                 PagedVerdict::Complete
             } else if round >= ctx.opts.max_passes.max(1) {

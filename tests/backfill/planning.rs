@@ -282,6 +282,78 @@ async fn a_common_entity_of_a_few_pages_costs_its_pages_a_count_and_one_sweep() 
     assert_eq!(run_requests(&w, "invoices").await, 4);
 }
 
+/// Every invoice the sandbox holds that raw.qb_invoices lacks.
+async fn invoices_missing_from_raw(w: &World) -> Vec<String> {
+    let raw = w.raw_versions("raw.qb_invoices").await;
+    w.sandbox_versions("Invoice")
+        .into_keys()
+        .filter(|id| !raw.contains_key(id))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_skipped_by_a_delete_while_paging_is_not_excused_by_a_change_elsewhere() {
+    let w = World::new(small_company()).await;
+    // The first page (full), the COUNT (240), then the second page is held while the oldest
+    // invoice (on the first page) is deleted: every later offset slides by one, so the pager
+    // skips the record that slid onto the first page. Meanwhile an invoice outside the range
+    // is created, which the run's sweep sees and no window read.
+    w.faults(qbo::sandbox::Faults {
+        hang_from_request: 3,
+        ..Default::default()
+    });
+    let child = w
+        .qbo(&[
+            "backfill",
+            "invoices",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--page-size",
+            "100",
+            "--concurrency",
+            "1",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while w.sandbox.stats().hung == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no request held");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (stats.query_requests, stats.count_requests),
+        (3, 1),
+        "the second page is held: {stats:?}"
+    );
+    let mut invoices = w.sandbox.records("Invoice");
+    let stamp = |r: &serde_json::Value| {
+        let r = qbo::sandbox::record_body(r);
+        (
+            r["MetaData"]["LastUpdatedTime"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap(),
+            r["Id"].as_str().unwrap().parse::<u64>().unwrap(),
+        )
+    };
+    invoices.sort_by_key(stamp);
+    let oldest = stamp(&invoices[0]).1.to_string();
+    w.sandbox.delete_record("Invoice", &oldest);
+    let mut elsewhere = invoices[1].clone();
+    elsewhere["Id"] = json!("900001");
+    elsewhere["MetaData"]["LastUpdatedTime"] = json!(Utc::now().to_rfc3339());
+    w.sandbox.put_record("Invoice", elsewhere);
+    w.faults(qbo::sandbox::Faults::default());
+    let run = Run::from(child.wait_with_output().await.unwrap());
+    run.assert_code(0);
+    let missing = invoices_missing_from_raw(&w).await;
+    assert!(missing.is_empty(), "skipped and never read: {missing:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_count_that_fills_whole_pages_spares_the_empty_page_after_them() {
     let w = World::new(SandboxConfig {
