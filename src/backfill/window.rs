@@ -70,8 +70,8 @@ pub(super) struct PagedWindow {
 enum Holds {
     /// A short, non-empty first page: the whole window, already loaded.
     FirstPageWasAll,
-    /// What COUNT(*) said, and the first page if it was full (kept for the window's pass).
-    Counted(u64, Option<Answer<Page>>),
+    /// What COUNT(*) said.
+    Counted(u64),
 }
 
 /// A COUNT(*) a dense window's split must not exceed by much: planned windows are filled to
@@ -85,13 +85,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
         if entity.is_whole() {
             return self.load_whole(job).await;
         }
-        let (expected, first_page) = match job.planned {
-            Some(n) => (n, None),
+        let expected = match job.planned {
+            Some(n) => n,
             None if job.probe_first => match self.probe(job).await? {
                 Holds::FirstPageWasAll => return Ok(Loaded::Complete),
-                Holds::Counted(n, first_page) => (n, first_page),
+                Holds::Counted(n) => n,
             },
-            None => (self.count_window(job).await?, None),
+            None => self.count_window(job).await?,
         };
         job.progress.expected_count = Some(expected as i64);
         if expected == 0 {
@@ -114,7 +114,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .constrain(Query::select(entity), job.ctx.field)
             .order_by(LAST_UPDATED_FIELD);
         let paged = self
-            .load_pages(job, query, "window", pass, first_page, Some(expected))
+            .load_pages(job, query, "window", pass, None, Some(expected))
             .await?;
         if paged.pages <= 1 && paged.read.len() as u64 >= expected {
             return Ok(Loaded::Complete);
@@ -150,8 +150,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
     /// Reads the first page before anything else. Short and not empty, it is the whole
     /// window. Empty, it proves nothing (QBO answers a page it lost as it answers an empty
     /// one), and full, it cannot say how much follows: both then need COUNT(*).
-    /// A full first page is held for the window's own pass (if the count does not split
-    /// the window), so reading it first costs nothing more.
+    /// A full first page is not kept for the window's pass: a record of it deleted before
+    /// the count leaves the count one short and slides a later record past the pager, and
+    /// the two cancel out; a pass that starts after the count shows the skip as a shortfall.
     async fn probe(&self, job: &mut ChunkJob<'_>) -> Result<Holds, ChunkError> {
         let query = job
             .window
@@ -175,8 +176,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             job.progress.expected_count = Some(read.read.len() as i64);
             return Ok(Holds::FirstPageWasAll);
         }
-        let count = self.count_window(job).await?;
-        Ok(Holds::Counted(count, (rows > 0).then_some(first)))
+        Ok(Holds::Counted(self.count_window(job).await?))
     }
 
     /// Cuts a window that holds `count` records into windows of at most `limit`, counting

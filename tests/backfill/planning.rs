@@ -245,7 +245,7 @@ async fn a_fault_on_one_count_of_a_split_costs_only_that_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_common_entity_of_a_few_pages_costs_its_pages_a_count_and_one_sweep() {
+async fn a_common_entity_of_a_few_pages_costs_a_first_page_a_count_its_pages_and_one_sweep() {
     let w = World::new(SandboxConfig {
         invoices: 1500,
         ..small_company()
@@ -256,8 +256,10 @@ async fn a_common_entity_of_a_few_pages_costs_its_pages_a_count_and_one_sweep() 
         .assert_code(0);
     w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
         .await;
-    // The first page (full, so not all of it) is kept for the window, the COUNT says one
-    // window holds it all, the second page ends it, and the sweep proves nothing moved.
+    // The first page (full, so not all of it), the COUNT says one window holds it all, the
+    // window's two pages (its pass starts after the count, see
+    // a_record_deleted_between_the_first_page_and_the_count_does_not_hide_a_skip) and the
+    // sweep that proves nothing moved.
     let stats = w.sandbox.stats();
     assert_eq!(
         (
@@ -265,7 +267,7 @@ async fn a_common_entity_of_a_few_pages_costs_its_pages_a_count_and_one_sweep() 
             stats.count_requests,
             stats.batch_items
         ),
-        (4, 1, 0),
+        (5, 1, 0),
         "{stats:?}"
     );
     let invoices = windows(&w, "invoices").await;
@@ -279,7 +281,35 @@ async fn a_common_entity_of_a_few_pages_costs_its_pages_a_count_and_one_sweep() 
         ),
         ("success", Some(1500), 1500, 1)
     );
-    assert_eq!(run_requests(&w, "invoices").await, 4);
+    assert_eq!(run_requests(&w, "invoices").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_fills_whole_pages_spares_the_empty_page_after_them() {
+    let w = World::new(SandboxConfig {
+        customers: 1000,
+        ..small_company()
+    })
+    .await;
+    w.backfill("customers", "2015-01-01", "2024-12-31", &[])
+        .await
+        .assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Customer", "raw.qb_customers")
+        .await;
+    // A full first page, then COUNT(*) = 1000, then the window's one page (read after the
+    // count, which it must hold): one snapshot, so neither the empty page after it nor a
+    // sweep is needed.
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (stats.query_requests, stats.count_requests),
+        (3, 1),
+        "{stats:?}"
+    );
+    let customers = windows(&w, "customers").await;
+    assert_eq!(
+        (customers[0].2.as_str(), customers[0].3, customers[0].4),
+        ("success", Some(1000), 1000)
+    );
 }
 
 /// Every invoice the sandbox holds that raw.qb_invoices lacks.
@@ -355,33 +385,6 @@ async fn a_record_skipped_by_a_delete_while_paging_is_not_excused_by_a_change_el
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_count_that_fills_whole_pages_spares_the_empty_page_after_them() {
-    let w = World::new(SandboxConfig {
-        customers: 1000,
-        ..small_company()
-    })
-    .await;
-    w.backfill("customers", "2015-01-01", "2024-12-31", &[])
-        .await
-        .assert_code(0);
-    w.assert_raw_matches_sandbox_entity("Customer", "raw.qb_customers")
-        .await;
-    // A full first page, then COUNT(*) = 1000: that page is all of it, one snapshot, so
-    // neither the empty page after it nor a sweep is needed.
-    let stats = w.sandbox.stats();
-    assert_eq!(
-        (stats.query_requests, stats.count_requests),
-        (2, 1),
-        "{stats:?}"
-    );
-    let customers = windows(&w, "customers").await;
-    assert_eq!(
-        (customers[0].2.as_str(), customers[0].3, customers[0].4),
-        ("success", Some(1000), 1000)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_failed_loads_every_window_a_failed_window_splits_into() {
     let w = World::new(small_company()).await;
     // The run's one window fails before it is counted, so it is split only when retried.
@@ -441,4 +444,66 @@ async fn a_calendar_run_keeps_its_calendar_windows_when_retried_without_chunk_da
     );
     w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_deleted_between_the_first_page_and_the_count_does_not_hide_a_skip() {
+    let w = World::new(small_company()).await;
+    // The first page (full), then the COUNT is held while the oldest invoice (on that page)
+    // is deleted: the count no longer includes it, every later offset slides by one, and
+    // the record that slid onto the first page is never on a page that is read.
+    w.faults(qbo::sandbox::Faults {
+        hang_from_request: 2,
+        ..Default::default()
+    });
+    let child = w
+        .qbo(&[
+            "backfill",
+            "invoices",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--page-size",
+            "100",
+            "--concurrency",
+            "1",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while w.sandbox.stats().hung == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no request held");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (stats.query_requests, stats.count_requests),
+        (2, 1),
+        "the COUNT is held: {stats:?}"
+    );
+    let oldest = w
+        .sandbox
+        .records("Invoice")
+        .iter()
+        .map(|r| {
+            let r = qbo::sandbox::record_body(r);
+            (
+                r["MetaData"]["LastUpdatedTime"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<DateTime<Utc>>()
+                    .unwrap(),
+                r["Id"].as_str().unwrap().parse::<u64>().unwrap(),
+            )
+        })
+        .min()
+        .unwrap()
+        .1;
+    w.sandbox.delete_record("Invoice", &oldest.to_string());
+    w.faults(qbo::sandbox::Faults::default());
+    let run = Run::from(child.wait_with_output().await.unwrap());
+    run.assert_code(0);
+    let missing = invoices_missing_from_raw(&w).await;
+    assert!(missing.is_empty(), "skipped and never read: {missing:?}");
 }
