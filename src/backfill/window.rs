@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{retry_transient, Backfill, ChunkError, RunCtx};
-use crate::chunks::Window;
+use crate::chunks::{Window, WindowField};
 use crate::client::{Answer, Page, QuerySource, RawRecord, RequestCounters};
 use crate::query::{Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
 use crate::store::runs::Progress;
@@ -113,8 +113,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .window
             .constrain(Query::select(entity), job.ctx.field)
             .order_by(LAST_UPDATED_FIELD);
+        // Stopping at the count is safe only where nothing enters the window uncounted that
+        // no sync would read: a record entered today can carry any TxnDate, and a txn-date
+        // backfill leaves no watermark (a LastUpdatedTime window gains only records stamped
+        // after the run began, which the next sync reads).
+        let counted = (job.ctx.field == WindowField::LastUpdated).then_some(expected);
         let paged = self
-            .load_pages(job, query, "window", pass, None, Some(expected))
+            .load_pages(job, query, "window", pass, None, counted)
             .await?;
         if paged.pages <= 1 && paged.read.len() as u64 >= expected {
             return Ok(Loaded::Complete);

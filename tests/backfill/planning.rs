@@ -507,3 +507,65 @@ async fn a_record_deleted_between_the_first_page_and_the_count_does_not_hide_a_s
     let missing = invoices_missing_from_raw(&w).await;
     assert!(missing.is_empty(), "skipped and never read: {missing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_txn_date_window_reads_records_that_arrived_after_it_was_planned() {
+    // --window-field txn-date: a record entered today can fall in any window, and no sync
+    // watermark covers a txn-date backfill, so a window must read what it holds when read,
+    // not stop at the count its planner took before.
+    let args = [
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--window-field",
+        "txn-date",
+        "--page-size",
+        "10",
+        "--window-pages",
+        "2",
+        "--concurrency",
+        "1",
+    ];
+    // The same company loaded once to learn how many requests the planning takes: the
+    // first page, the COUNT and the batch calls of the split.
+    let dry = World::new(small_company()).await;
+    dry.run(&args).await.assert_code(0);
+    let planning = 2 + dry.sandbox.stats().batch_requests;
+    drop(dry);
+
+    let w = World::new(small_company()).await;
+    w.faults(qbo::sandbox::Faults {
+        hang_from_request: planning + 1,
+        ..Default::default()
+    });
+    let child = w.qbo(&args).spawn().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while w.sandbox.stats().hung == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no request held");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The first window is planned and about to be read: 15 invoices dated on its first day
+    // are entered now.
+    let template = w.sandbox.records("Invoice")[0].clone();
+    let entered = Utc::now();
+    for n in 0..15 {
+        let mut r = template.clone();
+        r["Id"] = json!((900_000 + n).to_string());
+        r["TxnDate"] = json!("2024-01-01");
+        r["MetaData"]["LastUpdatedTime"] = json!(entered.to_rfc3339());
+        w.sandbox.put_record("Invoice", r);
+    }
+    // The window's pass starts over a second later, so its own changed-since sweep does
+    // not read them by chance.
+    while Utc::now() < entered + Duration::seconds(2) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    w.faults(qbo::sandbox::Faults::default());
+    let run = Run::from(child.wait_with_output().await.unwrap());
+    run.assert_code(0);
+    let missing = invoices_missing_from_raw(&w).await;
+    assert!(missing.is_empty(), "never read: {missing:?}");
+}
