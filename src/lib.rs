@@ -16,6 +16,7 @@ pub mod config;
 pub mod cost;
 pub mod entities;
 pub mod errors;
+pub mod model;
 pub mod query;
 pub mod report;
 pub mod sandbox;

@@ -6,6 +6,7 @@ mod backfill_all;
 mod backfill_cmd;
 mod demo;
 mod entities_cmd;
+mod model_cmd;
 mod progress;
 mod report_cmd;
 mod run_ref;
@@ -77,6 +78,9 @@ pub enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Create the database if missing and apply migrations (backfill does this on its own).
     Migrate(DbArgs),
+    /// The analysis-ready staging schema (typed lines, general ledger): `qbo model refresh`.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
     /// Authorize qbo with a QuickBooks company, or see the state of its tokens.
     #[command(subcommand)]
     Auth(auth_cmd::AuthCommand),
@@ -402,6 +406,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             outln!("database is migrated");
             Ok(Outcome::Success)
         }
+        Command::Model(cmd) => model_cmd::run(cmd).await,
         Command::Auth(cmd) => auth_cmd::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
