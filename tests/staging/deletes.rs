@@ -47,7 +47,10 @@ async fn a_deleted_invoice_leaves_lines_transactions_and_ledger() {
                   WHERE source_entity = 'Invoice' AND source_id = $1";
     let txn_sql = "SELECT count(*) FROM staging.transactions
                    WHERE source_entity = 'Invoice' AND txn_id = $1";
-    assert!(count(&w, lines_sql, &id).await > 0, "the invoice's lines are staged");
+    assert!(
+        count(&w, lines_sql, &id).await > 0,
+        "the invoice's lines are staged"
+    );
     assert!(count(&w, gl_sql, &id).await > 0, "the invoice posts");
     let others = count(
         &w,

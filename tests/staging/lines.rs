@@ -53,7 +53,10 @@ fn cents(v: &Value) -> Option<i64> {
 }
 
 fn line_of(l: &Value) -> Line {
-    (l["DetailType"].as_str().map(str::to_string), cents(&l["Amount"]))
+    (
+        l["DetailType"].as_str().map(str::to_string),
+        cents(&l["Amount"]),
+    )
 }
 
 /// Every line of the sandbox's records of `qbo_name`, bundle members included.
@@ -64,7 +67,10 @@ fn sandbox_lines(w: &World, qbo_name: &str) -> Lines {
         for (i, l) in r["Line"].as_array().into_iter().flatten().enumerate() {
             let i = i as i32 + 1;
             lines.insert((id.clone(), i, 0), line_of(l));
-            let members = l["GroupLineDetail"]["Line"].as_array().into_iter().flatten();
+            let members = l["GroupLineDetail"]["Line"]
+                .as_array()
+                .into_iter()
+                .flatten();
             for (j, m) in members.enumerate() {
                 lines.insert((id.clone(), i, j as i32 + 1), line_of(m));
             }
@@ -73,8 +79,11 @@ fn sandbox_lines(w: &World, qbo_name: &str) -> Lines {
     lines
 }
 
+/// A staged line row: (transaction id, line index, sub index, detail type, cents).
+type LineRow = (String, i32, i32, Option<String>, Option<i64>);
+
 async fn staged_lines(pool: &PgPool, view: &str) -> Lines {
-    let rows: Vec<(String, i32, i32, Option<String>, Option<i64>)> = sqlx::query_as(&format!(
+    let rows: Vec<LineRow> = sqlx::query_as(&format!(
         "SELECT txn_id, line_index, sub_index, detail_type, (amount * 100)::bigint FROM {view}"
     ))
     .fetch_all(pool)
@@ -151,13 +160,19 @@ async fn every_line_lands_once_adds_up_and_the_ledger_balances() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert!(mismatched.is_empty(), "lines do not add up to TotalAmt: {mismatched:?}");
+    assert!(
+        mismatched.is_empty(),
+        "lines do not add up to TotalAmt: {mismatched:?}"
+    );
     let taxed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM staging.transactions WHERE total_tax > 0")
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert!(taxed > 0, "some transactions carry tax, so the check covers it");
+    assert!(
+        taxed > 0,
+        "some transactions carry tax, so the check covers it"
+    );
 
     // Every posting transaction is in the ledger, balanced, and on named accounts.
     for kind in POSTING {
@@ -174,8 +189,14 @@ async fn every_line_lands_once_adds_up_and_the_ledger_balances() {
         .await
         .unwrap();
         assert_eq!(txns, records, "{kind}: every transaction posts");
-        assert_eq!(unbalanced, 0, "{kind}: debits equal credits per transaction");
-        assert_eq!(unmapped, 0, "{kind}: every posting names an existing account");
+        assert_eq!(
+            unbalanced, 0,
+            "{kind}: debits equal credits per transaction"
+        );
+        assert_eq!(
+            unmapped, 0,
+            "{kind}: every posting names an existing account"
+        );
     }
     let non_posting: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM staging.general_ledger
