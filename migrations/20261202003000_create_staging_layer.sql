@@ -139,7 +139,10 @@ SELECT t.realm_id,
        (p->'MetaData'->>'CreateTime')::timestamptz AS created_at,
        (p->'MetaData'->>'LastUpdatedTime')::timestamptz AS updated_at
 FROM staging.raw_transactions t
-CROSS JOIN LATERAL (SELECT t.payload AS p) x
+-- Detoasted once per row: each `payload->` of a stored (compressed) value would otherwise
+-- decompress the whole payload again. `|| '{}'` makes an in-memory copy; OFFSET 0 keeps the
+-- planner from inlining it back.
+CROSS JOIN LATERAL (SELECT t.payload || '{}'::jsonb AS p OFFSET 0) x
 WITH NO DATA;
 CREATE UNIQUE INDEX transactions_key ON staging.transactions (realm_id, source_entity, txn_id);
 CREATE INDEX transactions_date_idx ON staging.transactions (realm_id, txn_date);
@@ -182,7 +185,7 @@ SELECT t.realm_id,
        p->'CurrencyRef'->>'value' AS currency,
        coalesce((p->>'ExchangeRate')::numeric, 1) AS exchange_rate
 FROM staging.raw_transactions t
-CROSS JOIN LATERAL (SELECT t.payload AS p) h
+CROSS JOIN LATERAL (SELECT t.payload || '{}'::jsonb AS p OFFSET 0) h -- detoasted once, as above
 CROSS JOIN LATERAL jsonb_array_elements(
     CASE WHEN jsonb_typeof(p->'Line') = 'array' THEN p->'Line' ELSE '[]'::jsonb END
 ) WITH ORDINALITY AS top(l, idx)
