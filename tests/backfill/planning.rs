@@ -324,12 +324,12 @@ async fn invoices_missing_from_raw(w: &World) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_skipped_by_a_delete_while_paging_is_not_excused_by_a_change_elsewhere() {
     let w = World::new(small_company()).await;
-    // The first page (full), the COUNT (240), then the second page is held while the oldest
-    // invoice (on the first page) is deleted: every later offset slides by one, so the pager
-    // skips the record that slid onto the first page. Meanwhile an invoice outside the range
-    // is created, which the run's sweep sees and no window read.
+    // The first page (full), the COUNT (240), the window's first page, then its second is
+    // held while the oldest invoice (on the first page) is deleted: every later offset slides
+    // by one, so the pager skips the record that slid onto the first page. Meanwhile an
+    // invoice outside the range is created, which the run's sweep sees and no window read.
     w.faults(qbo::sandbox::Faults {
-        hang_from_request: 3,
+        hang_from_request: 4,
         ..Default::default()
     });
     let child = w
@@ -355,8 +355,8 @@ async fn a_record_skipped_by_a_delete_while_paging_is_not_excused_by_a_change_el
     let stats = w.sandbox.stats();
     assert_eq!(
         (stats.query_requests, stats.count_requests),
-        (3, 1),
-        "the second page is held: {stats:?}"
+        (4, 1),
+        "the second page of the window's pass is held: {stats:?}"
     );
     let mut invoices = w.sandbox.records("Invoice");
     let stamp = |r: &serde_json::Value| {
