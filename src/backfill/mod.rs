@@ -690,6 +690,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             worker,
             window,
             planned: chunk.planned_count.map(|n| n.max(0) as u64),
+            counted_at: None,
             probe_first: ctx.probe_first
                 && chunk.planned_count.is_none()
                 && chunk.passes == 0

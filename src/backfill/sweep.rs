@@ -13,7 +13,7 @@
 
 use serde_json::json;
 
-use super::window::{changed_since_floor, PagedWindow, Sightings};
+use super::window::{changed_since_floor, counted_records, PagedWindow, Sightings};
 use super::{retry_transient, Backfill, BackfillError, ChunkError, RunCtx};
 use crate::client::{QuerySource, RequestCounters};
 use crate::query::{Literal, Op, Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
@@ -72,7 +72,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 .read
                 .iter()
                 .any(|(id, first)| changed.get(id).is_some_and(|now| now > first));
-            let covered = p.read.len() as u64;
+            let covered = counted_records(&p.read, p.counted_at);
             let verdict = if !moved && covered >= p.expected {
                 PagedVerdict::Complete
             } else if round >= ctx.opts.max_passes.max(1) {

@@ -28,6 +28,9 @@ pub(super) struct ChunkJob<'a> {
     pub(super) window: Window,
     /// What the planner's COUNT(*) said the window held, if it was planned by count.
     pub(super) planned: Option<u64>,
+    /// QBO's clock (whole seconds) when this attempt counted the window: a record stamped
+    /// later entered it after the count and is not among what the count promised.
+    pub(super) counted_at: Option<DateTime<Utc>>,
     /// Read a page before counting (see `Entity::common`): only a run's first window, on
     /// its first attempt.
     pub(super) probe_first: bool,
@@ -62,6 +65,8 @@ pub(super) struct PagedWindow {
     pub(super) read: Sightings,
     /// What COUNT(*) said it held.
     pub(super) expected: u64,
+    /// When it was counted (see `ChunkJob::counted_at`).
+    pub(super) counted_at: Option<DateTime<Utc>>,
     /// Everything stamped from here on may have moved while it was paged.
     pub(super) began: DateTime<Utc>,
 }
@@ -121,13 +126,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let paged = self
             .load_pages(job, query, "window", pass, None, counted)
             .await?;
-        if paged.pages <= 1 && paged.read.len() as u64 >= expected {
+        if paged.pages <= 1 && counted_records(&paged.read, job.counted_at) >= expected {
             return Ok(Loaded::Complete);
         }
         Ok(Loaded::Paged(PagedWindow {
             chunk: job.chunk,
             read: paged.read,
             expected,
+            counted_at: job.counted_at,
             began: changed_since_floor(paged.first_server_time),
         }))
     }
@@ -149,6 +155,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .constrain(Query::count(job.ctx.entity), job.ctx.field)
             .render();
         let answer = self.source.fetch_count(&query, &mut job.counters).await?;
+        job.counted_at = answer.value.1.map(whole_second);
         Ok(answer.value.0)
     }
 
@@ -227,6 +234,18 @@ impl<S: QuerySource + 'static> Backfill<S> {
             for (window, answer) in pieces.into_iter().zip(answers) {
                 match answer {
                     Ok(a) if a.value.0 > limit => todo.push((window, a.value.0)),
+                    // A window that still reaches QBO's present gains every record edited
+                    // from now on, which its count cannot tell from the ones a delete makes
+                    // the pager skip: it counts itself when it is read.
+                    Ok(a)
+                        if field == WindowField::LastUpdated
+                            && a.value.1.is_none_or(|t| window.end > whole_second(t)) =>
+                    {
+                        leaves.push(PlannedWindow {
+                            window,
+                            count: None,
+                        })
+                    }
                     Ok(a) => leaves.push(PlannedWindow {
                         window,
                         count: Some(a.value.0 as i64),
@@ -501,6 +520,21 @@ fn merge_adjacent(leaves: Vec<PlannedWindow>, limit: u64) -> Vec<PlannedWindow> 
         out.push(leaf);
     }
     out
+}
+
+/// QBO's clock to the whole second, as it stamps LastUpdatedTime.
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(chrono::Duration::seconds(1)).unwrap_or(t)
+}
+
+/// The records of `read` that a COUNT(*) taken at `counted_at` could have counted: one first
+/// seen stamped after it entered the window since (an edit anywhere lands in a window that
+/// reaches the present), and letting it stand in for a record that a delete made the pager
+/// skip would lose that record without a word.
+pub(super) fn counted_records(read: &Sightings, counted_at: Option<DateTime<Utc>>) -> u64 {
+    read.values()
+        .filter(|stamped| counted_at.is_none_or(|t| **stamped <= t))
+        .count() as u64
 }
 
 /// QBO stamps LastUpdatedTime in whole seconds, and its clock is the one that counts: take

@@ -569,3 +569,71 @@ async fn a_txn_date_window_reads_records_that_arrived_after_it_was_planned() {
     let missing = invoices_missing_from_raw(&w).await;
     assert!(missing.is_empty(), "never read: {missing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_entering_a_window_that_reaches_today_does_not_excuse_a_skip() {
+    let w = World::new(small_company()).await;
+    // As above, but the range reaches today, so the invoice created while the window's
+    // second page is held lands in the window itself, at its end: the window reads as many
+    // records as it was counted with, one of them entered after the count in place of the
+    // skipped one.
+    w.faults(qbo::sandbox::Faults {
+        hang_from_request: 4,
+        ..Default::default()
+    });
+    let child = w
+        .qbo(&[
+            "backfill",
+            "invoices",
+            "--start",
+            "2024-01-01",
+            "--end",
+            &Utc::now().date_naive().to_string(),
+            "--page-size",
+            "100",
+            "--concurrency",
+            "1",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while w.sandbox.stats().hung == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no request held");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let stats = w.sandbox.stats();
+    assert_eq!(
+        (stats.query_requests, stats.count_requests),
+        (4, 1),
+        "the second page of the window's pass is held: {stats:?}"
+    );
+    // The new invoice is stamped a second after the COUNT, by QBO's whole-second clock.
+    let counted = Utc::now();
+    while Utc::now().timestamp() <= counted.timestamp() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut invoices = w.sandbox.records("Invoice");
+    let stamp = |r: &serde_json::Value| {
+        let r = qbo::sandbox::record_body(r);
+        (
+            r["MetaData"]["LastUpdatedTime"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap(),
+            r["Id"].as_str().unwrap().parse::<u64>().unwrap(),
+        )
+    };
+    invoices.sort_by_key(stamp);
+    let oldest = stamp(&invoices[0]).1.to_string();
+    w.sandbox.delete_record("Invoice", &oldest);
+    let mut elsewhere = invoices[1].clone();
+    elsewhere["Id"] = json!("900001");
+    elsewhere["MetaData"]["LastUpdatedTime"] = json!(Utc::now().to_rfc3339());
+    w.sandbox.put_record("Invoice", elsewhere);
+    w.faults(qbo::sandbox::Faults::default());
+    let run = Run::from(child.wait_with_output().await.unwrap());
+    run.assert_code(0);
+    let missing = invoices_missing_from_raw(&w).await;
+    assert!(missing.is_empty(), "skipped and never read: {missing:?}");
+}
