@@ -446,7 +446,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 ..Default::default()
             })
             .await?;
-        let summary = RunSummary::from_chunks(
+        let mut summary = RunSummary::from_chunks(
             run_id,
             entity,
             status,
@@ -457,6 +457,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 ..progress.snapshot()
             },
         );
+        // The retries of the requests that belong to no window (split COUNTs, the sweep);
+        // their requests are added where the cost is shown (`ops.backfill_runs.run_requests`).
+        summary.retries += self.store.run_retries(run_id).await?;
         Ok(summary)
     }
 

@@ -690,6 +690,16 @@ impl PgStore {
         Ok(())
     }
 
+    /// Retries of the requests the run spent outside any window.
+    pub async fn run_retries(&self, run_id: Uuid) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT run_retries::bigint AS "n!" FROM ops.backfill_runs WHERE run_id = $1"#,
+            run_id
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
     /// Adds requests (and their retries) the run spent outside any window (its sweep).
     pub async fn add_run_requests(
         &self,
