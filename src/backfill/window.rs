@@ -530,10 +530,11 @@ fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
 /// The records of `read` that a COUNT(*) taken at `counted_at` could have counted: one first
 /// seen stamped after it entered the window since (an edit anywhere lands in a window that
 /// reaches the present), and letting it stand in for a record that a delete made the pager
-/// skip would lose that record without a word.
+/// skip would lose that record without a word. Both sides are compared to the whole second,
+/// as QBO stamps them: a record stamped in the count's own second may have been counted.
 pub(super) fn counted_records(read: &Sightings, counted_at: Option<DateTime<Utc>>) -> u64 {
     read.values()
-        .filter(|stamped| counted_at.is_none_or(|t| **stamped <= t))
+        .filter(|stamped| counted_at.is_none_or(|t| whole_second(**stamped) <= t))
         .count() as u64
 }
 
