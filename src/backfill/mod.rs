@@ -157,6 +157,7 @@ pub struct RunSummary {
     pub inserted: i64,
     pub updated: i64,
     pub skipped: i64,
+    /// Its windows' requests and its own (split COUNTs, the sweep), every attempt counted.
     pub requests: i64,
     pub retries: i64,
     pub interrupted: bool,
@@ -457,9 +458,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 ..progress.snapshot()
             },
         );
-        // The retries of the requests that belong to no window (split COUNTs, the sweep);
-        // their requests are added where the cost is shown (`ops.backfill_runs.run_requests`).
-        summary.retries += self.store.run_retries(run_id).await?;
+        // The requests that belong to no window (split COUNTs, the sweep) are the run's too.
+        let (own_requests, own_retries) = self.store.run_own_requests(run_id).await?;
+        summary.requests += own_requests;
+        summary.retries += own_retries;
         Ok(summary)
     }
 

@@ -30,8 +30,10 @@ Examples:
   qbo backfill all --resume                     # the whole of the latest `backfill all`
   qbo backfill invoices --retry-failed          # only the chunks whose status is error
 
-Windows are half-open UTC intervals [start, end + 1 day) cut into --chunk-days pieces;
---end is inclusive. Name lists (customers, items, accounts, ...) include inactive records.
+Windows are half-open UTC intervals covering [start, end + 1 day); --end is inclusive.
+By default they are planned by count: the range is one window that is split in time, by
+QBO's COUNT(*)s, until each holds at most --window-pages pages (an empty entity costs one
+request). --chunk-days N cuts calendar windows instead. Name lists (customers, items, accounts, ...) include inactive records.
 Entities QBO cannot filter by LastUpdatedTime (company_info, preferences,
 recurring_transactions) are loaded whole, in one chunk that stands for the range.
 `qbo entities` lists every entity with its table and windowing.
@@ -233,8 +235,6 @@ pub struct Backfilled {
     pub summaries: Vec<RunSummary>,
     /// Entities asked for that this invocation left unloaded (see `backfill_all::Step::Skip`).
     pub unfinished: usize,
-    /// Each run's requests outside its windows (`ops.backfill_runs.run_requests`).
-    pub run_requests: std::collections::HashMap<uuid::Uuid, u64>,
     /// Ctrl-C or SIGTERM came: what was not done is owed to a `--resume`.
     pub interrupted: bool,
     /// Wall time of the whole invocation.
@@ -244,9 +244,8 @@ pub struct Backfilled {
 impl Backfilled {
     /// What a run cost: its windows' requests and its own, beside the minimum for its records.
     pub fn cost_of(&self, s: &RunSummary) -> Cost {
-        let own = self.run_requests.get(&s.run_id).copied().unwrap_or(0);
         Cost::of_run(
-            u64::try_from(s.requests).unwrap_or(0) + own,
+            u64::try_from(s.requests).unwrap_or(0),
             u64::try_from(s.rows).unwrap_or(0),
         )
     }
@@ -284,7 +283,7 @@ pub async fn run_backfill(
     .await?;
     let steps = backfill_all::plan(&db, &settings.realm_id, &job).await?;
     let engine = Backfill::new(client.clone(), db.clone(), cancel.clone());
-    let done = run_steps(&engine, &db, steps, &job, &cancel).await;
+    let done = run_steps(&engine, steps, &job, &cancel).await;
     client.finish().await;
     done
 }
@@ -294,7 +293,6 @@ pub async fn run_backfill(
 /// entity is done, in the steps' (registry) order, followed by the total for `all`.
 async fn run_steps(
     engine: &Arc<Backfill<QboClient>>,
-    db: &PgStore,
     steps: Vec<Step>,
     job: &Job,
     cancel: &CancellationToken,
@@ -330,12 +328,6 @@ async fn run_steps(
             }
         }
     }
-    // The runs' own requests (planning, the changed-since sweep) are part of their cost.
-    let ids: Vec<_> = done.summaries.iter().map(|s| s.run_id).collect();
-    done.run_requests = db.run_requests(&ids).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %crate::errors::chain(&e), "cannot read the runs' own requests; the costs below leave them out");
-        Default::default()
-    });
     for s in &done.summaries {
         outln!("{}", summary_line(s, done.cost_of(s)));
     }

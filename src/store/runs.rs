@@ -690,14 +690,16 @@ impl PgStore {
         Ok(())
     }
 
-    /// Retries of the requests the run spent outside any window.
-    pub async fn run_retries(&self, run_id: Uuid) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar!(
-            r#"SELECT run_retries::bigint AS "n!" FROM ops.backfill_runs WHERE run_id = $1"#,
+    /// The requests (and their retries) the run spent outside any window.
+    pub async fn run_own_requests(&self, run_id: Uuid) -> Result<(i64, i64), StoreError> {
+        let r = sqlx::query!(
+            r#"SELECT run_requests::bigint AS "requests!", run_retries::bigint AS "retries!"
+               FROM ops.backfill_runs WHERE run_id = $1"#,
             run_id
         )
         .fetch_one(self.pool())
-        .await?)
+        .await?;
+        Ok((r.requests, r.retries))
     }
 
     /// Adds requests (and their retries) the run spent outside any window (its sweep).
