@@ -24,14 +24,23 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Which of Intuit's hosts to talk to when no explicit URL overrides them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Which of Intuit's hosts to talk to when no explicit URL overrides them. Kept per company
+/// in `ops.companies` (a production token is refused by the sandbox hosts and vice versa).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, sqlx::Type)]
+#[sqlx(type_name = "ops.qbo_environment", rename_all = "lowercase")]
 pub enum Environment {
     Production,
     Sandbox,
 }
 
 impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Sandbox => "sandbox",
+        }
+    }
+
     pub fn api_base_url(self) -> &'static str {
         match self {
             Environment::Production => "https://quickbooks.api.intuit.com",

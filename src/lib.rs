@@ -12,6 +12,7 @@ pub mod bench;
 pub mod chunks;
 pub mod cli;
 pub mod client;
+pub mod companies;
 pub mod config;
 pub mod cost;
 pub mod entities;

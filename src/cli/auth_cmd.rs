@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{CliError, Outcome, QboArgs};
+use super::{CliError, DbArgs, Outcome, QboArgs};
 use crate::auth::store::{self, TokenStore, Tokens};
 use crate::auth::{self, login};
 use crate::config::{self, TokenStoreSpec};
@@ -21,9 +21,11 @@ pub enum AuthCommand {
     /// Which company is authorized and when its tokens expire (never the tokens themselves).
     Status(StoreArgs),
     /// Store a refresh token you already have (from Intuit's OAuth Playground, or the
-    /// `qbo sandbox` banner), read from stdin so it stays out of your shell history:
-    /// `qbo auth import < token.txt`. Replaces the company's stored tokens.
-    Import(StoreArgs),
+    /// `qbo sandbox` banner), read from stdin (never from the command line) so it stays out
+    /// of your shell history: `qbo auth import --realm-id R < token.txt`. Replaces the
+    /// company's stored tokens, adds the company to `qbo companies` and makes it active again
+    /// if it was needs_reauth.
+    Import(ImportArgs),
     /// Remove the company's tokens from the token store.
     Forget(StoreArgs),
 }
@@ -42,6 +44,26 @@ pub struct LoginArgs {
     pub timeout_secs: u64,
     #[command(flatten)]
     pub qbo: QboArgs,
+    /// Where the authorized company is added to `qbo companies`.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Which of Intuit's hosts the company lives on (recorded in `qbo companies`).
+    #[arg(
+        long,
+        env = "QBO_ENVIRONMENT",
+        value_enum,
+        default_value = "production"
+    )]
+    pub environment: config::Environment,
+    /// Where the company is added to `qbo companies`.
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// Only the company and the token store matter here; the app's credentials are not needed.
@@ -141,6 +163,7 @@ async fn run_login(args: LoginArgs) -> Result<Outcome, CliError> {
         "authorized realm {realm}; tokens saved in {}",
         store.describe(&realm)
     );
+    register_company(&args.db, &realm, args.qbo.environment).await;
     Ok(Outcome::Success)
 }
 
@@ -223,7 +246,35 @@ fn relative(secs: u64) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-async fn run_import(args: StoreArgs) -> Result<Outcome, CliError> {
+/// Adds the company whose tokens were just saved to `qbo companies`, and makes it active if
+/// it was waiting for them. The tokens are what the user asked for and they are saved, so a
+/// database that cannot be reached is a warning that says how to finish by hand.
+async fn register_company(db: &DbArgs, realm: &str, environment: config::Environment) {
+    let added = async {
+        let pg = super::backfill_cmd::connect(db)
+            .await
+            .map_err(|e| e.error)?;
+        let added = crate::companies::add(pg.pool(), realm, environment, None).await?;
+        crate::companies::reauthorized(pg.pool(), realm).await?;
+        anyhow::Ok(added)
+    }
+    .await;
+    match added {
+        Ok(a) if a.created => outln!("added company {realm} to `qbo companies`"),
+        Ok(a) if a.company.status == crate::companies::CompanyStatus::NeedsReauth => {
+            outln!("company {realm} is active again")
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: the tokens are saved, but company {realm} could not be added to `qbo \
+             companies` ({e:#}); run `qbo companies add --realm-id {realm}` once the database \
+             is reachable"
+        ),
+    }
+}
+
+async fn run_import(args: ImportArgs) -> Result<Outcome, CliError> {
+    let (db, environment, args) = (args.db, args.environment, args.store);
     let (realm, store) = args.open()?;
     let token = read_token().await?;
     let where_ = store.describe(&realm);
@@ -248,6 +299,7 @@ async fn run_import(args: StoreArgs) -> Result<Outcome, CliError> {
             ""
         }
     );
+    register_company(&db, &realm, environment).await;
     Ok(Outcome::Success)
 }
 

@@ -4,8 +4,10 @@
 mod auth_cmd;
 mod backfill_all;
 mod backfill_cmd;
+mod companies_cmd;
 mod demo;
 mod entities_cmd;
+pub mod fleet;
 mod model_cmd;
 mod progress;
 mod report_cmd;
@@ -84,6 +86,9 @@ pub enum Command {
     /// Authorize qbo with a QuickBooks company, or see the state of its tokens.
     #[command(subcommand)]
     Auth(auth_cmd::AuthCommand),
+    /// The companies (realms) qbo loads: add, list, pause, resume, remove.
+    #[command(subcommand, after_help = companies_cmd::AFTER_HELP)]
+    Companies(companies_cmd::CompaniesCommand),
     /// Start a local QBO sandbox, backfill a year of every entity (all 36) into DATABASE_URL,
     /// and print the report. Needs nothing but a reachable Postgres.
     Demo(demo::DemoArgs),
@@ -408,6 +413,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         }
         Command::Model(cmd) => model_cmd::run(cmd).await,
         Command::Auth(cmd) => auth_cmd::run(cmd).await,
+        Command::Companies(cmd) => companies_cmd::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
     }

@@ -37,6 +37,11 @@ pub struct ReportArgs {
     /// Only this company.
     #[arg(long, env = "QBO_REALM_ID", value_parser = parse_realm)]
     pub realm_id: Option<String>,
+    /// Every active company of `qbo companies`, one after another (table: a heading per
+    /// company; json: one array). Paused and needs_reauth companies are skipped with a line
+    /// on stderr.
+    #[arg(long)]
+    pub all_companies: bool,
     /// table for people, json for scripts.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -50,8 +55,43 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
         Some(run) => Some(run.resolve(&store).await?),
         None => None,
     };
+    if !args.all_companies {
+        let rows = rows_of(&args, &store, args.realm_id.clone(), run_id).await?;
+        let run_requests = run_requests_of(&store, &rows).await?;
+        out!("{}", report::render(&rows, &run_requests, args.format));
+        return Ok(Outcome::Success);
+    }
+    let fleet = crate::companies::fleet(store.pool())
+        .await
+        .map_err(CliError::failed)?;
+    for line in fleet.skip_lines() {
+        eprintln!("{line}");
+    }
+    let mut all = Vec::new();
+    for company in &fleet.active {
+        let rows = rows_of(&args, &store, Some(company.realm_id.clone()), run_id).await?;
+        if args.format == Format::Table {
+            let run_requests = run_requests_of(&store, &rows).await?;
+            outln!("company {}:", company.label());
+            out!("{}", report::render(&rows, &run_requests, args.format));
+        }
+        all.extend(rows);
+    }
+    if args.format == Format::Json {
+        out!("{}", report::render(&all, &Default::default(), args.format));
+    }
+    Ok(Outcome::Success)
+}
+
+/// The chunk rows to show for one company (or every one: `realm_id` None).
+async fn rows_of(
+    args: &ReportArgs,
+    store: &crate::store::PgStore,
+    realm_id: Option<String>,
+    run_id: Option<uuid::Uuid>,
+) -> Result<Vec<crate::store::ChunkRow>, CliError> {
     let base = ReportFilter {
-        realm_id: args.realm_id.clone(),
+        realm_id: realm_id.clone(),
         entity: args.entity.map(str::to_string),
         run_id,
     };
@@ -60,7 +100,7 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
     } else {
         let mut rows = Vec::new();
         let latest = store
-            .latest_run_ids(args.realm_id.as_deref(), args.entity)
+            .latest_run_ids(realm_id.as_deref(), args.entity)
             .await
             .map_err(CliError::failed)?;
         for run_id in latest {
@@ -72,9 +112,7 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
         }
         rows
     };
-    let run_requests = run_requests_of(&store, &rows).await?;
-    out!("{}", report::render(&rows, &run_requests, args.format));
-    Ok(Outcome::Success)
+    Ok(rows)
 }
 
 /// The runs' own requests (outside their windows), for their cost.

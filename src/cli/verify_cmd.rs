@@ -4,6 +4,7 @@ use chrono::{NaiveDate, Utc};
 use clap::Args;
 
 use super::backfill_cmd::{build_client, connect, on_interrupt};
+use super::fleet;
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::chunks::DateRange;
 use crate::client::ClientError;
@@ -27,9 +28,14 @@ Exit codes: 0 every window matches, 1 some windows differ (or QBO or Postgres fa
 error says which), 2 bad usage or configuration, 3 the refresh token was rejected (run
 `qbo auth login`).
 
+With --all-companies, every active company of `qbo companies` is verified in turn (a line on
+stderr names each paused or needs_reauth company skipped); a company whose refresh token QBO
+refuses becomes needs_reauth and the others go on. The exit code is the worst of them.
+
 Examples:
   qbo verify invoices --start 2024-01-01 --end 2024-12-31
-  qbo verify all --chunk-days 7 --format json";
+  qbo verify all --chunk-days 7 --format json
+  qbo verify all --all-companies";
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -48,6 +54,10 @@ pub struct VerifyArgs {
     /// table prints the differing windows and a line per entity; json prints every window.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Every active company of `qbo companies` instead of QBO_REALM_ID's; json then prints
+    /// one object per company (`realm_id`, `windows`).
+    #[arg(long)]
+    pub all_companies: bool,
     #[command(flatten)]
     pub requests: RequestArgs,
     #[command(flatten)]
@@ -61,45 +71,96 @@ pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
         (Some(s), Some(e)) => Some(DateRange::new(s, e).map_err(CliError::usage)?),
         _ => None,
     };
+    if args.all_companies {
+        return run_fleet(&args, given).await;
+    }
     let settings = args.qbo.settings().map_err(CliError::usage)?;
-    let tokens = super::auth_cmd::open_token_store(&settings).await?;
     let store = connect(&args.db).await?;
+    let all = verify_one(&args, &settings, given, &store).await?;
+    if args.format == Format::Json {
+        let json = serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into());
+        outln!("{json}");
+    }
+    Ok(outcome(&all))
+}
+
+fn outcome(all: &[WindowCount]) -> Outcome {
+    if all.iter().all(WindowCount::matches) {
+        Outcome::Success
+    } else {
+        Outcome::SomeFailed
+    }
+}
+
+/// One company after another; one that fails is reported and the others go on.
+async fn run_fleet(args: &VerifyArgs, given: Option<DateRange>) -> Result<Outcome, CliError> {
+    fleet::check_settings(&args.qbo)?;
+    let store = connect(&args.db).await?;
+    let companies = fleet::active_companies(&store, &args.qbo).await?;
+    let mut outcomes = Vec::new();
+    let mut json = Vec::new();
+    for company in &companies {
+        if args.format == Format::Table {
+            outln!("company {}:", company.label());
+        }
+        let settings = fleet::settings_for(&args.qbo, &company.realm_id)?;
+        match verify_one(args, &settings, given, &store).await {
+            Ok(windows) => {
+                outcomes.push(outcome(&windows));
+                json.push(serde_json::json!({ "realm_id": company.realm_id, "windows": windows }));
+            }
+            Err(e) if e.outcome == Outcome::Interrupted => return Err(e),
+            Err(e) => {
+                eprintln!("company {}: {:#}", company.label(), e.error);
+                fleet::after_failure(&store, company, &e).await;
+                outcomes.push(e.outcome);
+            }
+        }
+    }
+    if args.format == Format::Json {
+        let text = serde_json::to_string_pretty(&json).unwrap_or_else(|_| "[]".into());
+        outln!("{text}");
+    }
+    Ok(fleet::worst(outcomes))
+}
+
+/// Counts one company's windows, printing the table lines as it goes.
+async fn verify_one(
+    args: &VerifyArgs,
+    settings: &crate::config::QboSettings,
+    given: Option<DateRange>,
+    store: &PgStore,
+) -> Result<Vec<WindowCount>, CliError> {
+    let tokens = super::auth_cmd::open_token_store(settings).await?;
     let client = build_client(
-        &settings,
+        settings,
         tokens,
         args.requests.retry_policy(),
         &args.requests.rate_limits(),
-        &store,
+        store,
         on_interrupt("interrupted: verify stopped; nothing was written, run it again"),
     )
     .await?;
     let mut counters = RequestCounters::default();
     let counted = count_all(
-        &args,
+        args,
         &settings.realm_id,
         given,
         client.as_ref(),
-        &store,
+        store,
         &mut counters,
     )
     .await;
     // Publish this process's requests to the company's shared budget, whatever happened.
     client.finish().await;
     let all = counted?;
-    if args.format == Format::Json {
-        let json = serde_json::to_string_pretty(&all).unwrap_or_else(|_| "[]".into());
-        outln!("{json}");
-    }
     tracing::info!(
+        realm_id = %settings.realm_id,
         requests = counters.requests,
         retries = counters.retries,
         "verify finished"
     );
-    Ok(if all.iter().all(WindowCount::matches) {
-        Outcome::Success
-    } else {
-        Outcome::SomeFailed
-    })
+    Ok(all)
 }
 
 /// Counts every window of every selected entity, in QBO and in the raw zone.

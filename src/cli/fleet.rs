@@ -1,0 +1,108 @@
+//! What every `--all-companies` command shares: which companies it works on (and the line
+//! it prints for each it skips), the settings for one of them, and what a refused refresh
+//! token does to a company.
+
+use super::{CliError, Outcome, QboArgs};
+use crate::auth::AuthError;
+use crate::companies::{self, Company, CompanyStatus};
+use crate::config::QboSettings;
+use crate::store::PgStore;
+
+/// The active companies of the configured environment, by realm id. Prints one line on
+/// stderr for each company it leaves out (paused, needs_reauth, the other environment).
+pub async fn active_companies(db: &PgStore, qbo: &QboArgs) -> Result<Vec<Company>, CliError> {
+    let fleet = companies::fleet(db.pool())
+        .await
+        .map_err(CliError::failed)?;
+    for line in fleet.skip_lines() {
+        eprintln!("{line}");
+    }
+    let (ours, other): (Vec<Company>, Vec<Company>) = fleet
+        .active
+        .into_iter()
+        .partition(|c| c.environment == qbo.environment);
+    for c in other {
+        eprintln!(
+            "skipped company {}: it is a {} company and QBO_ENVIRONMENT is {}",
+            c.label(),
+            c.environment.as_str(),
+            qbo.environment.as_str()
+        );
+    }
+    if ours.is_empty() {
+        eprintln!(
+            "no active {} companies in `qbo companies`; `qbo auth login` or `qbo companies add \
+             --realm-id R` adds one",
+            qbo.environment.as_str()
+        );
+    }
+    Ok(ours)
+}
+
+/// The settings for one company of the fleet: the app and hosts configured, its realm.
+/// QBO_REFRESH_TOKEN belongs to one company, so it never seeds another's store here.
+pub fn settings_for(qbo: &QboArgs, realm_id: &str) -> Result<QboSettings, CliError> {
+    let mut one = qbo.clone();
+    one.realm_id = Some(realm_id.to_string());
+    one.refresh_token = None;
+    one.settings().map_err(CliError::usage)
+}
+
+/// The settings an `--all-companies` command validates before it starts: everything but the
+/// realm, which may be unset.
+pub fn check_settings(qbo: &QboArgs) -> Result<(), CliError> {
+    settings_for(qbo, "0").map(|_| ())
+}
+
+/// After one company's command failed with `error`: marks the company `needs_reauth` when
+/// QBO refused its refresh token (or it has none), and says so. The fleet goes on.
+pub async fn after_failure(db: &PgStore, company: &Company, error: &CliError) {
+    let Some(auth) = error.error.downcast_ref::<AuthError>() else {
+        return;
+    };
+    if !matches!(
+        auth,
+        AuthError::InvalidGrant { .. } | AuthError::NoToken { .. }
+    ) {
+        return;
+    }
+    let reason = match auth {
+        AuthError::NoToken { .. } => "no refresh token in the token store",
+        _ => "QBO refused the refresh token (invalid_grant)",
+    };
+    match companies::set_status(
+        db.pool(),
+        &company.realm_id,
+        CompanyStatus::NeedsReauth,
+        Some(reason),
+    )
+    .await
+    {
+        Ok(_) => eprintln!(
+            "company {} is now needs_reauth: {reason}; run `qbo auth login` or `qbo auth \
+             import --realm-id {}` for it. The other companies go on",
+            company.label(),
+            company.realm_id
+        ),
+        Err(e) => eprintln!(
+            "company {}: {reason}, and marking it needs_reauth failed: {e:#}",
+            company.label()
+        ),
+    }
+}
+
+/// The exit code of a command run for many companies: an interruption wins, then a company
+/// that needs a human, then one that failed.
+pub fn worst(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
+    let rank = |o: Outcome| match o {
+        Outcome::Success => 0,
+        Outcome::SomeFailed => 1,
+        Outcome::Usage => 2,
+        Outcome::NeedsHuman => 3,
+        Outcome::Interrupted => 4,
+    };
+    outcomes
+        .into_iter()
+        .max_by_key(|o| rank(*o))
+        .unwrap_or(Outcome::Success)
+}
