@@ -82,6 +82,10 @@ pub struct Faults {
     /// SystemFault in its own slot instead of its QueryResponse, inside a 200 answer whose
     /// other items are answered as usual.
     pub batch_item_fault_every: u32,
+    /// A report of more cells than this (every ColData entry counts) is cut short as QBO
+    /// cuts it: a 200 ending in "Unable to display more data. Please reduce the date
+    /// range." (QBO's cap is 400,000; a test lowers it to make a month too large).
+    pub report_max_cells: u64,
 }
 
 impl Default for Faults {
@@ -115,6 +119,7 @@ impl Default for Faults {
             numeric_time: false,
             cdc_empty_as_one_object: false,
             batch_item_fault_every: 0,
+            report_max_cells: 400_000,
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum Kind {
     /// `GET .../{entity}/{id}`, `.../companyinfo/{realm}`, `.../preferences`.
     Read,
     Batch,
+    /// `GET .../reports/{name}`.
+    Report,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Cdc => "cdc",
             Kind::Read => "read",
             Kind::Batch => "batch",
+            Kind::Report => "report",
         }
     }
 }
@@ -147,6 +150,7 @@ pub async fn serve(
             Kind::Cdc => s.cdc_requests += 1,
             Kind::Read => s.read_requests += 1,
             Kind::Batch => s.batch_requests += 1,
+            Kind::Report => s.report_requests += 1,
         }
     }
     // Counted on arrival: a client that gives up on a slow or held request still sent it.

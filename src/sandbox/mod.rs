@@ -16,6 +16,9 @@ mod faults;
 mod gate;
 mod oauth;
 mod query;
+mod reports;
+#[cfg(test)]
+mod reports_tests;
 mod rest;
 #[cfg(test)]
 mod rest_tests;
@@ -136,7 +139,7 @@ pub enum SandboxError {
 pub struct RequestLogEntry {
     /// Milliseconds since the sandbox started.
     pub at_ms: u64,
-    /// `query`, `count`, `cdc`, `read`, `batch`, `token` or `authorize`.
+    /// `query`, `count`, `cdc`, `read`, `batch`, `report`, `token` or `authorize`.
     pub kind: String,
     pub status: u16,
     /// The query text, or a CDC request's `entities` and `changedSince` (never tokens or
@@ -161,6 +164,8 @@ pub struct Stats {
     /// Items carried by the batch calls that were answered (QBO meters each item as a
     /// request): 31 counts sent as 30 + 1 are 2 `batch_requests` and 31 `batch_items`.
     pub batch_items: u64,
+    /// Requests to the reports endpoint (`GET .../reports/{name}`).
+    pub report_requests: u64,
     pub token_requests: u64,
     pub throttled: u64,
     pub server_errors: u64,

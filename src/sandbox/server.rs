@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::gate::{self, Kind, Reply, Req};
-use super::{cdc, clock, control, envelope, eval, lock, oauth, query, rest, Inner};
+use super::{cdc, clock, control, envelope, eval, lock, oauth, query, reports, rest, Inner};
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()
@@ -26,6 +26,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v3/company/{realm}/cdc", get(cdc_endpoint))
         .route("/v3/company/{realm}/batch", post(rest::batch))
         .route("/v3/company/{realm}/preferences", get(rest::preferences))
+        .route("/v3/company/{realm}/reports/{name}", get(reports::endpoint))
         .route("/v3/company/{realm}/{entity}/{id}", get(rest::read))
         .route("/.well-known/openid_configuration", get(rest::discovery))
         .route("/.well-known/openid_configuration/", get(rest::discovery))
