@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::faults::{Faults, Injected, RawBody};
+use super::realm::Realm;
 use super::{envelope, lock, Inner};
 
 /// Since 2025-08-01 QBO serves a request without `minorversion`, or with one below 75, as 75.
@@ -98,12 +99,29 @@ impl Reply {
     }
 }
 
-/// A request that passed the gate, as the endpoint sees it.
+/// A request that passed the gate, as the endpoint sees it: `realm` is the company its URL
+/// names, which its access token was issued for.
 pub struct Req<'a> {
     pub inner: &'a Inner,
+    pub realm: &'a Realm,
     pub faults: &'a Faults,
     pub params: &'a HashMap<String, String>,
     pub xml: bool,
+}
+
+/// A request before the gate: the company its URL names, if the sandbox has it.
+struct Ask<'a> {
+    inner: &'a Inner,
+    realm: Option<&'a Realm>,
+    faults: &'a Faults,
+    params: &'a HashMap<String, String>,
+    xml: bool,
+}
+
+impl Ask<'_> {
+    fn bad(&self, body: Value) -> Reply {
+        Reply::new(StatusCode::BAD_REQUEST, body, self.xml)
+    }
 }
 
 impl Req<'_> {
@@ -134,7 +152,16 @@ pub async fn serve(
     log_text: Option<&str>,
     answer: impl FnOnce(&Req<'_>, &str) -> Reply,
 ) -> Response {
-    let (_in_flight, level) = InFlight::enter(inner);
+    let (_in_flight, _) = InFlight::enter(inner);
+    let company = inner.realm_ix(realm).map(|ix| &inner.realms[ix]);
+    // The limits are per company: only this company's requests count against them.
+    let (_realm_in_flight, level) = match company {
+        Some(c) => {
+            let (guard, level) = c.enter();
+            (Some(guard), level)
+        }
+        None => (None, 0),
+    };
     let faults = inner.faults();
     tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     // Query and CDC requests are numbered together for the every-Nth faults.
@@ -166,16 +193,24 @@ pub async fn serve(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"));
     let over_concurrency = faults.max_concurrent > 0 && level > u64::from(faults.max_concurrent);
-    let req = Req {
+    let ask = Ask {
         inner,
+        realm: company,
         faults: &faults,
         params,
         xml,
     };
     let time = inner.time();
-    let reply = match gate(&req, realm, headers, n, over_concurrency, &time) {
+    let reply = match gate(&ask, headers, n, over_concurrency, &time) {
         Gate::Stop(reply) => reply,
-        Gate::Pass { truncate } => {
+        Gate::Pass { truncate, realm } => {
+            let req = Req {
+                inner,
+                realm,
+                faults: &faults,
+                params,
+                xml,
+            };
             let mut reply = answer(&req, &time);
             if reply.status == StatusCode::OK {
                 if let Some(note) = faults.reshape(n, kind == Kind::Cdc, &mut reply.body) {
@@ -212,15 +247,25 @@ pub async fn serve(
         }
         s.dropped += u64::from(reply.truncate);
     }
-    inner.log(kind.log_name(), status, log_text, reply.note);
+    if let Some(c) = company {
+        let mut m = c.meter();
+        match status {
+            401 => m.stats.unauthorized += 1,
+            403 => m.stats.forbidden += 1,
+            429 => m.stats.throttled += 1,
+            _ => {}
+        }
+    }
+    let realm_name = company.map(|c| c.id.as_str());
+    inner.log_for(realm_name, kind.log_name(), status, log_text, reply.note);
     into_response(reply)
 }
 
-enum Gate {
+enum Gate<'a> {
     /// Answer this instead of evaluating the request.
     Stop(Reply),
-    /// Evaluate; `truncate` means the injected drop fault cuts the answer.
-    Pass { truncate: bool },
+    /// Evaluate for `realm`; `truncate` means the injected drop fault cuts the answer.
+    Pass { truncate: bool, realm: &'a Realm },
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -233,14 +278,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The checks, in QBO's order: auth, realm, limits, injected faults, minorversion.
-fn gate(
-    req: &Req<'_>,
-    realm: &str,
+fn gate<'a>(
+    req: &Ask<'a>,
     headers: &HeaderMap,
     n: u64,
     over_concurrency: bool,
     time: &str,
-) -> Gate {
+) -> Gate<'a> {
     let inner = req.inner;
     let faults = req.faults;
     let unauthorized = || {
@@ -250,7 +294,8 @@ fn gate(
             req.xml,
         )
     };
-    let Some(token) = bearer(headers).filter(|t| lock(&inner.oauth).access_valid(t)) else {
+    let valid = bearer(headers).and_then(|t| Some((t, lock(&inner.oauth).access_realm(t)?)));
+    let Some((token, token_realm)) = valid else {
         return Gate::Stop(unauthorized());
     };
     if faults.reject_fresh_access_every > 0 {
@@ -263,10 +308,15 @@ fn gate(
             return Gate::Stop(unauthorized().note("reject_fresh_access_every"));
         }
     }
-    if realm != inner.cfg.realm_id {
+    // A token works only for the company it was issued for; an unknown realm is refused
+    // the same way.
+    let company = req
+        .realm
+        .filter(|c| inner.realms.get(token_realm).is_some_and(|t| t.id == c.id));
+    let Some(company) = company else {
         let body = envelope::forbidden(time);
         return Gate::Stop(Reply::new(StatusCode::FORBIDDEN, body, req.xml));
-    }
+    };
     let throttled = |note| Reply {
         retry_after: faults.throttle_retry_after_secs,
         ..Reply::new(
@@ -279,7 +329,7 @@ fn gate(
     if over_concurrency {
         return Gate::Stop(throttled("max_concurrent"));
     }
-    if !inner.rate.admit(
+    if !company.rate.admit(
         faults.max_requests_per_minute,
         Duration::from_secs(faults.rate_window_secs),
         Instant::now(),
@@ -330,7 +380,10 @@ fn gate(
             time,
         )));
     }
-    Gate::Pass { truncate }
+    Gate::Pass {
+        truncate,
+        realm: company,
+    }
 }
 
 /// Holds a request without answering while `still(current faults)` holds (at most ten

@@ -16,6 +16,9 @@ mod faults;
 mod gate;
 mod oauth;
 mod query;
+mod realm;
+#[cfg(test)]
+mod realm_tests;
 mod reports;
 #[cfg(test)]
 mod reports_tests;
@@ -38,14 +41,22 @@ use serde::{Deserialize, Serialize};
 
 pub use data::record_body;
 pub use faults::{Faults, Malformation};
+pub use realm::RealmStats;
 
 /// How many request-log entries are kept; older ones are dropped so a long demo cannot grow
 /// memory without bound.
 const REQUEST_LOG_CAP: usize = 100_000;
 
+/// Companies one sandbox serves at most: each holds its own copy of the data.
+pub const MAX_COMPANIES: usize = 10_000;
+
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
+    /// The first company's realm id; company `k` gets the `k`-th next number.
     pub realm_id: String,
+    /// How many companies (realms) the sandbox serves, each with its own data (from its own
+    /// seed: the first company's is `seed`), tokens and limits. 1 unless a test asks for more.
+    pub companies: usize,
     pub client_id: String,
     pub client_secret: String,
     /// Same seed => same records.
@@ -68,6 +79,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             realm_id: "9130350000000001".into(),
+            companies: 1,
             client_id: "sandbox-client-id".into(),
             client_secret: "sandbox-client-secret".into(),
             seed: 42,
@@ -96,6 +108,12 @@ impl SandboxConfig {
 
     /// Checks what `Sandbox::start` would refuse, without starting anything.
     pub fn validate(&self) -> Result<(), SandboxError> {
+        if !(1..=MAX_COMPANIES).contains(&self.companies) {
+            return Err(SandboxError::Config(format!(
+                "companies must be 1 to {MAX_COMPANIES}, not {}",
+                self.companies
+            )));
+        }
         if self.data_end < self.data_start {
             return Err(SandboxError::Config("data_end is before data_start".into()));
         }
@@ -147,6 +165,10 @@ pub struct RequestLogEntry {
     pub query: Option<String>,
     /// Which injected fault, if any, shaped the answer (e.g. `drop`, `throttle_every`).
     pub fault: Option<String>,
+    /// The realm the request was addressed to (API requests) or granted for (token
+    /// requests), when there is one.
+    #[serde(default)]
+    pub realm: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -175,6 +197,9 @@ pub struct Stats {
     pub refreshes: u64,
     /// Refresh attempts that presented a retired token.
     pub retired_refresh_token_uses: u64,
+    /// refresh_token grants answered `invalid_grant` (retired, revoked, expired or unknown).
+    #[serde(default)]
+    pub invalid_grants: u64,
     pub max_in_flight: u64,
     /// Records touched by `mutate_while_paging_every`.
     pub mutations: u64,
@@ -188,6 +213,9 @@ pub struct Stats {
     /// Answers spoiled by `malformed_every`.
     pub malformed: u64,
     pub request_log: Vec<RequestLogEntry>,
+    /// Each company's own counters, by realm id. The fields above count every company.
+    #[serde(default)]
+    pub realms: BTreeMap<String, RealmStats>,
 }
 
 /// State shared by the handlers and the `Sandbox` handles.
@@ -195,7 +223,8 @@ pub(crate) struct Inner {
     cfg: SandboxConfig,
     addr: SocketAddr,
     started: Instant,
-    store: store::Store,
+    /// The companies, first (the default realm) first.
+    realms: Vec<realm::Realm>,
     oauth: Mutex<oauth::OAuth>,
     faults: RwLock<Faults>,
     stats: Mutex<Stats>,
@@ -205,10 +234,8 @@ pub(crate) struct Inner {
     paging_counter: AtomicU64,
     /// Alternates injected server errors between 500 and 503.
     server_error_counter: AtomicU64,
+    /// Requests in flight across every company (limits are per company, in `Realm`).
     in_flight: AtomicU64,
-    rate: faults::RateLimiter,
-    /// The batch endpoint's own limit (40 calls a minute per company).
-    batch_rate: faults::RateLimiter,
     /// Numbers batch items across calls for `batch_item_fault_every`.
     batch_item_counter: AtomicU64,
 }
@@ -230,13 +257,49 @@ impl Inner {
             .clone()
     }
 
+    /// The index of the company with this realm id.
+    fn realm_ix(&self, id: &str) -> Option<usize> {
+        self.realms.iter().position(|r| r.id == id)
+    }
+
+    /// The user disconnects the app from company `ix`.
+    fn revoke(&self, ix: usize) {
+        lock(&self.oauth).revoke(ix);
+        if let Some(r) = self.realms.get(ix) {
+            r.meter().stats.revocations += 1;
+        }
+    }
+
+    /// A snapshot of the counters, each company's included.
+    fn snapshot(&self) -> Stats {
+        let mut s = self.stats().clone();
+        s.realms = self
+            .realms
+            .iter()
+            .map(|r| (r.id.clone(), r.stats()))
+            .collect();
+        s
+    }
+
     fn log(&self, kind: &str, status: u16, query: Option<&str>, fault: Option<&str>) {
+        self.log_for(None, kind, status, query, fault);
+    }
+
+    fn log_for(
+        &self,
+        realm: Option<&str>,
+        kind: &str,
+        status: u16,
+        query: Option<&str>,
+        fault: Option<&str>,
+    ) {
         let entry = RequestLogEntry {
             at_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             kind: kind.into(),
             status,
             query: query.map(str::to_string),
             fault: fault.map(str::to_string),
+            realm: realm.map(str::to_string),
         };
         let mut s = self.stats();
         if s.request_log.len() >= REQUEST_LOG_CAP {
@@ -255,11 +318,12 @@ impl Inner {
         clock::format_millis(self.now())
     }
 
-    fn touch(&self, entity: &str, id: &str) -> bool {
+    fn touch(&self, realm: &realm::Realm, entity: &str, id: &str) -> bool {
         let Ok(id) = id.parse::<u64>() else {
             return false;
         };
-        self.store
+        realm
+            .store
             .write(entity)
             .is_some_and(|mut t| t.touch(id, self.now()))
     }
@@ -267,13 +331,13 @@ impl Inner {
     /// A user deleting a record: a transaction (or any record that is not a name) goes, leaving
     /// a tombstone; a name is never removed by QBO, only made inactive with ` (deleted)` after
     /// its names (see `Table::deactivate`).
-    fn delete(&self, entity: &str, id: &str) -> Result<(), String> {
+    fn delete(&self, realm: &realm::Realm, entity: &str, id: &str) -> Result<(), String> {
         let id = id
             .parse::<u64>()
             .map_err(|_| format!("Id {id:?} is not a numeric Id"))?;
-        let mut t = self.store.write(entity).ok_or("unknown entity")?;
+        let mut t = realm.store.write(entity).ok_or("unknown entity")?;
         let done = if t.entity.hides_inactive() {
-            t.deactivate(&self.store.ctx, id, self.now(), true)
+            t.deactivate(&realm.store.ctx, id, self.now(), true)
         } else {
             t.delete(id, self.now())
         };
@@ -288,63 +352,53 @@ impl Inner {
     }
 
     /// A user marking a name inactive (Active=false, names kept).
-    fn deactivate(&self, entity: &str, id: &str) -> Result<(), String> {
+    fn deactivate(&self, realm: &realm::Realm, entity: &str, id: &str) -> Result<(), String> {
         let id = id
             .parse::<u64>()
             .map_err(|_| format!("Id {id:?} is not a numeric Id"))?;
-        let mut t = self.store.write(entity).ok_or("unknown entity")?;
+        let mut t = realm.store.write(entity).ok_or("unknown entity")?;
         if !t.entity.hides_inactive() {
             return Err(format!(
                 "{entity} is not a name list; only names have Active"
             ));
         }
-        if !t.deactivate(&self.store.ctx, id, self.now(), false) {
+        if !t.deactivate(&realm.store.ctx, id, self.now(), false) {
             return Err(format!("no active record with Id {id}"));
         }
         Ok(())
     }
 
     /// Tombstoned Ids in numeric order; `None` for an unknown entity.
-    fn deleted_ids(&self, entity: &str) -> Option<Vec<String>> {
-        let t = self.store.read(entity)?;
+    fn deleted_ids(realm: &realm::Realm, entity: &str) -> Option<Vec<String>> {
+        let t = realm.store.read(entity)?;
         Some(t.tombstones.keys().map(u64::to_string).collect())
     }
 
-    fn records(&self, entity: &str) -> Option<Vec<serde_json::Value>> {
-        let t = self.store.read(entity)?;
+    fn records(realm: &realm::Realm, entity: &str) -> Option<Vec<serde_json::Value>> {
+        let t = realm.store.read(entity)?;
         Some(
             t.rows
                 .values()
-                .map(|r| t.render(&self.store.ctx, r))
+                .map(|r| t.render(&realm.store.ctx, r))
                 .collect(),
         )
     }
 }
 
-/// A running sandbox. Cheap to clone; all clones share one server.
+/// A running sandbox. Cheap to clone; all clones share one server. A handle speaks for one
+/// company (realm): the first unless it came from `for_realm`; `stats` and the faults cover
+/// the whole sandbox.
 #[derive(Clone)]
 pub struct Sandbox {
     inner: Arc<Inner>,
     control: Arc<server::Control>,
+    realm: usize,
 }
 
 impl Sandbox {
     pub async fn start(cfg: SandboxConfig) -> Result<Sandbox, SandboxError> {
         cfg.validate()?;
-        let counts = cfg.entity_counts()?;
-        let ctx = data::GenCtx {
-            seed: cfg.seed,
-            start: clock::local_midnight(cfg.data_start),
-            end: clock::local_to_utc(
-                cfg.data_end
-                    .and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()),
-            ),
-            counts,
-        };
-        // Generating 500k keys takes a moment of pure CPU; keep it off the async workers.
-        let store = tokio::task::spawn_blocking(move || store::Store::generate(ctx))
-            .await
-            .map_err(|e| SandboxError::Config(format!("data generation failed: {e}")))?;
+        let realms = generate_realms(&cfg).await?;
         let listener = tokio::net::TcpListener::bind(cfg.bind)
             .await
             .map_err(|source| SandboxError::Bind {
@@ -355,12 +409,12 @@ impl Sandbox {
             addr: cfg.bind,
             source,
         })?;
-        let oauth = oauth::OAuth::new(cfg.refresh_token_ttl);
+        let oauth = oauth::OAuth::new(cfg.refresh_token_ttl, realms.len());
         let inner = Arc::new(Inner {
             cfg,
             addr,
             started: Instant::now(),
-            store,
+            realms,
             oauth: Mutex::new(oauth),
             faults: RwLock::new(Faults::default()),
             stats: Mutex::new(Stats::default()),
@@ -368,13 +422,34 @@ impl Sandbox {
             paging_counter: AtomicU64::new(0),
             server_error_counter: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
-            rate: faults::RateLimiter::default(),
-            batch_rate: faults::RateLimiter::default(),
             batch_item_counter: AtomicU64::new(0),
         });
         let control = Arc::new(server::spawn(listener, inner.clone()));
         tracing::debug!(%addr, "sandbox listening");
-        Ok(Sandbox { inner, control })
+        Ok(Sandbox {
+            inner,
+            control,
+            realm: 0,
+        })
+    }
+
+    /// A handle on company `realm_id` of this sandbox (same server), or `None` if it serves
+    /// no such company.
+    pub fn for_realm(&self, realm_id: &str) -> Option<Sandbox> {
+        let realm = self.inner.realm_ix(realm_id)?;
+        Some(Sandbox {
+            realm,
+            ..self.clone()
+        })
+    }
+
+    /// Every company's realm id, the first (the default) first.
+    pub fn realm_ids(&self) -> Vec<String> {
+        self.inner.realms.iter().map(|r| r.id.clone()).collect()
+    }
+
+    fn company(&self) -> &realm::Realm {
+        &self.inner.realms[self.realm]
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -394,8 +469,14 @@ impl Sandbox {
         format!("{}/connect/oauth2", self.api_base_url())
     }
 
+    /// This handle's company.
     pub fn realm_id(&self) -> &str {
-        &self.inner.cfg.realm_id
+        &self.company().id
+    }
+
+    /// The seed this handle's company was generated from.
+    pub fn seed(&self) -> u64 {
+        self.company().seed
     }
 
     pub fn client_id(&self) -> &str {
@@ -406,9 +487,22 @@ impl Sandbox {
         &self.inner.cfg.client_secret
     }
 
-    /// A refresh token that is valid now: the one issued at start, or the latest rotation.
+    /// A refresh token for this handle's company that is valid now: the one issued at start,
+    /// or the latest rotation (a new one if that expired or was revoked, as if the user
+    /// connected the company again).
     pub fn current_refresh_token(&self) -> String {
-        lock(&self.inner.oauth).current_refresh_token(self.inner.cfg.refresh_token_ttl)
+        lock(&self.inner.oauth).current_refresh_token(self.realm, self.inner.cfg.refresh_token_ttl)
+    }
+
+    /// The user disconnects the app from this handle's company: its refresh tokens answer
+    /// `invalid_grant` from now on and its access tokens 401. Other companies are untouched.
+    pub fn revoke_tokens(&self) {
+        self.inner.revoke(self.realm);
+    }
+
+    /// This handle's company's own counters.
+    pub fn realm_stats(&self) -> RealmStats {
+        self.company().stats()
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -422,7 +516,7 @@ impl Sandbox {
     /// Every live record of an entity (QBO name), inactive included, deleted ones not, as the
     /// API would serialise it. Unknown entities yield an empty list.
     pub fn records(&self, qbo_entity: &str) -> Vec<serde_json::Value> {
-        self.inner.records(qbo_entity).unwrap_or_default()
+        Inner::records(self.company(), qbo_entity).unwrap_or_default()
     }
 
     /// Inserts or replaces a record (Id taken from the value); re-creating a deleted Id clears
@@ -445,7 +539,7 @@ impl Sandbox {
             reason,
         };
         let mut t = self
-            .inner
+            .company()
             .store
             .write(qbo_entity)
             .ok_or_else(|| err("unknown entity".into()))?;
@@ -473,7 +567,7 @@ impl Sandbox {
 
     pub fn try_delete_record(&self, qbo_entity: &str, id: &str) -> Result<(), SandboxError> {
         self.inner
-            .delete(qbo_entity, id)
+            .delete(self.company(), qbo_entity, id)
             .map_err(|reason| SandboxError::Record {
                 entity: qbo_entity.into(),
                 reason,
@@ -485,7 +579,7 @@ impl Sandbox {
     /// an Id with no active record.
     pub fn deactivate_record(&self, qbo_entity: &str, id: &str) -> Result<(), SandboxError> {
         self.inner
-            .deactivate(qbo_entity, id)
+            .deactivate(self.company(), qbo_entity, id)
             .map_err(|reason| SandboxError::Record {
                 entity: qbo_entity.into(),
                 reason,
@@ -495,21 +589,50 @@ impl Sandbox {
     /// Ids deleted and not re-created since, in numeric order (never a name's: QBO does not
     /// delete names). Unknown entities yield none.
     pub fn deleted_ids(&self, qbo_entity: &str) -> Vec<String> {
-        self.inner.deleted_ids(qbo_entity).unwrap_or_default()
+        Inner::deleted_ids(self.company(), qbo_entity).unwrap_or_default()
     }
 
     /// Simulates a user editing a record now: SyncToken + 1, LastUpdatedTime = now.
     /// Unknown entities or Ids are ignored.
     pub fn touch_record(&self, qbo_entity: &str, id: &str) {
-        self.inner.touch(qbo_entity, id);
+        self.inner.touch(self.company(), qbo_entity, id);
     }
 
+    /// Every counter of the sandbox, each company's in `realms`.
     pub fn stats(&self) -> Stats {
-        self.inner.stats().clone()
+        self.inner.snapshot()
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s), then returns.
     pub async fn shutdown(self) {
         self.control.shutdown().await;
     }
+}
+
+/// Each company's records, generated from its own seed. Generating 500k keys takes a moment
+/// of pure CPU; keep it off the async workers.
+async fn generate_realms(cfg: &SandboxConfig) -> Result<Vec<realm::Realm>, SandboxError> {
+    let counts = cfg.entity_counts()?;
+    let start = clock::local_midnight(cfg.data_start);
+    let end = clock::local_to_utc(
+        cfg.data_end
+            .and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()),
+    );
+    let (base, seed, companies) = (cfg.realm_id.clone(), cfg.seed, cfg.companies);
+    tokio::task::spawn_blocking(move || {
+        (0..companies)
+            .map(|k| {
+                let seed = realm::realm_seed(seed, k);
+                let ctx = data::GenCtx {
+                    seed,
+                    start,
+                    end,
+                    counts: counts.clone(),
+                };
+                realm::Realm::new(realm::realm_id(&base, k), seed, store::Store::generate(ctx))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| SandboxError::Config(format!("data generation failed: {e}")))
 }

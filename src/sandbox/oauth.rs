@@ -17,35 +17,71 @@ use super::{lock, Inner};
 const CODE_TTL: Duration = Duration::from_secs(600);
 const ACCOUNTING_SCOPE: &str = "com.intuit.quickbooks.accounting";
 
+/// An index into the sandbox's realms: every token, code and grant belongs to one company.
+pub type RealmIx = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshState {
+    Live,
+    /// Rotated away by a refresh.
+    Retired,
+    /// Revoked by an operator (the user disconnected the app).
+    Revoked,
+}
+
 struct RefreshToken {
+    realm: RealmIx,
     expires: Instant,
-    retired: bool,
+    state: RefreshState,
 }
 
 struct Code {
+    realm: RealmIx,
     redirect_uri: String,
     expires: Instant,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum GrantError {
-    /// A token that was valid once and has been rotated away.
-    Retired,
-    /// Unknown, expired or already-used credentials.
+    /// A token of this realm that was valid once and has been rotated away.
+    Retired(RealmIx),
+    /// A token of this realm that was revoked or has expired.
+    Dead(RealmIx),
+    /// Unknown or already-used credentials: no realm to blame.
     Invalid,
 }
 
+impl GrantError {
+    /// The realm whose token was presented, when the sandbox knows it.
+    pub fn realm(&self) -> Option<RealmIx> {
+        match self {
+            GrantError::Retired(r) | GrantError::Dead(r) => Some(*r),
+            GrantError::Invalid => None,
+        }
+    }
+}
+
+/// What a successful grant hands out.
+#[derive(Debug)]
+pub struct Grant {
+    pub realm: RealmIx,
+    pub access: String,
+    pub refresh: String,
+}
+
 pub struct OAuth {
-    /// Each live access token: when it expires, its number in issue order (1-based), and
-    /// whether a request has presented it yet.
+    /// Each live access token: its realm, when it expires, its number in issue order
+    /// (1-based), and whether a request has presented it yet.
     access: HashMap<String, AccessToken>,
     issued: u64,
     refresh: HashMap<String, RefreshToken>,
     codes: HashMap<String, Code>,
-    latest_refresh: String,
+    /// The latest refresh token issued for each realm.
+    latest_refresh: Vec<String>,
 }
 
 struct AccessToken {
+    realm: RealmIx,
     expires: Instant,
     number: u64,
     used: bool,
@@ -60,49 +96,59 @@ fn token(prefix: &str) -> String {
 }
 
 impl OAuth {
-    /// Starts with one valid refresh token, as if the user had already connected the app.
-    pub fn new(refresh_ttl: Duration) -> OAuth {
+    /// Starts with one valid refresh token per realm, as if the user had already connected
+    /// the app to each company.
+    pub fn new(refresh_ttl: Duration, realms: usize) -> OAuth {
         let mut o = OAuth {
             access: HashMap::new(),
             issued: 0,
             refresh: HashMap::new(),
             codes: HashMap::new(),
-            latest_refresh: String::new(),
+            latest_refresh: vec![String::new(); realms],
         };
-        o.new_refresh(refresh_ttl);
+        for realm in 0..realms {
+            o.new_refresh(realm, refresh_ttl);
+        }
         o
     }
 
-    fn new_refresh(&mut self, ttl: Duration) -> String {
+    fn new_refresh(&mut self, realm: RealmIx, ttl: Duration) -> String {
         let t = token("AB11");
         self.refresh.insert(
             t.clone(),
             RefreshToken {
+                realm,
                 expires: Instant::now() + ttl,
-                retired: false,
+                state: RefreshState::Live,
             },
         );
-        self.latest_refresh = t.clone();
+        if let Some(latest) = self.latest_refresh.get_mut(realm) {
+            latest.clone_from(&t);
+        }
         t
     }
 
-    /// The latest refresh token; if it has since expired, a fresh one is minted.
-    pub fn current_refresh_token(&mut self, ttl: Duration) -> String {
+    /// The realm's latest refresh token; if it has since expired, been rotated away or
+    /// revoked, a fresh one is minted (as if the user connected the company again).
+    pub fn current_refresh_token(&mut self, realm: RealmIx, ttl: Duration) -> String {
+        let latest = self.latest_refresh.get(realm).cloned().unwrap_or_default();
         let usable = self
             .refresh
-            .get(&self.latest_refresh)
-            .is_some_and(|r| !r.retired && r.expires > Instant::now());
+            .get(&latest)
+            .is_some_and(|r| r.state == RefreshState::Live && r.expires > Instant::now());
         if usable {
-            self.latest_refresh.clone()
+            latest
         } else {
-            self.new_refresh(ttl)
+            self.new_refresh(realm, ttl)
         }
     }
 
-    pub fn access_valid(&self, tok: &str) -> bool {
+    /// The realm of a live access token.
+    pub fn access_realm(&self, tok: &str) -> Option<RealmIx> {
         self.access
             .get(tok)
-            .is_some_and(|a| a.expires > Instant::now())
+            .filter(|a| a.expires > Instant::now())
+            .map(|a| a.realm)
     }
 
     /// Marks `tok` as presented; on its first presentation, returns its number in issue order.
@@ -117,19 +163,35 @@ impl OAuth {
         self.access.remove(tok);
     }
 
-    /// Issues an access token and a new refresh token.
-    fn issue(&mut self, access_ttl: Duration, refresh_ttl: Duration) -> (String, String) {
+    /// The user disconnects the app from a company: every refresh token of the realm is
+    /// revoked and every access token of it stops working at once.
+    pub fn revoke(&mut self, realm: RealmIx) {
+        for r in self.refresh.values_mut().filter(|r| r.realm == realm) {
+            if r.state == RefreshState::Live {
+                r.state = RefreshState::Revoked;
+            }
+        }
+        self.access.retain(|_, a| a.realm != realm);
+    }
+
+    /// Issues an access token and a new refresh token for `realm`.
+    fn issue(&mut self, realm: RealmIx, access_ttl: Duration, refresh_ttl: Duration) -> Grant {
         let a = token("eyJsbx.");
         self.issued += 1;
         self.access.insert(
             a.clone(),
             AccessToken {
+                realm,
                 expires: Instant::now() + access_ttl,
                 number: self.issued,
                 used: false,
             },
         );
-        (a, self.new_refresh(refresh_ttl))
+        Grant {
+            realm,
+            access: a,
+            refresh: self.new_refresh(realm, refresh_ttl),
+        }
     }
 
     pub fn refresh(
@@ -137,23 +199,26 @@ impl OAuth {
         presented: &str,
         access_ttl: Duration,
         refresh_ttl: Duration,
-    ) -> Result<(String, String), GrantError> {
-        match self.refresh.get_mut(presented) {
-            None => Err(GrantError::Invalid),
-            Some(r) if r.retired => Err(GrantError::Retired),
-            Some(r) if r.expires <= Instant::now() => Err(GrantError::Invalid),
-            Some(r) => {
-                r.retired = true;
-                Ok(self.issue(access_ttl, refresh_ttl))
+    ) -> Result<Grant, GrantError> {
+        let r = self.refresh.get_mut(presented).ok_or(GrantError::Invalid)?;
+        match r.state {
+            RefreshState::Retired => Err(GrantError::Retired(r.realm)),
+            RefreshState::Revoked => Err(GrantError::Dead(r.realm)),
+            RefreshState::Live if r.expires <= Instant::now() => Err(GrantError::Dead(r.realm)),
+            RefreshState::Live => {
+                r.state = RefreshState::Retired;
+                let realm = r.realm;
+                Ok(self.issue(realm, access_ttl, refresh_ttl))
             }
         }
     }
 
-    pub fn new_code(&mut self, redirect_uri: &str) -> String {
+    pub fn new_code(&mut self, realm: RealmIx, redirect_uri: &str) -> String {
         let c = token("sbx-code-");
         self.codes.insert(
             c.clone(),
             Code {
+                realm,
                 redirect_uri: redirect_uri.into(),
                 expires: Instant::now() + CODE_TTL,
             },
@@ -161,19 +226,20 @@ impl OAuth {
         c
     }
 
-    /// A code works once, before it expires, and only with the redirect_uri it was issued for.
+    /// A code works once, before it expires, and only with the redirect_uri it was issued
+    /// for; it connects the realm the user picked.
     pub fn redeem(
         &mut self,
         code: &str,
         redirect_uri: &str,
         access_ttl: Duration,
         refresh_ttl: Duration,
-    ) -> Result<(String, String), GrantError> {
+    ) -> Result<Grant, GrantError> {
         let c = self.codes.remove(code).ok_or(GrantError::Invalid)?;
         if c.redirect_uri != redirect_uri || c.expires <= Instant::now() {
             return Err(GrantError::Invalid);
         }
-        Ok(self.issue(access_ttl, refresh_ttl))
+        Ok(self.issue(c.realm, access_ttl, refresh_ttl))
     }
 }
 
@@ -298,11 +364,7 @@ fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
             };
             let r = lock(&inner.oauth).refresh(rt, a_ttl, r_ttl);
-            match r {
-                Ok(_) => inner.stats().refreshes += 1,
-                Err(GrantError::Retired) => inner.stats().retired_refresh_token_uses += 1,
-                Err(GrantError::Invalid) => {}
-            }
+            count_refresh(inner, &r);
             r
         }
         Some("authorization_code") => {
@@ -315,14 +377,14 @@ fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
     };
     match result {
-        Ok((access, refresh)) => (
+        Ok(grant) => (
             StatusCode::OK,
             [(header::CACHE_CONTROL, "no-store")],
             axum::Json(json!({
                 "token_type": "bearer",
-                "access_token": access,
+                "access_token": grant.access,
                 "expires_in": a_ttl.as_secs(),
-                "refresh_token": refresh,
+                "refresh_token": grant.refresh,
                 "x_refresh_token_expires_in": r_ttl.as_secs(),
             })),
         )
@@ -347,6 +409,34 @@ fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
     }
 }
 
+/// Counts a refresh_token grant, globally and for the realm whose token was presented.
+fn count_refresh(inner: &Inner, r: &Result<Grant, GrantError>) {
+    {
+        let mut s = inner.stats();
+        match r {
+            Ok(_) => s.refreshes += 1,
+            Err(GrantError::Retired(_)) => s.retired_refresh_token_uses += 1,
+            Err(_) => {}
+        }
+        s.invalid_grants += u64::from(r.is_err());
+    }
+    let ix = match r {
+        Ok(g) => Some(g.realm),
+        Err(e) => e.realm(),
+    };
+    let Some(realm) = ix.and_then(|ix| inner.realms.get(ix)) else {
+        return;
+    };
+    let mut m = realm.meter();
+    match r {
+        Ok(_) => m.stats.refreshes += 1,
+        Err(e) => {
+            m.stats.invalid_grants += 1;
+            m.stats.retired_token_uses += u64::from(matches!(e, GrantError::Retired(_)));
+        }
+    }
+}
+
 /// `GET /connect/oauth2`: validates like Intuit, then auto-approves with a 302 back to the app.
 pub async fn authorize_endpoint(
     State(inner): State<Arc<Inner>>,
@@ -366,6 +456,12 @@ pub async fn authorize_endpoint(
         )
             .into_response()
     };
+    // Intuit's consent page lets the user pick one of their companies; the sandbox
+    // auto-approves the one named by `realmId` (sandbox-only), else its first company.
+    let picked = match p("realmId") {
+        None => Some(0),
+        Some(id) => inner.realm_ix(id),
+    };
     let resp = if p("client_id") != Some(inner.cfg.client_id.as_str()) {
         bad("unknown client_id")
     } else if p("response_type") != Some("code") {
@@ -374,18 +470,20 @@ pub async fn authorize_endpoint(
         bad("scope must include com.intuit.quickbooks.accounting")
     } else if p("state").is_none() {
         bad("state is required")
-    } else {
+    } else if let Some(realm) = picked {
         match p("redirect_uri").and_then(|r| url::Url::parse(r).ok().map(|u| (r, u))) {
             None => bad("redirect_uri must be an absolute URL"),
             Some((raw, mut url)) => {
-                let code = lock(&inner.oauth).new_code(raw);
+                let code = lock(&inner.oauth).new_code(realm, raw);
                 url.query_pairs_mut()
                     .append_pair("code", &code)
                     .append_pair("state", p("state").unwrap_or_default())
-                    .append_pair("realmId", &inner.cfg.realm_id);
+                    .append_pair("realmId", &inner.realms[realm].id);
                 (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
             }
         }
+    } else {
+        bad("realmId names no company of this sandbox")
     };
     inner.log("authorize", resp.status().as_u16(), None, None);
     resp
@@ -411,25 +509,81 @@ mod tests {
     #[test]
     fn rotation_and_retirement() {
         let ttl = Duration::from_secs(60);
-        let mut o = OAuth::new(ttl);
-        let first = o.current_refresh_token(ttl);
-        let (access, second) = o.refresh(&first, ttl, ttl).unwrap();
-        assert!(o.access_valid(&access));
-        assert_eq!(o.current_refresh_token(ttl), second);
-        assert_eq!(o.refresh(&first, ttl, ttl), Err(GrantError::Retired));
-        assert_eq!(o.refresh("nope", ttl, ttl), Err(GrantError::Invalid));
-        o.expire_access(&access);
-        assert!(!o.access_valid(&access));
-        let code = o.new_code("http://localhost/cb");
+        let mut o = OAuth::new(ttl, 1);
+        let first = o.current_refresh_token(0, ttl);
+        let g = o.refresh(&first, ttl, ttl).unwrap();
+        assert_eq!(o.access_realm(&g.access), Some(0));
+        assert_eq!(o.current_refresh_token(0, ttl), g.refresh);
         assert_eq!(
-            o.redeem(&code, "http://other/cb", ttl, ttl),
-            Err(GrantError::Invalid)
+            o.refresh(&first, ttl, ttl).unwrap_err(),
+            GrantError::Retired(0)
         );
-        let code = o.new_code("http://localhost/cb");
+        assert_eq!(
+            o.refresh("nope", ttl, ttl).unwrap_err(),
+            GrantError::Invalid
+        );
+        o.expire_access(&g.access);
+        assert_eq!(o.access_realm(&g.access), None);
+        let code = o.new_code(0, "http://localhost/cb");
+        assert_eq!(
+            o.redeem(&code, "http://other/cb", ttl, ttl).unwrap_err(),
+            GrantError::Invalid
+        );
+        let code = o.new_code(0, "http://localhost/cb");
         assert!(o.redeem(&code, "http://localhost/cb", ttl, ttl).is_ok());
         assert_eq!(
-            o.redeem(&code, "http://localhost/cb", ttl, ttl),
-            Err(GrantError::Invalid)
+            o.redeem(&code, "http://localhost/cb", ttl, ttl)
+                .unwrap_err(),
+            GrantError::Invalid
         );
+    }
+
+    #[test]
+    fn tokens_belong_to_their_realm() {
+        let ttl = Duration::from_secs(60);
+        let mut o = OAuth::new(ttl, 3);
+        let (a, b) = (
+            o.current_refresh_token(0, ttl),
+            o.current_refresh_token(1, ttl),
+        );
+        assert_ne!(a, b);
+        let ga = o.refresh(&a, ttl, ttl).unwrap();
+        let gb = o.refresh(&b, ttl, ttl).unwrap();
+        assert_eq!((ga.realm, gb.realm), (0, 1));
+        assert_eq!(o.access_realm(&gb.access), Some(1));
+        // Rotation in one realm leaves the others alone.
+        assert_eq!(o.current_refresh_token(1, ttl), gb.refresh);
+        assert_eq!(o.refresh(&b, ttl, ttl).unwrap_err(), GrantError::Retired(1));
+        let code = o.new_code(2, "http://localhost/cb");
+        assert_eq!(
+            o.redeem(&code, "http://localhost/cb", ttl, ttl)
+                .unwrap()
+                .realm,
+            2
+        );
+    }
+
+    #[test]
+    fn revocation_kills_one_realm() {
+        let ttl = Duration::from_secs(60);
+        let mut o = OAuth::new(ttl, 2);
+        let (t0, t1) = (
+            o.current_refresh_token(0, ttl),
+            o.current_refresh_token(1, ttl),
+        );
+        let g0 = o.refresh(&t0, ttl, ttl).unwrap();
+        let g1 = o.refresh(&t1, ttl, ttl).unwrap();
+        o.revoke(1);
+        assert_eq!(
+            o.refresh(&g1.refresh, ttl, ttl).unwrap_err(),
+            GrantError::Dead(1)
+        );
+        assert_eq!(o.access_realm(&g1.access), None);
+        assert_eq!(o.access_realm(&g0.access), Some(0));
+        assert!(o.refresh(&g0.refresh, ttl, ttl).is_ok());
+        // Connecting the company again gives a working token.
+        let again = o.current_refresh_token(1, ttl);
+        assert_ne!(again, g1.refresh);
+        assert_eq!(o.refresh(&again, ttl, ttl).unwrap().realm, 1);
     }
 }

@@ -156,7 +156,7 @@ fn read_answer(req: &Req<'_>, realm: &str, entity: &str, id: &str, time: &str) -
         "CompanyInfo" => None,
         _ => id.parse::<u64>().ok(),
     };
-    let store = &req.inner.store;
+    let store = &req.realm.store;
     let doc = id.and_then(|id| {
         let t = store.read(e.qbo_name)?;
         let row = t.rows.get(&id)?.clone();
@@ -240,7 +240,7 @@ fn batch_answer(req: &Req<'_>, body: &Value, time: &str) -> Reply {
     // The same window as the 500 a minute (`rate_window_secs`), so a test can shorten both.
     let window = Duration::from_secs(req.faults.rate_window_secs);
     if !req
-        .inner
+        .realm
         .batch_rate
         .admit(BATCH_PER_MINUTE, window, Instant::now())
     {

@@ -41,6 +41,8 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/oauth2/v1/tokens/bearer", post(oauth::token_endpoint))
         .route("/connect/oauth2", get(oauth::authorize_endpoint))
         .route("/__sandbox/stats", get(control::stats))
+        .route("/__sandbox/realms", get(control::realms))
+        .route("/__sandbox/realms/{realm}/revoke", post(control::revoke))
         .route(
             "/__sandbox/faults",
             get(control::get_faults).put(control::put_faults),
@@ -162,7 +164,7 @@ async fn cdc_endpoint(
         &params,
         Kind::Cdc,
         Some(&log_text),
-        |req, time| match cdc::answer(&req.inner.store, req.params, req.inner.now(), time) {
+        |req, time| match cdc::answer(&req.realm.store, req.params, req.inner.now(), time) {
             Ok(body) => req.ok(body),
             Err(fault) => req.bad(fault),
         },
@@ -181,7 +183,7 @@ pub fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, tim
         Some(Err(e)) => return req.bad(envelope::parse_error(&e, time)),
         Some(Ok(q)) => q,
     };
-    let store = &req.inner.store;
+    let store = &req.realm.store;
     let compiled = match store.read(&q.entity) {
         None => {
             return req.bad(envelope::parse_error(
@@ -210,7 +212,7 @@ pub fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, tim
     if !c.count && c.start_position > 1 && req.faults.mutate_while_paging_every > 0 {
         let nth = req.inner.paging_counter.fetch_add(1, Ordering::SeqCst) + 1;
         if req.faults.mutate_now(nth) {
-            mutate_first(req.inner, &c);
+            mutate_first(req, &c);
         }
     }
     let Some(t) = store.read(c.entity) else {
@@ -237,8 +239,8 @@ pub fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, tim
 }
 
 /// `mutate_while_paging_every`: a user edits the first record of this result set.
-fn mutate_first(inner: &Inner, c: &eval::Compiled) {
-    let store = &inner.store;
+fn mutate_first(req: &Req<'_>, c: &eval::Compiled) {
+    let (inner, store) = (req.inner, &req.realm.store);
     let first = store
         .read(c.entity)
         .and_then(|t| eval::select(&t, &store.ctx, c).first().map(|r| r.keys.id));

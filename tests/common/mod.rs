@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 
 use chrono::NaiveDate;
-use qbo::sandbox::{Faults, Sandbox, SandboxConfig};
+use qbo::sandbox::{Faults, RealmStats, Sandbox, SandboxConfig};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::process::Command;
 
@@ -138,28 +138,99 @@ pub fn small_company() -> SandboxConfig {
     }
 }
 
+/// `n` small companies (realms) in one sandbox, each with its own data, tokens and limits.
+pub fn small_companies(n: usize) -> SandboxConfig {
+    SandboxConfig {
+        companies: n,
+        ..small_company()
+    }
+}
+
 pub async fn sandbox(cfg: SandboxConfig) -> Sandbox {
     Sandbox::start(cfg).await.expect("start the sandbox")
 }
 
-/// Test world: one sandbox company, one database, one token file.
+/// Test world: one sandbox (one company unless the config asks for more), one database,
+/// one token file. `sandbox` speaks for the first company; `realm(id)` for any.
 pub struct World {
     pub sandbox: Sandbox,
     pub db: TestDb,
     pub dir: tempfile::TempDir,
+    /// The first company's refresh token as issued at start.
     pub initial_refresh_token: String,
+    /// Every company's refresh token as issued at start, by realm id.
+    pub initial_refresh_tokens: BTreeMap<String, String>,
 }
 
 impl World {
     pub async fn new(cfg: SandboxConfig) -> Self {
         let sandbox = sandbox(cfg).await;
         let initial_refresh_token = sandbox.current_refresh_token();
+        let initial_refresh_tokens = sandbox
+            .realm_ids()
+            .into_iter()
+            .map(|id| {
+                let token = sandbox.for_realm(&id).unwrap().current_refresh_token();
+                (id, token)
+            })
+            .collect();
         World {
             sandbox,
             db: TestDb::unborn().await,
             dir: tempfile::tempdir().unwrap(),
             initial_refresh_token,
+            initial_refresh_tokens,
         }
+    }
+
+    /// Every company's realm id, the first (`sandbox`'s) first.
+    pub fn realm_ids(&self) -> Vec<String> {
+        self.sandbox.realm_ids()
+    }
+
+    /// A sandbox handle on company `realm_id` (records, edits, tokens, its counters).
+    #[track_caller]
+    pub fn realm(&self, realm_id: &str) -> Sandbox {
+        self.sandbox
+            .for_realm(realm_id)
+            .unwrap_or_else(|| panic!("the sandbox serves no realm {realm_id}"))
+    }
+
+    /// A refresh token of `realm_id` that works now (its latest rotation).
+    pub fn refresh_token(&self, realm_id: &str) -> String {
+        self.realm(realm_id).current_refresh_token()
+    }
+
+    /// The user disconnects the app from `realm_id`: its refresh tokens answer
+    /// `invalid_grant`, its access tokens 401; the other companies are untouched.
+    pub fn revoke(&self, realm_id: &str) {
+        self.realm(realm_id).revoke_tokens();
+    }
+
+    /// `realm_id`'s own counters (requests, peak per minute, peak in flight, refreshes,
+    /// invalid_grants, retired token uses, ...).
+    pub fn realm_stats(&self, realm_id: &str) -> RealmStats {
+        self.realm(realm_id).realm_stats()
+    }
+
+    /// `qbo <args>` for company `realm_id`: its realm id, initial refresh token and a token
+    /// file of its own in the environment instead of the first company's.
+    pub fn qbo_for(&self, realm_id: &str, args: &[&str]) -> Command {
+        let mut cmd = self.qbo(args);
+        let file = self.dir.path().join(format!("tokens-{realm_id}.json"));
+        cmd.env("QBO_REALM_ID", realm_id)
+            .env("QBO_REFRESH_TOKEN", &self.initial_refresh_tokens[realm_id])
+            .env("QBO_TOKEN_STORE", format!("file:{}", file.display()));
+        cmd
+    }
+
+    pub async fn run_for(&self, realm_id: &str, args: &[&str]) -> Run {
+        Run::from(
+            self.qbo_for(realm_id, args)
+                .output()
+                .await
+                .expect("run qbo"),
+        )
     }
 
     pub fn token_file(&self) -> PathBuf {
@@ -224,7 +295,16 @@ impl World {
 
     /// Id -> SyncToken of every record the sandbox holds (inactive ones included).
     pub fn sandbox_versions(&self, qbo_entity: &str) -> BTreeMap<String, String> {
-        self.sandbox
+        self.sandbox_versions_of(self.sandbox.realm_id(), qbo_entity)
+    }
+
+    /// Id -> SyncToken of every record company `realm_id` holds (inactive ones included).
+    pub fn sandbox_versions_of(
+        &self,
+        realm_id: &str,
+        qbo_entity: &str,
+    ) -> BTreeMap<String, String> {
+        self.realm(realm_id)
             .records(qbo_entity)
             .into_iter()
             .map(|r| {
@@ -239,11 +319,16 @@ impl World {
 
     /// Id -> SyncToken of every row of a raw table for this realm.
     pub async fn raw_versions(&self, table: &str) -> BTreeMap<String, String> {
+        self.raw_versions_of(self.sandbox.realm_id(), table).await
+    }
+
+    /// Id -> SyncToken of every row of a raw table for company `realm_id`.
+    pub async fn raw_versions_of(&self, realm_id: &str, table: &str) -> BTreeMap<String, String> {
         let pool = self.db.pool().await;
         let rows: Vec<(String, String)> = sqlx::query_as(&format!(
             "SELECT id, sync_token FROM {table} WHERE realm_id = $1"
         ))
-        .bind(self.sandbox.realm_id())
+        .bind(realm_id)
         .fetch_all(&pool)
         .await
         .unwrap();
@@ -255,11 +340,23 @@ impl World {
 
     /// Every registered entity's raw table holds exactly the sandbox's ids and versions.
     pub async fn assert_raw_matches_sandbox(&self) {
+        self.assert_realm_raw_matches_sandbox(self.sandbox.realm_id())
+            .await;
+    }
+
+    /// Every registered entity's raw table holds, for company `realm_id`, exactly that
+    /// company's ids and versions in the sandbox.
+    pub async fn assert_realm_raw_matches_sandbox(&self, realm_id: &str) {
         for e in qbo::entities::ENTITIES {
-            let expected = self.sandbox_versions(e.qbo_name);
-            let got = self.raw_versions(e.table).await;
-            assert_eq!(got.len(), expected.len(), "{}: row count", e.table);
-            assert_eq!(got, expected, "{}: ids and versions", e.table);
+            let expected = self.sandbox_versions_of(realm_id, e.qbo_name);
+            let got = self.raw_versions_of(realm_id, e.table).await;
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "{realm_id} {}: row count",
+                e.table
+            );
+            assert_eq!(got, expected, "{realm_id} {}: ids and versions", e.table);
         }
     }
 

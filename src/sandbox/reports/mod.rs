@@ -112,7 +112,7 @@ fn answer(req: &Req<'_>, realm: &str, name: &str, time: &str) -> Reply {
             time,
         ));
     }
-    let books = ledger::Books::of(&req.inner.store);
+    let books = ledger::Books::of(&req.realm.store);
     let mut report = match name {
         "ProfitAndLoss" => statements::profit_and_loss(&books, &p, time),
         "BalanceSheet" => statements::balance_sheet(&books, &p, time),
