@@ -20,6 +20,7 @@ pub mod errors;
 pub mod model;
 pub mod query;
 pub mod report;
+pub mod reports;
 pub mod sandbox;
 pub mod store;
 pub mod sync;

@@ -11,9 +11,11 @@ pub mod fleet;
 mod model_cmd;
 mod progress;
 mod report_cmd;
+mod reports_cmd;
 mod run_ref;
 mod sandbox_cmd;
 mod sync_cmd;
+mod tie_out;
 mod verify_cmd;
 
 use std::process::ExitCode;
@@ -80,6 +82,10 @@ pub enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Create the database if missing and apply migrations (backfill does this on its own).
     Migrate(DbArgs),
+    /// Load QBO's ProfitAndLoss, BalanceSheet, TrialBalance or GeneralLedger over a range into
+    /// raw.qb_reports (as received) and raw.qb_report_cells (flattened).
+    #[command(after_help = reports_cmd::AFTER_HELP)]
+    Reports(reports_cmd::ReportsArgs),
     /// The analysis-ready staging schema (typed lines, general ledger): `qbo model refresh`.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
@@ -412,6 +418,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Model(cmd) => model_cmd::run(cmd).await,
+        Command::Reports(args) => reports_cmd::run(args).await,
         Command::Auth(cmd) => auth_cmd::run(cmd).await,
         Command::Companies(cmd) => companies_cmd::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,

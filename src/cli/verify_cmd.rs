@@ -32,16 +32,30 @@ With --all-companies, every active company of `qbo companies` is verified in tur
 stderr names each paused or needs_reauth company skipped); a company whose refresh token QBO
 refuses becomes needs_reauth and the others go on. The exit code is the worst of them.
 
+With --tie-out (and no entity), verify compares instead, month by month, QBO's own
+ProfitAndLoss and TrialBalance (accrual) with the same figures from staging.general_ledger:
+P&L per income and expense account over the month; trial balance with balance-sheet accounts
+as of the month's end, income and expense accounts over the month, and their earlier postings
+as one Retained Earnings line. It prints MATCH per month and report, or DIFF and each account
+that differs (qbo figure, staging figure, difference); exit 1 if any differs. Run `qbo model
+refresh` after loading first.
+
 Examples:
   qbo verify invoices --start 2024-01-01 --end 2024-12-31
+  qbo verify --tie-out --start 2024-01-01 --end 2024-12-31
   qbo verify all --chunk-days 7 --format json
   qbo verify all --all-companies";
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The entity to check (see `qbo entities`), or all.
-    #[arg(value_parser = parse_selection)]
-    pub entity: Selection,
+    /// The entity to check (see `qbo entities`), or all. Not with --tie-out.
+    #[arg(value_parser = parse_selection, required_unless_present = "tie_out", conflicts_with = "tie_out")]
+    pub entity: Option<Selection>,
+    /// Instead of counts: month by month, QBO's own ProfitAndLoss and TrialBalance against
+    /// the same figures from staging.general_ledger (run `qbo model refresh` first); needs
+    /// --start and --end. Prints the months, reports and accounts that differ; exit 1 if any.
+    #[arg(long, requires = "start")]
+    pub tie_out: bool,
     /// First day to check (YYYY-MM-DD, UTC). Default: the first day the raw table holds.
     #[arg(long, value_parser = parse_date_arg, requires = "end")]
     pub start: Option<NaiveDate>,
@@ -67,6 +81,9 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(args: VerifyArgs) -> Result<Outcome, CliError> {
+    if args.tie_out {
+        return super::tie_out::run(&args).await;
+    }
     let given = match (args.start, args.end) {
         (Some(s), Some(e)) => Some(DateRange::new(s, e).map_err(CliError::usage)?),
         _ => None,
@@ -173,7 +190,9 @@ async fn count_all(
     counters: &mut RequestCounters,
 ) -> Result<Vec<WindowCount>, CliError> {
     let mut all = Vec::new();
-    for entity in args.entity.entities() {
+    // Without --tie-out, clap requires the entity.
+    let selection = args.entity.unwrap_or(Selection::All);
+    for entity in selection.entities() {
         let range = match given {
             Some(r) => r,
             None => match verify::raw_span(store, entity, realm_id)
@@ -192,7 +211,7 @@ async fn count_all(
                         "{}: the raw table is empty; give --start and --end to compare a range",
                         entity.cli_name
                     );
-                    if args.entity != Selection::All {
+                    if selection != Selection::All {
                         return Err(CliError::usage(anyhow::anyhow!(
                             "nothing loaded for {} yet: give --start and --end",
                             entity.cli_name

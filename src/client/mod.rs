@@ -4,6 +4,7 @@
 mod batch;
 pub mod cdc;
 pub mod limiter;
+mod report;
 pub mod response;
 
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 pub mod invocations;
 pub mod raw;
+pub mod reports;
 pub mod run_requests;
 pub mod runs;
 pub mod sync_lock;

@@ -7,6 +7,7 @@ mod common;
 
 mod deletes;
 mod lines;
+mod reports;
 
 use common::World;
 

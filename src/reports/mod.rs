@@ -1,0 +1,243 @@
+//! QBO's financial reports (ProfitAndLoss, BalanceSheet, TrialBalance, GeneralLedger):
+//! loading them into `raw.qb_reports` / `raw.qb_report_cells` (`pull`), and the tie-out of
+//! the staging ledger against them (`tieout`). Not to be confused with `crate::report`, the
+//! run report of backfills and syncs.
+//!
+//! Reports cannot be paged: a range is asked for in pieces, one per period (Intuit advises
+//! at most six months a call), and a piece QBO answers is too large is split (months, then
+//! weeks, then days) and asked for again; the split is recorded with the pieces.
+
+pub mod parse;
+pub mod pull;
+pub mod tieout;
+
+use chrono::{Datelike, Duration, NaiveDate};
+
+use crate::client::ClientError;
+use crate::store::StoreError;
+
+/// The reports qbo loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum ReportName {
+    #[value(name = "ProfitAndLoss", alias = "profit-and-loss")]
+    ProfitAndLoss,
+    #[value(name = "BalanceSheet", alias = "balance-sheet")]
+    BalanceSheet,
+    #[value(name = "TrialBalance", alias = "trial-balance")]
+    TrialBalance,
+    #[value(name = "GeneralLedger", alias = "general-ledger")]
+    GeneralLedger,
+}
+
+impl ReportName {
+    pub const ALL: [ReportName; 4] = [
+        ReportName::ProfitAndLoss,
+        ReportName::BalanceSheet,
+        ReportName::TrialBalance,
+        ReportName::GeneralLedger,
+    ];
+
+    pub fn qbo_name(self) -> &'static str {
+        match self {
+            ReportName::ProfitAndLoss => "ProfitAndLoss",
+            ReportName::BalanceSheet => "BalanceSheet",
+            ReportName::TrialBalance => "TrialBalance",
+            ReportName::GeneralLedger => "GeneralLedger",
+        }
+    }
+}
+
+/// QBO's `accounting_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    Accrual,
+    Cash,
+}
+
+impl Method {
+    pub fn qbo_name(self) -> &'static str {
+        match self {
+            Method::Accrual => "Accrual",
+            Method::Cash => "Cash",
+        }
+    }
+}
+
+/// How a range is cut into requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Period {
+    Month,
+    Quarter,
+    Year,
+}
+
+/// One request: a report over one piece of the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub name: ReportName,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub method: Method,
+}
+
+impl Request {
+    /// The URL parameters, in a fixed order (their text is the request's key).
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("accounting_method", self.method.qbo_name().to_string()),
+            ("end_date", self.end.to_string()),
+            ("start_date", self.start.to_string()),
+            ("summarize_column_by", "Total".to_string()),
+        ]
+    }
+
+    pub fn params_text(&self) -> String {
+        self.params()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("QBO request for the {report} report of {start}..{end} failed")]
+    Qbo {
+        report: &'static str,
+        start: NaiveDate,
+        end: NaiveDate,
+        #[source]
+        source: ClientError,
+    },
+    #[error("QBO says the {report} report of the single day {day} is too large to display; qbo cannot split it further")]
+    DayTooLarge {
+        report: &'static str,
+        day: NaiveDate,
+    },
+    #[error("saving the {report} report of {start}..{end} failed")]
+    Store {
+        report: &'static str,
+        start: NaiveDate,
+        end: NaiveDate,
+        #[source]
+        source: StoreError,
+    },
+    #[error("reading the staging ledger failed (run `qbo model refresh` after a load)")]
+    Staging(#[source] sqlx::Error),
+    #[error("the report of {0} is not of a shape qbo knows: {1}")]
+    Shape(String, String),
+}
+
+impl ReportError {
+    pub fn client_error(&self) -> Option<&ClientError> {
+        match self {
+            ReportError::Qbo { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+pub fn last_of_month(d: NaiveDate) -> NaiveDate {
+    let (y, m) = if d.month() == 12 {
+        (d.year() + 1, 1)
+    } else {
+        (d.year(), d.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(y, m, 1).map_or(d, |n| n - Duration::days(1))
+}
+
+/// `[start, end]` cut at period boundaries (calendar months, quarters or years).
+pub fn pieces(start: NaiveDate, end: NaiveDate, period: Period) -> Vec<(NaiveDate, NaiveDate)> {
+    let mut out = Vec::new();
+    let mut from = start;
+    while from <= end {
+        let mut to = last_of_month(from);
+        let months_more = match period {
+            Period::Month => 0,
+            Period::Quarter => 2 - (from.month0() % 3),
+            Period::Year => 12 - from.month(),
+        };
+        for _ in 0..months_more {
+            to = last_of_month(to + Duration::days(1));
+        }
+        let to = to.min(end);
+        out.push((from, to));
+        from = to + Duration::days(1);
+    }
+    out
+}
+
+/// How a piece QBO found too large is split: into months if it spans more than one, else
+/// into weeks (7 days), else into days. None for a single day.
+pub fn split(start: NaiveDate, end: NaiveDate) -> Option<Vec<(NaiveDate, NaiveDate)>> {
+    if end == start {
+        return None;
+    }
+    if (start.year(), start.month()) != (end.year(), end.month()) {
+        return Some(pieces(start, end, Period::Month));
+    }
+    let step = if (end - start).num_days() >= 7 { 7 } else { 1 };
+    let mut out = Vec::new();
+    let mut from = start;
+    while from <= end {
+        let to = (from + Duration::days(step - 1)).min(end);
+        out.push((from, to));
+        from = to + Duration::days(1);
+    }
+    Some(out)
+}
+
+/// Cents as QBO writes money: `-1234.56`.
+pub fn shape_money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", c / 100, c % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ranges_are_cut_at_calendar_boundaries() {
+        assert_eq!(
+            pieces(d("2024-01-15"), d("2024-03-10"), Period::Month),
+            vec![
+                (d("2024-01-15"), d("2024-01-31")),
+                (d("2024-02-01"), d("2024-02-29")),
+                (d("2024-03-01"), d("2024-03-10")),
+            ]
+        );
+        assert_eq!(
+            pieces(d("2024-02-01"), d("2024-12-31"), Period::Quarter),
+            vec![
+                (d("2024-02-01"), d("2024-03-31")),
+                (d("2024-04-01"), d("2024-06-30")),
+                (d("2024-07-01"), d("2024-09-30")),
+                (d("2024-10-01"), d("2024-12-31")),
+            ]
+        );
+        assert_eq!(
+            pieces(d("2023-06-01"), d("2024-02-01"), Period::Year),
+            vec![
+                (d("2023-06-01"), d("2023-12-31")),
+                (d("2024-01-01"), d("2024-02-01"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_too_large_piece_splits_into_months_then_weeks_then_days() {
+        assert_eq!(split(d("2024-01-01"), d("2024-03-31")).unwrap().len(), 3);
+        let weeks = split(d("2024-01-01"), d("2024-01-31")).unwrap();
+        assert_eq!(weeks.len(), 5);
+        assert_eq!(weeks[4], (d("2024-01-29"), d("2024-01-31")));
+        assert_eq!(split(d("2024-01-01"), d("2024-01-07")).unwrap().len(), 7);
+        assert_eq!(split(d("2024-01-03"), d("2024-01-03")), None);
+    }
+}
