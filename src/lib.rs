@@ -17,6 +17,7 @@ pub mod config;
 pub mod cost;
 pub mod entities;
 pub mod errors;
+pub mod fleet;
 pub mod model;
 pub mod query;
 pub mod report;

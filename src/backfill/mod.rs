@@ -77,6 +77,10 @@ pub struct Options {
     /// The `qbo backfill all` a new run belongs to (kept in the run's options, so that
     /// `all --resume` finds the runs of it).
     pub invocation: Option<Uuid>,
+    /// When nothing is left to claim but other workers still hold windows of the run: wait
+    /// for them (a command, which must end with the run done) or return at once (`qbo
+    /// worker`, which has other companies' windows to load meanwhile).
+    pub wait_for_others: bool,
 }
 
 impl Default for Options {
@@ -89,6 +93,7 @@ impl Default for Options {
             lease: Duration::from_secs(30),
             max_passes: 5,
             invocation: None,
+            wait_for_others: true,
         }
     }
 }
@@ -523,47 +528,19 @@ impl<S: QuerySource + 'static> Backfill<S> {
     ) -> Result<Prepared, BackfillError> {
         match mode {
             Mode::New(range) => {
-                if opts.window_field == WindowField::TxnDate && !entity.has_txn_date() {
-                    return Err(BackfillError::NoTxnDate(entity.cli_name));
-                }
-                let windows = match opts.chunking {
-                    // One window that stands for the whole range: QBO cannot window it.
-                    _ if entity.is_whole() => vec![chunks::whole_range(*range)],
-                    // One window for the range; its first worker counts it and splits it
-                    // if it holds more than a window may (see window::Backfill::split).
-                    Chunking::ByCount { .. } => vec![chunks::whole_range(*range)],
-                    Chunking::Days(days) => chunks::plan(*range, days)?,
-                };
-                let run_id = self
-                    .store
-                    .create_run(
-                        &NewRun {
-                            realm_id,
-                            entity: entity.cli_name,
-                            range_start: range.start,
-                            range_end: range.end_inclusive,
-                            window_field: opts.window_field.as_str(),
-                            options: json!({
-                                "chunk_days": match opts.chunking {
-                                    Chunking::Days(d) => Some(d),
-                                    Chunking::ByCount { .. } => None,
-                                },
-                                "window_pages": match opts.chunking {
-                                    Chunking::ByCount { window_pages } => Some(window_pages),
-                                    Chunking::Days(_) => None,
-                                },
-                                "page_size": opts.page_size,
-                                "concurrency": opts.concurrency,
-                                "minor_version": self.source.minor_version(),
-                                "raw_had_rows": raw_had_rows,
-                                "invocation": opts.invocation,
-                            }),
-                            kind: "backfill",
-                            read_via: if entity.is_whole() { "whole" } else { "query" },
-                        },
-                        &windows,
-                    )
-                    .await?;
+                let run_id = plan_new_run(
+                    &self.store,
+                    &NewBackfill {
+                        realm_id,
+                        entity,
+                        range: *range,
+                        minor_version: self.source.minor_version(),
+                        raw_had_rows,
+                        queued: false,
+                    },
+                    opts,
+                )
+                .await?;
                 Ok(Prepared {
                     run_id,
                     field: opts.window_field,
@@ -654,7 +631,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     self.store.leased_elsewhere(ctx.run_id, ctx.invocation)
                 })
                 .await?;
-                if held == 0 {
+                if held == 0 || !ctx.opts.wait_for_others {
                     return Ok(());
                 }
                 if !told_about_leases {
@@ -916,6 +893,72 @@ impl<S: QuerySource + 'static> Backfill<S> {
             }
         })
     }
+}
+
+/// A new backfill run of one entity and company, as `plan_new_run` records it.
+pub struct NewBackfill<'a> {
+    pub realm_id: &'a str,
+    pub entity: &'static Entity,
+    pub range: DateRange,
+    /// The QBO minor version the run's windows are read with (kept in its options).
+    pub minor_version: u32,
+    /// Whether the raw table already held rows of the company (see `crate::sync::watermark`).
+    pub raw_had_rows: bool,
+    /// Planned for `qbo worker`s (`--enqueue`) rather than by the command that loads it.
+    pub queued: bool,
+}
+
+/// Records a new run and its first windows, all `pending`, without asking QBO anything: a
+/// run planned by count is one window its first worker counts and splits. The engine does
+/// this for a new run; `qbo backfill --enqueue` does it alone and leaves the loading to
+/// `qbo worker`s.
+pub async fn plan_new_run(
+    store: &PgStore,
+    run: &NewBackfill<'_>,
+    opts: &Options,
+) -> Result<Uuid, BackfillError> {
+    let entity = run.entity;
+    if opts.window_field == WindowField::TxnDate && !entity.has_txn_date() {
+        return Err(BackfillError::NoTxnDate(entity.cli_name));
+    }
+    let windows = match opts.chunking {
+        // One window that stands for the whole range: QBO cannot window it.
+        _ if entity.is_whole() => vec![chunks::whole_range(run.range)],
+        // One window for the range; its first worker counts it and splits it
+        // if it holds more than a window may (see window::Backfill::split).
+        Chunking::ByCount { .. } => vec![chunks::whole_range(run.range)],
+        Chunking::Days(days) => chunks::plan(run.range, days)?,
+    };
+    Ok(store
+        .create_run(
+            &NewRun {
+                realm_id: run.realm_id,
+                entity: entity.cli_name,
+                range_start: run.range.start,
+                range_end: run.range.end_inclusive,
+                window_field: opts.window_field.as_str(),
+                options: json!({
+                    "chunk_days": match opts.chunking {
+                        Chunking::Days(d) => Some(d),
+                        Chunking::ByCount { .. } => None,
+                    },
+                    "window_pages": match opts.chunking {
+                        Chunking::ByCount { window_pages } => Some(window_pages),
+                        Chunking::Days(_) => None,
+                    },
+                    "page_size": opts.page_size,
+                    "concurrency": opts.concurrency,
+                    "minor_version": run.minor_version,
+                    "raw_had_rows": run.raw_had_rows,
+                    "invocation": opts.invocation,
+                    "queued": run.queued,
+                }),
+                kind: "backfill",
+                read_via: if entity.is_whole() { "whole" } else { "query" },
+            },
+            &windows,
+        )
+        .await?)
 }
 
 /// How long a worker keeps trying while Postgres is unreachable (about half a minute).

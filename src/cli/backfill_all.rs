@@ -40,29 +40,10 @@ pub async fn plan(db: &PgStore, realm_id: &str, job: &Job) -> Result<Vec<Step>, 
     };
     match &job.mode {
         Mode::New(range) => {
-            let invocation_id = Uuid::new_v4();
-            db.create_invocation(&Invocation {
-                invocation_id,
-                realm_id: realm_id.to_string(),
-                entities: entities.iter().map(|e| e.cli_name.to_string()).collect(),
-                range_start: range.start,
-                range_end: range.end_inclusive,
-                window_field: job.options.window_field.as_str().to_string(),
-                chunk_days: match job.options.chunking {
-                    Chunking::Days(d) => Some(i32::try_from(d).unwrap_or(i32::MAX)),
-                    Chunking::ByCount { .. } => None,
-                },
-                window_pages: match job.options.chunking {
-                    Chunking::ByCount { window_pages } => {
-                        Some(i32::try_from(window_pages).unwrap_or(i32::MAX))
-                    }
-                    Chunking::Days(_) => None,
-                },
-                page_size: job.options.page_size as i32,
-                started_at: chrono::Utc::now(),
-            })
-            .await
-            .map_err(CliError::failed)?;
+            let invocation_id =
+                crate::fleet::record_invocation(db, realm_id, &entities, *range, &job.options)
+                    .await
+                    .map_err(CliError::failed)?;
             let options = Options {
                 invocation: Some(invocation_id),
                 ..job.options.clone()

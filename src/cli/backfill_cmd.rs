@@ -111,6 +111,10 @@ pub struct BackfillArgs {
     /// (the local sandbox, as `qbo-bench` uses it); against QBO it only earns 429s.
     #[arg(long, hide = true)]
     pub no_rate_limit: bool,
+    /// Plan the runs for `qbo worker`s and return at once, printing their ids: no QBO
+    /// credentials needed here (the workers have them). Needs --start and --end.
+    #[arg(long, conflicts_with_all = ["resume", "retry_failed"])]
+    pub enqueue: bool,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
@@ -118,7 +122,7 @@ pub struct BackfillArgs {
 }
 
 impl BackfillArgs {
-    fn mode(&self) -> Result<Mode, CliError> {
+    pub(super) fn mode(&self) -> Result<Mode, CliError> {
         if self.resume {
             return Ok(Mode::Resume(None));
         }
@@ -143,7 +147,7 @@ impl BackfillArgs {
         }
     }
 
-    fn options(&self) -> Options {
+    pub(super) fn options(&self) -> Options {
         Options {
             chunking: match self.chunk_days {
                 Some(days) => Chunking::Days(days),
@@ -174,6 +178,9 @@ pub async fn connect(db: &DbArgs) -> Result<PgStore, CliError> {
 pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
     // Everything the user typed is checked before anything is written anywhere.
     let mode = args.mode()?;
+    if args.enqueue {
+        return super::enqueue_cmd::backfill(&args, mode).await;
+    }
     let settings = args.qbo.settings().map_err(CliError::usage)?;
     if args.window_field == WindowField::TxnDate {
         if let Some(e) = args

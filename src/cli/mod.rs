@@ -6,6 +6,7 @@ mod backfill_all;
 mod backfill_cmd;
 mod companies_cmd;
 mod demo;
+mod enqueue_cmd;
 mod entities_cmd;
 pub mod fleet;
 mod model_cmd;
@@ -17,6 +18,7 @@ mod sandbox_cmd;
 mod sync_cmd;
 mod tie_out;
 mod verify_cmd;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -100,6 +102,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run the local QBO sandbox server alone (for trying qbo against it by hand).
     Sandbox(sandbox_cmd::SandboxArgs),
+    /// Load queued runs (`backfill --enqueue`) of every company, fairly, until stopped.
+    #[command(after_help = worker_cmd::AFTER_HELP)]
+    Worker(worker_cmd::WorkerArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -423,6 +428,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Companies(cmd) => companies_cmd::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
+        Command::Worker(args) => worker_cmd::run(args).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Postgres: connecting (and creating the database), migrations, the raw zone and the
 //! ops tables. Everything here is behind `PgStore` so the engine never writes SQL.
 
+pub mod fleet;
 pub mod invocations;
 pub mod raw;
 pub mod reports;

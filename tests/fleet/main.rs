@@ -1,7 +1,9 @@
-//! Many companies: `qbo companies`, `--all-companies`, tokens kept in Postgres. The real
-//! binary, a real Postgres, the sandbox over HTTP.
+//! Many companies, many processes: `qbo companies`, `--all-companies`, tokens kept in
+//! Postgres, `qbo backfill --enqueue` and `qbo worker`s sharing Postgres. The real binary, a
+//! real Postgres, the sandbox over HTTP.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod companies;
+mod worker;

@@ -1,0 +1,127 @@
+//! `qbo worker`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::backfill_cmd::{connect, on_interrupt};
+use super::{CliError, DbArgs, Outcome, QboArgs, RequestArgs};
+use crate::fleet::clients::RealmClients;
+use crate::fleet::worker::Stop;
+use crate::fleet::{Worker, WorkerConfig, WorkerReport};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  qbo backfill all --start 2024-01-01 --end 2024-12-31 --all-companies --enqueue
+  qbo worker                                  # on as many machines as you like
+  qbo worker --idle-exit                      # a batch job: stop once the queue is empty
+  qbo report --companies                      # queued / running / succeeded per company
+
+A worker loads the windows of queued runs (`qbo backfill ... --enqueue`) of any company,
+fairly: each of its --companies-at-once slots takes a run of the company whose window was
+claimed least recently, skipping companies QBO is throttling (a 429 pauses the company for
+every process) and companies this worker found without a usable refresh token (it logs
+them; `qbo auth import` or `qbo auth login`, then restart it). Each company's requests stay
+within QBO's limits across every worker and machine (they share its budget through
+Postgres). Workers hold nothing but leases: add or remove them at any time. A window whose
+worker was killed is taken over once its lease (--lease-secs) runs out.
+
+Tokens: every company's refresh token must be in the token store all workers share
+(QBO_TOKEN_STORE); QBO_REFRESH_TOKEN, if set, only seeds the company QBO_REALM_ID names.
+
+Draining: SIGTERM or SIGINT (Ctrl-C) stops claiming, hands the windows being loaded back to
+the queue (other workers take them at once) and exits 0 within a few seconds.
+
+Exit codes: 0 drained (SIGTERM/SIGINT) or, with --idle-exit, the queue is empty; 1 the worker
+stopped on a failure of its own (Postgres answered with an error that is no outage; a
+window's failure is not one: see `qbo report`); 2 bad usage or configuration.";
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Runs loaded at once, of different companies when several have queued work (one
+    /// company's big run may take several slots when nothing else is queued).
+    #[arg(long, env = "QBO_WORKER_COMPANIES_AT_ONCE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub companies_at_once: u32,
+    /// Windows loaded at once per run; the worker loads up to --companies-at-once times
+    /// this many windows at once. Each company's QBO limits hold whatever this says.
+    #[arg(long, env = "QBO_WORKER_CONCURRENCY", default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub concurrency: u32,
+    /// Exit (0) once no queued window is left: none pending and none held by any worker.
+    /// For batch jobs and tests; start it after enqueuing.
+    #[arg(long)]
+    pub idle_exit: bool,
+    /// Milliseconds between looks at the queue while there is nothing to take.
+    #[arg(long, env = "QBO_WORKER_POLL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub poll_ms: u64,
+    #[command(flatten)]
+    pub requests: RequestArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub qbo: QboArgs,
+}
+
+pub async fn run(args: WorkerArgs) -> Result<Outcome, CliError> {
+    let mut qbo = args.qbo.clone();
+    // A worker serves every company; QBO_REALM_ID (optional here) only says which one
+    // QBO_REFRESH_TOKEN belongs to. The settings are the app's, their realm set per company.
+    if qbo.realm_id.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        qbo.realm_id = Some(NO_REALM.to_string());
+        qbo.refresh_token = None;
+    }
+    let settings = qbo.settings().map_err(CliError::usage)?;
+    let tokens = crate::auth::store::open(&settings.token_store).map_err(CliError::usage)?;
+    let db = connect(&args.db).await?;
+    let cancel = on_interrupt(
+        "draining: handing the windows being loaded back to the queue; exiting once they are",
+    );
+    let clients = RealmClients::new(
+        settings,
+        tokens,
+        args.requests.retry_policy(),
+        args.requests.rate_limits(),
+        db.clone(),
+        cancel.clone(),
+    );
+    let worker = Worker::new(
+        db,
+        clients,
+        WorkerConfig {
+            companies_at_once: args.companies_at_once as usize,
+            windows_per_run: args.concurrency,
+            lease: args.requests.lease(),
+            poll: Duration::from_millis(args.poll_ms),
+            idle_exit: args.idle_exit,
+        },
+        cancel,
+    );
+    tracing::info!(
+        companies_at_once = args.companies_at_once,
+        concurrency = args.concurrency,
+        idle_exit = args.idle_exit,
+        "worker started"
+    );
+    let report = worker.run().await.map_err(CliError::failed)?;
+    outln!("{}", report_line(&report));
+    Ok(Outcome::Success)
+}
+
+/// A realm id no company has, standing in while settings are validated.
+const NO_REALM: &str = "0";
+
+fn report_line(r: &WorkerReport) -> String {
+    let why = match r.stop {
+        Stop::Drained => "drained",
+        Stop::Idle => "the queue is empty",
+    };
+    let mut line = format!(
+        "worker stopped ({why}): {} run visits, {} companies, {} rows loaded",
+        r.visits,
+        r.companies.len(),
+        r.rows
+    );
+    for (realm, reason) in &r.skipped {
+        line.push_str(&format!("\n  skipped realm {realm}: {reason}"));
+    }
+    line
+}

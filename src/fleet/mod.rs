@@ -1,0 +1,19 @@
+//! Many companies, many processes: runs planned ahead (`qbo backfill --enqueue`) and the
+//! `qbo worker`s that load them. Postgres is the only coordinator: a worker is stateless,
+//! claims windows of any company's queued runs under a lease, and a window whose worker
+//! died is taken over once its lease runs out.
+
+pub mod clients;
+pub mod enqueue;
+pub mod worker;
+
+pub use enqueue::{enqueue_backfill, record_invocation, BackfillRequest, Enqueued};
+pub use worker::{Worker, WorkerConfig, WorkerReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Backfill(#[from] crate::backfill::BackfillError),
+}
