@@ -115,6 +115,11 @@ pub struct BackfillArgs {
     /// credentials needed here (the workers have them). Needs --start and --end.
     #[arg(long, conflicts_with_all = ["resume", "retry_failed"])]
     pub enqueue: bool,
+    /// Every active company of `qbo companies` instead of QBO_REALM_ID's: one after another
+    /// in this process (a summary per company), or with --enqueue planned for the workers.
+    /// Paused and needs_reauth companies are skipped with a line on stderr.
+    #[arg(long, conflicts_with = "run")]
+    pub all_companies: bool,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]
@@ -178,10 +183,6 @@ pub async fn connect(db: &DbArgs) -> Result<PgStore, CliError> {
 pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
     // Everything the user typed is checked before anything is written anywhere.
     let mode = args.mode()?;
-    if args.enqueue {
-        return super::enqueue_cmd::backfill(&args, mode).await;
-    }
-    let settings = args.qbo.settings().map_err(CliError::usage)?;
     if args.window_field == WindowField::TxnDate {
         if let Some(e) = args
             .entity
@@ -192,21 +193,39 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
             return Err(CliError::usage(BackfillError::NoTxnDate(e.cli_name)));
         }
     }
+    if args.enqueue {
+        return super::enqueue_cmd::backfill(&args, mode).await;
+    }
+    if args.all_companies {
+        return super::enqueue_cmd::backfill_each_company(&args, mode).await;
+    }
+    let settings = args.qbo.settings().map_err(CliError::usage)?;
     let store = super::auth_cmd::open_token_store(&settings).await?;
     let db = connect(&args.db).await?;
+    run_company(&args, &settings, store, &db, mode, interrupt_on_ctrl_c()).await
+}
+
+/// The backfill of one company, in this process.
+pub(super) async fn run_company(
+    args: &BackfillArgs,
+    settings: &QboSettings,
+    tokens: Arc<dyn TokenStore>,
+    db: &PgStore,
+    mode: Mode,
+    cancel: CancellationToken,
+) -> Result<Outcome, CliError> {
     let mode = match (mode, &args.run) {
-        (Mode::RetryFailed(_), Some(run)) => Mode::RetryFailed(Some(run.resolve(&db).await?)),
+        (Mode::RetryFailed(_), Some(run)) => Mode::RetryFailed(Some(run.resolve(db).await?)),
         (mode, _) => mode,
     };
-    let cancel = interrupt_on_ctrl_c();
     let mut limits = args.requests.rate_limits();
     if args.no_rate_limit {
         limits.requests_per_minute = u32::MAX;
     }
     let summaries = run_backfill(
-        &settings,
-        store,
-        db,
+        settings,
+        tokens,
+        db.clone(),
         Job {
             selection: args.entity,
             mode,

@@ -1,10 +1,10 @@
-//! `--enqueue` of `qbo backfill`: plan the runs, print their ids and how to follow them,
-//! and return at once; `qbo worker`s load them.
+//! `qbo backfill` for many companies: `--enqueue` plans the runs, prints their ids and how
+//! to follow them, and returns at once (`qbo worker`s load them); `--all-companies` without
+//! it loads every active company in this process, one after another.
 
-use super::backfill_cmd::{connect, BackfillArgs};
-use super::{CliError, Outcome};
-use crate::backfill::{BackfillError, Mode};
-use crate::chunks::WindowField;
+use super::backfill_cmd::{connect, interrupt_on_ctrl_c, run_company, BackfillArgs};
+use super::{fleet, CliError, Outcome};
+use crate::backfill::Mode;
 use crate::fleet::{enqueue_backfill, BackfillRequest, Enqueued};
 
 pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliError> {
@@ -13,19 +13,20 @@ pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliErr
             "--enqueue plans new runs: give --start and --end (queued runs are continued by the workers themselves)"
         )));
     };
-    if args.window_field == WindowField::TxnDate {
-        if let Some(e) = args
-            .entity
-            .entities()
-            .into_iter()
-            .find(|e| !e.has_txn_date())
-        {
-            return Err(CliError::usage(BackfillError::NoTxnDate(e.cli_name)));
-        }
-    }
     crate::config::validate_minor_version(args.qbo.minor_version).map_err(CliError::usage)?;
-    let realms = vec![realm_of(args)?];
+    let one = match args.all_companies {
+        true => None,
+        false => Some(realm_of(args)?),
+    };
     let db = connect(&args.db).await?;
+    let realms = match one {
+        Some(realm) => vec![realm],
+        None => fleet::active_companies(&db, &args.qbo)
+            .await?
+            .into_iter()
+            .map(|c| c.realm_id)
+            .collect(),
+    };
     let options = args.options();
     let mut runs = 0;
     for realm_id in &realms {
@@ -53,6 +54,50 @@ pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliErr
         realms.len()
     );
     Ok(Outcome::Success)
+}
+
+/// `--all-companies` in this process: each active company in turn, its summary lines under
+/// a heading. A company that fails is reported (one whose refresh token QBO refuses becomes
+/// needs_reauth) and the others go on; Ctrl-C stops at once.
+pub async fn backfill_each_company(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliError> {
+    fleet::check_settings(&args.qbo)?;
+    let db = connect(&args.db).await?;
+    let companies = fleet::active_companies(&db, &args.qbo).await?;
+    let cancel = interrupt_on_ctrl_c();
+    let mut outcomes = Vec::new();
+    for company in &companies {
+        if cancel.is_cancelled() {
+            outcomes.push(Outcome::Interrupted);
+            break;
+        }
+        outln!("company {}:", company.label());
+        let settings = fleet::settings_for(&args.qbo, &company.realm_id)?;
+        let ran = match super::auth_cmd::open_token_store(&settings).await {
+            Ok(tokens) => {
+                run_company(args, &settings, tokens, &db, mode.clone(), cancel.clone()).await
+            }
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                eprintln!("company {}: {:#}", company.label(), e.error);
+                fleet::after_failure(&db, company, &e).await;
+                outcomes.push(e.outcome);
+            }
+        }
+    }
+    let outcome = fleet::worst(outcomes);
+    outln!(
+        "{} companies: {}",
+        companies.len(),
+        match outcome {
+            Outcome::Success => "every one loaded",
+            Outcome::Interrupted => "interrupted; continue with --resume --all-companies",
+            _ => "some did not load completely (see above)",
+        }
+    );
+    Ok(outcome)
 }
 
 /// The one company `--realm-id` (QBO_REALM_ID) names.

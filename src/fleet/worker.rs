@@ -196,6 +196,9 @@ impl Worker {
             Err(e) => {
                 let reason = crate::errors::chain(&e);
                 tracing::error!(parent: &span, error = %reason, "cannot load this company; the worker goes on with the others");
+                if e.needs_human() {
+                    self.needs_reauth(&realm, &reason).await;
+                }
                 self.state().skip_realms.insert(realm, reason);
                 return;
             }
@@ -207,6 +210,20 @@ impl Worker {
             span.clone(),
         )
         .await;
+        let needs_human = match &result {
+            Err(BackfillError::Auth(auth)) if auth.needs_human() => {
+                Some(crate::errors::chain(auth))
+            }
+            _ => None,
+        };
+        if let Some(reason) = &needs_human {
+            self.needs_reauth(&realm, reason).await;
+        }
+        if matches!(&result, Ok(s) if s.status == "success") {
+            if let Err(e) = crate::companies::touch_loaded(self.store.pool(), &realm).await {
+                tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "could not record when the company was last loaded");
+            }
+        }
         let mut state = self.state();
         if let Some(i) = state.busy.iter().position(|r| *r == realm) {
             state.busy.swap_remove(i);
@@ -229,6 +246,29 @@ impl Worker {
             Err(e) => {
                 tracing::error!(parent: &span, error = %crate::errors::chain(&e), "the run cannot be loaded; the worker leaves it and goes on");
                 state.skip_runs.insert(run.run_id);
+            }
+        }
+    }
+
+    /// Marks the company `needs_reauth` so that no worker takes its runs until `qbo auth
+    /// login` or `qbo auth import` gives it a token again (a realm not in `qbo companies` is
+    /// only skipped by this worker).
+    async fn needs_reauth(&self, realm: &str, reason: &str) {
+        use crate::companies::CompanyStatus;
+        match crate::companies::set_status_in(
+            self.store.pool(),
+            realm,
+            CompanyStatus::NeedsReauth,
+            Some(reason),
+        )
+        .await
+        {
+            Ok(true) => {
+                tracing::error!(realm_id = %realm, "the company is now needs_reauth: run `qbo auth login` or `qbo auth import --realm-id {realm}` for it")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(realm_id = %realm, error = %crate::errors::chain(&e), "could not mark the company needs_reauth")
             }
         }
     }

@@ -35,8 +35,8 @@ pub struct CompanyQueue {
 impl PgStore {
     /// The queued run to work next: one with a window nobody holds (`pending`, or held under
     /// a lease that ran out because its worker died), not in `skip_runs`, of a company not
-    /// in `skip` and not
-    /// paused by a 429. Companies not in `busy` (those this worker already serves) come
+    /// in `skip`, not paused by a 429 and not `paused` or `needs_reauth` in `qbo companies`
+    /// (a realm missing from it is worked: `--enqueue --realm-id` may name one). Companies not in `busy` (those this worker already serves) come
     /// first, then the one whose window was claimed least recently (never first), then the
     /// oldest run.
     pub async fn next_queued_run(
@@ -63,6 +63,9 @@ impl PgStore {
                      AND NOT EXISTS (
                          SELECT 1 FROM ops.company_throttle t
                          WHERE t.realm_id = r.realm_id AND t.paused_until > now())
+                     AND NOT EXISTS (
+                         SELECT 1 FROM ops.companies co
+                         WHERE co.realm_id = r.realm_id AND co.status <> 'active')
                    ORDER BY r.realm_id, r.started_at, r.run_id
                )
                SELECT c.run_id AS "run_id!", c.realm_id AS "realm_id!", c.entity AS "entity!",
@@ -82,7 +85,8 @@ impl PgStore {
     }
 
     /// Windows of queued runs not yet settled (`pending`, `running` or `paged`, leased or
-    /// not), of companies not in `skip`: zero means the queue is empty.
+    /// not), of companies not in `skip` nor `paused` or `needs_reauth`: zero means the queue
+    /// is empty.
     pub async fn unfinished_queued_windows(&self, skip: &[String]) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!" FROM ops.backfill_report c
@@ -90,7 +94,10 @@ impl PgStore {
                WHERE c.status IN ('pending', 'running', 'paged')
                  AND r.kind = 'backfill'
                  AND (r.options->>'queued')::boolean IS TRUE
-                 AND NOT (r.realm_id = ANY($1::text[]))"#,
+                 AND NOT (r.realm_id = ANY($1::text[]))
+                 AND NOT EXISTS (
+                     SELECT 1 FROM ops.companies co
+                     WHERE co.realm_id = r.realm_id AND co.status <> 'active')"#,
             skip,
         )
         .fetch_one(self.pool())

@@ -256,3 +256,117 @@ async fn enqueue_refuses_what_it_cannot_plan() {
         .await
         .assert_code(2);
 }
+
+/// A realm the sandbox does not serve (no tokens anywhere), and one paused by hand.
+const NO_TOKENS: &str = "4620816365000100";
+const PAUSED: &str = "4620816365000101";
+
+async fn three_companies(w: &World) {
+    for r in [w.sandbox.realm_id(), NO_TOKENS, PAUSED] {
+        w.run(&["companies", "add", "--realm-id", r])
+            .await
+            .assert_code(0);
+    }
+    w.run(&["companies", "pause", "--realm-id", PAUSED])
+        .await
+        .assert_code(0);
+}
+
+async fn status_of(pool: &sqlx::PgPool, realm: &str) -> String {
+    sqlx::query_scalar("SELECT status::text FROM ops.companies WHERE realm_id = $1")
+        .bind(realm)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_companies_enqueued_the_worker_loads_the_healthy_one_and_marks_the_other() {
+    let w = World::new(small_company()).await;
+    three_companies(&w).await;
+    let r = w
+        .run(&[
+            "backfill",
+            "invoices",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--all-companies",
+            "--enqueue",
+        ])
+        .await;
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("enqueued 2 runs of 2 companies"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("skipped company {PAUSED}: paused")),
+        "{}",
+        r.stderr
+    );
+    let out = finished(worker(&w, &["--idle-exit"])).await;
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains(&format!("skipped realm {NO_TOKENS}")),
+        "{}",
+        out.stdout
+    );
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    let pool = w.db.pool().await;
+    assert_eq!(status_of(&pool, NO_TOKENS).await, "needs_reauth");
+    assert_eq!(status_of(&pool, w.sandbox.realm_id()).await, "active");
+    // The company without tokens keeps its window queued, untouched, for after `auth import`.
+    let theirs: Vec<(String, i32)> =
+        sqlx::query_as("SELECT status, attempts FROM ops.backfill_report WHERE realm_id = $1")
+            .bind(NO_TOKENS)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(theirs, vec![("pending".to_string(), 0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_companies_in_process_loads_each_active_company_in_turn() {
+    let w = World::new(small_company()).await;
+    three_companies(&w).await;
+    // QBO_REFRESH_TOKEN seeds no company of a fleet: the token is imported.
+    crate::companies::import(&w, w.sandbox.realm_id(), &w.initial_refresh_token, &[])
+        .await
+        .assert_code(0);
+    let r = w
+        .backfill("invoices", "2024-01-01", "2024-03-31", &["--all-companies"])
+        .await;
+    // The company without tokens needs a human (3); the healthy one is loaded regardless.
+    r.assert_code(3);
+    let realm = w.sandbox.realm_id();
+    assert!(
+        r.stdout.contains(&format!("company {realm}:")),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("invoices: run "), "{}", r.stdout);
+    assert!(r.stdout.contains("2 companies: "), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains(&format!("company {NO_TOKENS} is now needs_reauth")),
+        "{}",
+        r.stderr
+    );
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    let pool = w.db.pool().await;
+    assert_eq!(status_of(&pool, NO_TOKENS).await, "needs_reauth");
+    assert_eq!(
+        count(
+            &pool,
+            &format!("SELECT count(*) FROM ops.backfill_runs WHERE realm_id = '{PAUSED}'")
+        )
+        .await,
+        0
+    );
+}
