@@ -325,9 +325,18 @@ pub async fn token_endpoint(
     }
     inner.stats().token_requests += 1;
     let resp = token_response(&inner, &headers, &body);
-    inner.log("token", resp.status().as_u16(), None, None);
+    let realm = resp
+        .extensions()
+        .get::<ForRealm>()
+        .and_then(|r| inner.realms.get(r.0))
+        .map(|r| r.id.as_str());
+    inner.log_for(realm, "token", resp.status().as_u16(), None, None);
     resp
 }
+
+/// Which company a token answer was about, for the request log.
+#[derive(Clone, Copy)]
+struct ForRealm(RealmIx);
 
 fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
     let cfg = &inner.cfg;
@@ -376,7 +385,11 @@ fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
         Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
     };
-    match result {
+    let realm = match &result {
+        Ok(g) => Some(g.realm),
+        Err(e) => e.realm(),
+    };
+    let mut resp = match result {
         Ok(grant) => (
             StatusCode::OK,
             [(header::CACHE_CONTROL, "no-store")],
@@ -406,7 +419,11 @@ fn token_response(inner: &Inner, headers: &HeaderMap, body: &[u8]) -> Response {
             )
                 .into_response()
         }
+    };
+    if let Some(ix) = realm {
+        resp.extensions_mut().insert(ForRealm(ix));
     }
+    resp
 }
 
 /// Counts a refresh_token grant, globally and for the realm whose token was presented.

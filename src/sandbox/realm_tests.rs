@@ -113,6 +113,14 @@ async fn tokens_work_only_for_their_company() {
     assert_eq!(all.realms[b.realm_id()], sb);
     assert_eq!(all.refreshes, 4);
     assert_eq!(all.invalid_grants, 1);
+    // The request log names each request's company, token grants included.
+    let named = |kind: &str, realm: &Sandbox, status: u16| {
+        all.request_log.iter().any(|e| {
+            e.kind == kind && e.realm.as_deref() == Some(realm.realm_id()) && e.status == status
+        })
+    };
+    assert!(named("token", &b, 400) && named("token", &a, 200));
+    assert!(named("count", &a, 403) && named("count", &b, 200));
 }
 
 #[tokio::test]

@@ -64,3 +64,33 @@ async fn two_companies_load_apart_and_a_revoked_one_fails_alone() {
     assert_eq!(w.realm_stats(a).invalid_grants, 1);
     w.assert_realm_raw_matches_sandbox(b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_company_imported_lands_its_own_data() {
+    let w = World::new(small_companies(3)).await;
+    w.import_all_companies().await;
+    for realm in w.realm_ids() {
+        w.run(&[
+            "backfill",
+            "customers",
+            "--realm-id",
+            &realm,
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+        ])
+        .await
+        .assert_code(0);
+    }
+    let customers = qbo::entities::by_qbo_name("Customer").unwrap().table;
+    for realm in w.realm_ids() {
+        assert_eq!(
+            w.raw_versions_of(&realm, customers).await,
+            w.sandbox_versions_of(&realm, "Customer"),
+            "{realm}"
+        );
+        let s = w.realm_stats(&realm);
+        assert_eq!((s.refreshes, s.invalid_grants), (1, 0), "{realm}: {s:?}");
+    }
+}

@@ -213,14 +213,12 @@ impl World {
         self.realm(realm_id).realm_stats()
     }
 
-    /// `qbo <args>` for company `realm_id`: its realm id, initial refresh token and a token
-    /// file of its own in the environment instead of the first company's.
+    /// `qbo <args>` for company `realm_id`: its realm id and initial refresh token in the
+    /// environment instead of the first company's (the token file holds every realm).
     pub fn qbo_for(&self, realm_id: &str, args: &[&str]) -> Command {
         let mut cmd = self.qbo(args);
-        let file = self.dir.path().join(format!("tokens-{realm_id}.json"));
         cmd.env("QBO_REALM_ID", realm_id)
-            .env("QBO_REFRESH_TOKEN", &self.initial_refresh_tokens[realm_id])
-            .env("QBO_TOKEN_STORE", format!("file:{}", file.display()));
+            .env("QBO_REFRESH_TOKEN", &self.initial_refresh_tokens[realm_id]);
         cmd
     }
 
@@ -231,6 +229,30 @@ impl World {
                 .await
                 .expect("run qbo"),
         )
+    }
+
+    /// `qbo auth import --realm-id R` with R's current refresh token on stdin: stores its
+    /// tokens and adds it to the companies, as an operator connecting it would.
+    pub async fn import_refresh_token(&self, realm_id: &str) -> Run {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = self.qbo(&["auth", "import", "--realm-id", realm_id]);
+        cmd.env_remove("QBO_REFRESH_TOKEN").stdin(Stdio::piped());
+        let mut child = cmd.spawn().expect("run qbo auth import");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(self.refresh_token(realm_id).as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        Run::from(child.wait_with_output().await.unwrap())
+    }
+
+    /// Connects every company of the sandbox (`import_refresh_token` each), failing the test
+    /// if one is refused.
+    pub async fn import_all_companies(&self) {
+        for realm in self.realm_ids() {
+            self.import_refresh_token(&realm).await.assert_code(0);
+        }
     }
 
     pub fn token_file(&self) -> PathBuf {
