@@ -59,6 +59,8 @@ pub const MIN_MINOR_VERSION: u32 = 75;
 pub enum TokenStoreSpec {
     Keyring,
     File(PathBuf),
+    /// `ops.oauth_tokens` in DATABASE_URL, sealed with QBO_TOKEN_KEY: for many machines.
+    Postgres,
 }
 
 impl std::str::FromStr for TokenStoreSpec {
@@ -67,10 +69,13 @@ impl std::str::FromStr for TokenStoreSpec {
         if s == "keyring" {
             return Ok(TokenStoreSpec::Keyring);
         }
+        if s == "postgres" {
+            return Ok(TokenStoreSpec::Postgres);
+        }
         match s.strip_prefix("file:") {
             Some(path) if !path.is_empty() => Ok(TokenStoreSpec::File(PathBuf::from(path))),
             _ => Err(ConfigError::Invalid(format!(
-                "QBO_TOKEN_STORE must be `keyring` or `file:<path>`, got `{s}`"
+                "QBO_TOKEN_STORE must be `keyring`, `file:<path>` or `postgres`, got `{s}`"
             ))),
         }
     }

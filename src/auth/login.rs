@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     classify_token_error, oauth_client, token_http_client, tokens_from_response, AuthError,
 };
-use crate::auth::store::{self, TokenStore};
+use crate::auth::store::TokenStore;
 use crate::config::QboSettings;
 
 pub const ACCOUNTING_SCOPE: &str = "com.intuit.quickbooks.accounting";
@@ -122,9 +122,7 @@ async fn finish(
         .await
         .map_err(|e| classify_token_error(&realm_id, &store.describe(&realm_id), e))?;
     let tokens = tokens_from_response(&realm_id, &response, None)?;
-    store::blocking(store, move |s| s.save(&tokens))
-        .await
-        .map_err(AuthError::Persist)?;
+    store.save(&tokens).await.map_err(AuthError::Persist)?;
     Ok(realm_id)
 }
 

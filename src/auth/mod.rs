@@ -1,7 +1,10 @@
 //! OAuth2 with Intuit: keeps a valid access token, refreshes it before it expires or when
 //! QBO rejects it, and persists every rotated refresh token before it is ever used.
 
+mod local;
 pub mod login;
+pub mod pg_store;
+pub mod sealed;
 pub mod store;
 
 use std::sync::Arc;
@@ -22,6 +25,18 @@ use tokio::sync::Mutex;
 
 use crate::config::QboSettings;
 pub use store::{StoreError, TokenStore, Tokens};
+
+/// The token endpoint's answer is awaited at most this long. With the Postgres store the
+/// company's token row stays locked during the call, so it must be short.
+const TOKEN_CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a refresh under the lock came to.
+enum Refreshed {
+    /// Another process had refreshed already: its access token is still fresh.
+    Reused(SecretString),
+    /// This process exchanged the refresh token: these tokens must be saved before use.
+    Fresh(Tokens),
+}
 
 /// Refresh this long before the access token's stated expiry, so a request in flight
 /// never carries a token that dies on the way.
@@ -224,7 +239,7 @@ fn access_is_fresh(t: &Tokens, now: DateTime<Utc>) -> bool {
 
 /// Hands out access tokens for one realm. One refresh at a time per process (a mutex) and per
 /// token store (the store's lock), because two concurrent refreshes retire each other's token.
-/// Every store access runs on the blocking pool (`store::blocking`).
+/// Stores whose I/O blocks run it on the blocking pool (`store::Blocking`).
 pub struct TokenManager {
     realm_id: String,
     store: Arc<dyn TokenStore>,
@@ -242,7 +257,7 @@ impl TokenManager {
             realm_id: settings.realm_id.clone(),
             store,
             oauth: oauth_client(settings)?,
-            http: token_http_client(Duration::from_secs(60))?,
+            http: token_http_client(TOKEN_CALL_TIMEOUT)?,
             env_token: settings.seed_refresh_token.clone(),
             current: Mutex::new(None),
         })
@@ -290,22 +305,24 @@ impl TokenManager {
         self.store.describe(&self.realm_id)
     }
 
-    async fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
-        let tokens = tokens.clone();
-        store::blocking(&self.store, move |s| s.save(&tokens)).await
-    }
-
     async fn load_or_seed(&self) -> Result<Tokens, AuthError> {
-        let realm = self.realm_id.clone();
-        if let Some(t) = store::blocking(&self.store, move |s| s.load(&realm)).await? {
+        if let Some(t) = self.store.load(&self.realm_id).await? {
             return Ok(t);
         }
+        let seed = self.seed_tokens()?;
+        // Stored only if the realm still has none: a process that rotated the token since
+        // this one looked must not see it replaced by the retired seed.
+        let kept = self.store.seed(&seed).await?;
+        tracing::info!(store = %self.describe_store(), "seeded the token store from QBO_REFRESH_TOKEN");
+        Ok(kept)
+    }
+
+    /// Tokens from `QBO_REFRESH_TOKEN` for an empty store, recording that value as used.
+    fn seed_tokens(&self) -> Result<Tokens, AuthError> {
         match &self.env_token {
             Some(rt) => {
                 let mut tokens = Tokens::unused(&self.realm_id, rt.clone());
                 tokens.env_token_used = Some(store::fingerprint(rt));
-                self.save(&tokens).await?;
-                tracing::info!(store = %self.describe_store(), "seeded the token store from QBO_REFRESH_TOKEN");
                 Ok(tokens)
             }
             None => Err(AuthError::NoToken {
@@ -315,22 +332,63 @@ impl TokenManager {
         }
     }
 
+    /// Refreshes under the store's refresh lock (a lock file, or the company's row in
+    /// Postgres), which serialises refreshes across processes and machines. The rotated
+    /// tokens are saved and the lock released (committed) before the new access token is
+    /// handed out.
     async fn refresh_locked(
         &self,
         current: &mut Option<Tokens>,
     ) -> Result<SecretString, AuthError> {
-        // The cross-process lock and the re-read happen together, off the async threads; the
-        // lock file stays held (and locked) until this function returns.
-        let realm = self.realm_id.clone();
-        let (_cross_process, stored) = store::blocking(&self.store, move |s| {
-            let lock = s.lock(&realm)?;
-            Ok((lock, s.load(&realm)?))
-        })
-        .await?;
+        let mut lock = self.store.begin_refresh(&self.realm_id).await?;
+        let outcome = self.refresh_under(&mut *lock, current).await;
+        match outcome {
+            Ok(Refreshed::Reused(access)) => {
+                lock.release().await?;
+                Ok(access)
+            }
+            Ok(Refreshed::Fresh(fresh)) => {
+                // Persist before use: once this returns, the store holds the live token.
+                lock.save(&fresh).await.map_err(AuthError::Persist)?;
+                lock.release().await.map_err(AuthError::Persist)?;
+                tracing::info!(
+                    realm_id = %self.realm_id,
+                    access_expires_at = ?fresh.access_expires_at,
+                    "refreshed the access token; rotated refresh token saved"
+                );
+                let access = fresh.access_token.clone().expect("response carries one");
+                *current = Some(fresh);
+                Ok(access)
+            }
+            Err(e @ AuthError::InvalidGrant { .. }) => {
+                if let Err(mark) = lock
+                    .refused("QBO refused the refresh token (invalid_grant)")
+                    .await
+                {
+                    tracing::warn!(error = %mark, realm_id = %self.realm_id, "could not record that the company needs a new authorization");
+                }
+                Err(e)
+            }
+            Err(e) => {
+                // Saves made under the lock (a seed, a tried QBO_REFRESH_TOKEN) still count.
+                if let Err(rel) = lock.release().await {
+                    tracing::warn!(error = %rel, "releasing the token store's refresh lock failed");
+                }
+                Err(e)
+            }
+        }
+    }
 
+    /// The refresh itself, with the lock held: uses a token another process rotated while
+    /// this one waited, or exchanges the refresh token.
+    async fn refresh_under(
+        &self,
+        lock: &mut dyn store::RefreshLock,
+        current: &mut Option<Tokens>,
+    ) -> Result<Refreshed, AuthError> {
         // Another process may have refreshed while we waited for the lock: its token is the
         // live one, and ours is retired.
-        if let Some(stored) = stored {
+        if let Some(stored) = lock.take_stored() {
             let newer = current
                 .as_ref()
                 .is_none_or(|c| stored.updated_at > c.updated_at);
@@ -340,38 +398,36 @@ impl TokenManager {
         }
         let tokens = match current.take() {
             Some(t) => t,
-            None => self.load_or_seed().await?,
+            None => {
+                let seed = self.seed_tokens()?;
+                lock.save(&seed).await?;
+                seed
+            }
         };
         if access_is_fresh(&tokens, Utc::now()) {
             if let Some(a) = tokens.access_token.clone() {
                 *current = Some(tokens);
-                return Ok(a);
+                return Ok(Refreshed::Reused(a));
             }
         }
-        let (kept, result) = self.exchange_or_env(tokens).await;
-        let fresh = match result {
-            Ok(fresh) => fresh,
+        let (kept, result) = self.exchange_or_env(tokens, lock).await;
+        match result {
+            Ok(fresh) => Ok(Refreshed::Fresh(fresh)),
             Err(e) => {
                 *current = Some(kept);
-                return Err(e);
+                Err(e)
             }
-        };
-        // Persist before use: if we crash after this line the store already holds the live token.
-        self.save(&fresh).await.map_err(AuthError::Persist)?;
-        tracing::info!(
-            realm_id = %self.realm_id,
-            access_expires_at = ?fresh.access_expires_at,
-            "refreshed the access token; rotated refresh token saved"
-        );
-        let access = fresh.access_token.clone().expect("response carries one");
-        *current = Some(fresh);
-        Ok(access)
+        }
     }
 
     /// Exchanges the stored refresh token; if QBO rejects it, tries `QBO_REFRESH_TOKEN` once
     /// when that holds a token never used. Returns the tokens to keep if it all fails (they
     /// record the value tried), and the new tokens, which carry that record on.
-    async fn exchange_or_env(&self, tokens: Tokens) -> (Tokens, Result<Tokens, AuthError>) {
+    async fn exchange_or_env(
+        &self,
+        tokens: Tokens,
+        lock: &mut dyn store::RefreshLock,
+    ) -> (Tokens, Result<Tokens, AuthError>) {
         let carry = |fresh: Tokens, from: &Tokens| Tokens {
             env_token_used: from.env_token_used.clone(),
             ..fresh
@@ -392,7 +448,7 @@ impl TokenManager {
                         env_token_used: Some(store::fingerprint(&env)),
                         ..tokens
                     };
-                    let result = self.try_env_token(&tokens, &env).await;
+                    let result = self.try_env_token(&tokens, &env, lock).await;
                     let result = result.map(|fresh| carry(fresh, &tokens));
                     (tokens, result)
                 }
@@ -442,6 +498,7 @@ impl TokenManager {
         &self,
         stored: &Tokens,
         env: &SecretString,
+        lock: &mut dyn store::RefreshLock,
     ) -> Result<Tokens, AuthError> {
         tracing::warn!(
             store = %self.describe_store(),
@@ -455,7 +512,7 @@ impl TokenManager {
                 Ok(fresh)
             }
             Err(AuthError::InvalidGrant { .. }) => {
-                self.save(stored).await?;
+                lock.save(stored).await?;
                 Err(self.rejected(EnvToken::AlsoRejected))
             }
             Err(e) => Err(e),
@@ -472,11 +529,10 @@ mod tests {
     use crate::config::{self, TokenStoreSpec};
     use crate::sandbox::{Sandbox, SandboxConfig};
 
-    /// A memory store that notes which thread each call ran on.
-    #[derive(Default)]
+    /// A file store that notes which thread each call ran on.
     struct Spy {
-        inner: store::MemoryStore,
-        threads: std::sync::Mutex<Vec<ThreadId>>,
+        inner: store::FileStore,
+        threads: Arc<std::sync::Mutex<Vec<ThreadId>>>,
     }
 
     impl Spy {
@@ -488,7 +544,7 @@ mod tests {
         }
     }
 
-    impl TokenStore for Spy {
+    impl store::LocalStore for Spy {
         fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
             self.note();
             self.inner.load(realm_id)
@@ -533,14 +589,19 @@ mod tests {
             token_store: TokenStoreSpec::Keyring,
             seed_refresh_token: Some(sandbox.current_refresh_token().into()),
         };
-        let spy = Arc::new(Spy::default());
-        let manager = TokenManager::new(&settings, spy.clone()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spy = Spy {
+            inner: store::FileStore::new(dir.path().join("tokens.json")),
+            threads: threads.clone(),
+        };
+        let manager = TokenManager::new(&settings, Arc::new(store::Blocking::new(spy))).unwrap();
         // Seed, refresh, then a rejected access token: every path that touches the store.
         let token = manager.access_token().await.unwrap();
         manager.access_token_rejected(&token).await.unwrap();
 
         let runtime = std::thread::current().id();
-        let threads = spy.threads.lock().unwrap();
+        let threads = threads.lock().unwrap();
         assert!(threads.len() >= 5, "{} store calls", threads.len());
         assert!(
             threads.iter().all(|t| *t != runtime),

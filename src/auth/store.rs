@@ -1,9 +1,7 @@
 //! Where tokens live between runs. QBO rotates refresh tokens, so every save must be
 //! atomic: a crash mid-write must leave either the old or the new token, never half of one.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -35,6 +33,21 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the token store task failed")]
     Task(#[source] tokio::task::JoinError),
+    #[error("QBO_TOKEN_STORE=postgres keeps tokens in the database of DATABASE_URL, which this command was not given")]
+    NeedsDatabase,
+    #[error(transparent)]
+    Key(#[from] super::sealed::KeyError),
+    #[error(
+        "the tokens of realm {realm_id} in ops.oauth_tokens cannot be opened: {why}. Nothing \
+         was sent to QBO; pipe a refresh token into `qbo auth import --realm-id {realm_id}` or \
+         run `qbo auth login` to replace them"
+    )]
+    Sealed {
+        realm_id: String,
+        why: super::sealed::OpenError,
+    },
+    #[error("token store database error")]
+    Db(#[from] sqlx::Error),
 }
 
 /// The tokens of one realm. Secrets stay wrapped (their `Debug` prints `[REDACTED]`); only
@@ -87,7 +100,7 @@ pub fn fingerprint(token: &SecretString) -> String {
 
 /// On-disk shape. Plain strings live only for the duration of a (de)serialisation.
 #[derive(Serialize, Deserialize)]
-struct StoredTokens {
+pub(super) struct StoredTokens {
     realm_id: String,
     refresh_token: String,
     refresh_expires_at: Option<DateTime<Utc>>,
@@ -98,11 +111,11 @@ struct StoredTokens {
     env_token_used: Option<String>,
 }
 
-fn encode(t: &Tokens) -> Result<String, StoreError> {
+pub(super) fn encode(t: &Tokens) -> Result<String, StoreError> {
     serde_json::to_string(&stored(t)).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn stored(t: &Tokens) -> StoredTokens {
+pub(super) fn stored(t: &Tokens) -> StoredTokens {
     StoredTokens {
         realm_id: t.realm_id.clone(),
         refresh_token: t.refresh_token.expose_secret().to_string(),
@@ -117,14 +130,14 @@ fn stored(t: &Tokens) -> StoredTokens {
     }
 }
 
-fn decode(s: &str) -> Result<Tokens, StoreError> {
+pub(super) fn decode(s: &str) -> Result<Tokens, StoreError> {
     // serde_json's error names a position, never the content, so no secret leaks through it.
     let s: StoredTokens =
         serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(unstored(s))
 }
 
-fn unstored(s: StoredTokens) -> Tokens {
+pub(super) fn unstored(s: StoredTokens) -> Tokens {
     Tokens {
         realm_id: s.realm_id,
         refresh_token: s.refresh_token.into(),
@@ -136,279 +149,63 @@ fn unstored(s: StoredTokens) -> Tokens {
     }
 }
 
-/// A token file holds every realm that uses it, so one file can serve many companies.
-#[derive(Serialize, Deserialize, Default)]
-struct TokenFile {
-    version: u32,
-    realms: std::collections::BTreeMap<String, StoredTokens>,
-}
-
-/// A place that keeps the latest tokens per realm. `lock` serialises refreshes across
-/// processes that share the store (two refreshes at once are QBO's classic `invalid_grant`).
+/// A place that keeps the latest tokens per realm, and serialises each realm's refreshes
+/// among everyone who shares it (two refreshes at once are QBO's classic `invalid_grant`).
+#[async_trait::async_trait]
 pub trait TokenStore: Send + Sync {
-    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError>;
-    fn save(&self, tokens: &Tokens) -> Result<(), StoreError>;
+    async fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError>;
+    async fn save(&self, tokens: &Tokens) -> Result<(), StoreError>;
+    /// Stores `tokens` unless the realm already has some; returns what the store holds
+    /// (a seed never overwrites a token another process has rotated since).
+    async fn seed(&self, tokens: &Tokens) -> Result<Tokens, StoreError>;
     /// Removes the realm's tokens; false when there were none.
-    fn forget(&self, realm_id: &str) -> Result<bool, StoreError>;
-    fn lock(&self, realm_id: &str) -> Result<Option<File>, StoreError>;
+    async fn forget(&self, realm_id: &str) -> Result<bool, StoreError>;
+    /// Takes the realm's refresh lock (waiting for whoever holds it) and reads the tokens
+    /// under it: another process may have rotated them while this one waited.
+    async fn begin_refresh(&self, realm_id: &str) -> Result<Box<dyn RefreshLock>, StoreError>;
     /// Where the realm's tokens live, precisely enough to find them (a path, a keyring entry).
     fn describe(&self, realm_id: &str) -> String;
 }
 
-/// Runs store I/O (file reads, fsyncs, keyring calls, lock waits) on tokio's blocking pool,
-/// never on the threads that drive requests.
-pub async fn blocking<T, F>(store: &Arc<dyn TokenStore>, f: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn TokenStore) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(StoreError::Task)?
+/// A realm's refresh lock, held until `release` or `refused` (or dropped: then saves not
+/// yet released may be lost, as a rolled-back transaction's are).
+#[async_trait::async_trait]
+pub trait RefreshLock: Send {
+    /// The tokens as stored when the lock was taken (once).
+    fn take_stored(&mut self) -> Option<Tokens>;
+    /// Saves tokens under the lock; durable once `release` returns.
+    async fn save(&mut self, tokens: &Tokens) -> Result<(), StoreError>;
+    /// Makes the saves durable and lets the next refresher in.
+    async fn release(self: Box<Self>) -> Result<(), StoreError>;
+    /// QBO refused the realm's refresh token: records it where the store can (the Postgres
+    /// store marks the company `needs_reauth`), then releases like `release`.
+    async fn refused(self: Box<Self>, reason: &str) -> Result<(), StoreError>;
 }
 
-pub fn open(spec: &TokenStoreSpec) -> Result<Arc<dyn TokenStore>, StoreError> {
+pub use super::local::{Blocking, FileStore, KeyringStore, LocalStore};
+
+/// Opens the configured store. The Postgres store needs the database (`db`) and the key
+/// (`QBO_TOKEN_KEY` or `QBO_TOKEN_KEY_FILE`), both checked here, before any work.
+pub fn open(
+    spec: &TokenStoreSpec,
+    db: Option<&sqlx::PgPool>,
+) -> Result<Arc<dyn TokenStore>, StoreError> {
     match spec {
-        TokenStoreSpec::Keyring => Ok(Arc::new(KeyringStore::probe()?)),
+        TokenStoreSpec::Keyring => Ok(Arc::new(Blocking::new(KeyringStore::probe()?))),
         TokenStoreSpec::File(path) => {
             // Checked up front too, so a command refuses before it touches QBO or Postgres.
             if path.exists() {
-                check_private(path)?;
+                super::local::check_private(path)?;
             }
-            Ok(Arc::new(FileStore::new(path.clone())))
+            Ok(Arc::new(Blocking::new(FileStore::new(path.clone()))))
         }
-    }
-}
-
-/// Tokens in one JSON file per realm: `<path>` holds the realm's tokens, mode 0600,
-/// replaced by write-then-rename.
-pub struct FileStore {
-    path: PathBuf,
-}
-
-impl FileStore {
-    pub fn new(path: PathBuf) -> Self {
-        FileStore { path }
-    }
-
-    fn io(&self, source: std::io::Error) -> StoreError {
-        StoreError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    fn tmp_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".tmp.{}", std::process::id()));
-        self.path.with_file_name(name)
-    }
-
-    /// Reads the file, lets `change` edit it, and writes it back atomically if `change`
-    /// says it changed something. Returns that answer.
-    fn update(&self, change: impl FnOnce(&mut TokenFile) -> bool) -> Result<bool, StoreError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let mut file = match fs::read_to_string(&self.path) {
-            Ok(text) => {
-                check_private(&self.path)?;
-                parse_file(&text)?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenFile::default(),
-            Err(e) => return Err(self.io(e)),
-        };
-        if !change(&mut file) {
-            return Ok(false);
-        }
-        file.version = 1;
-        let body =
-            serde_json::to_string_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let tmp = self.tmp_path();
-        let write = || -> std::io::Result<()> {
-            let mut f = create_private(&tmp)?;
-            f.write_all(body.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            // Make the rename itself durable before the new token is used.
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            self.io(e)
-        })?;
-        Ok(true)
-    }
-}
-
-fn parse_file(text: &str) -> Result<TokenFile, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path)
-        .map_err(|source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(StoreError::TooOpen {
-            path: path.to_path_buf(),
-            mode: mode & 0o777,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), StoreError> {
-    Ok(())
-}
-
-fn create_private(path: &Path) -> std::io::Result<File> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)
-}
-
-impl TokenStore for FileStore {
-    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io(e)),
-        };
-        check_private(&self.path)?;
-        let mut file = parse_file(&text)?;
-        Ok(file.realms.remove(realm_id).map(unstored))
-    }
-
-    fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
-        self.update(|file| {
-            file.realms.insert(tokens.realm_id.clone(), stored(tokens));
-            true
-        })
-        .map(|_| ())
-    }
-
-    fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
-        if !self.path.exists() {
-            return Ok(false);
-        }
-        self.update(|file| file.realms.remove(realm_id).is_some())
-    }
-
-    fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
-        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
-        let lock_path = self.path.with_file_name(name);
-        if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| self.io(e))?;
-        file.lock().map_err(|e| self.io(e))?;
-        Ok(Some(file))
-    }
-
-    fn describe(&self, _realm_id: &str) -> String {
-        format!("file:{}", self.path.display())
-    }
-}
-
-/// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager, or the Linux
-/// kernel keyring, whichever `keyring` finds).
-pub struct KeyringStore;
-
-const KEYRING_SERVICE: &str = "qbo";
-
-impl KeyringStore {
-    /// Fails early, with advice, when the machine has no usable keyring (CI, containers).
-    pub fn probe() -> Result<Self, StoreError> {
-        let entry = keyring::Entry::new(KEYRING_SERVICE, "probe")
-            .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))?;
-        match entry.get_password() {
-            Ok(_) | Err(keyring::Error::NoEntry) => Ok(KeyringStore),
-            Err(e) => Err(StoreError::KeyringUnavailable(e.to_string())),
-        }
-    }
-
-    fn entry(realm_id: &str) -> Result<keyring::Entry, StoreError> {
-        keyring::Entry::new(KEYRING_SERVICE, &format!("realm:{realm_id}"))
-            .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))
-    }
-}
-
-/// Keyrings have no locks of their own; a lock file per realm in the temp directory
-/// serialises refreshes between processes of this machine.
-fn keyring_lock(realm_id: &str) -> Result<Option<File>, StoreError> {
-    let path = std::env::temp_dir().join(format!("qbo-keyring-{realm_id}.lock"));
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|source| StoreError::Io {
-            path: path.clone(),
-            source,
-        })?;
-    file.lock()
-        .map_err(|source| StoreError::Io { path, source })?;
-    Ok(Some(file))
-}
-
-impl TokenStore for KeyringStore {
-    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
-        match Self::entry(realm_id)?.get_password() {
-            Ok(text) => decode(&text).map(Some),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(StoreError::KeyringUnavailable(e.to_string())),
-        }
-    }
-
-    fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
-        // A keyring write replaces the whole secret in one call, which is as atomic as it gets.
-        Self::entry(&tokens.realm_id)?
-            .set_password(&encode(tokens)?)
-            .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))
-    }
-
-    fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
-        match Self::entry(realm_id)?.delete_credential() {
-            Ok(()) => Ok(true),
-            Err(keyring::Error::NoEntry) => Ok(false),
-            Err(e) => Err(StoreError::KeyringUnavailable(e.to_string())),
-        }
-    }
-
-    fn lock(&self, realm_id: &str) -> Result<Option<File>, StoreError> {
-        keyring_lock(realm_id)
-    }
-
-    fn describe(&self, realm_id: &str) -> String {
-        let entry = format!("keyring entry service={KEYRING_SERVICE} user=realm:{realm_id}");
-        if cfg!(target_os = "linux") {
-            // keyring's Linux backend is the kernel keyring, which a reboot empties.
-            format!("{entry} (Linux kernel keyring: emptied at reboot; on servers prefer QBO_TOKEN_STORE=file:<path>)")
-        } else {
-            entry
+        TokenStoreSpec::Postgres => {
+            let keys = super::sealed::TokenKeys::from_env()?;
+            let pool = db.ok_or(StoreError::NeedsDatabase)?;
+            Ok(Arc::new(super::pg_store::PgTokenStore::new(
+                pool.clone(),
+                keys,
+            )))
         }
     }
 }
@@ -416,21 +213,61 @@ impl TokenStore for KeyringStore {
 /// Tokens kept only in memory (tests, and the demo's throwaway sandbox company).
 #[derive(Default)]
 pub struct MemoryStore {
-    tokens: Mutex<Option<Tokens>>,
+    tokens: Arc<Mutex<Option<Tokens>>>,
 }
 
-impl TokenStore for MemoryStore {
-    fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
-        let guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(guard.clone().filter(|t| t.realm_id == realm_id))
+/// The memory store's refresh "lock": saves go straight to memory.
+struct MemoryLock {
+    tokens: Arc<Mutex<Option<Tokens>>>,
+    stored: Option<Tokens>,
+}
+
+#[async_trait::async_trait]
+impl RefreshLock for MemoryLock {
+    fn take_stored(&mut self) -> Option<Tokens> {
+        self.stored.take()
     }
 
-    fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
+    async fn save(&mut self, tokens: &Tokens) -> Result<(), StoreError> {
         *self.tokens.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokens.clone());
         Ok(())
     }
 
-    fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
+    async fn release(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn refused(self: Box<Self>, _reason: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// In memory, so nothing blocks: a `TokenStore` without the blocking pool. One process, so
+/// the refresh lock is the token manager's own mutex.
+#[async_trait::async_trait]
+impl TokenStore for MemoryStore {
+    async fn load(&self, realm_id: &str) -> Result<Option<Tokens>, StoreError> {
+        let guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(guard.clone().filter(|t| t.realm_id == realm_id))
+    }
+
+    async fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
+        *self.tokens.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokens.clone());
+        Ok(())
+    }
+
+    async fn seed(&self, tokens: &Tokens) -> Result<Tokens, StoreError> {
+        let mut guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.clone().filter(|t| t.realm_id == tokens.realm_id) {
+            Some(already) => Ok(already),
+            None => {
+                *guard = Some(tokens.clone());
+                Ok(tokens.clone())
+            }
+        }
+    }
+
+    async fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
         let mut guard = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         let found = guard.as_ref().is_some_and(|t| t.realm_id == realm_id);
         if found {
@@ -439,8 +276,12 @@ impl TokenStore for MemoryStore {
         Ok(found)
     }
 
-    fn lock(&self, _realm_id: &str) -> Result<Option<File>, StoreError> {
-        Ok(None)
+    async fn begin_refresh(&self, realm_id: &str) -> Result<Box<dyn RefreshLock>, StoreError> {
+        let stored = self.load(realm_id).await?;
+        Ok(Box::new(MemoryLock {
+            tokens: self.tokens.clone(),
+            stored,
+        }))
     }
 
     fn describe(&self, _realm_id: &str) -> String {
@@ -451,6 +292,7 @@ impl TokenStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sample() -> Tokens {
         Tokens {

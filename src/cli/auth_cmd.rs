@@ -28,6 +28,16 @@ pub enum AuthCommand {
     Import(ImportArgs),
     /// Remove the company's tokens from the token store.
     Forget(StoreArgs),
+    /// Seal every company's tokens in ops.oauth_tokens with the current QBO_TOKEN_KEY, after
+    /// a rotation: set the new key as QBO_TOKEN_KEY and the old one as QBO_TOKEN_KEY_PREVIOUS,
+    /// run this, then drop QBO_TOKEN_KEY_PREVIOUS (see runbooks/tokens.md).
+    Rekey(RekeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -61,9 +71,6 @@ pub struct ImportArgs {
         default_value = "production"
     )]
     pub environment: config::Environment,
-    /// Where the company is added to `qbo companies`.
-    #[command(flatten)]
-    pub db: DbArgs,
 }
 
 /// Only the company and the token store matter here; the app's credentials are not needed.
@@ -72,13 +79,17 @@ pub struct StoreArgs {
     /// The company (realm) id.
     #[arg(long, env = "QBO_REALM_ID")]
     pub realm_id: Option<String>,
-    /// Where tokens are kept: `keyring` (the OS keyring) or `file:<path>` (mode 0600).
+    /// Where tokens are kept: `keyring` (the OS keyring), `file:<path>` (mode 0600), or
+    /// `postgres` (ops.oauth_tokens in DATABASE_URL, sealed with QBO_TOKEN_KEY: for fleets).
     #[arg(long, env = "QBO_TOKEN_STORE", default_value = "keyring")]
     pub token_store: String,
+    /// The database: the token store with `postgres`, and where `qbo companies` are kept.
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 impl StoreArgs {
-    fn open(&self) -> Result<(String, Arc<dyn TokenStore>), CliError> {
+    async fn open(&self) -> Result<(String, Arc<dyn TokenStore>), CliError> {
         let realm = self
             .realm_id
             .clone()
@@ -90,8 +101,22 @@ impl StoreArgs {
             .map_err(CliError::usage)?;
         config::validate_realm_id(&realm).map_err(CliError::usage)?;
         let spec: TokenStoreSpec = self.token_store.parse().map_err(CliError::usage)?;
-        Ok((realm, store::open(&spec).map_err(CliError::usage)?))
+        Ok((realm, open_store(&spec, &self.db).await?))
     }
+}
+
+/// Opens a token store, connecting to the database only when the store lives there.
+async fn open_store(spec: &TokenStoreSpec, db: &DbArgs) -> Result<Arc<dyn TokenStore>, CliError> {
+    if *spec != TokenStoreSpec::Postgres {
+        return store::open(spec, None).map_err(CliError::usage);
+    }
+    // The key is checked before the database is touched.
+    let keys = crate::auth::sealed::TokenKeys::from_env().map_err(CliError::usage)?;
+    let pg = super::backfill_cmd::connect(db).await?;
+    Ok(Arc::new(crate::auth::pg_store::PgTokenStore::new(
+        pg.pool().clone(),
+        keys,
+    )))
 }
 
 /// Opens the token store for a command that talks to QBO, and refuses (exit 3) before
@@ -99,13 +124,14 @@ impl StoreArgs {
 /// `QBO_REFRESH_TOKEN` to seed one.
 pub async fn open_token_store(
     settings: &config::QboSettings,
+    db: &crate::store::PgStore,
 ) -> Result<Arc<dyn TokenStore>, CliError> {
-    let store = store::open(&settings.token_store).map_err(CliError::usage)?;
+    let store = store::open(&settings.token_store, Some(db.pool())).map_err(CliError::usage)?;
     if settings.seed_refresh_token.is_none() {
-        let realm = settings.realm_id.clone();
-        let stored = store::blocking(&store, move |s| s.load(&realm))
+        let stored = store
+            .load(&settings.realm_id)
             .await
-            .map_err(CliError::usage)?;
+            .map_err(token_store_error)?;
         if stored.is_none() {
             return Err(CliError::from_auth(auth::AuthError::NoToken {
                 realm_id: settings.realm_id.clone(),
@@ -116,12 +142,26 @@ pub async fn open_token_store(
     Ok(store)
 }
 
+/// A store that cannot be read: tokens sealed with another key, or altered, need a human
+/// (exit 3, like a refused token); anything else is configuration (2).
+pub fn token_store_error(e: store::StoreError) -> CliError {
+    match e {
+        store::StoreError::Sealed { .. } => CliError {
+            outcome: Outcome::NeedsHuman,
+            error: e.into(),
+        },
+        store::StoreError::Db(_) => CliError::failed(e),
+        other => CliError::usage(other),
+    }
+}
+
 pub async fn run(cmd: AuthCommand) -> Result<Outcome, CliError> {
     match cmd {
         AuthCommand::Login(args) => run_login(args).await,
         AuthCommand::Status(args) => run_status(args).await,
         AuthCommand::Import(args) => run_import(args).await,
         AuthCommand::Forget(args) => run_forget(args).await,
+        AuthCommand::Rekey(args) => run_rekey(args).await,
     }
 }
 
@@ -142,7 +182,7 @@ async fn run_login(args: LoginArgs) -> Result<Outcome, CliError> {
             args.redirect_uri
         ))
     })?;
-    let store = store::open(&settings.token_store).map_err(CliError::usage)?;
+    let store = open_store(&settings.token_store, &args.db).await?;
     let realm = login::login(
         &settings,
         &store,
@@ -168,13 +208,9 @@ async fn run_login(args: LoginArgs) -> Result<Outcome, CliError> {
 }
 
 async fn run_status(args: StoreArgs) -> Result<Outcome, CliError> {
-    let (realm_id, store) = args.open()?;
-    let realm = realm_id.clone();
-    let where_ = store.describe(&realm);
-    let Some(t) = store::blocking(&store, move |s| s.load(&realm))
-        .await
-        .map_err(CliError::usage)?
-    else {
+    let (realm_id, store) = args.open().await?;
+    let where_ = store.describe(&realm_id);
+    let Some(t) = store.load(&realm_id).await.map_err(token_store_error)? else {
         eprintln!(
             "no tokens for realm {} in the token store ({where_}); pipe a refresh token into \
              `qbo auth import`, or run `qbo auth login`",
@@ -274,22 +310,22 @@ async fn register_company(db: &DbArgs, realm: &str, environment: config::Environ
 }
 
 async fn run_import(args: ImportArgs) -> Result<Outcome, CliError> {
-    let (db, environment, args) = (args.db, args.environment, args.store);
-    let (realm, store) = args.open()?;
+    let (environment, args) = (args.environment, args.store);
+    let (realm, store) = args.open().await?;
     let token = read_token().await?;
     let where_ = store.describe(&realm);
-    let r = realm.clone();
-    let replaced = store::blocking(&store, move |s| {
-        let previous = s.load(&r)?;
-        // The record of which QBO_REFRESH_TOKEN value was already used outlives the import:
-        // that value is still retired at QBO.
-        let mut tokens = Tokens::unused(&r, token);
-        tokens.env_token_used = previous.as_ref().and_then(|p| p.env_token_used.clone());
-        s.save(&tokens)?;
-        Ok(previous.is_some())
-    })
-    .await
-    .map_err(CliError::failed)?;
+    let previous = match store.load(&realm).await {
+        Ok(p) => p,
+        // Tokens that no key opens are what an import replaces.
+        Err(store::StoreError::Sealed { .. }) => None,
+        Err(e) => return Err(token_store_error(e)),
+    };
+    // The record of which QBO_REFRESH_TOKEN value was already used outlives the import:
+    // that value is still retired at QBO.
+    let mut tokens = Tokens::unused(&realm, token);
+    tokens.env_token_used = previous.as_ref().and_then(|p| p.env_token_used.clone());
+    store.save(&tokens).await.map_err(CliError::failed)?;
+    let replaced = previous.is_some();
     outln!(
         "imported the refresh token for realm {realm} into {where_}{}; the next command uses it \
          (`qbo auth status` shows it)",
@@ -299,7 +335,7 @@ async fn run_import(args: ImportArgs) -> Result<Outcome, CliError> {
             ""
         }
     );
-    register_company(&db, &realm, environment).await;
+    register_company(&args.db, &realm, environment).await;
     Ok(Outcome::Success)
 }
 
@@ -337,17 +373,30 @@ async fn read_token() -> Result<SecretString, CliError> {
 }
 
 async fn run_forget(args: StoreArgs) -> Result<Outcome, CliError> {
-    let (realm, store) = args.open()?;
+    let (realm, store) = args.open().await?;
     let where_ = store.describe(&realm);
-    let r = realm.clone();
-    let removed = store::blocking(&store, move |s| s.forget(&r))
-        .await
-        .map_err(CliError::failed)?;
+    let removed = store.forget(&realm).await.map_err(CliError::failed)?;
     if removed {
         outln!("removed the tokens of realm {realm} from {where_}");
     } else {
         outln!("no tokens for realm {realm} in {where_}; nothing to remove");
     }
+    Ok(Outcome::Success)
+}
+
+/// Seals every row of ops.oauth_tokens with the current key.
+async fn run_rekey(args: RekeyArgs) -> Result<Outcome, CliError> {
+    let keys = crate::auth::sealed::TokenKeys::from_env().map_err(CliError::usage)?;
+    let current = keys.current.id().to_string();
+    let pg = super::backfill_cmd::connect(&args.db).await?;
+    let store = crate::auth::pg_store::PgTokenStore::new(pg.pool().clone(), keys);
+    let done = store.rekey().await.map_err(token_store_error)?;
+    outln!(
+        "sealed {} companies' tokens again with key {current}; {} already were; \
+         QBO_TOKEN_KEY_PREVIOUS is no longer needed",
+        done.resealed,
+        done.current
+    );
     Ok(Outcome::Success)
 }
 

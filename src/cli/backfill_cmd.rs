@@ -200,8 +200,8 @@ pub async fn run(args: BackfillArgs) -> Result<Outcome, CliError> {
         return super::enqueue_cmd::backfill_each_company(&args, mode).await;
     }
     let settings = args.qbo.settings().map_err(CliError::usage)?;
-    let store = super::auth_cmd::open_token_store(&settings).await?;
     let db = connect(&args.db).await?;
+    let store = super::auth_cmd::open_token_store(&settings, &db).await?;
     run_company(&args, &settings, store, &db, mode, interrupt_on_ctrl_c()).await
 }
 

@@ -72,7 +72,7 @@ pub async fn backfill_each_company(args: &BackfillArgs, mode: Mode) -> Result<Ou
         }
         outln!("company {}:", company.label());
         let settings = fleet::settings_for(&args.qbo, &company.realm_id)?;
-        let ran = match super::auth_cmd::open_token_store(&settings).await {
+        let ran = match super::auth_cmd::open_token_store(&settings, &db).await {
             Ok(tokens) => {
                 run_company(args, &settings, tokens, &db, mode.clone(), cancel.clone()).await
             }

@@ -167,7 +167,8 @@ pub struct QboArgs {
     /// QBO API minor version (75 or later).
     #[arg(long, env = "QBO_MINOR_VERSION", default_value_t = config::MIN_MINOR_VERSION)]
     pub minor_version: u32,
-    /// Where tokens are kept: `keyring` (the OS keyring) or `file:<path>` (mode 0600).
+    /// Where tokens are kept: `keyring` (the OS keyring), `file:<path>` (mode 0600), or
+    /// `postgres` (ops.oauth_tokens in DATABASE_URL, sealed with QBO_TOKEN_KEY: for fleets).
     #[arg(long, env = "QBO_TOKEN_STORE", default_value = "keyring")]
     pub token_store: String,
 }

@@ -111,8 +111,8 @@ impl SyncArgs {
 
 pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
     let settings = args.qbo.settings().map_err(CliError::usage)?;
-    let tokens = super::auth_cmd::open_token_store(&settings).await?;
     let db = connect(&args.db).await?;
+    let tokens = super::auth_cmd::open_token_store(&settings, &db).await?;
     let cancel = on_interrupt(
         "interrupted: stopping; the watermark stays at the last commit, so the next sync reads the rest",
     );

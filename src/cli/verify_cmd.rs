@@ -148,7 +148,7 @@ async fn verify_one(
     given: Option<DateRange>,
     store: &PgStore,
 ) -> Result<Vec<WindowCount>, CliError> {
-    let tokens = super::auth_cmd::open_token_store(settings).await?;
+    let tokens = super::auth_cmd::open_token_store(settings, store).await?;
     let client = build_client(
         settings,
         tokens,

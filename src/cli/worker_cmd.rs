@@ -70,8 +70,9 @@ pub async fn run(args: WorkerArgs) -> Result<Outcome, CliError> {
         qbo.refresh_token = None;
     }
     let settings = qbo.settings().map_err(CliError::usage)?;
-    let tokens = crate::auth::store::open(&settings.token_store).map_err(CliError::usage)?;
     let db = connect(&args.db).await?;
+    let tokens = crate::auth::store::open(&settings.token_store, Some(db.pool()))
+        .map_err(CliError::usage)?;
     let cancel = on_interrupt(
         "draining: handing the windows being loaded back to the queue; exiting once they are",
     );

@@ -91,8 +91,9 @@ impl RealmClients {
         }
         settings.realm_id = realm_id.to_string();
         if settings.seed_refresh_token.is_none() {
-            let realm = realm_id.to_string();
-            let stored = crate::auth::store::blocking(&self.tokens, move |s| s.load(&realm))
+            let stored = self
+                .tokens
+                .load(realm_id)
                 .await
                 .map_err(ClientSetupError::TokenStore)?;
             if stored.is_none() {

@@ -6,4 +6,5 @@
 mod common;
 
 mod companies;
+mod tokens;
 mod worker;
