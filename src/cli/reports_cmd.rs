@@ -89,7 +89,7 @@ pub async fn run(args: ReportsArgs) -> Result<Outcome, CliError> {
     }
     let settings = args.qbo.settings().map_err(CliError::usage)?;
     let store = connect(&args.db).await?;
-    let tokens = super::auth_cmd::open_token_store(&settings).await?;
+    let tokens = super::auth_cmd::open_token_store(&settings, &store).await?;
     let client = build_client(
         &settings,
         tokens,
