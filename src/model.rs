@@ -34,6 +34,8 @@ pub const VIEWS: &[&str] = &[
     "staging.customers",
     "staging.vendors",
     "staging.items",
+    "staging.addresses",
+    "staging.custom_fields",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ every key, numeric amounts, dates, booleans):
   staging.general_ledger     every debit and credit of every posting type (materialized)
   staging.<type>_lines       invoice_lines, bill_lines, journal_entry_lines, ... (views)
   staging.accounts, customers, vendors, items                            (views)
+  staging.addresses, custom_fields        names' and transactions' addresses, custom
+                                          field values (views over the raw zone)
 The materialized views show the raw zone as of their last refresh: run this after every
 backfill or sync. Each is refreshed CONCURRENTLY once it holds data, so queries keep working
 meanwhile; the views on top of them are always current. See README.md, \"Analysis-ready

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod addresses;
 mod deletes;
 mod lines;
 mod reports;
