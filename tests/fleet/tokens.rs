@@ -242,9 +242,36 @@ async fn eight_processes_needing_a_refresh_at_once_make_exactly_one_refresh_call
         .assert_code(0);
     let before = w.sandbox.stats();
 
+    // Hold the company's refresh lock from here, so all 8 are provably waiting for it at
+    // once (not merely started together) before any of them may refresh.
+    let pool = w.db.pool().await;
+    let mut held = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('qbo.oauth_tokens:' || $1, 0))")
+        .bind(&realm)
+        .execute(&mut *held)
+        .await
+        .unwrap();
     let children: Vec<_> = (0..8)
         .map(|_| pg(&w, &EMPTY_WINDOW, Some(K1)).spawn().unwrap())
         .collect();
+    let mut waiting = 0;
+    for _ in 0..6000 {
+        waiting = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event = 'advisory'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting == 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting, 8, "all 8 processes wait for the refresh lock");
+    assert_eq!(w.sandbox.stats().token_requests, before.token_requests);
+    held.commit().await.unwrap();
+
     let mut runs = Vec::new();
     for c in children {
         runs.push(Run::from(c.wait_with_output().await.unwrap()));
