@@ -24,7 +24,9 @@ accounting_method, the whole JSON exactly as QBO sent it (payload) and intuit_ti
 are flattened into raw.qb_report_cells: one row per report row (data rows and section
 summaries) and column, with the section path, the account id, the column's key, title and
 dates, the text value and, for money columns, the amount as numeric. Loading a piece again
-replaces it (payload and cells), so re-runs never duplicate.
+replaces it (payload and cells), and storing a piece removes the stored pieces of the same
+report and basis that overlap it (another --period's, or the wider piece a split replaces):
+no day is covered twice, so re-runs never duplicate and sums over pieces never count twice.
 
 An answer that is not the report asked for (another name, range or basis), or whose rows qbo
 cannot read, is an error after the usual retries, never stored. The first piece that fails

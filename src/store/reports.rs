@@ -1,6 +1,8 @@
 //! `raw.qb_reports` and `raw.qb_report_cells`: one report request, stored whole and
 //! flattened, in one transaction. The request's parameters are its key, so loading the same
-//! piece again replaces the piece (payload and cells) instead of adding a copy.
+//! piece again replaces the piece (payload and cells) instead of adding a copy, and a stored
+//! piece of the same report and basis that overlaps it (another --period's, or the wider
+//! piece a split replaces) is removed with its cells.
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -84,6 +86,22 @@ pub async fn save(pool: &PgPool, p: &Piece<'_>) -> Result<usize, StoreError> {
         .map(|(k, v)| (k.to_string(), Value::String(v)))
         .collect();
     let mut tx = pool.begin().await?;
+    // At most one stored piece covers a day of a report (per basis): pieces of another
+    // --period, or the piece a split replaces, go, so summing pieces never counts twice.
+    sqlx::query!(
+        "DELETE FROM raw.qb_reports
+         WHERE realm_id = $1 AND report_name = $2 AND accounting_method = $3
+           AND params_hash <> md5($4)
+           AND daterange(period_start, period_end, '[]') && daterange($5, $6, '[]')",
+        p.realm_id,
+        req.name.qbo_name(),
+        req.method.qbo_name(),
+        req.params_text(),
+        req.start,
+        req.end,
+    )
+    .execute(&mut *tx)
+    .await?;
     let hash = sqlx::query_scalar!(
         r#"INSERT INTO raw.qb_reports AS r
                (realm_id, report_name, params_hash, params_text, params, period_start, period_end,

@@ -91,6 +91,8 @@ async fn every_report_loads_once_and_a_too_large_month_is_split_and_still_comple
          WHERE r.report_name = 'GeneralLedger' AND r.period_start = '2024-01-01'",
     )
     .await as u64;
+    let whole = january_gl(&pool, false).await;
+    assert!(!whole.is_empty());
     w.faults(Faults {
         report_max_cells: month_cells * 6 / 10,
         ..Faults::default()
@@ -123,13 +125,43 @@ async fn every_report_loads_once_and_a_too_large_month_is_split_and_still_comple
         split_from,
         [("2024-01-01".to_string(), "2024-01-31".to_string())]
     );
-    let whole = january_gl(&pool, false).await;
-    assert!(!whole.is_empty());
     assert_eq!(
         january_gl(&pool, true).await,
         whole,
         "the weeks add up to the month"
     );
+    assert!(
+        january_gl(&pool, false).await.is_empty(),
+        "the weeks replaced the month"
+    );
+    let overlapping = scalar(
+        &pool,
+        "SELECT count(*) FROM raw.qb_reports a JOIN raw.qb_reports b
+           ON a.realm_id = b.realm_id AND a.report_name = b.report_name
+          AND a.accounting_method = b.accounting_method AND a.params_hash < b.params_hash
+          AND daterange(a.period_start, a.period_end, '[]') && daterange(b.period_start, b.period_end, '[]')",
+    )
+    .await;
+    assert_eq!(overlapping, 0, "no day is covered twice");
+    assert_eq!(
+        scalar(&pool, reports).await,
+        12 - 1 + 5,
+        "January's ledger is 5 weeks now"
+    );
+
+    // Another --period replaces the months it covers.
+    w.faults(Faults::default());
+    let mut quarter = vec!["reports", "ProfitAndLoss", "--period", "quarter"];
+    quarter.extend(range);
+    w.run(&quarter).await.assert_code(0);
+    let pl: Vec<(String, String)> = sqlx::query_as(
+        "SELECT period_start::text, period_end::text FROM raw.qb_reports
+         WHERE report_name = 'ProfitAndLoss'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(pl, [("2024-01-01".to_string(), "2024-03-31".to_string())]);
     let cut = scalar(
         &pool,
         "SELECT count(*) FROM raw.qb_reports WHERE payload::text LIKE '%Unable to display more data%'",
