@@ -166,6 +166,9 @@ pub struct RateLimits {
     /// Batch calls (`POST .../batch`) per minute: Intuit allows 40 per company, on top of
     /// the requests per minute (each batch call is also one of those).
     pub batch_calls_per_minute: u32,
+    /// The app's reads a month (UTC) after which no request starts (`QBO_MONTHLY_READ_CAP`);
+    /// None: no cap.
+    pub monthly_read_cap: Option<u64>,
 }
 
 impl Default for RateLimits {
@@ -174,6 +177,7 @@ impl Default for RateLimits {
             requests_per_minute: 500,
             max_in_flight: 10,
             batch_calls_per_minute: 40,
+            monthly_read_cap: None,
         }
     }
 }

@@ -238,6 +238,14 @@ pub struct RequestArgs {
     /// of the requests per minute; QBO meters the COUNT queries it carries one by one).
     #[arg(long, env = "QBO_BATCH_CALLS_PER_MINUTE", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=40))]
     pub batch_calls_per_minute: u32,
+    /// Requests in flight at once for this company, at most QBO's 10. Every qbo process of
+    /// the company counts against it (seats leased through Postgres).
+    #[arg(long, env = "QBO_MAX_IN_FLIGHT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub max_in_flight: u32,
+    /// Stop starting QBO requests once the app's reads this month (UTC, every qbo process's,
+    /// kept in Postgres) reach this many; windows not read stay to do. Unset: no cap.
+    #[arg(long, env = "QBO_MONTHLY_READ_CAP", value_parser = clap::value_parser!(u64).range(1..))]
+    pub monthly_read_cap: Option<u64>,
     /// A 429 pauses the company (for its Retry-After) without costing an attempt; a window
     /// or step fails only once QBO has throttled the company without a break for this many
     /// seconds (1 to 86400; default 15 minutes).
@@ -269,7 +277,8 @@ impl RequestArgs {
         config::RateLimits {
             requests_per_minute: self.requests_per_minute,
             batch_calls_per_minute: self.batch_calls_per_minute,
-            ..config::RateLimits::default()
+            max_in_flight: self.max_in_flight,
+            monthly_read_cap: self.monthly_read_cap,
         }
     }
 

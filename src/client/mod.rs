@@ -3,6 +3,7 @@
 
 mod batch;
 pub mod cdc;
+pub mod ledger;
 pub mod limiter;
 mod report;
 pub mod response;
@@ -22,8 +23,9 @@ use crate::config::{QboSettings, RateLimits, RetryPolicy};
 use crate::store::throttle::SharedBudget;
 pub use batch::BATCH_MAX_ITEMS;
 pub use cdc::{CdcChange, CdcPage, ChangeSource};
+use ledger::Ledger;
 pub use limiter::RealmLimiter;
-use limiter::SHARE_EVERY;
+use limiter::{Denied, RENEW_EVERY};
 pub use response::{Page, RawRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +84,31 @@ pub enum ClientError {
         #[source]
         last: Box<ClientError>,
     },
+    /// The app's reads this month reached `QBO_MONTHLY_READ_CAP`: no request starts until
+    /// the cap is raised or the month ends. Nothing that was read is lost; what was not read
+    /// stays to do.
+    #[error(
+        "the app's QBO reads this month ({reads}) reached QBO_MONTHLY_READ_CAP ({cap}); no \
+         more requests until the cap is raised or the month (UTC) ends, then continue with \
+         --resume or --retry-failed (see runbooks/request-budget.md)"
+    )]
+    ReadCapReached { reads: u64, cap: u64 },
+    /// The company's budget could not be leased from Postgres.
+    #[error("could not lease the company's request budget from Postgres: {0}")]
+    Budget(String),
     /// Ctrl-C / SIGTERM: the request, its retries and its waits were abandoned.
     #[error("interrupted")]
     Cancelled,
+}
+
+impl From<Denied> for ClientError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Cancelled => ClientError::Cancelled,
+            Denied::ReadCap { reads, cap } => ClientError::ReadCapReached { reads, cap },
+            Denied::Unavailable(e) => ClientError::Budget(e),
+        }
+    }
 }
 
 impl ClientError {
@@ -106,6 +130,8 @@ impl ClientError {
             | ClientError::BadBaseUrl(_)
             | ClientError::GaveUp { .. }
             | ClientError::ThrottledTooLong { .. }
+            | ClientError::ReadCapReached { .. }
+            | ClientError::Budget(_)
             | ClientError::Cancelled => false,
         }
     }
@@ -117,6 +143,8 @@ impl ClientError {
             ClientError::Throttled { .. }
                 | ClientError::Transport { .. }
                 | ClientError::Auth(_)
+                | ClientError::ReadCapReached { .. }
+                | ClientError::Budget(_)
                 | ClientError::Cancelled
         )
     }
@@ -188,17 +216,17 @@ pub struct QboClient {
     minor_version_text: String,
     tokens: Arc<TokenManager>,
     limiter: Arc<RealmLimiter>,
+    limits: RateLimits,
     retry: RetryPolicy,
     /// Ctrl-C / SIGTERM: ends retries, backoff sleeps, limiter waits and pauses at once.
     cancel: CancellationToken,
-    /// The company's budget as every qbo process sees it (see `store::throttle`).
-    shared: Option<SharedBudget>,
-    sharer: Option<tokio::task::JoinHandle<()>>,
+    /// Renews this process's seats in the company's shared budget (see `store::throttle`).
+    renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for QboClient {
     fn drop(&mut self) {
-        if let Some(task) = self.sharer.take() {
+        if let Some(task) = self.renewer.take() {
             task.abort();
         }
     }
@@ -240,54 +268,56 @@ impl QboClient {
             minor_version: settings.minor_version,
             minor_version_text: settings.minor_version.to_string(),
             tokens,
-            limiter: Arc::new(RealmLimiter::new(limits)),
+            limiter: Arc::new(RealmLimiter::new(limits, Ledger::local())),
+            limits: limits.clone(),
             retry,
             cancel,
-            shared: None,
-            sharer: None,
+            renewer: None,
         })
     }
 
-    /// Shares the company's budget with the other qbo processes through Postgres: takes in
-    /// the pause and the requests they recorded before the first request, then keeps
-    /// exchanging every second. Postgres trouble here costs a warning, never the run.
+    /// Leases the company's budget from Postgres, shared with every other qbo process and
+    /// machine of the company, instead of keeping it in this process: requests and batch
+    /// calls per minute, seats in flight, 429 pauses and the app's monthly reads. Seats are
+    /// renewed every `RENEW_EVERY` until the client is dropped or `finish`ed.
     pub async fn share_budget(mut self, budget: SharedBudget) -> Self {
-        if let Err(e) = bounded(Duration::from_secs(5), budget.forget_stale()).await {
-            tracing::debug!(error = %e, "could not forget stopped processes' request budgets");
-        }
-        if let Err(e) = self.exchange(&budget, Duration::from_secs(5)).await {
-            tracing::warn!(error = %e, "could not read the company's shared request budget; going on with this process's own");
-        }
-        let (limiter, cancel, task_budget) =
-            (self.limiter.clone(), self.cancel.clone(), budget.clone());
-        self.sharer = Some(tokio::spawn(async move {
+        let limiter = Arc::new(RealmLimiter::new(&self.limits, Ledger::Shared(budget)));
+        self.limiter = limiter.clone();
+        let cancel = self.cancel.clone();
+        self.renewer = Some(tokio::spawn(async move {
             loop {
-                let deadline = tokio::time::Instant::now() + SHARE_EVERY;
-                if limiter::sleep_until(&cancel, deadline).await.is_err() {
+                let next = tokio::time::Instant::now() + RENEW_EVERY;
+                if limiter::sleep_until(&cancel, next).await.is_err() {
                     return;
                 }
-                if let Err(e) = limiter.share(&task_budget).await {
-                    tracing::debug!(error = %crate::errors::chain(&e), "sharing the request budget failed; will try again");
+                if let Err(e) = limiter.renew(false).await {
+                    tracing::debug!(error = %e, "renewing the company's seats failed; will try again");
                 }
             }
         }));
-        self.shared = Some(budget);
         self
     }
 
-    async fn exchange(&self, budget: &SharedBudget, within: Duration) -> Result<(), String> {
-        bounded(within, self.limiter.share(budget)).await
+    /// Gives this process's seats back and records its last reads, so the company's other
+    /// processes need not wait for the seats' lease to end. Call it before the process ends
+    /// (it waits at most a second, so an interrupted process still exits at once).
+    pub async fn finish(&self) {
+        if let Some(task) = &self.renewer {
+            task.abort();
+        }
+        if !self.limiter.ledger().is_shared() {
+            return;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), self.limiter.renew(true)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not give the company's seats back"),
+            Err(_) => tracing::debug!("Postgres did not answer within 1 s; the seats free themselves when their lease ends"),
+        }
     }
 
-    /// Publishes this process's last requests, so the next process of the company starts
-    /// with the budget that is really left. Call it before the process ends (it waits at
-    /// most a second, so an interrupted process still exits at once).
-    pub async fn finish(&self) {
-        if let Some(budget) = &self.shared {
-            if let Err(e) = self.exchange(budget, Duration::from_secs(1)).await {
-                tracing::debug!(error = %e, "could not publish this process's requests");
-            }
-        }
+    /// The app's QBO reads this month as of this process's last lease.
+    pub fn month_reads(&self) -> u64 {
+        self.limiter.month_reads()
     }
 
     /// Sends `query`, retrying what is transient, and parses a 200 with `parse`.
@@ -336,9 +366,9 @@ impl QboClient {
             let permit = match call {
                 Call::Get { .. } => self.limiter.acquire(&self.cancel).await,
                 Call::Batch { .. } => self.limiter.acquire_batch(&self.cancel).await,
-            }
-            .map_err(|_| ClientError::Cancelled)?;
+            }?;
             counters.requests += metered;
+            self.limiter.count_reads(u64::from(metered));
             let outcome = tokio::select! {
                 _ = self.cancel.cancelled() => Err(ClientError::Cancelled),
                 r = self.send_once(&call, &token, &parse) => r,
@@ -427,15 +457,8 @@ impl QboClient {
             throttled_for_secs = throttled_for.as_secs(),
             "QBO throttled the company (429); pausing all of its requests"
         );
-        if let Some(budget) = &self.shared {
-            let recorded = bounded(
-                Duration::from_secs(2),
-                budget.record_pause(wait, retry_after),
-            )
-            .await;
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, "could not record the pause for other qbo processes");
-            }
+        if let Err(e) = self.limiter.record_pause(wait, retry_after).await {
+            tracing::warn!(error = %e, "could not record the pause for other qbo processes");
         }
         Ok(())
     }
@@ -603,21 +626,6 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         .to_std()
         .ok()
         .map(|d| d.min(Duration::from_secs(3600)))
-}
-
-/// A shared-budget call to Postgres, given at most `within`: the budget only helps, so a slow
-/// or failed database costs a warning, never a request's progress.
-async fn bounded<T>(
-    within: Duration,
-    call: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(within, call).await {
-        Ok(result) => result.map_err(|e| crate::errors::chain(&e)),
-        Err(_) => Err(format!(
-            "Postgres did not answer within {} s",
-            within.as_secs()
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! The company's request budget, shared by every qbo process through Postgres. QBO counts
-//! its limits per company (realm): a process that starts right after another (`--resume`
-//! after Ctrl-C, a second command, a sync falling back to windows) must know the pause the
-//! last 429 imposed and the requests already started in the last minute, or it spends a
-//! budget that is not there and meets 429s.
+//! The company's request budget, held in Postgres and shared by every qbo process and machine
+//! of the company. QBO counts its limits per company (realm): each process leases permits
+//! (requests, batch calls) in small blocks and seats for its requests in flight from one row
+//! per company, with one statement (`ops.lease_budget`, see its migration), so the processes
+//! together never pass the limits. A 429 pauses the company for all of them.
 //!
-//! Times cross process boundaries as ages and remaining durations computed by the database's
-//! clock, so processes on machines whose clocks disagree still agree on the budget.
+//! Times cross process boundaries as durations computed by the database's clock, so
+//! processes on machines whose clocks disagree still agree on the budget.
 
 use std::time::Duration;
 
@@ -14,28 +14,62 @@ use uuid::Uuid;
 
 use super::StoreError;
 
-/// A process's row is deleted once it has not been refreshed for this long (twice QBO's
-/// minute, so a live process is never forgotten while its requests still count).
-const FORGET_AFTER_SECS: f64 = 120.0;
-
 /// One process's handle on its company's shared budget.
 #[derive(Clone)]
 pub struct SharedBudget {
     pool: PgPool,
     realm_id: String,
-    process_id: Uuid,
+    holder: Uuid,
 }
 
-/// What the other processes of the company have done, as of the database's now.
-#[derive(Debug, Default)]
-pub struct Seen {
-    /// Ages of the requests other processes started within the asked window.
-    pub others: Vec<Duration>,
-    /// Ages of the batch calls other processes started within the asked window (each is
-    /// also among `others`).
-    pub other_batches: Vec<Duration>,
+/// What a process asks of the company's budget in one lease.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask {
+    /// Request permits wanted now.
+    pub requests: u32,
+    /// Batch-call permits wanted now (a batch call asks one of each, granted all or none).
+    pub batches: u32,
+    /// Seats in use: kept whatever the others want.
+    pub keep: u32,
+    /// Seats the process asks to hold (in use + idle ones it keeps for the next requests).
+    pub seats: u32,
+    /// Seats it would use right now (in use + waiting): the fair share is worked out on it.
+    pub wanted: u32,
+    /// Requests sent since the last lease, for the month's reads.
+    pub reads: u64,
+}
+
+/// The company's limits and how long leases last, the same for every lease of a process.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    pub requests_per_window: u32,
+    pub batches_per_window: u32,
+    pub max_seats: u32,
+    /// How long a permit counts from its lease.
+    pub counts_for: Duration,
+    /// How long a seat row lives unrenewed.
+    pub seat_lease: Duration,
+    /// Stop leasing permits once the month's reads reach this.
+    pub read_cap: Option<u64>,
+}
+
+/// What a lease granted, as of the database's now.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Grant {
+    pub requests: u32,
+    pub batches: u32,
+    /// Seats the process now holds (at least the ones in use it kept).
+    pub seats: u32,
+    /// The most seats it may hold now: the rest of the company's, or its fair share.
+    pub seat_cap: u32,
+    /// When fewer permits were granted than asked: how long until the next one frees.
+    pub permit_wait: Option<Duration>,
     /// How much longer the company is paused by a 429, if it is.
     pub paused_for: Option<Duration>,
+    /// The app's reads this month (UTC), this lease's included.
+    pub month_reads: u64,
+    /// The month's reads reached the cap: no permit was granted.
+    pub cap_reached: bool,
 }
 
 impl SharedBudget {
@@ -43,8 +77,44 @@ impl SharedBudget {
         SharedBudget {
             pool,
             realm_id: realm_id.to_string(),
-            process_id: Uuid::new_v4(),
+            holder: Uuid::new_v4(),
         }
+    }
+
+    /// One lease: permits, seats, the pause and the month's reads, in one round trip.
+    pub async fn lease(&self, ask: Ask, terms: &Terms) -> Result<Grant, StoreError> {
+        let row = sqlx::query!(
+            r#"SELECT requests AS "requests!", batches AS "batches!", seats AS "seats!",
+                      seat_cap AS "seat_cap!", permit_wait, paused_for,
+                      month_reads AS "month_reads!", cap_reached AS "cap_reached!"
+                 FROM ops.lease_budget($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"#,
+            self.realm_id,
+            self.holder,
+            to_i32(ask.requests),
+            to_i32(ask.batches),
+            to_i32(ask.keep),
+            to_i32(ask.seats.max(ask.keep)),
+            to_i32(ask.wanted),
+            to_i32(terms.requests_per_window),
+            to_i32(terms.batches_per_window),
+            to_i32(terms.max_seats),
+            terms.counts_for.as_secs_f64(),
+            terms.seat_lease.as_secs_f64(),
+            i64::try_from(ask.reads).unwrap_or(i64::MAX),
+            terms.read_cap.map(|c| i64::try_from(c).unwrap_or(i64::MAX)),
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Grant {
+            requests: row.requests.max(0) as u32,
+            batches: row.batches.max(0) as u32,
+            seats: row.seats.max(0) as u32,
+            seat_cap: row.seat_cap.max(0) as u32,
+            permit_wait: row.permit_wait.and_then(seconds),
+            paused_for: row.paused_for.and_then(seconds),
+            month_reads: row.month_reads.max(0) as u64,
+            cap_reached: row.cap_reached,
+        })
     }
 
     /// Records that QBO throttled the company and nobody should send for `wait` from now
@@ -70,76 +140,21 @@ impl SharedBudget {
         .await?;
         Ok(())
     }
+}
 
-    /// Forgets the rows of processes that stopped publishing (they only hold requests older
-    /// than any window). Once per process, at start: not on every exchange.
-    pub async fn forget_stale(&self) -> Result<(), StoreError> {
-        sqlx::query!(
-            "DELETE FROM ops.company_requests
-              WHERE realm_id = $1 AND updated_at < now() - make_interval(secs => $2)",
-            self.realm_id,
-            FORGET_AFTER_SECS,
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
+/// The app's QBO reads this month (UTC), as the processes have recorded them.
+pub async fn month_reads(pool: &PgPool) -> Result<u64, StoreError> {
+    let reads = sqlx::query_scalar!(
+        "SELECT reads FROM ops.app_reads
+          WHERE month = date_trunc('month', now() AT TIME ZONE 'UTC')::date"
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(reads.unwrap_or(0).max(0) as u64)
+}
 
-    /// Publishes this process's requests and batch calls of the window (`own`,
-    /// `own_batches`, as ages) and reads the other processes' and the company's pause, in
-    /// one round trip (the sharer runs every second).
-    pub async fn exchange(
-        &self,
-        own: &[Duration],
-        own_batches: &[Duration],
-        window: Duration,
-    ) -> Result<Seen, StoreError> {
-        let ages: Vec<f64> = own.iter().map(Duration::as_secs_f64).collect();
-        let batch_ages: Vec<f64> = own_batches.iter().map(Duration::as_secs_f64).collect();
-        // The upsert's row is not visible to the SELECT of the same statement; it reads only
-        // the other processes' rows anyway.
-        let row = sqlx::query!(
-            r#"WITH publish AS (
-                   INSERT INTO ops.company_requests
-                          (realm_id, process_id, started_at, batch_started_at, updated_at)
-                   SELECT $1, $2,
-                          coalesce((SELECT array_agg(now() - make_interval(secs => a) ORDER BY a DESC)
-                                      FROM unnest($3::float8[]) AS a), '{}'),
-                          coalesce((SELECT array_agg(now() - make_interval(secs => a) ORDER BY a DESC)
-                                      FROM unnest($5::float8[]) AS a), '{}'),
-                          now()
-                   ON CONFLICT (realm_id, process_id) DO UPDATE
-                      SET started_at = EXCLUDED.started_at,
-                          batch_started_at = EXCLUDED.batch_started_at,
-                          updated_at = EXCLUDED.updated_at
-               )
-               SELECT coalesce((SELECT array_agg(extract(epoch FROM now() - t)::float8)
-                                  FROM ops.company_requests AS r, unnest(r.started_at) AS t
-                                 WHERE r.realm_id = $1 AND r.process_id <> $2
-                                   AND t > now() - make_interval(secs => $4)),
-                               '{}') AS "others!: Vec<f64>",
-                      coalesce((SELECT array_agg(extract(epoch FROM now() - t)::float8)
-                                  FROM ops.company_requests AS r, unnest(r.batch_started_at) AS t
-                                 WHERE r.realm_id = $1 AND r.process_id <> $2
-                                   AND t > now() - make_interval(secs => $4)),
-                               '{}') AS "other_batches!: Vec<f64>",
-                      (SELECT extract(epoch FROM paused_until - now())::float8
-                         FROM ops.company_throttle
-                        WHERE realm_id = $1 AND paused_until > now()) AS "paused_for?: f64""#,
-            self.realm_id,
-            self.process_id,
-            &ages,
-            window.as_secs_f64(),
-            &batch_ages,
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Seen {
-            others: row.others.into_iter().filter_map(seconds).collect(),
-            other_batches: row.other_batches.into_iter().filter_map(seconds).collect(),
-            paused_for: row.paused_for.and_then(seconds),
-        })
-    }
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn seconds(s: f64) -> Option<Duration> {

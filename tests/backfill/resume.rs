@@ -224,7 +224,9 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.backfill_invocations",
         "ops.backfill_report",
         "ops.backfill_runs",
-        "ops.company_requests",
+        "ops.app_reads",
+        "ops.company_budget",
+        "ops.company_seats",
         "ops.company_throttle",
         "ops.sync_watermarks",
     ]
