@@ -45,6 +45,9 @@ pub struct ReportArgs {
     /// table for people, json for scripts.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// The app's monthly read cap, shown beside this month's reads (see `backfill --help`).
+    #[arg(long, env = "QBO_MONTHLY_READ_CAP", value_parser = clap::value_parser!(u64).range(1..))]
+    pub monthly_read_cap: Option<u64>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -59,6 +62,7 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
         let rows = rows_of(&args, &store, args.realm_id.clone(), run_id).await?;
         let run_requests = run_requests_of(&store, &rows).await?;
         out!("{}", report::render(&rows, &run_requests, args.format));
+        show_month_reads(&args, &store).await?;
         return Ok(Outcome::Success);
     }
     let fleet = crate::companies::fleet(store.pool())
@@ -80,7 +84,19 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
     if args.format == Format::Json {
         out!("{}", report::render(&all, &Default::default(), args.format));
     }
+    show_month_reads(&args, &store).await?;
     Ok(Outcome::Success)
+}
+
+/// Under the table: the app's QBO reads this month (the app's, not one company's).
+async fn show_month_reads(args: &ReportArgs, store: &crate::store::PgStore) -> Result<(), CliError> {
+    if args.format == Format::Table {
+        let reads = crate::store::throttle::month_reads(store.pool())
+            .await
+            .map_err(CliError::failed)?;
+        outln!("{}", month_reads_line(reads, args.monthly_read_cap));
+    }
+    Ok(())
 }
 
 /// The chunk rows to show for one company (or every one: `realm_id` None).
@@ -124,4 +140,16 @@ pub async fn run_requests_of(
     ids.sort_unstable();
     ids.dedup();
     store.run_requests(&ids).await.map_err(CliError::failed)
+}
+
+/// The app's QBO reads this month (every qbo process's, UTC), against the cap if one is set.
+fn month_reads_line(reads: u64, cap: Option<u64>) -> String {
+    match cap {
+        Some(cap) => {
+            format!("QBO reads this month (UTC): {reads} of cap {cap} (QBO_MONTHLY_READ_CAP)")
+        }
+        None => {
+            format!("QBO reads this month (UTC): {reads} (no cap: QBO_MONTHLY_READ_CAP is unset)")
+        }
+    }
 }

@@ -493,7 +493,9 @@ impl RealmLimiter {
         s.month_reads = grant.month_reads;
         s.cap_reached = grant.cap_reached;
         s.held = grant.seats;
-        s.cap = grant.seat_cap.max(s.busy.min(grant.seats));
+        // New requests may use no more than the cap (the fair share while others wait), even
+        // when more seats are held for the requests in flight.
+        s.cap = grant.seat_cap;
         s.seats_until = Some(asked_at + SEAT_LEASE - Duration::from_millis(500));
         s.seat_poll_at = (s.busy >= s.held.min(s.cap) && s.waiting_seats > 0)
             .then(|| Instant::now() + Duration::from_millis(100) + jitter(100));

@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod batch;
+mod budget;
 mod companies;
 mod concurrent;
 mod every_entity;

@@ -1,0 +1,233 @@
+//! One strict budget per company across qbo processes, leased from Postgres: processes
+//! backfilling the same company at once never pass its requests per minute nor its seats in
+//! flight (the sandbox, scaled down, answers no 429 and sees no more in flight than the
+//! limit), a SIGKILLed process's seats free themselves after their lease, and the app's
+//! monthly read cap stops a run with its error, exit code 1 and nothing lost.
+
+use std::time::Duration;
+
+use qbo::sandbox::Faults;
+use tokio::time::Instant;
+
+use crate::common::*;
+
+/// Generous: only a process that hangs runs into it.
+const BOUND: Duration = Duration::from_secs(240);
+
+/// The company's limits, scaled down, on both sides.
+const PER_MINUTE: &str = "12";
+const IN_FLIGHT: u32 = 2;
+
+fn budget_args<'a>(entity: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "backfill",
+        entity,
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--requests-per-minute",
+        PER_MINUTE,
+        "--max-in-flight",
+        "2",
+        "--concurrency",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_backfilling_one_company_at_once_stay_inside_its_budget_together() {
+    let w = World::new(small_company()).await;
+    w.faults(Faults {
+        latency_ms: 30,
+        max_requests_per_minute: PER_MINUTE.parse().unwrap(),
+        max_concurrent: IN_FLIGHT,
+        ..Faults::default()
+    });
+    // One process first, so the others find a fresh access token in the store instead of
+    // all refreshing the same refresh token.
+    w.run(&budget_args("company_info", &[]))
+        .await
+        .assert_code(0);
+    let entities = ["invoices", "customers", "items"];
+    let children: Vec<_> = entities
+        .iter()
+        .map(|e| {
+            w.qbo(&budget_args(e, &["--chunk-days", "31"]))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (child, entity) in children.into_iter().zip(entities) {
+        let out = tokio::time::timeout(BOUND, child.wait_with_output())
+            .await
+            .expect("a process hung")
+            .unwrap();
+        Run::from(out).assert_code(0);
+        let e = qbo::entities::find(entity).unwrap();
+        w.assert_raw_matches_sandbox_entity(e.qbo_name, e.table)
+            .await;
+    }
+    let stats = w.sandbox.stats();
+    let requests = stats.query_requests + stats.read_requests + stats.batch_requests;
+    // For the record: more than one minute's worth, so the window really was shared.
+    eprintln!(
+        "{requests} requests, peak in flight {}",
+        stats.max_in_flight
+    );
+    assert!(
+        requests > PER_MINUTE.parse::<u64>().unwrap(),
+        "the processes needed more than one minute's budget ({requests} requests)"
+    );
+    assert_eq!(
+        stats.throttled, 0,
+        "the sandbox refused requests: {stats:?}"
+    );
+    assert!(
+        (1..=u64::from(IN_FLIGHT)).contains(&stats.max_in_flight),
+        "peak in flight {}",
+        stats.max_in_flight
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_processs_seats_free_themselves_after_their_lease() {
+    let w = World::new(small_company()).await;
+    // Slow answers, so the first process holds its seat when it is killed.
+    w.faults(Faults {
+        latency_ms: 400,
+        max_concurrent: 1,
+        ..Faults::default()
+    });
+    let one_seat = |entity: &'static str| {
+        vec![
+            "backfill",
+            entity,
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--chunk-days",
+            "7",
+            "--max-in-flight",
+            "1",
+        ]
+    };
+    let mut first = w.qbo(&one_seat("invoices")).spawn().unwrap();
+    let pool = loop {
+        if let Ok(pool) = sqlx::PgPool::connect(&w.db.url).await {
+            break pool;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT sum(seats) FROM ops.company_seats WHERE expires_at > now()")
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(None);
+        if held.unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first process never held a seat"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let killed_holder: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT holder FROM ops.company_seats WHERE seats > 0")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        killed_holder.len(),
+        1,
+        "the dead process still holds its seat"
+    );
+
+    // The company's only seat is the dead process's until its lease ends; then it is free.
+    let second = w.qbo(&one_seat("customers")).spawn().unwrap();
+    let out = tokio::time::timeout(BOUND, second.wait_with_output())
+        .await
+        .expect("the second process never got the dead process's seat")
+        .unwrap();
+    Run::from(out).assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Customer", "raw.qb_customers")
+        .await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM ops.company_seats")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        left, 0,
+        "the dead process's row expired, the live one gave its seat back"
+    );
+    let stats = w.sandbox.stats();
+    assert_eq!(stats.throttled, 0, "{stats:?}");
+    assert_eq!(stats.max_in_flight, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_read_cap_stops_a_run_with_its_error_and_loses_nothing() {
+    let w = World::new(small_company()).await;
+    let args = [
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--chunk-days",
+        "7",
+        "--concurrency",
+        "1",
+    ];
+    let capped = w
+        .run_with(&args, &[("QBO_MONTHLY_READ_CAP", Some("5"))])
+        .await;
+    capped.assert_code(1);
+    let said = format!("{}{}", capped.stdout, capped.stderr);
+    assert!(said.contains("reached QBO_MONTHLY_READ_CAP (5)"), "{said}");
+    let stats = w.sandbox.stats();
+    let sent = stats.query_requests + stats.read_requests + stats.batch_items;
+    assert!(
+        (5..=6).contains(&sent),
+        "the cap stopped new requests: {sent} sent"
+    );
+    let states = w.chunk_states("invoices").await;
+    assert!(
+        states.iter().any(|(s, _)| s != "success"),
+        "windows stay to do: {states:?}"
+    );
+    let pool = w.db.pool().await;
+    let reads: i64 = sqlx::query_scalar("SELECT sum(reads)::int8 FROM ops.app_reads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(reads as u64, sent, "every request sent was counted");
+
+    let report = w
+        .run_with(&["report"], &[("QBO_MONTHLY_READ_CAP", Some("5"))])
+        .await;
+    report.assert_code(0);
+    assert!(
+        report
+            .stdout
+            .contains(&format!("QBO reads this month (UTC): {sent} of cap 5")),
+        "{}",
+        report.stdout
+    );
+
+    // Without the cap, --resume loads what the capped run left.
+    w.run(&["backfill", "invoices", "--resume"])
+        .await
+        .assert_code(0);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
