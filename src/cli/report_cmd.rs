@@ -89,7 +89,10 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
 }
 
 /// Under the table: the app's QBO reads this month (the app's, not one company's).
-async fn show_month_reads(args: &ReportArgs, store: &crate::store::PgStore) -> Result<(), CliError> {
+async fn show_month_reads(
+    args: &ReportArgs,
+    store: &crate::store::PgStore,
+) -> Result<(), CliError> {
     if args.format == Format::Table {
         let reads = crate::store::throttle::month_reads(store.pool())
             .await

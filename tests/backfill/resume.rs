@@ -225,10 +225,13 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.backfill_report",
         "ops.backfill_runs",
         "ops.app_reads",
+        "ops.companies",
         "ops.company_budget",
         "ops.company_seats",
         "ops.company_throttle",
         "ops.sync_watermarks",
+        "raw.qb_report_cells",
+        "raw.qb_reports",
     ]
     .into_iter()
     .map(str::to_string)
