@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod budget;
 mod crash;
 mod deletes;
 mod fallback;
