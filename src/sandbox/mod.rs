@@ -25,6 +25,7 @@ mod reports_tests;
 mod rest;
 #[cfg(test)]
 mod rest_tests;
+mod revoke;
 mod server;
 mod store;
 #[cfg(test)]
@@ -265,6 +266,10 @@ impl Inner {
     /// The user disconnects the app from company `ix`.
     fn revoke(&self, ix: usize) {
         lock(&self.oauth).revoke(ix);
+        self.count_revocation(ix);
+    }
+
+    fn count_revocation(&self, ix: usize) {
         if let Some(r) = self.realms.get(ix) {
             r.meter().stats.revocations += 1;
         }

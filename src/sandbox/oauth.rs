@@ -174,6 +174,15 @@ impl OAuth {
         self.access.retain(|_, a| a.realm != realm);
     }
 
+    /// The realm a token was issued for: any refresh token it ever issued, or a live access
+    /// token.
+    pub fn realm_of(&self, tok: &str) -> Option<RealmIx> {
+        self.refresh
+            .get(tok)
+            .map(|r| r.realm)
+            .or_else(|| self.access_realm(tok))
+    }
+
     /// Issues an access token and a new refresh token for `realm`.
     fn issue(&mut self, realm: RealmIx, access_ttl: Duration, refresh_ttl: Duration) -> Grant {
         let a = token("eyJsbx.");
@@ -269,7 +278,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// `(client_id, client_secret)` from `Authorization: Basic ...`, raw (undecoded).
-fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+pub(super) fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, b64) = v.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -282,7 +291,7 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// RFC 6749 says clients percent-encode id and secret before Basic auth (the oauth2 crate
 /// does); many clients do not. Accept either spelling, nothing else.
-fn same_credential(presented: &str, expected: &str) -> bool {
+pub(super) fn same_credential(presented: &str, expected: &str) -> bool {
     let decoded = percent_decode(presented);
     presented == expected || decoded.as_deref() == Some(expected)
 }

@@ -145,6 +145,50 @@ async fn revoking_one_company_leaves_the_others_connected() {
 }
 
 #[tokio::test]
+async fn the_app_revokes_a_connection_at_intuits_endpoint() {
+    let (a, b) = two_companies().await;
+    let (ta, tb) = (access_token(&a).await, access_token(&b).await);
+    let url = format!("{}/oauth2/v1/tokens/revoke", a.api_base_url());
+    let revoke = |token: String, secret: &str| {
+        client()
+            .post(&url)
+            .basic_auth(a.client_id(), Some(secret))
+            .header("Accept", "application/json")
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let rb = b.current_refresh_token();
+    assert_eq!(status(revoke(rb.clone(), "wrong").await.unwrap()), 401);
+    assert_eq!(
+        status(revoke("AB11nope".into(), a.client_secret()).await.unwrap()),
+        400
+    );
+    assert_eq!(
+        get(&b, &tb, Q, true).await.status(),
+        200,
+        "nothing revoked yet"
+    );
+    assert_eq!(
+        status(revoke(rb.clone(), a.client_secret()).await.unwrap()),
+        200
+    );
+    assert_eq!(get(&b, &tb, Q, true).await.status(), 401);
+    assert_eq!(refresh_json(&b, &rb).await.0, 400);
+    assert_eq!(get(&a, &ta, Q, true).await.status(), 200);
+    // An access token identifies its connection too.
+    assert_eq!(
+        status(revoke(ta.clone(), a.client_secret()).await.unwrap()),
+        200
+    );
+    assert_eq!(get(&a, &ta, Q, true).await.status(), 401);
+    assert_eq!(
+        (a.realm_stats().revocations, b.realm_stats().revocations),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
 async fn limits_are_per_company() {
     let (a, b) = two_companies().await;
     let (ta, tb) = (access_token(&a).await, access_token(&b).await);

@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::gate::{self, Kind, Reply, Req};
-use super::{cdc, clock, control, envelope, eval, lock, oauth, query, reports, rest, Inner};
+use super::{
+    cdc, clock, control, envelope, eval, lock, oauth, query, reports, rest, revoke, Inner,
+};
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()
@@ -39,6 +41,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
             get(rest::discovery),
         )
         .route("/oauth2/v1/tokens/bearer", post(oauth::token_endpoint))
+        .route("/oauth2/v1/tokens/revoke", post(revoke::revoke_endpoint))
         .route("/connect/oauth2", get(oauth::authorize_endpoint))
         .route("/__sandbox/stats", get(control::stats))
         .route("/__sandbox/realms", get(control::realms))
