@@ -273,9 +273,8 @@ fn flatten(
         if let Some(inner) = r.get("Rows") {
             flatten(inner, path, width, out)?;
         }
-        if let Some(h) = &header {
+        if header.is_some() {
             path.pop();
-            let _ = h;
         }
         if let Some(summary) = r.get("Summary") {
             let (label, account_id, values) = cells(
