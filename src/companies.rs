@@ -230,16 +230,29 @@ pub async fn set_status(
 /// `set_status` inside a caller's transaction (the token store marks `needs_reauth` in the
 /// transaction that saw QBO refuse the token). False when the company is not in the table.
 /// The change time moves only when the status does.
+///
+/// `needs_reauth` never replaces `paused`: a human paused the company, and a new token
+/// (`reauthorized`) must not start loading it again. Its stale token shows up again, and
+/// marks it, once someone resumes it.
 pub async fn set_status_in<'e>(
     db: impl PgExecutor<'e>,
     realm_id: &str,
     status: CompanyStatus,
     reason: Option<&str>,
 ) -> Result<bool, CompaniesError> {
+    // A refusal that meets a paused company changes nothing. (In SET, the columns are the
+    // row's values before the update.)
     let done = sqlx::query!(
         "UPDATE ops.companies
-            SET status_changed_at = CASE WHEN status = $2 THEN status_changed_at ELSE now() END,
-                status = $2, status_reason = $3
+            SET status_changed_at = CASE
+                    WHEN status = $2 OR (status = 'paused' AND $2 = 'needs_reauth'::ops.company_status)
+                    THEN status_changed_at ELSE now() END,
+                status_reason = CASE
+                    WHEN status = 'paused' AND $2 = 'needs_reauth'::ops.company_status
+                    THEN status_reason ELSE $3 END,
+                status = CASE
+                    WHEN status = 'paused' AND $2 = 'needs_reauth'::ops.company_status
+                    THEN status ELSE $2 END
           WHERE realm_id = $1",
         realm_id,
         status as _,

@@ -55,7 +55,16 @@ impl<S: LocalStore> TokenStore for Blocking<S> {
 
     async fn save(&self, tokens: &Tokens) -> Result<(), StoreError> {
         let tokens = tokens.clone();
-        self.run(move |s| s.save(&tokens)).await
+        // Under the lock: a file store rewrites the whole file (every realm), so a save made
+        // while another process refreshes could write back a copy read before that refresh
+        // saved its rotated token, losing it. (`LocalLock::save` already holds the lock, and
+        // a second lock in the same process would wait for itself, so it is taken here, not
+        // in the `LocalStore`.)
+        self.run(move |s| {
+            let _lock = s.lock(&tokens.realm_id)?;
+            s.save(&tokens)
+        })
+        .await
     }
 
     async fn seed(&self, tokens: &Tokens) -> Result<Tokens, StoreError> {
@@ -72,7 +81,12 @@ impl<S: LocalStore> TokenStore for Blocking<S> {
 
     async fn forget(&self, realm_id: &str) -> Result<bool, StoreError> {
         let realm = realm_id.to_string();
-        self.run(move |s| s.forget(&realm)).await
+        // Under the lock, as `save`.
+        self.run(move |s| {
+            let _lock = s.lock(&realm)?;
+            s.forget(&realm)
+        })
+        .await
     }
 
     async fn begin_refresh(&self, realm_id: &str) -> Result<Box<dyn RefreshLock>, StoreError> {

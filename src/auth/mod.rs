@@ -386,13 +386,16 @@ impl TokenManager {
         lock: &mut dyn store::RefreshLock,
         current: &mut Option<Tokens>,
     ) -> Result<Refreshed, AuthError> {
-        // Another process may have refreshed while we waited for the lock: its token is the
-        // live one, and ours is retired.
+        // Under the lock the stored row is the truth. A different refresh token there means
+        // another process rotated ours while we waited, or a human imported a new one (its
+        // `updated_at` is the minimum date, and clocks of other machines may lag): either
+        // way ours is retired, so it is never compared by date. The same refresh token means
+        // nobody rotated it: what this process holds goes on.
         if let Some(stored) = lock.take_stored() {
-            let newer = current
-                .as_ref()
-                .is_none_or(|c| stored.updated_at > c.updated_at);
-            if newer {
+            let same = current.as_ref().is_some_and(|c| {
+                store::fingerprint(&c.refresh_token) == store::fingerprint(&stored.refresh_token)
+            });
+            if !same {
                 *current = Some(stored);
             }
         }
@@ -566,19 +569,20 @@ mod tests {
         }
     }
 
-    // A current-thread runtime: the runtime's only thread is this test's.
-    #[tokio::test]
-    async fn token_store_io_never_runs_on_the_runtime_thread() {
-        let sandbox = Sandbox::start(SandboxConfig {
+    async fn small_sandbox() -> Sandbox {
+        Sandbox::start(SandboxConfig {
             invoices: 3,
             customers: 2,
             items: 2,
             ..SandboxConfig::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    fn settings_for(sandbox: &Sandbox) -> QboSettings {
         let url = |u: String| config::parse_url("sandbox", &u).unwrap();
-        let settings = QboSettings {
+        QboSettings {
             client_id: sandbox.client_id().to_string(),
             client_secret: SecretString::from(sandbox.client_secret()),
             realm_id: sandbox.realm_id().to_string(),
@@ -588,7 +592,14 @@ mod tests {
             minor_version: config::MIN_MINOR_VERSION,
             token_store: TokenStoreSpec::Keyring,
             seed_refresh_token: Some(sandbox.current_refresh_token().into()),
-        };
+        }
+    }
+
+    // A current-thread runtime: the runtime's only thread is this test's.
+    #[tokio::test]
+    async fn token_store_io_never_runs_on_the_runtime_thread() {
+        let sandbox = small_sandbox().await;
+        let settings = settings_for(&sandbox);
         let dir = tempfile::tempdir().unwrap();
         let threads = Arc::new(std::sync::Mutex::new(Vec::new()));
         let spy = Spy {
@@ -607,5 +618,39 @@ mod tests {
             threads.iter().all(|t| *t != runtime),
             "a store call ran on the runtime thread"
         );
+    }
+
+    /// A long-running process holds the realm's tokens; the company is disconnected and a
+    /// human imports a new refresh token (`auth import` stores it as never refreshed, the
+    /// minimum date). The process's next refresh must use the imported token, not send its
+    /// retired one and fail with invalid_grant.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_adopts_a_token_imported_while_the_process_ran() {
+        let sandbox = small_sandbox().await;
+        let settings = settings_for(&sandbox);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let store = store::Blocking::new(store::FileStore::new(path.clone()));
+        let manager = TokenManager::new(&settings, Arc::new(store)).unwrap();
+        let token = manager.access_token().await.unwrap();
+        let before = sandbox.stats().refreshes;
+
+        sandbox.revoke_tokens();
+        let imported = Tokens::unused(
+            sandbox.realm_id(),
+            SecretString::from(sandbox.current_refresh_token()),
+        );
+        // Another process: `auth import`.
+        let importer = store::Blocking::new(store::FileStore::new(path));
+        importer.save(&imported).await.unwrap();
+
+        let outcome = manager.access_token_rejected(&token).await;
+        assert!(
+            matches!(outcome, Ok(Rejected::Refreshed)),
+            "the imported token was not used: {outcome:?}"
+        );
+        assert_eq!(sandbox.stats().refreshes, before + 1);
+        let fresh = manager.access_token().await.unwrap();
+        assert_ne!(fresh.expose_secret(), token.expose_secret());
     }
 }

@@ -78,6 +78,12 @@ pub async fn after_failure(db: &PgStore, company: &Company, error: &CliError) {
     )
     .await
     {
+        Ok(c) if c.status == CompanyStatus::Paused => eprintln!(
+            "company {}: {reason}; it stays paused (paused meanwhile by hand); run `qbo auth \
+             login` or `qbo auth import --realm-id {}` for it before `qbo companies resume`",
+            company.label(),
+            company.realm_id
+        ),
         Ok(_) => eprintln!(
             "company {} is now needs_reauth: {reason}; run `qbo auth login` or `qbo auth \
              import --realm-id {}` for it. The other companies go on",

@@ -41,6 +41,8 @@ pub enum StoreError {
     LeaseLost { run_id: uuid::Uuid, chunk: i32 },
     #[error("database error")]
     Db(#[from] sqlx::Error),
+    #[error("QBO_DB_POOL_MAX is `{0}`: give a whole number of connections from 2 to 100")]
+    BadPoolMax(String),
 }
 
 impl StoreError {
@@ -82,6 +84,27 @@ pub fn redacted_target(url: &SecretString) -> String {
     }
 }
 
+/// Connections each qbo process opens at most, unless `QBO_DB_POOL_MAX` says otherwise.
+/// Small, because a fleet runs many processes against one Postgres (whose
+/// `max_connections` is 100 by default): 12 busy processes stay under it. Connections open
+/// only when needed, and every task holds one only for a statement or a transaction, so
+/// more tasks than connections wait their turn rather than fail.
+pub const DEFAULT_POOL_MAX: u32 = 8;
+
+/// `QBO_DB_POOL_MAX`, or the default; 2 at least (a token refresh holds one connection
+/// while the run's heartbeats need another).
+fn pool_max() -> Result<u32, StoreError> {
+    match std::env::var("QBO_DB_POOL_MAX") {
+        Err(_) => Ok(DEFAULT_POOL_MAX),
+        Ok(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (2..=100).contains(n))
+            .ok_or(StoreError::BadPoolMax(v)),
+    }
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -120,8 +143,12 @@ impl PgStore {
             }
         }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .max_connections(pool_max()?)
+            // A task waiting for a connection waits for another task's short statement or
+            // for a token refresh (which holds its row lock, and so a connection, for up to
+            // the token call's 20 s timeout): waiting is normal, so only a long wait fails.
+            // No code holds a connection while it waits for another.
+            .acquire_timeout(Duration::from_secs(60))
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     prefer_lz4(conn).await;

@@ -281,6 +281,9 @@ impl World {
             .env("QBO_RETRY_BASE_MS", "20")
             .env("QBO_THROTTLE_PAUSE_MS", "20")
             .env("QBO_LEASE_SECS", "3")
+            // Tests start many processes at once against one Postgres (max_connections 100):
+            // a small pool each, which also proves a small pool never deadlocks.
+            .env("QBO_DB_POOL_MAX", "4")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,5 +6,6 @@
 mod common;
 
 mod companies;
+mod store_races;
 mod tokens;
 mod worker;
