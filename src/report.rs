@@ -176,6 +176,65 @@ fn costs(rows: &[ChunkRow], run_requests: &HashMap<Uuid, u64>) -> String {
     out
 }
 
+/// `qbo report --companies`: one line per company, its windows by state.
+pub fn render_companies(queues: &[crate::store::fleet::CompanyQueue], format: Format) -> String {
+    if format == Format::Json {
+        let mut out = serde_json::to_string_pretty(queues).unwrap_or_else(|_| "[]".into());
+        out.push('\n');
+        return out;
+    }
+    let header = [
+        "REALM",
+        "RUNS",
+        "QUEUED",
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+        "LAST CLAIMED (UTC)",
+    ];
+    let rows: Vec<[String; 7]> = queues
+        .iter()
+        .map(|q| {
+            [
+                q.realm_id.clone(),
+                q.runs.to_string(),
+                q.queued.to_string(),
+                q.running.to_string(),
+                q.succeeded.to_string(),
+                q.failed.to_string(),
+                q.last_claimed_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].len())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&mut out, &header);
+    for r in &rows {
+        line(&mut out, &r.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    if queues.is_empty() {
+        out.push_str("(no runs yet)\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,11 @@ pub struct ReportArgs {
     /// on stderr.
     #[arg(long)]
     pub all_companies: bool,
+    /// One line per company (every company with runs, whatever QBO_REALM_ID says) instead
+    /// of per window: its windows queued, running, succeeded and failed, over its latest run
+    /// of each entity and kind (a fleet's progress at a glance).
+    #[arg(long, conflicts_with_all = ["run", "all_runs", "entity"])]
+    pub companies: bool,
     /// table for people, json for scripts.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -58,6 +63,11 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
         Some(run) => Some(run.resolve(&store).await?),
         None => None,
     };
+    if args.companies {
+        let queues = store.company_queues(None).await.map_err(CliError::failed)?;
+        out!("{}", report::render_companies(&queues, args.format));
+        return Ok(Outcome::Success);
+    }
     if !args.all_companies {
         let rows = rows_of(&args, &store, args.realm_id.clone(), run_id).await?;
         let run_requests = run_requests_of(&store, &rows).await?;

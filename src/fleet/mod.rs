@@ -16,4 +16,8 @@ pub enum FleetError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Backfill(#[from] crate::backfill::BackfillError),
+    #[error(
+        "a worker slot panicked, which is a bug in qbo (please report it with this message): {0}"
+    )]
+    SlotPanicked(String),
 }

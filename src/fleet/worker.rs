@@ -66,6 +66,8 @@ struct State {
     companies: BTreeSet<String>,
     /// A failure of the worker itself (Postgres answering with an error that is no outage).
     fatal: Option<StoreError>,
+    /// A slot that panicked (a bug).
+    bug: Option<String>,
 }
 
 pub struct Worker {
@@ -107,8 +109,10 @@ impl Worker {
         }
         while let Some(joined) = slots.join_next().await {
             if let Err(join) = joined {
-                // A bug: the other slots stop and hand their windows back.
+                // A bug: the other slots stop and hand their windows back, and the worker
+                // exits 1 rather than pass for drained.
                 tracing::error!(error = %join, "a worker slot stopped unexpectedly (a bug in qbo; please report it); draining");
+                self.state().bug.get_or_insert(join.to_string());
                 self.cancel.cancel();
             }
         }
@@ -116,6 +120,9 @@ impl Worker {
         let mut state = self.state();
         if let Some(e) = state.fatal.take() {
             return Err(e.into());
+        }
+        if let Some(bug) = state.bug.take() {
+            return Err(FleetError::SlotPanicked(bug));
         }
         Ok(WorkerReport {
             stop: if self.cancel.is_cancelled() {

@@ -6,6 +6,7 @@
 mod common;
 
 mod companies;
+mod proof;
 mod store_races;
 mod tokens;
 mod worker;

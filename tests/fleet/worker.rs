@@ -31,10 +31,13 @@ async fn wait_for_successes(pool: &sqlx::PgPool, n: i64) {
     }
 }
 
+/// A worker whose log goes to a file (a pipe nobody reads while it runs would fill and
+/// block it); its stdout (one line at the end) is piped.
 fn worker(w: &World, extra: &[&str]) -> Child {
     let mut args = vec!["worker", "--poll-ms", "50"];
     args.extend_from_slice(extra);
-    w.qbo(&args).spawn().expect("start qbo worker")
+    let log = tempfile::tempfile_in(w.dir.path()).unwrap();
+    w.qbo(&args).stderr(log).spawn().expect("start qbo worker")
 }
 
 fn signal(child: &Child, name: &str) {
@@ -368,5 +371,38 @@ async fn all_companies_in_process_loads_each_active_company_in_turn() {
         )
         .await,
         0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_companies_shows_each_companys_windows_by_state() {
+    let w = World::new(small_company()).await;
+    enqueue_invoices(&w).await;
+    let realm = w.sandbox.realm_id();
+    let before = w.run(&["report", "--companies", "--format", "json"]).await;
+    before.assert_code(0);
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&before.stdout).unwrap();
+    assert_eq!(lines.len(), 1, "{}", before.stdout);
+    assert_eq!(lines[0]["realm_id"], realm);
+    assert_eq!(lines[0]["runs"], 1);
+    let queued = lines[0]["queued"].as_i64().unwrap();
+    assert!(queued > 1, "{}", before.stdout);
+    assert_eq!(lines[0]["succeeded"], 0);
+
+    finished(worker(&w, &["--idle-exit"])).await.assert_code(0);
+    let after = w.run(&["report", "--companies"]).await;
+    after.assert_code(0);
+    let mut rows = after.stdout.lines();
+    assert!(
+        rows.next().unwrap().starts_with("REALM"),
+        "{}",
+        after.stdout
+    );
+    let cells: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        cells[..6],
+        [realm, "1", "0", "0", &queued.to_string(), "0"],
+        "{}",
+        after.stdout
     );
 }
