@@ -2,7 +2,8 @@
 //! `qbo worker` processes, one of them SIGKILLed and Postgres made unreachable midway (a
 //! proxy plays the outage; the shared server is never touched). At the end every company's
 //! raw zone equals its sandbox data exactly, and the sandbox's per-realm counters show QBO's
-//! limits were kept and no refresh token was ever lost.
+//! limits were kept and no refresh token was ever lost. Tokens are in Postgres
+//! (`QBO_TOKEN_STORE=postgres`), as a fleet keeps them.
 
 use std::time::Duration;
 
@@ -17,6 +18,11 @@ use crate::common::*;
 /// records over 36 entities) so that the whole test stays a couple of minutes on a shared
 /// two-core machine.
 const COMPANIES: usize = 20;
+
+/// The fleet's token key (32 bytes, base64): tokens live in Postgres, as in production.
+const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+const TOKENS_IN_POSTGRES: [(&str, &str); 2] =
+    [("QBO_TOKEN_STORE", "postgres"), ("QBO_TOKEN_KEY", KEY)];
 
 fn companies() -> SandboxConfig {
     SandboxConfig {
@@ -62,6 +68,7 @@ fn worker(w: &World, proxy: &PgProxy, n: usize) -> Child {
     // A fleet's tokens are all in the store; no company is seeded from the environment.
     .env_remove("QBO_REALM_ID")
     .env_remove("QBO_REFRESH_TOKEN")
+    .envs(TOKENS_IN_POSTGRES)
     .stderr(log)
     .spawn()
     .expect("start qbo worker")
@@ -73,7 +80,8 @@ async fn three_workers_load_every_company_through_a_kill_and_an_outage() {
     let realms = w.realm_ids();
     assert_eq!(realms.len(), COMPANIES);
     for realm in &realms {
-        crate::companies::import(&w, realm, &w.initial_refresh_tokens[realm], &[])
+        let token = &w.initial_refresh_tokens[realm];
+        crate::companies::import(&w, realm, token, &TOKENS_IN_POSTGRES)
             .await
             .assert_code(0);
     }
