@@ -8,6 +8,7 @@ use std::fmt::Write;
 use uuid::Uuid;
 
 use crate::cost::Cost;
+use crate::queue::{ChunkStatus, RunKind};
 use crate::store::ChunkRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,12 +58,12 @@ fn cells(c: &ChunkRow) -> [String; 17] {
     let run = c.run_id.to_string();
     [
         run[..8].to_string(),
-        c.kind.clone(),
+        c.kind.to_string(),
         c.entity.clone(),
         c.chunk_index.to_string(),
         c.read_via.clone(),
         window_cell(c),
-        c.status.clone(),
+        c.status.to_string(),
         c.attempts.to_string(),
         c.expected_count
             .map(|n| n.to_string())
@@ -85,7 +86,7 @@ fn window_cell(c: &ChunkRow) -> String {
     if whole && c.read_via != "reconcile" {
         return "whole entity (no window)".to_string();
     }
-    let fmt = if c.kind == "sync" {
+    let fmt = if c.kind == RunKind::Sync {
         "%Y-%m-%d %H:%M:%S"
     } else {
         "%Y-%m-%d"
@@ -132,9 +133,11 @@ fn table(rows: &[ChunkRow]) -> String {
         out,
         "{} chunks: {} success, {} error, {} pending/running; {} rows loaded ({} expected), {} inserted, {} updated, {} skipped, {} deleted",
         rows.len(),
-        rows.iter().filter(|c| c.status == "success").count(),
-        rows.iter().filter(|c| c.status == "error").count(),
-        rows.iter().filter(|c| c.status == "pending" || c.status == "running").count(),
+        rows.iter().filter(|c| c.status == ChunkStatus::Success).count(),
+        rows.iter().filter(|c| c.status == ChunkStatus::Error).count(),
+        rows.iter()
+            .filter(|c| matches!(c.status, ChunkStatus::Pending | ChunkStatus::Running))
+            .count(),
         total(|c| c.row_count),
         total(|c| c.expected_count.unwrap_or(0)),
         total(|c| c.inserted),
@@ -150,7 +153,7 @@ fn table(rows: &[ChunkRow]) -> String {
 /// several. A sync reads changes, not a range, so the minimum says nothing of it.
 fn costs(rows: &[ChunkRow], run_requests: &HashMap<Uuid, u64>) -> String {
     let mut runs: Vec<(Uuid, &str, u64, u64)> = Vec::new();
-    for c in rows.iter().filter(|c| c.kind == "backfill") {
+    for c in rows.iter().filter(|c| c.kind == RunKind::Backfill) {
         let i = match runs.iter().position(|(id, ..)| *id == c.run_id) {
             Some(i) => i,
             None => {
@@ -239,16 +242,16 @@ pub fn render_companies(queues: &[crate::store::fleet::CompanyQueue], format: Fo
 mod tests {
     use super::*;
 
-    fn chunk(run_id: Uuid, kind: &str, entity: &str, rows: i64, requests: i32) -> ChunkRow {
+    fn chunk(run_id: Uuid, kind: RunKind, entity: &str, rows: i64, requests: i32) -> ChunkRow {
         ChunkRow {
             run_id,
-            kind: kind.into(),
+            kind,
             chunk_index: 0,
             realm_id: "1".into(),
             entity: entity.into(),
             window_start_utc: chrono::DateTime::UNIX_EPOCH,
             window_end_utc: chrono::DateTime::UNIX_EPOCH,
-            status: "success".into(),
+            status: ChunkStatus::Success,
             attempts: 1,
             expected_count: Some(rows),
             planned_count: None,
@@ -273,10 +276,10 @@ mod tests {
     fn each_backfill_run_shows_its_requests_beside_the_minimum_and_several_their_sum() {
         let (invoices, customers, sync) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let rows = [
-            chunk(invoices, "backfill", "invoices", 1200, 3),
-            chunk(invoices, "backfill", "invoices", 300, 2),
-            chunk(customers, "backfill", "customers", 0, 1),
-            chunk(sync, "sync", "invoices", 5, 1),
+            chunk(invoices, RunKind::Backfill, "invoices", 1200, 3),
+            chunk(invoices, RunKind::Backfill, "invoices", 300, 2),
+            chunk(customers, RunKind::Backfill, "customers", 0, 1),
+            chunk(sync, RunKind::Sync, "invoices", 5, 1),
         ];
         // The planning COUNTs and the sweep of the invoices run count too.
         let own = HashMap::from([(invoices, 2)]);

@@ -18,12 +18,16 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::AuthError;
-use crate::chunks::{self, DateRange, PlanError, Window, WindowField};
+use crate::chunks::{self, DateRange, PlanError, WindowField};
 use crate::client::{ClientError, QuerySource, RequestCounters};
 use crate::entities::Entity;
 use crate::query::MAX_PAGE_SIZE;
-use crate::store::runs::Progress;
-use crate::store::{ChunkRow, ClaimMode, NewRun, PgStore, ReportFilter, RunRow, StoreError};
+pub use crate::queue::retry_transient;
+use crate::queue::{
+    ChunkStatus, ClaimMode, ClaimedChunk, Claimer, ParkedChunk, Progress, Queue, QueueError,
+    RunKind, RunStatus,
+};
+use crate::store::{ChunkRow, NewRun, PgStore, ReportFilter, RunRow, StoreError};
 
 /// Windows loaded at once unless told otherwise. One worker spends most of its time waiting
 /// on QBO (a request takes ~100-300 ms) or on a commit; four keep the API and Postgres busy
@@ -142,6 +146,8 @@ pub enum BackfillError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
     Auth(AuthError),
     /// A bug: the other workers were stopped and handed their windows back.
     #[error("a worker panicked, which is a bug in qbo (please report it with this message): {0}")]
@@ -153,7 +159,7 @@ pub enum BackfillError {
 pub struct RunSummary {
     pub run_id: Uuid,
     pub entity: &'static str,
-    pub status: String,
+    pub status: RunStatus,
     pub chunks: usize,
     pub succeeded: usize,
     pub failed: usize,
@@ -176,20 +182,20 @@ impl RunSummary {
     fn from_chunks(
         run_id: Uuid,
         entity: &'static Entity,
-        status: String,
+        status: RunStatus,
         rows: &[ChunkRow],
         interrupted: bool,
         now: &ProgressSnapshot,
     ) -> Self {
-        let count = |s: &str| rows.iter().filter(|c| c.status == s).count();
+        let count = |s: ChunkStatus| rows.iter().filter(|c| c.status == s).count();
         RunSummary {
             run_id,
             entity: entity.cli_name,
             status,
             chunks: rows.len(),
-            succeeded: count("success"),
-            failed: count("error"),
-            pending: count("pending") + count("running"),
+            succeeded: count(ChunkStatus::Success),
+            failed: count(ChunkStatus::Error),
+            pending: count(ChunkStatus::Pending) + count(ChunkStatus::Running),
             rows: rows.iter().map(|c| c.row_count).sum(),
             inserted: rows.iter().map(|c| c.inserted).sum(),
             updated: rows.iter().map(|c| c.updated).sum(),
@@ -219,6 +225,8 @@ enum ChunkError {
     Client(ClientError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     #[error("the window kept changing while it was paged ({0} passes); run --retry-failed later")]
     Unstable(u32),
     #[error(
@@ -248,6 +256,7 @@ impl From<ClientError> for ChunkError {
 pub struct Backfill<S> {
     source: Arc<S>,
     store: PgStore,
+    queue: Queue,
     cancel: CancellationToken,
     /// Set when a failure needs a human (the refresh token was rejected): stop everything.
     fatal: Mutex<Option<AuthError>>,
@@ -269,7 +278,7 @@ struct RunCtx {
     /// This run's live counters (which add to the invocation's).
     progress: Arc<EntityProgress>,
     /// Windows paged and waiting for the run's sweep.
-    paged: Mutex<Vec<PagedWindow>>,
+    paged: Mutex<Vec<(ParkedChunk, PagedWindow)>>,
     /// A window was split since the last look: its pieces are `pending`.
     split: std::sync::atomic::AtomicBool,
 }
@@ -283,7 +292,7 @@ impl RunCtx {
         self.split.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn take_paged(&self) -> Vec<PagedWindow> {
+    fn take_paged(&self) -> Vec<(ParkedChunk, PagedWindow)> {
         std::mem::take(&mut *self.paged.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -319,6 +328,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
     pub fn new(source: Arc<S>, store: PgStore, cancel: CancellationToken) -> Arc<Self> {
         Arc::new(Backfill {
             source,
+            queue: Queue::new(store.clone()),
             store,
             cancel,
             fatal: Mutex::new(None),
@@ -354,7 +364,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .prepare(entity, &realm_id, &mode, &opts, raw_had_rows)
             .await?;
         retry_transient(&self.cancel, "marking the run running", || {
-            self.store.mark_run_running(run_id)
+            self.queue.mark_run_running(run_id)
         })
         .await?;
         let started = Instant::now();
@@ -367,8 +377,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .await?;
         let total_chunks = existing.len();
         let done_before = match claim {
-            ClaimMode::Unfinished => existing.iter().filter(|c| c.status == "success").count(),
-            ClaimMode::FailedOnly => existing.iter().filter(|c| c.status != "error").count(),
+            ClaimMode::Unfinished => existing
+                .iter()
+                .filter(|c| c.status == ChunkStatus::Success)
+                .count(),
+            ClaimMode::FailedOnly => existing
+                .iter()
+                .filter(|c| c.status != ChunkStatus::Error)
+                .count(),
         };
         let progress =
             self.progress
@@ -432,7 +448,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
         }
         keep_paged_leased.abort();
         let status = retry_transient(&CancellationToken::new(), "settling the run", || {
-            self.store.settle_run(run_id)
+            self.queue.settle_run(run_id)
         })
         .await?;
         if let Some(auth) = self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -441,9 +457,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
         if let Some(e) = first_error {
             return Err(e);
         }
-        if status == "success" && !self.cancel.is_cancelled() {
-            // A sync watermark where none exists (crate::sync::watermark::after_backfill).
-            crate::sync::watermark::seed_after_backfill(&self.store, run_id, entity).await?;
+        if status == RunStatus::Success && !self.cancel.is_cancelled() {
+            // A sync watermark where none exists (crate::watermark::after_backfill).
+            crate::watermark::seed_after_backfill(&self.store, run_id, entity).await?;
         }
         let rows = self
             .store
@@ -506,12 +522,12 @@ impl<S: QuerySource + 'static> Backfill<S> {
 
     /// Keeps the run's parked windows leased to this invocation until its sweep settles them.
     fn spawn_paged_heartbeat(&self, ctx: &RunCtx) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
+        let queue = self.queue.clone();
         let (run_id, invocation, lease) = (ctx.run_id, ctx.invocation, ctx.opts.lease);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 3).await;
-                if let Err(e) = store.extend_paged(run_id, invocation, lease).await {
+                if let Err(e) = queue.extend_paged(run_id, invocation, lease).await {
                     tracing::warn!(error = %crate::errors::chain(&e), "could not extend the lease of paged windows; will try again");
                 }
             }
@@ -587,7 +603,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
             .await?
             .ok_or(BackfillError::RunNotFound(id))?;
         // A sync's steps are not windows a backfill may re-read: refuse its runs too.
-        if run.kind != "backfill" || run.entity != entity.cli_name || run.realm_id != realm_id {
+        if run.kind != RunKind::Backfill
+            || run.entity != entity.cli_name
+            || run.realm_id != realm_id
+        {
             return Err(BackfillError::WrongRun {
                 run_id: run.run_id,
                 actual: format!("{} ({}) of realm {}", run.entity, run.kind, run.realm_id),
@@ -609,16 +628,16 @@ impl<S: QuerySource + 'static> Backfill<S> {
 
     /// One worker: claim, load, report, until nothing is left for this invocation.
     async fn work(&self, ctx: &RunCtx, worker: &str) -> Result<(), BackfillError> {
+        let claimer = Claimer {
+            owner: worker.to_string(),
+            invocation: ctx.invocation,
+            lease: ctx.opts.lease,
+            cancel: self.cancel.clone(),
+        };
         let mut told_about_leases = false;
         while !self.cancel.is_cancelled() {
             let claimed = retry_transient(&self.cancel, "claiming a chunk", || {
-                self.store.claim_chunk(
-                    ctx.run_id,
-                    ctx.claim_mode(),
-                    ctx.invocation,
-                    worker,
-                    ctx.opts.lease,
-                )
+                self.queue.claim(ctx.run_id, ctx.claim_mode(), &claimer)
             })
             .await?;
             let Some(chunk) = claimed else {
@@ -628,7 +647,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 // A chunk still leased by a worker that died (or is alive elsewhere): wait for
                 // the lease to run out rather than load the window twice at once.
                 let held = retry_transient(&self.cancel, "looking for leased chunks", || {
-                    self.store.leased_elsewhere(ctx.run_id, ctx.invocation)
+                    self.queue.leased_elsewhere(ctx.run_id, ctx.invocation)
                 })
                 .await?;
                 if held == 0 || !ctx.opts.wait_for_others {
@@ -648,118 +667,96 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 }
                 continue;
             };
-            self.run_chunk(ctx, worker, chunk).await?;
+            match self.run_chunk(ctx, chunk).await {
+                // The chunk is someone else's now: not a failure of the window or the run.
+                Err(BackfillError::Queue(QueueError::LeaseLost { .. })) => {
+                    tracing::warn!("lost the lease on this chunk; another worker owns it now");
+                }
+                result => result?,
+            }
         }
         Ok(())
     }
 
-    async fn run_chunk(
-        &self,
-        ctx: &RunCtx,
-        worker: &str,
-        chunk: ChunkRow,
-    ) -> Result<(), BackfillError> {
-        let window = Window {
-            start: chunk.window_start_utc,
-            end: chunk.window_end_utc,
-        };
-        let span = tracing::info_span!("chunk", chunk = chunk.chunk_index, window_start = %window.start, window_end = %window.end, attempt = chunk.attempts);
-        let lease_lost = self.cancel.child_token();
-        let heartbeat = self.spawn_heartbeat(ctx, chunk.chunk_index, worker, lease_lost.clone());
+    /// Loads a claimed chunk and maps how loading ended to the chunk's transition.
+    async fn run_chunk(&self, ctx: &RunCtx, claim: ClaimedChunk) -> Result<(), BackfillError> {
+        let window = claim.window();
+        let row = claim.row().clone();
+        let span = tracing::info_span!("chunk", chunk = row.chunk_index, window_start = %window.start, window_end = %window.end, attempt = row.attempts);
         let mut job = ChunkJob {
             ctx,
-            chunk: chunk.chunk_index,
-            worker,
+            stop: claim.stop().clone(),
+            claim,
             window,
-            planned: chunk.planned_count.map(|n| n.max(0) as u64),
+            planned: row.planned_count.map(|n| n.max(0) as u64),
             counted_at: None,
             probe_first: ctx.probe_first
-                && chunk.planned_count.is_none()
-                && chunk.passes == 0
-                && chunk.attempts <= 1,
-            stop: lease_lost.clone(),
+                && row.planned_count.is_none()
+                && row.passes == 0
+                && row.attempts <= 1,
             progress: Progress {
-                passes: chunk.passes,
+                passes: row.passes,
                 ..Progress::default()
             },
             earlier: RequestCounters {
-                requests: chunk.requests.max(0) as u32,
-                retries: chunk.retries.max(0) as u32,
+                requests: row.requests.max(0) as u32,
+                retries: row.retries.max(0) as u32,
             },
             counters: RequestCounters::default(),
             published: RequestCounters::default(),
             seen: HashSet::new(),
         };
         let outcome = self.load_chunk(&mut job).instrument(span.clone()).await;
-        heartbeat.abort();
         self.publish(&mut job, 0);
         let mut progress = job.progress;
         job.stamp_requests(&mut progress);
         progress.row_count = job.seen.len() as i64;
-        job.progress = progress;
+        let claim = job.claim;
         let _enter = span.enter();
         let total = ctx.total_chunks.load(std::sync::atomic::Ordering::Relaxed);
+        let number = row.chunk_index + 1;
         match outcome {
             Ok(Loaded::Complete) => {
-                self.finish(ctx, chunk.chunk_index, worker, &job.progress, None)
-                    .await?;
+                claim.succeed(&progress).await?;
                 ctx.progress.chunk_finished(true);
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
                     "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
-                    chunk.chunk_index + 1,
+                    number,
                     total,
                     window.start.format("%Y-%m-%d"),
                     window.end.format("%Y-%m-%d"),
-                    job.progress.row_count,
-                    job.progress.expected_count.unwrap_or_default(),
-                    job.progress.counts.inserted,
-                    job.progress.counts.updated,
-                    job.progress.counts.skipped,
-                    job.progress.pages,
-                    job.progress.requests,
+                    progress.row_count,
+                    progress.expected_count.unwrap_or_default(),
+                    progress.counts.inserted,
+                    progress.counts.updated,
+                    progress.counts.skipped,
+                    progress.pages,
+                    progress.requests,
                 );
                 Ok(())
             }
             Ok(Loaded::Paged(paged)) => {
-                retry_transient(&CancellationToken::new(), "parking a paged window", || {
-                    self.store.park_chunk(
-                        ctx.run_id,
-                        chunk.chunk_index,
-                        worker,
-                        &job.progress,
-                        ctx.opts.lease,
-                    )
-                })
-                .await?;
+                let parked = claim.park(&progress).await?;
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
                     "chunk {}/{} [{} .. {}) paged: {} rows (expected {}) in {} pages; the run's sweep will check it",
-                    chunk.chunk_index + 1,
+                    number,
                     total,
                     window.start.format("%Y-%m-%d"),
                     window.end.format("%Y-%m-%d"),
-                    job.progress.row_count,
+                    progress.row_count,
                     paged.expected,
-                    job.progress.pages,
+                    progress.pages,
                 );
                 ctx.paged
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(paged);
+                    .push((parked, paged));
                 Ok(())
             }
             Ok(Loaded::Split(leaves)) => {
-                retry_transient(&CancellationToken::new(), "splitting a window", || {
-                    self.store.split_chunk(
-                        ctx.run_id,
-                        chunk.chunk_index,
-                        worker,
-                        &leaves,
-                        &job.progress,
-                    )
-                })
-                .await?;
+                claim.split(&leaves, &progress).await?;
                 ctx.split.store(true, std::sync::atomic::Ordering::Relaxed);
                 let added = leaves.len().saturating_sub(1);
                 ctx.total_chunks
@@ -768,11 +765,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
                     "chunk {}/{} [{} .. {}) holds {} records: split into {} windows of at most {} pages",
-                    chunk.chunk_index + 1,
+                    number,
                     total,
                     window.start.format("%Y-%m-%d"),
                     window.end.format("%Y-%m-%d"),
-                    job.progress.expected_count.unwrap_or_default(),
+                    progress.expected_count.unwrap_or_default(),
                     leaves.len(),
                     match ctx.chunking {
                         Chunking::ByCount { window_pages } => window_pages,
@@ -782,14 +779,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 Ok(())
             }
             Err(ChunkError::Cancelled) if self.cancel.is_cancelled() => {
-                retry_transient(&CancellationToken::new(), "handing the chunk back", || {
-                    self.store
-                        .release_chunk(ctx.run_id, chunk.chunk_index, worker)
-                })
-                .await?;
+                claim.hand_back().await?;
                 Ok(())
             }
-            Err(ChunkError::Cancelled) | Err(ChunkError::Store(StoreError::LeaseLost { .. })) => {
+            Err(ChunkError::Cancelled) | Err(ChunkError::Queue(QueueError::LeaseLost { .. })) => {
                 tracing::warn!("lost the lease on this chunk; another worker owns it now");
                 Ok(())
             }
@@ -799,35 +792,17 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     // Another worker already hit this and stopped the run; this window did
                     // nothing wrong, so it goes back to `pending` for the resume after
                     // `qbo auth login`.
-                    retry_transient(&CancellationToken::new(), "handing the chunk back", || {
-                        self.store
-                            .release_chunk(ctx.run_id, chunk.chunk_index, worker)
-                    })
-                    .await?;
+                    claim.hand_back().await?;
                     return Ok(());
                 }
                 tracing::error!(error = %message, "stopping: a human must act");
-                self.finish(
-                    ctx,
-                    chunk.chunk_index,
-                    worker,
-                    &job.progress,
-                    Some(&message),
-                )
-                .await?;
+                claim.fail(&progress, &message).await?;
                 ctx.progress.chunk_finished(false);
                 Ok(())
             }
             Err(e) => {
                 let message = crate::errors::chain(&e);
-                self.finish(
-                    ctx,
-                    chunk.chunk_index,
-                    worker,
-                    &job.progress,
-                    Some(&message),
-                )
-                .await?;
+                claim.fail(&progress, &message).await?;
                 ctx.progress.chunk_finished(false);
                 tracing::error!(error = %message, "chunk failed; the run goes on with the others");
                 Ok(())
@@ -846,53 +821,6 @@ impl<S: QuerySource + 'static> Backfill<S> {
         self.cancel.cancel();
         true
     }
-
-    /// Records the attempt's outcome, waiting out a Postgres restart rather than leaving a
-    /// loaded chunk looking unfinished.
-    async fn finish(
-        &self,
-        ctx: &RunCtx,
-        chunk: i32,
-        worker: &str,
-        progress: &crate::store::runs::Progress,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        retry_transient(
-            &CancellationToken::new(),
-            "recording the chunk's outcome",
-            || {
-                self.store
-                    .finish_chunk(ctx.run_id, chunk, worker, progress, error)
-            },
-        )
-        .await
-    }
-
-    fn spawn_heartbeat(
-        &self,
-        ctx: &RunCtx,
-        chunk: i32,
-        worker: &str,
-        lost: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        let (run_id, lease, worker) = (ctx.run_id, ctx.opts.lease, worker.to_string());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                match store.heartbeat(run_id, chunk, &worker, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        lost.cancel();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %crate::errors::chain(&e), "heartbeat failed; will try again")
-                    }
-                }
-            }
-        })
-    }
 }
 
 /// A new backfill run of one entity and company, as `plan_new_run` records it.
@@ -902,7 +830,7 @@ pub struct NewBackfill<'a> {
     pub range: DateRange,
     /// The QBO minor version the run's windows are read with (kept in its options).
     pub minor_version: u32,
-    /// Whether the raw table already held rows of the company (see `crate::sync::watermark`).
+    /// Whether the raw table already held rows of the company (see `crate::watermark`).
     pub raw_had_rows: bool,
     /// Planned for `qbo worker`s (`--enqueue`) rather than by the command that loads it.
     pub queued: bool,
@@ -953,43 +881,12 @@ pub async fn plan_new_run(
                     "invocation": opts.invocation,
                     "queued": run.queued,
                 }),
-                kind: "backfill",
+                kind: RunKind::Backfill,
                 read_via: if entity.is_whole() { "whole" } else { "query" },
             },
             &windows,
         )
         .await?)
-}
-
-/// How long a worker keeps trying while Postgres is unreachable (about half a minute).
-const DB_ATTEMPTS: u32 = 7;
-
-/// Retries a store call while Postgres is briefly unreachable (a restart, a failover);
-/// anything else fails at once. Stops early when `stop` is cancelled.
-pub(crate) async fn retry_transient<T, F, Fut>(
-    stop: &CancellationToken,
-    what: &str,
-    mut call: F,
-) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(e) if e.is_transient() && attempt < DB_ATTEMPTS => {
-                let delay = Duration::from_millis(250 << attempt.min(5));
-                tracing::warn!(error = %crate::errors::chain(&e), attempt, what, "database unavailable; retrying");
-                attempt += 1;
-                tokio::select! {
-                    _ = stop.cancelled() => return Err(e),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            result => return result,
-        }
-    }
 }
 
 /// What a panicking worker said, for the error that reports the bug.

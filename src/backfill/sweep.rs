@@ -17,7 +17,8 @@ use super::window::{changed_since_floor, counted_records, PagedWindow, Sightings
 use super::{retry_transient, Backfill, BackfillError, ChunkError, RunCtx};
 use crate::client::{QuerySource, RequestCounters};
 use crate::query::{Literal, Op, Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
-use crate::store::{raw, PageMeta, PagedVerdict, StoreError};
+use crate::queue::{PagedVerdict, ParkedChunk, QueueError};
+use crate::store::{raw, PageMeta, StoreError};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +27,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
     pub(super) async fn sweep(
         &self,
         ctx: &RunCtx,
-        parked: Vec<PagedWindow>,
+        parked: Vec<(ParkedChunk, PagedWindow)>,
         round: u32,
     ) -> Result<usize, BackfillError> {
-        let Some(since) = parked.iter().map(|p| p.began).min() else {
+        let Some(since) = parked.iter().map(|(_, p)| p.began).min() else {
             return Ok(0);
         };
         let mut counters = RequestCounters::default();
@@ -60,14 +61,14 @@ impl<S: QuerySource + 'static> Backfill<S> {
                         crate::errors::chain(&e)
                     )),
                 };
-                for p in &parked {
-                    self.settle(ctx, p.chunk, &verdict).await?;
+                for (chunk, _) in &parked {
+                    self.settle(ctx, chunk, &verdict).await?;
                 }
                 return Ok(0);
             }
         };
         let mut reread = 0;
-        for p in &parked {
+        for (chunk, p) in &parked {
             let moved = p
                 .read
                 .iter()
@@ -98,7 +99,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 );
                 PagedVerdict::Reread
             };
-            self.settle(ctx, p.chunk, &verdict).await?;
+            self.settle(ctx, chunk, &verdict).await?;
         }
         Ok(reread)
     }
@@ -108,10 +109,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
     pub(super) async fn hand_back(
         &self,
         ctx: &RunCtx,
-        parked: Vec<PagedWindow>,
+        parked: Vec<(ParkedChunk, PagedWindow)>,
     ) -> Result<(), BackfillError> {
-        for p in &parked {
-            self.settle(ctx, p.chunk, &PagedVerdict::Reread).await?;
+        for (chunk, _) in &parked {
+            self.settle(ctx, chunk, &PagedVerdict::Reread).await?;
         }
         Ok(())
     }
@@ -119,20 +120,24 @@ impl<S: QuerySource + 'static> Backfill<S> {
     async fn settle(
         &self,
         ctx: &RunCtx,
-        chunk: i32,
+        parked: &ParkedChunk,
         verdict: &PagedVerdict,
-    ) -> Result<(), StoreError> {
-        let ours = retry_transient(&CancellationToken::new(), "settling a paged window", || {
-            self.store
-                .settle_paged(ctx.run_id, chunk, ctx.invocation, verdict)
+    ) -> Result<(), QueueError> {
+        let chunk = parked.index();
+        let settled = retry_transient(&CancellationToken::new(), "settling a paged window", || {
+            self.queue.settle_paged(parked, verdict)
         })
-        .await?;
-        if !ours {
-            tracing::warn!(
-                chunk,
-                "a paged window's lease ran out and another worker took it"
-            );
-            return Ok(());
+        .await;
+        match settled {
+            Ok(()) => {}
+            Err(QueueError::LeaseLost { .. }) => {
+                tracing::warn!(
+                    chunk,
+                    "a paged window's lease ran out and another worker took it"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         }
         match verdict {
             PagedVerdict::Complete => ctx.progress.chunk_finished(true),

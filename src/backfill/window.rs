@@ -18,13 +18,13 @@ use super::{retry_transient, Backfill, ChunkError, RunCtx};
 use crate::chunks::{Window, WindowField};
 use crate::client::{Answer, Page, QuerySource, RawRecord, RequestCounters};
 use crate::query::{Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
-use crate::store::runs::Progress;
-use crate::store::{raw, PageMeta, PgStore, PlannedWindow, StoreError};
+use crate::queue::{ClaimedChunk, PlannedWindow, Progress, QueueError};
+use crate::store::{raw, PageMeta};
 
 pub(super) struct ChunkJob<'a> {
     pub(super) ctx: &'a RunCtx,
-    pub(super) chunk: i32,
-    pub(super) worker: &'a str,
+    /// The claim: every write about the chunk goes through it.
+    pub(super) claim: ClaimedChunk,
     pub(super) window: Window,
     /// What the planner's COUNT(*) said the window held, if it was planned by count.
     pub(super) planned: Option<u64>,
@@ -130,7 +130,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             return Ok(Loaded::Complete);
         }
         Ok(Loaded::Paged(PagedWindow {
-            chunk: job.chunk,
+            chunk: job.claim.index(),
             read: paged.read,
             expected,
             counted_at: job.counted_at,
@@ -465,19 +465,13 @@ impl<S: QuerySource + 'static> Backfill<S> {
         meta: &PageMeta<'_>,
         records: &[RawRecord],
         progress: &mut Progress,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), QueueError> {
         let mut tx = self.store.pool().begin().await?;
         let counts = raw::upsert_page(&mut tx, job.ctx.entity, meta, records).await?;
         progress.counts += counts;
-        PgStore::record_progress(
-            &mut tx,
-            job.ctx.run_id,
-            job.chunk,
-            job.worker,
-            progress,
-            meta.intuit_tid,
-        )
-        .await?;
+        job.claim
+            .record_progress(&mut tx, progress, meta.intuit_tid)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,6 +7,7 @@ use super::backfill_cmd::{build_client, connect, on_interrupt};
 use super::{parse_date_arg, parse_selection, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::backfill;
 use crate::entities::{Entity, Selection};
+use crate::queue::RunStatus;
 use crate::sync::{watermark, Options, SyncError, SyncSummary, Syncer};
 
 pub const AFTER_HELP: &str = "\
@@ -152,7 +153,7 @@ fn outcome_of(summaries: &[SyncSummary]) -> Outcome {
         Outcome::Interrupted
     } else if summaries
         .iter()
-        .any(|s| s.failed_steps > 0 || s.status != "success")
+        .any(|s| s.failed_steps > 0 || s.status != RunStatus::Success)
     {
         Outcome::SomeFailed
     } else {
@@ -169,7 +170,7 @@ pub fn summary_line(s: &SyncSummary) -> String {
         "{}: sync run {} {} via {} from {} - {} rows ({} inserted, {} updated, {} skipped), {} deleted, {} requests, {} retries; watermark {}",
         s.entity, s.run_id, s.status, s.via, s.from.to_rfc3339(), s.rows, s.inserted, s.updated, s.skipped, s.deleted, s.requests, s.retries, watermark
     );
-    if s.failed_steps > 0 || s.status != "success" {
+    if s.failed_steps > 0 || s.status != RunStatus::Success {
         line.push_str(&format!(
             "\n  the watermark did not move past what failed; see `qbo report {} --run {}` and run `qbo sync {}` again",
             s.entity, s.run_id, s.entity

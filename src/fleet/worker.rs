@@ -226,7 +226,7 @@ impl Worker {
         if let Some(reason) = &needs_human {
             self.needs_reauth(&realm, reason).await;
         }
-        if matches!(&result, Ok(s) if s.status == "success") {
+        if matches!(&result, Ok(s) if s.status == crate::queue::RunStatus::Success) {
             if let Err(e) = crate::companies::touch_loaded(self.store.pool(), &realm).await {
                 tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "could not record when the company was last loaded");
             }

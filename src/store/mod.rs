@@ -20,9 +20,7 @@ use sqlx::{PgPool, Postgres};
 
 pub use invocations::Invocation;
 pub use raw::{PageMeta, UpsertCounts};
-pub use runs::{
-    ChunkRow, ClaimMode, NewRun, PagedVerdict, PlannedWindow, ReportFilter, RunMatch, RunRow,
-};
+pub use runs::{ChunkRow, NewRun, ReportFilter, RunMatch, RunRow};
 pub use sync_state::{StepRow, Watermark};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +35,6 @@ pub enum StoreError {
     },
     #[error("applying migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("lost the lease on chunk {chunk} of run {run_id}: another worker took it over, so this worker's page was rolled back")]
-    LeaseLost { run_id: uuid::Uuid, chunk: i32 },
     #[error("database error")]
     Db(#[from] sqlx::Error),
     #[error("QBO_DB_POOL_MAX is `{0}`: give a whole number of connections from 2 to 100")]

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{PgStore, StoreError, UpsertCounts};
 use crate::chunks::Window;
+use crate::queue::ChunkStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watermark {
@@ -161,9 +162,9 @@ impl PgStore {
         row: &StepRow<'_>,
     ) -> Result<(), StoreError> {
         let status = if row.error.is_some() {
-            "error"
+            ChunkStatus::Error
         } else {
-            "success"
+            ChunkStatus::Success
         };
         sqlx::query!(
             r#"INSERT INTO ops.backfill_report
@@ -179,7 +180,7 @@ impl PgStore {
             row.entity,
             row.window.start,
             row.window.end,
-            status,
+            status.as_str(),
             row.expected_count,
             row.row_count,
             row.counts.inserted,

@@ -9,10 +9,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{failpoint, watermark, Path, StepError, SyncError, Syncer, Target};
-use crate::backfill::retry_transient;
 use crate::chunks::Window;
 use crate::client::cdc::CDC_MAX_OBJECTS;
 use crate::client::{Answer, CdcChange, CdcPage, ChangeSource, ClientError, RequestCounters};
+use crate::queue::retry_transient;
 use crate::store::raw::{self, Deletion};
 use crate::store::{PageMeta, PgStore, StepRow, StoreError, UpsertCounts};
 

@@ -14,9 +14,9 @@
 mod cdc;
 mod reconcile;
 mod summary;
-pub mod watermark;
 mod windows;
 
+pub use crate::watermark;
 pub use summary::SyncSummary;
 
 use std::sync::Arc;
@@ -27,11 +27,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::AuthError;
-use crate::backfill::{self, retry_transient, Backfill, BackfillError};
+use crate::backfill::{self, Backfill, BackfillError};
 use crate::chunks::Window;
 use crate::client::{ChangeSource, ClientError, RequestCounters};
 use crate::entities::Entity;
 use crate::query::Query;
+use crate::queue::{retry_transient, Queue, QueueError, RunKind};
 use crate::store::sync_lock::Busy;
 use crate::store::{NewRun, PgStore, StepRow, StoreError};
 
@@ -64,6 +65,8 @@ pub enum SyncError {
     Clock(#[source] ClientError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     #[error(transparent)]
     Backfill(#[from] BackfillError),
     #[error(transparent)]
@@ -109,6 +112,7 @@ impl Target {
 pub struct Syncer<S> {
     source: Arc<S>,
     store: PgStore,
+    queue: Queue,
     cancel: CancellationToken,
     backfill: Arc<Backfill<S>>,
 }
@@ -118,6 +122,7 @@ impl<S: ChangeSource + 'static> Syncer<S> {
         let backfill = Backfill::new(source.clone(), store.clone(), cancel.clone());
         Syncer {
             source,
+            queue: Queue::new(store.clone()),
             store,
             cancel,
             backfill,
@@ -270,13 +275,13 @@ impl<S: ChangeSource + 'static> Syncer<S> {
                         "page_size": opts.backfill.page_size,
                         "minor_version": self.source.minor_version(),
                     }),
-                    kind: "sync",
+                    kind: RunKind::Sync,
                     read_via: "query",
                 },
                 &[],
             )
             .await?;
-        self.store.mark_run_running(run_id).await?;
+        self.queue.mark_run_running(run_id).await?;
         Ok(run_id)
     }
 

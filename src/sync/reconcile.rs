@@ -10,11 +10,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{failpoint, StepError, SyncError, Syncer, Target};
-use crate::backfill::retry_transient;
 use crate::chunks::Window;
 use crate::client::{ChangeSource, RawRecord, RequestCounters};
 use crate::entities::Entity;
 use crate::query::{Literal, Query, ID_FIELD, MAX_PAGE_SIZE};
+use crate::queue::retry_transient;
 use crate::store::raw::{self, Deletion};
 use crate::store::{PageMeta, PgStore, StepRow, StoreError};
 

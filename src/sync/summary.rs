@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{SyncError, Syncer, Target};
 use crate::client::ChangeSource;
+use crate::queue::{ChunkStatus, RunStatus};
 use crate::store::{ChunkRow, ReportFilter};
 
 /// What one sync did to one entity.
@@ -12,7 +13,7 @@ use crate::store::{ChunkRow, ReportFilter};
 pub struct SyncSummary {
     pub run_id: Uuid,
     pub entity: &'static str,
-    pub status: String,
+    pub status: RunStatus,
     /// How the rows were read, in order, e.g. `cdc` or `query+reconcile`.
     pub via: String,
     pub from: DateTime<Utc>,
@@ -34,7 +35,7 @@ impl<S: ChangeSource + 'static> Syncer<S> {
         t: &Target,
         realm_id: &str,
     ) -> Result<SyncSummary, SyncError> {
-        let status = self.store.settle_run(t.run_id).await?;
+        let status = self.queue.settle_run(t.run_id).await?;
         let rows = self
             .store
             .chunks(&ReportFilter {
@@ -72,7 +73,10 @@ impl<S: ChangeSource + 'static> Syncer<S> {
             deleted: sum(|c| c.deleted),
             requests: sum(|c| c.requests as i64),
             retries: sum(|c| c.retries as i64),
-            failed_steps: rows.iter().filter(|c| c.status == "error").count(),
+            failed_steps: rows
+                .iter()
+                .filter(|c| c.status == ChunkStatus::Error)
+                .count(),
             interrupted: self.cancel.is_cancelled(),
         })
     }

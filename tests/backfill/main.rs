@@ -14,6 +14,7 @@ mod faults;
 mod load;
 mod planning;
 mod progress;
+mod queue;
 mod resume;
 mod throttle;
 mod verify;

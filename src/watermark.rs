@@ -1,5 +1,6 @@
 //! Watermark rules: where a sync starts reading, when CDC can serve it, and what watermark a
-//! backfill may leave behind.
+//! backfill may leave behind. Shared by `backfill` (which seeds one) and `sync` (which reads
+//! and moves it), so neither calls into the other for them; `sync::watermark` is this module.
 //!
 //! A watermark W for (realm, entity) promises: every change QBO stamped before W (by QBO's
 //! clock) is in the raw zone, deletes included. A sync reads from W - lookback (late commits:
@@ -9,6 +10,7 @@
 use chrono::{DateTime, Duration, DurationRound, NaiveTime, Utc};
 
 use crate::entities::Entity;
+use crate::queue::{RunKind, RunStatus};
 use crate::store::{PgStore, RunRow, StoreError};
 
 /// Intuit: "CDC operations can track changes within the last 30 days".
@@ -53,8 +55,8 @@ pub struct Seed {
 /// a record the raw zone already had: hence `needs_reconcile` when the table was not empty.
 /// Txn-date backfills and entities read whole leave no watermark.
 pub fn after_backfill(run: &RunRow, entity: &Entity) -> Option<Seed> {
-    if run.kind != "backfill"
-        || run.status != "success"
+    if run.kind != RunKind::Backfill
+        || run.status != RunStatus::Success
         || run.window_field != "last-updated"
         || entity.is_whole()
     {
@@ -140,8 +142,8 @@ mod tests {
             range_end: end.parse().unwrap(),
             window_field: "last-updated".into(),
             options,
-            status: "success".into(),
-            kind: "backfill".into(),
+            status: RunStatus::Success,
+            kind: RunKind::Backfill,
             started_at: started.parse().unwrap(),
             finished_at: None,
         }

@@ -1,0 +1,180 @@
+//! Claiming chunks: one run's next chunk (`claim`), or any company's next chunk, the least
+//! recently served company first (`claim_next_any`, for a worker that serves every company).
+//! `FOR UPDATE SKIP LOCKED` lets any number of claimers (tasks, processes, machines) claim at
+//! once without two of them ever getting the same chunk.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{ClaimedChunk, Queue, QueueError};
+use crate::store::ChunkRow;
+
+/// Which chunks of a run an invocation may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimMode {
+    /// A new run or `--resume`: everything not yet `success` (pending, failed, or running
+    /// under a lease that has expired because its worker died).
+    Unfinished,
+    /// `--retry-failed`: only chunks whose status is `error`.
+    FailedOnly,
+}
+
+/// Who claims, and on what terms.
+#[derive(Debug, Clone)]
+pub struct Claimer {
+    /// The lease owner written on the chunk (`host:pid:n`); with the attempt number it
+    /// fences every write the claim's handle makes.
+    pub owner: String,
+    /// The invocation (process run) claiming: one invocation tries a chunk at most once.
+    pub invocation: Uuid,
+    /// How long a claimed chunk stays ours without a heartbeat (the handle heartbeats every
+    /// third of it).
+    pub lease: Duration,
+    /// Interrupt (Ctrl-C, SIGTERM): a claimed chunk's `stop()` token is a child of it.
+    pub cancel: CancellationToken,
+}
+
+impl Queue {
+    /// Takes the next chunk of `run_id` this invocation has not tried yet, in window order.
+    pub async fn claim(
+        &self,
+        run_id: Uuid,
+        mode: ClaimMode,
+        claimer: &Claimer,
+    ) -> Result<Option<ClaimedChunk>, QueueError> {
+        let failed_only = mode == ClaimMode::FailedOnly;
+        let row = sqlx::query_as!(
+            ChunkRow,
+            r#"UPDATE ops.backfill_report r
+               SET status = 'running', attempts = r.attempts + 1,
+                   lease_owner = $4, lease_expires_at = now() + make_interval(secs => $5),
+                   last_invocation = $3, started_at = now(), finished_at = NULL,
+                   error_message = NULL, expected_count = NULL, row_count = 0, inserted = 0,
+                   updated = 0, skipped = 0, pages = 0
+               WHERE (r.run_id, r.chunk_index) = (
+                   SELECT c.run_id, c.chunk_index FROM ops.backfill_report c
+                   WHERE c.run_id = $1
+                     AND c.last_invocation IS DISTINCT FROM $3
+                     AND CASE WHEN $2 THEN c.status = 'error'
+                              ELSE c.status IN ('pending', 'error')
+                                   OR (c.status IN ('running', 'paged')
+                                       AND c.lease_expires_at < now())
+                         END
+                   ORDER BY c.chunk_index
+                   LIMIT 1
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING r.run_id,
+                         (SELECT kind FROM ops.backfill_runs k WHERE k.run_id = r.run_id)
+                             AS "kind!: super::RunKind",
+                         r.chunk_index, r.realm_id, r.entity, r.window_start_utc,
+                         r.window_end_utc, r.status AS "status: super::ChunkStatus", r.attempts,
+                         r.expected_count, r.planned_count, r.row_count,
+                         r.inserted, r.updated, r.skipped, r.deleted, r.read_via, r.pages,
+                         r.requests, r.retries, r.passes, r.started_at, r.finished_at,
+                         r.error_message, r.last_intuit_tid"#,
+            run_id,
+            failed_only,
+            claimer.invocation,
+            claimer.owner,
+            claimer.lease.as_secs_f64(),
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|row| ClaimedChunk::start(self.clone(), row, claimer)))
+    }
+
+    /// Chunks of the run still held by a live lease of another invocation (so `--resume`
+    /// can say why it waits).
+    pub async fn leased_elsewhere(
+        &self,
+        run_id: Uuid,
+        invocation: Uuid,
+    ) -> Result<i64, QueueError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM ops.backfill_report
+               WHERE run_id = $1 AND status IN ('running', 'paged') AND lease_expires_at >= now()
+                 AND last_invocation IS DISTINCT FROM $2"#,
+            run_id,
+            invocation
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Claims one chunk of any queued run (a backfill `--enqueue` planned: `"queued": true`
+    /// in its options; runs of in-process commands are theirs to finish) of any company,
+    /// for a worker that serves them all. Fair between companies: the company (realm) served least recently
+    /// first (one never served before any other), then its oldest run, then window order;
+    /// claiming stamps the company's `ops.realm_service.last_served_at`. Companies in
+    /// `exclude` (paused, over budget) are skipped. A chunk is claimable when `pending`, or
+    /// `running`/`paged` under a lease that ran out (its worker died); never one this
+    /// invocation already tried, and never `error` (failed windows wait for
+    /// `--retry-failed`).
+    ///
+    /// One statement: the pick (`FOR UPDATE SKIP LOCKED`, so concurrent workers never share
+    /// a chunk), the claim and the company's service stamp.
+    pub async fn claim_next_any(
+        &self,
+        claimer: &Claimer,
+        exclude: &[String],
+    ) -> Result<Option<ClaimedChunk>, QueueError> {
+        let row = sqlx::query_as!(
+            ChunkRow,
+            r#"WITH picked AS (
+                   SELECT c.run_id, c.chunk_index
+                   FROM ops.backfill_report c
+                   JOIN ops.backfill_runs run ON run.run_id = c.run_id
+                   LEFT JOIN ops.realm_service s ON s.realm_id = c.realm_id
+                   WHERE run.kind = 'backfill' AND (run.options->>'queued')::boolean IS TRUE
+                     AND run.status IN ('running', 'incomplete')
+                     AND c.realm_id <> ALL($3::text[])
+                     AND c.last_invocation IS DISTINCT FROM $1
+                     AND (c.status = 'pending'
+                          OR (c.status IN ('running', 'paged') AND c.lease_expires_at < now()))
+                   ORDER BY s.last_served_at ASC NULLS FIRST, run.started_at, c.run_id,
+                            c.chunk_index
+                   LIMIT 1
+                   FOR UPDATE OF c SKIP LOCKED
+               ),
+               claimed AS (
+                   UPDATE ops.backfill_report r
+                   SET status = 'running', attempts = r.attempts + 1,
+                       lease_owner = $2, lease_expires_at = now() + make_interval(secs => $4),
+                       last_invocation = $1, started_at = now(), finished_at = NULL,
+                       error_message = NULL, expected_count = NULL, row_count = 0,
+                       inserted = 0, updated = 0, skipped = 0, pages = 0
+                   FROM picked p
+                   WHERE r.run_id = p.run_id AND r.chunk_index = p.chunk_index
+                   RETURNING r.*
+               ),
+               served AS (
+                   INSERT INTO ops.realm_service (realm_id, last_served_at)
+                   SELECT realm_id, clock_timestamp() FROM claimed
+                   ON CONFLICT (realm_id) DO UPDATE SET last_served_at = EXCLUDED.last_served_at
+               )
+               SELECT r.run_id AS "run_id!",
+                      k.kind AS "kind!: super::RunKind",
+                      r.chunk_index AS "chunk_index!", r.realm_id AS "realm_id!",
+                      r.entity AS "entity!", r.window_start_utc AS "window_start_utc!",
+                      r.window_end_utc AS "window_end_utc!",
+                      r.status AS "status!: super::ChunkStatus", r.attempts AS "attempts!",
+                      r.expected_count, r.planned_count, r.row_count AS "row_count!",
+                      r.inserted AS "inserted!", r.updated AS "updated!",
+                      r.skipped AS "skipped!", r.deleted AS "deleted!",
+                      r.read_via AS "read_via!", r.pages AS "pages!",
+                      r.requests AS "requests!", r.retries AS "retries!",
+                      r.passes AS "passes!", r.started_at, r.finished_at, r.error_message,
+                      r.last_intuit_tid
+               FROM claimed r JOIN ops.backfill_runs k ON k.run_id = r.run_id"#,
+            claimer.invocation,
+            claimer.owner,
+            exclude,
+            claimer.lease.as_secs_f64(),
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|row| ClaimedChunk::start(self.clone(), row, claimer)))
+    }
+}
