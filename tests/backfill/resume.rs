@@ -230,6 +230,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.company_seats",
         "ops.company_throttle",
         "ops.oauth_tokens",
+        "ops.realm_service",
         "ops.sync_watermarks",
         "raw.qb_report_cells",
         "raw.qb_reports",
