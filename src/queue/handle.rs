@@ -132,15 +132,14 @@ impl ClaimedChunk {
     ) -> Result<(), QueueError> {
         let r = sqlx::query!(
             r#"UPDATE ops.backfill_report
-               SET expected_count = $5, row_count = $6, inserted = $7, updated = $8, skipped = $9,
-                   pages = $10, requests = $11, retries = $12, passes = $13,
-                   last_intuit_tid = COALESCE($14, last_intuit_tid)
-               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND attempts = $4
+               SET expected_count = $4, row_count = $5, inserted = $6, updated = $7, skipped = $8,
+                   pages = $9, requests = $10, retries = $11, passes = $12,
+                   last_intuit_tid = COALESCE($13, last_intuit_tid)
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND attempts = $14
                  AND status = 'running'"#,
             self.row.run_id,
             self.row.chunk_index,
             self.owner,
-            self.row.attempts,
             p.expected_count,
             p.row_count,
             p.counts.inserted,
@@ -151,6 +150,7 @@ impl ClaimedChunk {
             p.retries,
             p.passes,
             intuit_tid,
+            self.row.attempts,
         )
         .execute(&mut **tx)
         .await?;
@@ -182,16 +182,15 @@ impl ClaimedChunk {
             || async {
                 let r = sqlx::query!(
                     r#"UPDATE ops.backfill_report
-                       SET status = $5, error_message = $6, finished_at = now(),
-                           lease_expires_at = NULL, expected_count = $7, row_count = $8,
-                           inserted = $9, updated = $10, skipped = $11, pages = $12,
-                           requests = $13, retries = $14, passes = $15
+                       SET status = $4, error_message = $5, finished_at = now(),
+                           lease_expires_at = NULL, expected_count = $6, row_count = $7,
+                           inserted = $8, updated = $9, skipped = $10, pages = $11,
+                           requests = $12, retries = $13, passes = $14
                        WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3
-                         AND attempts = $4 AND (status = 'running' OR status = $5)"#,
+                         AND attempts = $15 AND (status = 'running' OR status = $4)"#,
                     self.row.run_id,
                     self.row.chunk_index,
                     self.owner,
-                    self.row.attempts,
                     status.as_str(),
                     error,
                     p.expected_count,
@@ -203,6 +202,7 @@ impl ClaimedChunk {
                     p.requests,
                     p.retries,
                     p.passes,
+                    self.row.attempts,
                 )
                 .execute(self.queue.pool())
                 .await?;
