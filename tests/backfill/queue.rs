@@ -21,7 +21,7 @@ use crate::common::TestDb;
 struct Fixture {
     store: PgStore,
     queue: Queue,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl Fixture {
@@ -33,8 +33,17 @@ impl Fixture {
         Fixture {
             queue: Queue::new(store.clone()),
             store,
-            _db: db,
+            db,
         }
+    }
+
+    /// A queue on a pool of its own, so each claimer claims on its own connection.
+    async fn own_queue(&self) -> Queue {
+        Queue::new(
+            PgStore::connect(&self.db.url.clone().into(), false)
+                .await
+                .unwrap(),
+        )
     }
 
     /// A backfill run of `windows` one-day windows for `realm_id`, run in-process.
@@ -123,7 +132,7 @@ async fn sixteen_claimers_claim_every_chunk_exactly_once() {
     let run_id = f.run("r1", 300).await;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..16 {
-        let queue = f.queue.clone();
+        let queue = f.own_queue().await;
         let me = claimer(&format!("test:{n}"));
         tasks.spawn(async move {
             // Each claimer holds what it claimed until the end, so a chunk claimed twice
@@ -184,7 +193,7 @@ async fn sixteen_claimers_across_runs_claim_every_chunk_exactly_once() {
     }
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..16 {
-        let queue = f.queue.clone();
+        let queue = f.own_queue().await;
         let me = claimer(&format!("test:{n}"));
         tasks.spawn(async move {
             let mut held: Vec<ClaimedChunk> = Vec::new();
