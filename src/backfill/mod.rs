@@ -496,7 +496,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
         for n in 0..ctx.opts.concurrency.max(1) {
             let me = self.clone();
             let ctx = ctx.clone();
-            let worker = format!("{}:{}:{n}", hostname(), std::process::id());
+            let worker = lease_owner(ctx.invocation, n);
             workers.spawn(async move { me.work(&ctx, &worker).await }.instrument(span.clone()));
         }
         let mut first_error = None;
@@ -903,6 +903,15 @@ fn panic_message(join: tokio::task::JoinError) -> String {
 
 fn stored_field(s: &str) -> WindowField {
     WindowField::parse_stored(s).unwrap_or(WindowField::LastUpdated)
+}
+
+/// The lease owner of one claim-maker: worker `n` of the engine invocation `invocation`.
+/// Unique per engine, not only per process: two engines of one process (two slots of a `qbo
+/// worker`) may load the same run, and with a shared owner one's heartbeat would renew, and
+/// its hand-back release, a window the other re-claimed after a lease ran out. Host and pid
+/// come first so a human (or a test) can tell whose it is.
+pub fn lease_owner(invocation: Uuid, n: u32) -> String {
+    format!("{}:{}:{invocation}:{n}", hostname(), std::process::id())
 }
 
 fn hostname() -> String {

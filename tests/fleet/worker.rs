@@ -406,3 +406,80 @@ async fn report_companies_shows_each_companys_windows_by_state() {
         after.stdout
     );
 }
+
+/// Two engines of one process (two slots of one `qbo worker`) on one run: once the first's
+/// lease on a window ran out and the second re-claimed it, the first's heartbeat and hand-back
+/// must be refused, or both would write the window and the first would set it `pending`
+/// while the second loads it. The fence is the lease owner, so the owners must differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_of_one_process_never_share_a_lease_owner() {
+    use qbo::store::runs::ClaimMode;
+    const LEASE: Duration = Duration::from_secs(600);
+    let w = World::new(small_company()).await;
+    enqueue_invoices(&w).await;
+    let store = qbo::store::PgStore::connect_and_migrate(&w.db.url.clone().into())
+        .await
+        .unwrap();
+    let run_id: uuid::Uuid = sqlx::query_scalar("SELECT run_id FROM ops.backfill_runs")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let (slot_a, slot_b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    // Both engines' first worker: index 0 in each.
+    let (owner_a, owner_b) = (
+        qbo::backfill::lease_owner(slot_a, 0),
+        qbo::backfill::lease_owner(slot_b, 0),
+    );
+    assert_ne!(owner_a, owner_b);
+    let a = store
+        .claim_chunk(run_id, ClaimMode::Unfinished, slot_a, &owner_a, LEASE)
+        .await
+        .unwrap()
+        .expect("a window to claim");
+    // A's lease runs out (its slot stalled, or Postgres was unreachable for a while).
+    sqlx::query(
+        "UPDATE ops.backfill_report SET lease_expires_at = now() - interval '1 minute'
+         WHERE run_id = $1 AND chunk_index = $2",
+    )
+    .bind(run_id)
+    .bind(a.chunk_index)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let b = store
+        .claim_chunk(run_id, ClaimMode::Unfinished, slot_b, &owner_b, LEASE)
+        .await
+        .unwrap()
+        .expect("the expired window to claim");
+    assert_eq!(
+        a.chunk_index, b.chunk_index,
+        "B re-claims A's expired window"
+    );
+    assert!(
+        !store
+            .heartbeat(run_id, a.chunk_index, &owner_a, LEASE)
+            .await
+            .unwrap(),
+        "A's heartbeat renewed the lease B holds"
+    );
+    store
+        .release_chunk(run_id, a.chunk_index, &owner_a)
+        .await
+        .unwrap();
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM ops.backfill_report WHERE run_id = $1 AND chunk_index = $2",
+    )
+    .bind(run_id)
+    .bind(a.chunk_index)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        status, "running",
+        "A's hand-back released the window B loads"
+    );
+    assert!(store
+        .heartbeat(run_id, b.chunk_index, &owner_b, LEASE)
+        .await
+        .unwrap());
+}
