@@ -24,7 +24,8 @@ pub enum ClaimMode {
 /// Who claims, and on what terms.
 #[derive(Debug, Clone)]
 pub struct Claimer {
-    /// The lease owner written on the chunk (`host:pid:n`); with the attempt number it
+    /// The lease owner written on the chunk (`host:pid:invocation:n`, unique per claim-maker:
+    /// `crate::backfill::lease_owner`); with the attempt number it
     /// fences every write the claim's handle makes.
     pub owner: String,
     /// The invocation (process run) claiming: one invocation tries a chunk at most once.

@@ -408,12 +408,13 @@ async fn report_companies_shows_each_companys_windows_by_state() {
 }
 
 /// Two engines of one process (two slots of one `qbo worker`) on one run: once the first's
-/// lease on a window ran out and the second re-claimed it, the first's heartbeat and hand-back
-/// must be refused, or both would write the window and the first would set it `pending`
-/// while the second loads it. The fence is the lease owner, so the owners must differ.
+/// lease on a window ran out and the second re-claimed it, the first's hand-back must be
+/// refused, or it would set `pending` a window the second loads. Every write is fenced on
+/// (lease owner, attempt), and the owners of two engines differ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_of_one_process_never_share_a_lease_owner() {
-    use qbo::store::runs::ClaimMode;
+    use qbo::queue::{ClaimMode, Claimer, Queue};
+    use tokio_util::sync::CancellationToken;
     const LEASE: Duration = Duration::from_secs(600);
     let w = World::new(small_company()).await;
     enqueue_invoices(&w).await;
@@ -424,15 +425,18 @@ async fn two_engines_of_one_process_never_share_a_lease_owner() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    let (slot_a, slot_b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let queue = Queue::new(store.clone());
     // Both engines' first worker: index 0 in each.
-    let (owner_a, owner_b) = (
-        qbo::backfill::lease_owner(slot_a, 0),
-        qbo::backfill::lease_owner(slot_b, 0),
-    );
-    assert_ne!(owner_a, owner_b);
-    let a = store
-        .claim_chunk(run_id, ClaimMode::Unfinished, slot_a, &owner_a, LEASE)
+    let claimer = |invocation: uuid::Uuid| Claimer {
+        owner: qbo::backfill::lease_owner(invocation, 0),
+        invocation,
+        lease: LEASE,
+        cancel: CancellationToken::new(),
+    };
+    let (a_claimer, b_claimer) = (claimer(uuid::Uuid::new_v4()), claimer(uuid::Uuid::new_v4()));
+    assert_ne!(a_claimer.owner, b_claimer.owner);
+    let a = queue
+        .claim(run_id, ClaimMode::Unfinished, &a_claimer)
         .await
         .unwrap()
         .expect("a window to claim");
@@ -442,35 +446,25 @@ async fn two_engines_of_one_process_never_share_a_lease_owner() {
          WHERE run_id = $1 AND chunk_index = $2",
     )
     .bind(run_id)
-    .bind(a.chunk_index)
+    .bind(a.index())
     .execute(store.pool())
     .await
     .unwrap();
-    let b = store
-        .claim_chunk(run_id, ClaimMode::Unfinished, slot_b, &owner_b, LEASE)
+    let b = queue
+        .claim(run_id, ClaimMode::Unfinished, &b_claimer)
         .await
         .unwrap()
         .expect("the expired window to claim");
-    assert_eq!(
-        a.chunk_index, b.chunk_index,
-        "B re-claims A's expired window"
-    );
-    assert!(
-        !store
-            .heartbeat(run_id, a.chunk_index, &owner_a, LEASE)
-            .await
-            .unwrap(),
-        "A's heartbeat renewed the lease B holds"
-    );
-    store
-        .release_chunk(run_id, a.chunk_index, &owner_a)
-        .await
-        .unwrap();
-    let status: String = sqlx::query_scalar(
-        "SELECT status FROM ops.backfill_report WHERE run_id = $1 AND chunk_index = $2",
+    assert_eq!(a.index(), b.index(), "B re-claims A's expired window");
+    let index = a.index();
+    let refused = a.hand_back().await.expect_err("A's hand-back was accepted");
+    assert!(refused.is_lease_lost(), "{refused}");
+    let (status, owner): (String, String) = sqlx::query_as(
+        "SELECT status::text, lease_owner FROM ops.backfill_report
+         WHERE run_id = $1 AND chunk_index = $2",
     )
     .bind(run_id)
-    .bind(a.chunk_index)
+    .bind(index)
     .fetch_one(store.pool())
     .await
     .unwrap();
@@ -478,8 +472,6 @@ async fn two_engines_of_one_process_never_share_a_lease_owner() {
         status, "running",
         "A's hand-back released the window B loads"
     );
-    assert!(store
-        .heartbeat(run_id, b.chunk_index, &owner_b, LEASE)
-        .await
-        .unwrap());
+    assert_eq!(owner, b_claimer.owner);
+    b.hand_back().await.unwrap();
 }
