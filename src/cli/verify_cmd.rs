@@ -36,7 +36,7 @@ With --tie-out (and no entity), verify compares instead, month by month, QBO's o
 ProfitAndLoss and TrialBalance (accrual) with the same figures from staging.general_ledger:
 P&L per income and expense account over the month; trial balance with balance-sheet accounts
 as of the month's end, income and expense accounts over the month, and their earlier postings
-as one Retained Earnings line. It prints MATCH per month and report, or DIFF and each account
+added to the company's retained-earnings account (AccountSubType RetainedEarnings). It prints MATCH per month and report, or DIFF and each account
 that differs (qbo figure, staging figure, difference); exit 1 if any differs. Run `qbo model
 refresh` after loading first.
 

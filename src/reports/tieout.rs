@@ -6,7 +6,9 @@
 //!    report's sign (income as credits, expenses as debits);
 //!  - trial balance of a month: balance-sheet accounts as of its last day, income and expense
 //!    accounts over the month, and everything income and expense accounts posted before it
-//!    as one Retained Earnings line (QBO's trial balance shows it the same way).
+//!    added to the company's retained-earnings account (the one of AccountSubType
+//!    RetainedEarnings, which every QBO company has): QBO's trial balance shows that
+//!    account's line the same way, under its id, with any direct postings to it.
 //!
 //! The staging ledger is accrual-based, so only the accrual reports are compared.
 
@@ -20,8 +22,13 @@ use super::parse::{self, Read, Report};
 use super::{pieces, Method, Period, ReportError, ReportName, Request};
 use crate::client::{QboClient, RequestCounters};
 
-/// The key of a trial balance's Retained Earnings line, which carries no account id.
+/// The label of a trial balance's Retained Earnings line, and its key when the company's
+/// retained-earnings account is not in staging (then the line differs, as it should: the
+/// load is missing an account QBO reports).
 pub const RETAINED_EARNINGS: &str = "Retained Earnings";
+
+/// The company's retained-earnings account: its id and name.
+type RetainedAccount = Option<(String, String)>;
 
 /// One account of one report of one month where QBO and the ledger disagree.
 #[derive(Debug, Clone, Serialize)]
@@ -100,7 +107,7 @@ fn staging_pl(rows: &[LedgerRow], revenue: &BTreeMap<String, bool>) -> Figures {
         .collect()
 }
 
-fn staging_tb(rows: &[LedgerRow]) -> Figures {
+fn staging_tb(rows: &[LedgerRow], re: &RetainedAccount) -> Figures {
     let mut out = Figures::new();
     let mut retained = 0;
     for r in rows {
@@ -114,17 +121,17 @@ fn staging_tb(rows: &[LedgerRow]) -> Figures {
             out.insert(r.account_id.clone(), (r.name.clone(), balance));
         }
     }
-    if retained != 0 {
-        out.insert(
-            RETAINED_EARNINGS.into(),
-            (RETAINED_EARNINGS.into(), retained),
-        );
-    }
+    let (key, name) = re
+        .clone()
+        .unwrap_or_else(|| (RETAINED_EARNINGS.into(), RETAINED_EARNINGS.into()));
+    out.entry(key).or_insert((name, 0)).1 += retained;
+    out.retain(|_, v| v.1 != 0);
     out
 }
 
-/// The data rows of a one-column report with an account (or the Retained Earnings line).
-fn qbo_figures(report: &Report, name: ReportName) -> Result<Figures, String> {
+/// The data rows of a one-column report with an account (a Retained Earnings line without
+/// one counts as the company's retained-earnings account).
+fn qbo_figures(report: &Report, name: ReportName, re: &RetainedAccount) -> Result<Figures, String> {
     let mut out = Figures::new();
     for row in report
         .rows
@@ -133,7 +140,9 @@ fn qbo_figures(report: &Report, name: ReportName) -> Result<Figures, String> {
     {
         let key = match (&row.account_id, row.label.as_str()) {
             (Some(id), _) => id.clone(),
-            (None, RETAINED_EARNINGS) => RETAINED_EARNINGS.to_string(),
+            (None, RETAINED_EARNINGS) => re
+                .as_ref()
+                .map_or_else(|| RETAINED_EARNINGS.to_string(), |r| r.0.clone()),
             (None, other) => return Err(format!("a data row without an account: {other:?}")),
         };
         let cell = |i: usize| -> Result<i64, String> {
@@ -191,6 +200,7 @@ impl TieOut<'_> {
     async fn qbo(
         &self,
         req: &Request,
+        re: &RetainedAccount,
         counters: &mut RequestCounters,
     ) -> Result<Figures, ReportError> {
         let params = req.params();
@@ -209,7 +219,7 @@ impl TieOut<'_> {
             })?;
         let shape = |why: String| ReportError::Shape(req.params_text(), why);
         match parse::read(&answer.value, req).map_err(shape)? {
-            Read::Complete(r) => qbo_figures(&r, req.name).map_err(shape),
+            Read::Complete(r) => qbo_figures(&r, req.name, re).map_err(shape),
             // A summary report of one month is a row per account: far below QBO's cap.
             Read::TooLarge => Err(shape("QBO says it is too large to display".into())),
         }
@@ -222,16 +232,30 @@ impl TieOut<'_> {
         end: NaiveDate,
         counters: &mut RequestCounters,
     ) -> Result<Vec<Compared>, ReportError> {
-        let revenue: BTreeMap<String, bool> = sqlx::query!(
-            r#"SELECT account_id AS "account_id!", classification FROM staging.accounts WHERE realm_id = $1"#,
+        let accounts = sqlx::query!(
+            r#"SELECT account_id AS "account_id!", name, classification, account_sub_type, active AS "active!"
+               FROM staging.accounts WHERE realm_id = $1"#,
             self.realm_id
         )
         .fetch_all(self.pool)
         .await
-        .map_err(ReportError::Staging)?
-        .into_iter()
-        .map(|r| (r.account_id, r.classification.as_deref() == Some("Revenue")))
-        .collect();
+        .map_err(ReportError::Staging)?;
+        let revenue: BTreeMap<String, bool> = accounts
+            .iter()
+            .map(|r| {
+                let income = r.classification.as_deref() == Some("Revenue");
+                (r.account_id.clone(), income)
+            })
+            .collect();
+        // QBO has one per company; should there be several, the active one first.
+        let re: RetainedAccount = accounts
+            .iter()
+            .filter(|r| r.account_sub_type.as_deref() == Some("RetainedEarnings"))
+            .min_by_key(|r| (!r.active, r.account_id.parse::<u64>().unwrap_or(u64::MAX)))
+            .map(|r| {
+                let name = r.name.clone().unwrap_or_else(|| RETAINED_EARNINGS.into());
+                (r.account_id.clone(), name)
+            });
         let mut out = Vec::new();
         for month in pieces(start, end, Period::Month) {
             let rows = ledger(self.pool, self.realm_id, month.0, month.1).await?;
@@ -242,14 +266,49 @@ impl TieOut<'_> {
                     end: month.1,
                     method: Method::Accrual,
                 };
-                let qbo = self.qbo(&req, counters).await?;
+                let qbo = self.qbo(&req, &re, counters).await?;
                 let ours = match name {
                     ReportName::ProfitAndLoss => staging_pl(&rows, &revenue),
-                    _ => staging_tb(&rows),
+                    _ => staging_tb(&rows, &re),
                 };
                 out.push(compare(month, name.qbo_name(), &qbo, &ours));
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, profit_and_loss: bool, in_month: i64, before: i64) -> LedgerRow {
+        LedgerRow {
+            account_id: id.into(),
+            name: format!("account {id}"),
+            profit_and_loss,
+            in_month,
+            before,
+        }
+    }
+
+    #[test]
+    fn earlier_income_and_direct_postings_land_on_the_retained_earnings_account() {
+        let rows = [
+            row("1", true, -500, -10_000), // income: 100.00 earned before the month
+            row("7", true, 200, 4_000),    // expense: 40.00 spent before the month
+            row("3", false, 1_000, -2_500), // a journal entry straight to retained earnings
+            row("35", false, 300, 8_500),  // a bank account
+        ];
+        let re = Some(("3".to_string(), "Retained Earnings".to_string()));
+        let tb = staging_tb(&rows, &re);
+        assert_eq!(tb["3"].1, -10_000 + 4_000 + 1_000 - 2_500);
+        assert!(!tb.contains_key(RETAINED_EARNINGS), "{tb:?}");
+        assert_eq!(tb["1"].1, -500);
+        assert_eq!(tb["35"].1, 8_800);
+
+        // Without the account in staging the line keeps its label, so it differs from QBO's.
+        let tb = staging_tb(&rows[..2], &None);
+        assert_eq!(tb[RETAINED_EARNINGS].1, -6_000);
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::tests::{access_token, client, sandbox};
+use super::tests::{access_token, client, get_json, sandbox};
 use super::{Faults, Sandbox};
 
 async fn report(sb: &Sandbox, tok: &str, name: &str, params: &[(&str, &str)]) -> (u16, Value) {
@@ -112,6 +112,70 @@ async fn reports_are_qbos_shape_and_the_books_add_up() {
         .as_str()
         .unwrap()
         .starts_with("Total for "));
+}
+
+/// The data row of `r` whose label is `label`, searched through every section.
+fn find_row<'a>(r: &'a Value, label: &str) -> Option<&'a Value> {
+    fn walk<'a>(rows: &'a Value, label: &str) -> Option<&'a Value> {
+        rows["Row"].as_array()?.iter().find_map(|row| {
+            if row["ColData"][0]["value"] == label {
+                Some(row)
+            } else {
+                walk(&row["Rows"], label)
+            }
+        })
+    }
+    walk(&r["Rows"], label)
+}
+
+#[tokio::test]
+async fn retained_earnings_is_the_companys_account_on_the_trial_balance_and_balance_sheet() {
+    let sb = sandbox().await;
+    let tok = access_token(&sb).await;
+    let (st, v) = get_json(&sb, &tok, "select * from Account maxresults 1000").await;
+    assert_eq!(st, 200, "{v}");
+    let re: Vec<&Value> = v["QueryResponse"]["Account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["AccountSubType"] == "RetainedEarnings")
+        .collect();
+    assert_eq!(re.len(), 1, "every QBO company has one: {re:?}");
+    assert_eq!(re[0]["AccountType"], "Equity");
+    assert_eq!(re[0]["Classification"], "Equity");
+    let id = re[0]["Id"].as_str().unwrap();
+
+    // April's trial balance closes January to March's income into that account's line.
+    let (st, tb) = report(
+        &sb,
+        &tok,
+        "TrialBalance",
+        &[("start_date", "2024-04-01"), ("end_date", "2024-04-30")],
+    )
+    .await;
+    assert_eq!(st, 200, "{tb}");
+    let row = find_row(&tb, "Retained Earnings").unwrap_or_else(|| panic!("{tb}"));
+    assert_eq!(row["ColData"][0]["id"], id, "{row}");
+    let (d, c) = (money(&row["ColData"][1]), money(&row["ColData"][2]));
+    assert!(d != 0 || c != 0, "earlier months earned something: {row}");
+
+    // A year later the balance sheet shows 2024's income on the same account's line.
+    let (st, bs) = report(
+        &sb,
+        &tok,
+        "BalanceSheet",
+        &[("start_date", "2025-01-01"), ("end_date", "2025-03-31")],
+    )
+    .await;
+    assert_eq!(st, 200, "{bs}");
+    let row = find_row(&bs, "Retained Earnings").unwrap_or_else(|| panic!("{bs}"));
+    assert_eq!(row["ColData"][0]["id"], id, "{row}");
+    assert_ne!(money(&row["ColData"][1]), 0, "{row}");
+    assert_eq!(
+        summary(&bs, "TotalAssets"),
+        summary(&bs, "TotalLiabilitiesAndEquity"),
+        "the balance sheet balances"
+    );
 }
 
 #[tokio::test]

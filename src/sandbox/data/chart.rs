@@ -31,6 +31,8 @@ const ROLES: &[(u64, &str, &str, &str)] = &[
         "Equity",
         "OpeningBalanceEquity",
     ),
+    // QBO creates it with every company; reports close earlier years' income into it.
+    (3, "Retained Earnings", "Equity", "RetainedEarnings"),
     (
         4,
         "Undeposited Funds",

@@ -186,6 +186,15 @@ impl Books {
         postings.sort_by_key(|p| p.date);
         Books { accounts, postings }
     }
+
+    /// The account QBO closes earlier years' income into (every QBO company has one, of
+    /// AccountSubType RetainedEarnings): the active one with the lowest id.
+    pub fn retained_earnings(&self) -> Option<&Account> {
+        self.accounts
+            .values()
+            .filter(|a| a.sub_type == "RetainedEarnings")
+            .min_by_key(|a| (!a.active, a.id))
+    }
 }
 
 /// A transaction's lines, bundle members included (a bundle's own line posts nothing).

@@ -3,8 +3,9 @@
 //!
 //! The trial balance of `[start, end]`: balance-sheet accounts as of `end`, income and
 //! expense accounts over the range, and the income of everything before `start` in a
-//! Retained Earnings row (the sandbox's chart has no retained-earnings account, so the row
-//! carries no account id). So debits equal credits whenever every transaction balances.
+//! Retained Earnings row, which carries the id of the company's retained-earnings account and
+//! also holds whatever was posted to that account directly, as QBO's does. So debits equal
+//! credits whenever every transaction balances.
 
 use std::collections::BTreeMap;
 
@@ -27,11 +28,13 @@ fn debit_credit(cents: i64) -> [Value; 2] {
 pub fn trial_balance(books: &Books, p: &Params, time: &str) -> Value {
     let mut per_account: BTreeMap<u64, i64> = BTreeMap::new();
     let mut retained = 0;
+    let re = books.retained_earnings();
     for post in books.postings.iter().filter(|x| x.date <= p.end) {
         let Some(a) = books.accounts.get(&post.account) else {
             continue;
         };
-        if a.class.is_profit_and_loss() && post.date < p.start {
+        let closed = a.class.is_profit_and_loss() && post.date < p.start;
+        if closed || re.is_some_and(|r| r.id == a.id) {
             retained += post.cents;
         } else {
             *per_account.entry(post.account).or_default() += post.cents;
@@ -53,7 +56,12 @@ pub fn trial_balance(books: &Books, p: &Params, time: &str) -> Value {
         row(json!({ "value": name, "id": id.to_string() }), *cents);
     }
     if retained != 0 {
-        row(text("Retained Earnings"), retained);
+        let label = match re {
+            Some(r) => json!({ "value": r.name, "id": r.id.to_string() }),
+            // A company without one (QBO always has one) still shows the line.
+            None => text("Retained Earnings"),
+        };
+        row(label, retained);
     }
     let no_data = rows.is_empty();
     rows.push(section(

@@ -159,6 +159,7 @@ fn balances(books: &Books, periods: &[Period]) -> Balances {
         retained: vec![0; n],
         net_income: vec![0; n],
     };
+    let re = books.retained_earnings().map(|a| a.id);
     for p in &books.postings {
         let Some(a) = books.accounts.get(&p.account) else {
             continue;
@@ -167,7 +168,10 @@ fn balances(books: &Books, periods: &[Period]) -> Balances {
             if p.date > *end {
                 continue;
             }
-            if a.class.is_profit_and_loss() {
+            if re == Some(a.id) {
+                // Direct postings to the retained-earnings account show on its one line.
+                b.retained[i] -= p.cents;
+            } else if a.class.is_profit_and_loss() {
                 // Credits (income) raise equity.
                 let year_start = NaiveDate::from_ymd_opt(end.year(), 1, 1).unwrap_or(*end);
                 if p.date < year_start {
@@ -291,11 +295,14 @@ pub fn balance_sheet(books: &Books, p: &Params, time: &str) -> Value {
             rows.extend(s["Rows"]["Row"].as_array().cloned().unwrap_or_default());
             total = add(&total, &t, 1);
         }
+        let retained = books
+            .retained_earnings()
+            .map_or_else(|| shape::text("Retained Earnings"), account_label);
         for (label, v) in [
-            ("Retained Earnings", &b.retained),
-            ("Net Income", &b.net_income),
+            (retained, &b.retained),
+            (shape::text("Net Income"), &b.net_income),
         ] {
-            rows.push(data_row(amounts(shape::text(label), &last(v), false)));
+            rows.push(data_row(amounts(label, &last(v), false)));
             total = add(&total, v, 1);
         }
         let summary = amounts(shape::text("Total Equity"), &last(&total), false);
