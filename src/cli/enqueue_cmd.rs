@@ -19,13 +19,13 @@ pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliErr
         false => Some(realm_of(args)?),
     };
     let db = connect(&args.db).await?;
-    let realms = match one {
-        Some(realm) => vec![realm],
-        None => fleet::active_companies(&db, &args.qbo)
-            .await?
-            .into_iter()
-            .map(|c| c.realm_id)
-            .collect(),
+    let (realms, skipped) = match one {
+        Some(realm) => (vec![realm], Outcome::Success),
+        None => {
+            let selection = fleet::active_companies(&db, &args.qbo).await?;
+            let realms = selection.companies.into_iter().map(|c| c.realm_id);
+            (realms.collect(), selection.skipped)
+        }
     };
     let options = args.options();
     let mut runs = 0;
@@ -53,7 +53,7 @@ pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliErr
         "enqueued {runs} runs of {} companies; `qbo worker` loads them, `qbo report --companies` shows where they are",
         realms.len()
     );
-    Ok(Outcome::Success)
+    Ok(skipped)
 }
 
 /// `--all-companies` in this process: each active company in turn, its summary lines under
@@ -62,9 +62,10 @@ pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliErr
 pub async fn backfill_each_company(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliError> {
     fleet::check_settings(&args.qbo)?;
     let db = connect(&args.db).await?;
-    let companies = fleet::active_companies(&db, &args.qbo).await?;
+    let selection = fleet::active_companies(&db, &args.qbo).await?;
+    let companies = selection.companies;
     let cancel = interrupt_on_ctrl_c();
-    let mut outcomes = Vec::new();
+    let mut outcomes = vec![selection.skipped];
     for company in &companies {
         if cancel.is_cancelled() {
             outcomes.push(Outcome::Interrupted);
@@ -93,6 +94,7 @@ pub async fn backfill_each_company(args: &BackfillArgs, mode: Mode) -> Result<Ou
         companies.len(),
         match outcome {
             Outcome::Success => "every one loaded",
+            Outcome::NeedsHuman => "some need a human (see above)",
             Outcome::Interrupted => "interrupted; continue with --resume --all-companies",
             _ => "some did not load completely (see above)",
         }

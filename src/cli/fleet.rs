@@ -8,15 +8,25 @@ use crate::companies::{self, Company, CompanyStatus};
 use crate::config::QboSettings;
 use crate::store::PgStore;
 
+/// The companies an `--all-companies` command works on, and the exit code its skipped ones
+/// call for.
+pub struct Selection {
+    pub companies: Vec<Company>,
+    /// `NeedsHuman` (3) when a company was skipped because it is `needs_reauth` (cron must
+    /// notice, every night, until someone runs `qbo auth login`/`import` for it); `Success`
+    /// when only `paused` ones (skipped on purpose) or none were left out.
+    pub skipped: Outcome,
+}
+
 /// The active companies of the configured environment, by realm id. Prints one line on
 /// stderr for each company it leaves out (paused, needs_reauth, the other environment).
-pub async fn active_companies(db: &PgStore, qbo: &QboArgs) -> Result<Vec<Company>, CliError> {
+/// No active company at all is an error (exit 3 if some need a human, else 1): a nightly
+/// `--all-companies` that loads nothing must not pass.
+pub async fn active_companies(db: &PgStore, qbo: &QboArgs) -> Result<Selection, CliError> {
     let fleet = companies::fleet(db.pool())
         .await
         .map_err(CliError::failed)?;
-    for line in fleet.skip_lines() {
-        eprintln!("{line}");
-    }
+    let skipped = skipped_outcome(&fleet);
     let (ours, other): (Vec<Company>, Vec<Company>) = fleet
         .active
         .into_iter()
@@ -30,13 +40,49 @@ pub async fn active_companies(db: &PgStore, qbo: &QboArgs) -> Result<Vec<Company
         );
     }
     if ours.is_empty() {
-        eprintln!(
-            "no active {} companies in `qbo companies`; `qbo auth login` or `qbo companies add \
-             --realm-id R` adds one",
-            qbo.environment.as_str()
-        );
+        return Err(no_active_company(qbo.environment.as_str(), skipped));
     }
-    Ok(ours)
+    Ok(Selection {
+        companies: ours,
+        skipped,
+    })
+}
+
+/// Prints the skip lines of `fleet` and says which exit code the skipped companies call for.
+pub fn skipped_outcome(fleet: &companies::Fleet) -> Outcome {
+    for line in fleet.skip_lines() {
+        eprintln!("{line}");
+    }
+    if fleet
+        .skipped
+        .iter()
+        .any(|c| c.status == CompanyStatus::NeedsReauth)
+    {
+        Outcome::NeedsHuman
+    } else {
+        Outcome::Success
+    }
+}
+
+/// The error of an `--all-companies` command with nothing to work on (`environment` empty
+/// when the command does not care which).
+pub fn no_active_company(environment: &str, skipped: Outcome) -> CliError {
+    let what = match environment {
+        "" => "company".to_string(),
+        env => format!("{env} company"),
+    };
+    CliError {
+        outcome: if skipped == Outcome::NeedsHuman {
+            Outcome::NeedsHuman
+        } else {
+            Outcome::SomeFailed
+        },
+        error: anyhow::anyhow!(
+            "no active {what} in `qbo companies`: `qbo auth login` or `qbo \
+             companies add --realm-id R` adds one, `qbo companies resume R` resumes a paused one, \
+             `qbo auth import --realm-id R` gives a needs_reauth one a token again"
+        ),
+    }
 }
 
 /// The settings for one company of the fleet: the app and hosts configured, its realm.

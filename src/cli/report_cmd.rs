@@ -78,8 +78,9 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
     let fleet = crate::companies::fleet(store.pool())
         .await
         .map_err(CliError::failed)?;
-    for line in fleet.skip_lines() {
-        eprintln!("{line}");
+    let skipped = super::fleet::skipped_outcome(&fleet);
+    if fleet.active.is_empty() {
+        return Err(super::fleet::no_active_company("", skipped));
     }
     let mut all = Vec::new();
     for company in &fleet.active {
@@ -95,7 +96,7 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
         out!("{}", report::render(&all, &Default::default(), args.format));
     }
     show_month_reads(&args, &store).await?;
-    Ok(Outcome::Success)
+    Ok(skipped)
 }
 
 /// Under the table: the app's QBO reads this month (the app's, not one company's).

@@ -113,8 +113,9 @@ fn outcome(all: &[WindowCount]) -> Outcome {
 async fn run_fleet(args: &VerifyArgs, given: Option<DateRange>) -> Result<Outcome, CliError> {
     fleet::check_settings(&args.qbo)?;
     let store = connect(&args.db).await?;
-    let companies = fleet::active_companies(&store, &args.qbo).await?;
-    let mut outcomes = Vec::new();
+    let selection = fleet::active_companies(&store, &args.qbo).await?;
+    let companies = selection.companies;
+    let mut outcomes = vec![selection.skipped];
     let mut json = Vec::new();
     for company in &companies {
         if args.format == Format::Table {

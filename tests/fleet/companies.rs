@@ -211,9 +211,11 @@ async fn verify_and_report_all_companies_skip_paused_ones_and_go_on_past_a_compa
     assert_eq!(status_of(&w, OTHER).await.0, "needs_reauth");
     assert_eq!(status_of(&w, &realm).await.0, "active");
 
-    // Now both are skipped, and the one healthy company passes.
+    // Now both are skipped and the healthy company passes; the needs_reauth one still needs
+    // a human (3) every night until someone gives it a token.
     let r = w.run(&["verify", "invoices", "--all-companies"]).await;
-    r.assert_code(0);
+    r.assert_code(3);
+    assert!(!r.stdout.contains("MISMATCH"), "{}", r.stdout);
     assert!(
         r.stderr
             .contains(&format!("skipped company {OTHER}: needs_reauth")),
@@ -224,7 +226,7 @@ async fn verify_and_report_all_companies_skip_paused_ones_and_go_on_past_a_compa
     let r = w
         .run(&["report", "--all-companies", "--format", "json"])
         .await;
-    r.assert_code(0);
+    r.assert_code(3);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|c| c["realm_id"] == realm.as_str()));
@@ -234,10 +236,86 @@ async fn verify_and_report_all_companies_skip_paused_ones_and_go_on_past_a_compa
         r.stderr
     );
     let r = w.run(&["report", "--all-companies"]).await;
-    r.assert_code(0);
+    r.assert_code(3);
     assert!(
         r.stdout.contains(&format!("company {realm}:")),
         "{}",
         r.stdout
     );
+}
+
+/// Paused companies are skipped on purpose (exit 0 with the line); a needs_reauth one needs a
+/// human (3) even when nothing else failed; no active company at all is an error, saying how
+/// to add or resume one - for backfill, verify and report alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_companies_exit_codes_say_what_was_skipped() {
+    let w = World::new(small_company()).await;
+    let enqueue = [
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-31",
+        "--all-companies",
+        "--enqueue",
+    ];
+    let commands: [&[&str]; 3] = [
+        &enqueue,
+        &["verify", "invoices", "--all-companies"],
+        &["report", "--all-companies"],
+    ];
+    // No company at all.
+    for args in commands {
+        let r = w.run(args).await;
+        r.assert_code(1);
+        assert!(r.stderr.contains("no active"), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("qbo companies add"), "{}", r.stderr);
+    }
+    let realm = w.sandbox.realm_id().to_string();
+    for r in [&realm, OTHER, PAUSED] {
+        w.run(&["companies", "add", "--realm-id", r])
+            .await
+            .assert_code(0);
+    }
+    w.run(&["companies", "pause", "--realm-id", PAUSED])
+        .await
+        .assert_code(0);
+    w.run(&["companies", "pause", "--realm-id", OTHER])
+        .await
+        .assert_code(0);
+    // Only paused ones skipped: 0, with the line.
+    let r = w.run(&enqueue).await;
+    r.assert_code(0);
+    assert!(
+        r.stderr
+            .contains(&format!("skipped company {PAUSED}: paused")),
+        "{}",
+        r.stderr
+    );
+    // A needs_reauth one skipped: 3 from every path.
+    sqlx::query("UPDATE ops.companies SET status = 'needs_reauth' WHERE realm_id = $1")
+        .bind(OTHER)
+        .execute(&w.db.pool().await)
+        .await
+        .unwrap();
+    for args in commands {
+        let r = w.run(args).await;
+        r.assert_code(3);
+        assert!(
+            r.stderr
+                .contains(&format!("skipped company {OTHER}: needs_reauth")),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // Nothing active: an error, 3 because one of them needs a human.
+    w.run(&["companies", "pause", "--realm-id", &realm])
+        .await
+        .assert_code(0);
+    for args in commands {
+        let r = w.run(args).await;
+        r.assert_code(3);
+        assert!(r.stderr.contains("no active"), "{args:?}: {}", r.stderr);
+    }
 }
