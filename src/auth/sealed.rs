@@ -1,8 +1,11 @@
 //! Tokens sealed for the database: XChaCha20-Poly1305 with a random 24-byte nonce per write
 //! and the realm id as associated data, so a row copied onto another company's fails to open
 //! instead of handing one company's tokens to another. The key never comes from the
-//! database: `QBO_TOKEN_KEY` (32 random bytes, base64) or `QBO_TOKEN_KEY_FILE`; during a
-//! rotation `QBO_TOKEN_KEY_PREVIOUS` (or `_FILE`) still opens rows sealed with the old key.
+//! database: `QBO_TOKEN_KEY` (32 random bytes, base64) or `QBO_TOKEN_KEY_FILE`. During a
+//! rotation two more keys open rows but never seal: `QBO_TOKEN_KEY_NEXT` (the coming key,
+//! deployed everywhere before any process seals with it, so no process meets a row it cannot
+//! open) and `QBO_TOKEN_KEY_PREVIOUS` (the old key, until `qbo auth rekey` has run), each
+//! also as `_FILE`.
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -40,14 +43,13 @@ pub enum KeyError {
 /// Why a sealed row did not open. Never shows key or token material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
-    #[error(
-        "they were sealed with key {sealed_with}, and QBO_TOKEN_KEY is key {current}{}",
-        match previous { Some(p) => format!(" (QBO_TOKEN_KEY_PREVIOUS: key {p})"), None => " (QBO_TOKEN_KEY_PREVIOUS is not set)".to_string() }
-    )]
+    #[error("they were sealed with key {sealed_with}, and QBO_TOKEN_KEY is key {current}{others}")]
     UnknownKey {
         sealed_with: String,
         current: String,
-        previous: Option<String>,
+        /// ` (QBO_TOKEN_KEY_PREVIOUS: key X) (QBO_TOKEN_KEY_NEXT is not set)`: one string,
+        /// which keeps every error that carries this one small.
+        others: String,
     },
     #[error(
         "authentication failed: the sealed bytes were altered, or they belong to another realm"
@@ -101,11 +103,13 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-/// The key that seals, and the previous one that still opens during a rotation.
+/// The key that seals, and during a rotation the keys that also open: the coming one
+/// (phase 1) and the old one (until rekey).
 #[derive(Debug)]
 pub struct TokenKeys {
     pub current: TokenKey,
     pub previous: Option<TokenKey>,
+    pub next: Option<TokenKey>,
 }
 
 /// A sealed value as stored: which key, the nonce, the ciphertext with its tag.
@@ -122,10 +126,15 @@ fn aad(realm_id: &str) -> Vec<u8> {
 
 impl TokenKeys {
     /// From the environment (read once, at start-up): a missing or malformed key fails here.
-    pub fn from_env() -> Result<TokenKeys, KeyError> {
-        let current = read_key("QBO_TOKEN_KEY")?.ok_or(KeyError::Missing)?;
-        let previous = read_key("QBO_TOKEN_KEY_PREVIOUS")?;
-        Ok(TokenKeys { current, previous })
+    pub async fn from_env() -> Result<TokenKeys, KeyError> {
+        let current = read_key("QBO_TOKEN_KEY").await?.ok_or(KeyError::Missing)?;
+        let previous = read_key("QBO_TOKEN_KEY_PREVIOUS").await?;
+        let next = read_key("QBO_TOKEN_KEY_NEXT").await?;
+        Ok(TokenKeys {
+            current,
+            previous,
+            next,
+        })
     }
 
     /// Seals `plaintext` for `realm_id` with the current key and a fresh random nonce.
@@ -151,17 +160,35 @@ impl TokenKeys {
         }
     }
 
+    /// The keys that only open, for a message.
+    fn others(&self) -> String {
+        [
+            ("QBO_TOKEN_KEY_PREVIOUS", &self.previous),
+            ("QBO_TOKEN_KEY_NEXT", &self.next),
+        ]
+        .iter()
+        .map(|(name, key)| match key {
+            Some(k) => format!(" ({name}: key {})", k.id),
+            None => format!(" ({name} is not set)"),
+        })
+        .collect()
+    }
+
     /// Opens a value sealed for `realm_id`, with whichever known key sealed it.
     pub fn open(&self, realm_id: &str, sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
-        let key = [Some(&self.current), self.previous.as_ref()]
-            .into_iter()
-            .flatten()
-            .find(|k| k.id == sealed.key_id)
-            .ok_or_else(|| OpenError::UnknownKey {
-                sealed_with: sealed.key_id.clone(),
-                current: self.current.id.clone(),
-                previous: self.previous.as_ref().map(|k| k.id.clone()),
-            })?;
+        let key = [
+            Some(&self.current),
+            self.previous.as_ref(),
+            self.next.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|k| k.id == sealed.key_id)
+        .ok_or_else(|| OpenError::UnknownKey {
+            sealed_with: sealed.key_id.clone(),
+            current: self.current.id.clone(),
+            others: self.others(),
+        })?;
         if sealed.nonce.len() != NONCE_LEN {
             return Err(OpenError::BadNonce(sealed.nonce.len()));
         }
@@ -179,9 +206,10 @@ impl TokenKeys {
 }
 
 /// `NAME` (base64) or `NAME_FILE` (a file holding the base64); empty means unset.
-fn read_key(name: &'static str) -> Result<Option<TokenKey>, KeyError> {
+async fn read_key(name: &'static str) -> Result<Option<TokenKey>, KeyError> {
     let file_name: &'static str = match name {
         "QBO_TOKEN_KEY" => "QBO_TOKEN_KEY_FILE",
+        "QBO_TOKEN_KEY_NEXT" => "QBO_TOKEN_KEY_NEXT_FILE",
         _ => "QBO_TOKEN_KEY_PREVIOUS_FILE",
     };
     let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
@@ -189,11 +217,14 @@ fn read_key(name: &'static str) -> Result<Option<TokenKey>, KeyError> {
         (Some(_), Some(_)) => Err(KeyError::Both(name)),
         (Some(text), None) => TokenKey::from_base64(name, &text).map(Some),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| KeyError::File {
-                name: file_name,
-                path: path.clone(),
-                source,
-            })?;
+            // tokio::fs: the read runs on the blocking pool, not the async threads.
+            let text = tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|source| KeyError::File {
+                    name: file_name,
+                    path: path.clone(),
+                    source,
+                })?;
             TokenKey::from_base64(file_name, &text).map(Some)
         }
         (None, None) => Ok(None),
@@ -213,6 +244,7 @@ mod tests {
         TokenKeys {
             current: key(current),
             previous: previous.map(key),
+            next: None,
         }
     }
 

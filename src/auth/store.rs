@@ -186,7 +186,7 @@ pub use super::local::{Blocking, FileStore, KeyringStore, LocalStore};
 
 /// Opens the configured store. The Postgres store needs the database (`db`) and the key
 /// (`QBO_TOKEN_KEY` or `QBO_TOKEN_KEY_FILE`), both checked here, before any work.
-pub fn open(
+pub async fn open(
     spec: &TokenStoreSpec,
     db: Option<&sqlx::PgPool>,
 ) -> Result<Arc<dyn TokenStore>, StoreError> {
@@ -200,7 +200,7 @@ pub fn open(
             Ok(Arc::new(Blocking::new(FileStore::new(path.clone()))))
         }
         TokenStoreSpec::Postgres => {
-            let keys = super::sealed::TokenKeys::from_env()?;
+            let keys = super::sealed::TokenKeys::from_env().await?;
             let pool = db.ok_or(StoreError::NeedsDatabase)?;
             Ok(Arc::new(super::pg_store::PgTokenStore::new(
                 pool.clone(),

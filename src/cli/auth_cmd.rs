@@ -28,9 +28,10 @@ pub enum AuthCommand {
     Import(ImportArgs),
     /// Remove the company's tokens from the token store.
     Forget(StoreArgs),
-    /// Seal every company's tokens in ops.oauth_tokens with the current QBO_TOKEN_KEY, after
-    /// a rotation: set the new key as QBO_TOKEN_KEY and the old one as QBO_TOKEN_KEY_PREVIOUS,
-    /// run this, then drop QBO_TOKEN_KEY_PREVIOUS (see runbooks/tokens.md).
+    /// Seal every company's tokens in ops.oauth_tokens with the current QBO_TOKEN_KEY, during
+    /// a rotation: once every process has the new key as QBO_TOKEN_KEY and the old one as
+    /// QBO_TOKEN_KEY_PREVIOUS, run this, then drop QBO_TOKEN_KEY_PREVIOUS (the four phases
+    /// are in runbooks/tokens.md).
     Rekey(RekeyArgs),
 }
 
@@ -108,10 +109,12 @@ impl StoreArgs {
 /// Opens a token store, connecting to the database only when the store lives there.
 async fn open_store(spec: &TokenStoreSpec, db: &DbArgs) -> Result<Arc<dyn TokenStore>, CliError> {
     if *spec != TokenStoreSpec::Postgres {
-        return store::open(spec, None).map_err(CliError::usage);
+        return store::open(spec, None).await.map_err(CliError::usage);
     }
     // The key is checked before the database is touched.
-    let keys = crate::auth::sealed::TokenKeys::from_env().map_err(CliError::usage)?;
+    let keys = crate::auth::sealed::TokenKeys::from_env()
+        .await
+        .map_err(CliError::usage)?;
     let pg = super::backfill_cmd::connect(db).await?;
     Ok(Arc::new(crate::auth::pg_store::PgTokenStore::new(
         pg.pool().clone(),
@@ -126,7 +129,9 @@ pub async fn open_token_store(
     settings: &config::QboSettings,
     db: &crate::store::PgStore,
 ) -> Result<Arc<dyn TokenStore>, CliError> {
-    let store = store::open(&settings.token_store, Some(db.pool())).map_err(CliError::usage)?;
+    let store = store::open(&settings.token_store, Some(db.pool()))
+        .await
+        .map_err(CliError::usage)?;
     if settings.seed_refresh_token.is_none() {
         let stored = store
             .load(&settings.realm_id)
@@ -386,14 +391,16 @@ async fn run_forget(args: StoreArgs) -> Result<Outcome, CliError> {
 
 /// Seals every row of ops.oauth_tokens with the current key.
 async fn run_rekey(args: RekeyArgs) -> Result<Outcome, CliError> {
-    let keys = crate::auth::sealed::TokenKeys::from_env().map_err(CliError::usage)?;
+    let keys = crate::auth::sealed::TokenKeys::from_env()
+        .await
+        .map_err(CliError::usage)?;
     let current = keys.current.id().to_string();
     let pg = super::backfill_cmd::connect(&args.db).await?;
     let store = crate::auth::pg_store::PgTokenStore::new(pg.pool().clone(), keys);
     let done = store.rekey().await.map_err(token_store_error)?;
     outln!(
         "sealed {} companies' tokens again with key {current}; {} already were; \
-         QBO_TOKEN_KEY_PREVIOUS is no longer needed",
+         once every process seals with it, QBO_TOKEN_KEY_PREVIOUS is no longer needed",
         done.resealed,
         done.current
     );

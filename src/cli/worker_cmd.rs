@@ -72,6 +72,7 @@ pub async fn run(args: WorkerArgs) -> Result<Outcome, CliError> {
     let settings = qbo.settings().map_err(CliError::usage)?;
     let db = connect(&args.db).await?;
     let tokens = crate::auth::store::open(&settings.token_store, Some(db.pool()))
+        .await
         .map_err(CliError::usage)?;
     let cancel = on_interrupt(
         "draining: handing the windows being loaded back to the queue; exiting once they are",

@@ -231,6 +231,40 @@ async fn a_rotated_key_opens_with_the_previous_one_until_rekey_seals_every_row_a
     run(pg(&w, &EMPTY_WINDOW, Some(K2))).await.assert_code(0);
 }
 
+/// The runbook's rotation during a rolling deploy: while some processes already seal with
+/// the new key and others still with the old one, every process opens every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_rolling_key_rotation_old_and_new_key_processes_open_each_others_rows() {
+    let w = World::new(small_company()).await;
+    let realm = w.sandbox.realm_id().to_string();
+    import_pg(&w, &realm, &w.initial_refresh_token, K1)
+        .await
+        .assert_code(0);
+    let old_key = |args: &[&str]| {
+        // Phase 1 deployed everywhere: K1 seals, K2 (coming) opens.
+        let mut c = pg(&w, args, Some(K1));
+        c.env("QBO_TOKEN_KEY_NEXT", K2);
+        c
+    };
+    let new_key = |args: &[&str]| {
+        // Phase 2, on the processes already restarted: K2 seals, K1 opens.
+        let mut c = pg(&w, args, Some(K2));
+        c.env("QBO_TOKEN_KEY_PREVIOUS", K1);
+        c
+    };
+    run(old_key(&EMPTY_WINDOW)).await.assert_code(0);
+    // A new-key process writes the row (as a refresh or `auth rekey` does): sealed with K2.
+    run(new_key(&["auth", "rekey"])).await.assert_code(0);
+    // An old-key process not restarted yet still opens it, and its requests work.
+    let r = run(old_key(&EMPTY_WINDOW)).await;
+    r.assert_code(0);
+    run(old_key(&["auth", "status"])).await.assert_code(0);
+    run(new_key(&EMPTY_WINDOW)).await.assert_code(0);
+    // Phase 4: K2 alone.
+    run(new_key(&["auth", "rekey"])).await.assert_code(0);
+    run(pg(&w, &EMPTY_WINDOW, Some(K2))).await.assert_code(0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_needing_a_refresh_at_once_make_exactly_one_refresh_call() {
     let w = World::new(small_company()).await;
