@@ -34,7 +34,13 @@ the queue (other workers take them at once) and exits 0 within a few seconds.
 
 Exit codes: 0 drained (SIGTERM/SIGINT) or, with --idle-exit, the queue is empty; 1 the worker
 stopped on a failure of its own (Postgres answered with an error that is no outage; a
-window's failure is not one: see `qbo report`); 2 bad usage or configuration.";
+window's failure is not one: see `qbo report`); 2 bad usage or configuration; 3 with
+--idle-exit, the only windows left are of companies that need a human (needs_reauth, no
+token) or of companies or runs this worker is skipping: the last lines name them.
+
+A company the worker cannot load is left alone for a minute (a few seconds when the cause
+passes by itself, like Postgres or the token store being unreachable) and then tried again;
+one QBO refused is needs_reauth meanwhile, and `qbo auth login`/`import` makes it active.";
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -46,7 +52,9 @@ pub struct WorkerArgs {
     /// this many windows at once. Each company's QBO limits hold whatever this says.
     #[arg(long, env = "QBO_WORKER_CONCURRENCY", default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
-    /// Exit (0) once no queued window is left: none pending and none held by any worker.
+    /// Exit (0) once no queued window is left: none pending and none held by any worker;
+    /// exit 3 naming them when the only windows left are of companies or runs being
+    /// skipped (needs_reauth ones). Paused companies' windows wait and do not count.
     /// For batch jobs and tests; start it after enqueuing.
     #[arg(long)]
     pub idle_exit: bool,
@@ -105,7 +113,10 @@ pub async fn run(args: WorkerArgs) -> Result<Outcome, CliError> {
     );
     let report = worker.run().await.map_err(CliError::failed)?;
     outln!("{}", report_line(&report));
-    Ok(Outcome::Success)
+    Ok(match report.stop {
+        Stop::Skipped => Outcome::NeedsHuman,
+        Stop::Drained | Stop::Idle => Outcome::Success,
+    })
 }
 
 /// A realm id no company has, standing in while settings are validated.
@@ -115,6 +126,7 @@ fn report_line(r: &WorkerReport) -> String {
     let why = match r.stop {
         Stop::Drained => "drained",
         Stop::Idle => "the queue is empty",
+        Stop::Skipped => "only windows of skipped companies or runs are left",
     };
     let mut line = format!(
         "worker stopped ({why}): {} run visits, {} companies, {} rows loaded",
@@ -122,8 +134,14 @@ fn report_line(r: &WorkerReport) -> String {
         r.companies.len(),
         r.rows
     );
+    for (realm, n) in &r.left {
+        line.push_str(&format!("\n  left: realm {realm}: {n} windows"));
+    }
     for (realm, reason) in &r.skipped {
         line.push_str(&format!("\n  skipped realm {realm}: {reason}"));
+    }
+    for (run, reason) in &r.skipped_runs {
+        line.push_str(&format!("\n  skipped run {run}: {reason}"));
     }
     line
 }

@@ -1,12 +1,12 @@
 //! `qbo worker`: a long-running, stateless process that loads the windows of any company's
 //! queued runs. Each of its slots takes the queued run of the company served least recently
-//! (never one paused by a 429 or that this worker found needs a human), loads windows of it
+//! (never one paused by a 429 or that this worker is skipping for a while), loads windows of it
 //! with the backfill engine until none is left to claim, and asks again. On SIGTERM or
 //! SIGINT the windows being loaded are handed back (`pending`) for the other workers.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -39,6 +39,33 @@ pub enum Stop {
     Drained,
     /// `--idle-exit` and the queue is empty.
     Idle,
+    /// `--idle-exit` and the only windows left are of companies or runs being skipped
+    /// (`needs_reauth`, or refused by this worker): a human must act (exit 3).
+    Skipped,
+}
+
+/// How long a company or run this worker could not load is left alone before it is tried
+/// again: a company needing a human is `needs_reauth` in `qbo companies` meanwhile (no
+/// worker takes it until `qbo auth login`/`import` makes it active), and a cause that
+/// passes (Postgres unreachable, a key being rotated) must not stop the company for good.
+const SKIP_FOR: Duration = Duration::from_secs(60);
+/// The same for a failure that is expected to pass by itself.
+const SKIP_TRANSIENT_FOR: Duration = Duration::from_secs(5);
+
+/// Why and until when a company or run is left alone.
+#[derive(Debug, Clone)]
+struct Skip {
+    reason: String,
+    until: Instant,
+}
+
+impl Skip {
+    fn new(reason: String, for_: Duration) -> Self {
+        Skip {
+            reason,
+            until: Instant::now() + for_,
+        }
+    }
 }
 
 /// What one worker did, for its last line.
@@ -50,17 +77,23 @@ pub struct WorkerReport {
     /// Records this worker loaded.
     pub rows: u64,
     pub companies: BTreeSet<String>,
-    /// Companies this worker stopped serving, and why (a human must act).
+    /// Companies this worker was skipping when it stopped, and why.
     pub skipped: BTreeMap<String, String>,
+    /// Runs this worker was skipping when it stopped, and why.
+    pub skipped_runs: BTreeMap<Uuid, String>,
+    /// With `Stop::Skipped`: each company with windows left, and how many.
+    pub left: BTreeMap<String, i64>,
 }
 
 #[derive(Default)]
 struct State {
     /// Companies being loaded by a slot now (a company twice if two slots load it).
     busy: Vec<String>,
-    skip_realms: BTreeMap<String, String>,
-    /// Runs the engine refused for a reason retrying would not change.
-    skip_runs: HashSet<Uuid>,
+    skip_realms: BTreeMap<String, Skip>,
+    /// Runs the engine refused (tried again once their skip runs out).
+    skip_runs: HashMap<Uuid, Skip>,
+    /// With `--idle-exit`: what was left when only skipped windows were.
+    left: Option<BTreeMap<String, i64>>,
     visits: u64,
     rows: u64,
     companies: BTreeSet<String>,
@@ -68,6 +101,12 @@ struct State {
     fatal: Option<StoreError>,
     /// A slot that panicked (a bug).
     bug: Option<String>,
+}
+
+enum Left {
+    Empty,
+    Work,
+    OnlySkipped(BTreeMap<String, i64>),
 }
 
 pub struct Worker {
@@ -124,36 +163,62 @@ impl Worker {
         if let Some(bug) = state.bug.take() {
             return Err(FleetError::SlotPanicked(bug));
         }
+        let left = state.left.take();
         Ok(WorkerReport {
             stop: if self.cancel.is_cancelled() {
                 Stop::Drained
+            } else if left.is_some() {
+                Stop::Skipped
             } else {
                 Stop::Idle
             },
             visits: state.visits,
             rows: state.rows,
             companies: std::mem::take(&mut state.companies),
-            skipped: std::mem::take(&mut state.skip_realms),
+            skipped: std::mem::take(&mut state.skip_realms)
+                .into_iter()
+                .map(|(realm, skip)| (realm, skip.reason))
+                .collect(),
+            skipped_runs: std::mem::take(&mut state.skip_runs)
+                .into_iter()
+                .map(|(run, skip)| (run, skip.reason))
+                .collect(),
+            left: left.unwrap_or_default(),
         })
     }
 
     async fn slot(&self, n: usize, idle: &CancellationToken) {
         while !self.cancel.is_cancelled() && !idle.is_cancelled() {
             let (skip, busy, skip_runs) = {
-                let s = self.state();
+                let mut s = self.state();
+                // Skips run out: the company or run is tried again.
+                let now = Instant::now();
+                s.skip_realms.retain(|_, skip| skip.until > now);
+                s.skip_runs.retain(|_, skip| skip.until > now);
                 (
                     s.skip_realms.keys().cloned().collect::<Vec<_>>(),
                     s.busy.clone(),
-                    s.skip_runs.iter().copied().collect::<Vec<_>>(),
+                    s.skip_runs.keys().copied().collect::<Vec<_>>(),
                 )
             };
             match self.store.next_queued_run(&skip, &busy, &skip_runs).await {
                 Ok(Some(run)) => self.visit(n, run).await,
                 Ok(None) => {
-                    if self.cfg.idle_exit && self.queue_is_empty(&skip).await {
-                        tracing::info!("the queue is empty; stopping (--idle-exit)");
-                        idle.cancel();
-                        return;
+                    if self.cfg.idle_exit {
+                        match self.queue_left(&skip, &skip_runs).await {
+                            Some(Left::Empty) => {
+                                tracing::info!("the queue is empty; stopping (--idle-exit)");
+                                idle.cancel();
+                                return;
+                            }
+                            Some(Left::OnlySkipped(left)) => {
+                                tracing::error!(companies = ?left, "only windows of companies or runs being skipped are left; stopping (--idle-exit)");
+                                self.state().left = Some(left);
+                                idle.cancel();
+                                return;
+                            }
+                            Some(Left::Work) | None => {}
+                        }
                     }
                     self.pause(idle).await;
                 }
@@ -170,12 +235,22 @@ impl Worker {
         }
     }
 
-    async fn queue_is_empty(&self, skip: &[String]) -> bool {
-        match self.store.unfinished_queued_windows(skip).await {
-            Ok(n) => n == 0,
+    /// What is left of the queue (None: it could not be read; ask again).
+    async fn queue_left(&self, skip: &[String], skip_runs: &[Uuid]) -> Option<Left> {
+        match self
+            .store
+            .unfinished_queued_by_company(skip, skip_runs)
+            .await
+        {
+            Ok(rows) if rows.is_empty() => Some(Left::Empty),
+            // Windows nobody skips: pending elsewhere or held by another worker; wait.
+            Ok(rows) if rows.iter().any(|(_, skipped, _)| !skipped) => Some(Left::Work),
+            Ok(rows) => Some(Left::OnlySkipped(
+                rows.into_iter().map(|(realm, _, n)| (realm, n)).collect(),
+            )),
             Err(e) => {
                 tracing::warn!(error = %crate::errors::chain(&e), "could not count the queued windows; asking again shortly");
-                false
+                None
             }
         }
     }
@@ -195,18 +270,28 @@ impl Worker {
         let span = tracing::info_span!("visit", slot, realm_id = %realm, entity = %run.entity, run_id = %run.run_id);
         let Some(entity) = crate::entities::find(&run.entity) else {
             tracing::error!(parent: &span, "the run is of an entity this qbo does not know (an older or newer qbo planned it); leaving it");
-            self.state().skip_runs.insert(run.run_id);
+            let reason = format!("entity {} is unknown to this qbo", run.entity);
+            self.state()
+                .skip_runs
+                .insert(run.run_id, Skip::new(reason, SKIP_FOR));
             return;
         };
         let client = match self.clients.get(&realm).await {
             Ok(client) => client,
             Err(e) => {
                 let reason = crate::errors::chain(&e);
-                tracing::error!(parent: &span, error = %reason, "cannot load this company; the worker goes on with the others");
-                if e.needs_human() {
+                let for_ = if e.needs_human() {
+                    tracing::error!(parent: &span, error = %reason, "cannot load this company; the worker goes on with the others");
                     self.needs_reauth(&realm, &reason).await;
-                }
-                self.state().skip_realms.insert(realm, reason);
+                    SKIP_FOR
+                } else {
+                    // The token store unreachable, a key being rotated: it passes.
+                    tracing::warn!(parent: &span, error = %reason, "cannot load this company now; trying it again shortly");
+                    SKIP_TRANSIENT_FOR
+                };
+                self.state()
+                    .skip_realms
+                    .insert(realm, Skip::new(reason, for_));
                 return;
             }
         };
@@ -245,14 +330,17 @@ impl Worker {
             Err(BackfillError::Auth(auth)) if auth.needs_human() => {
                 let reason = crate::errors::chain(&auth);
                 tracing::error!(parent: &span, error = %reason, "this company needs a human (`qbo auth login` or `qbo auth import`); the worker goes on with the others");
-                state.skip_realms.insert(realm, reason);
+                state.skip_realms.insert(realm, Skip::new(reason, SKIP_FOR));
             }
             Err(BackfillError::Store(e)) if e.is_transient() => {
                 tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "database unavailable; the run's windows go back to the queue");
             }
             Err(e) => {
-                tracing::error!(parent: &span, error = %crate::errors::chain(&e), "the run cannot be loaded; the worker leaves it and goes on");
-                state.skip_runs.insert(run.run_id);
+                let reason = crate::errors::chain(&e);
+                tracing::error!(parent: &span, error = %reason, "the run cannot be loaded; the worker leaves it for a minute and goes on");
+                state
+                    .skip_runs
+                    .insert(run.run_id, Skip::new(reason, SKIP_FOR));
             }
         }
     }

@@ -84,24 +84,38 @@ impl PgStore {
         .await?)
     }
 
-    /// Windows of queued runs not yet settled (`pending`, `running` or `paged`, leased or
-    /// not), of companies not in `skip` nor `paused` or `needs_reauth`: zero means the queue
-    /// is empty.
-    pub async fn unfinished_queued_windows(&self, skip: &[String]) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar!(
-            r#"SELECT count(*) AS "n!" FROM ops.backfill_report c
+    /// Per company: its queued runs' unsettled windows (`pending`, `running`, `paged`), and
+    /// whether they are being skipped (the company is in `skip` or `needs_reauth`, or the
+    /// window's run is in `skip_runs`). Paused companies are left out: they wait on purpose.
+    /// No row means the queue is empty; rows all skipped mean only a human can empty it.
+    pub async fn unfinished_queued_by_company(
+        &self,
+        skip: &[String],
+        skip_runs: &[Uuid],
+    ) -> Result<Vec<(String, bool, i64)>, StoreError> {
+        let rows = sqlx::query!(
+            r#"SELECT r.realm_id AS "realm_id!",
+                      (r.realm_id = ANY($1::text[]) OR r.run_id = ANY($2::uuid[])
+                       OR co.status IS NOT DISTINCT FROM 'needs_reauth') AS "skipped!",
+                      count(*) AS "n!"
+               FROM ops.backfill_report c
                JOIN ops.backfill_runs r USING (run_id)
+               LEFT JOIN ops.companies co ON co.realm_id = r.realm_id
                WHERE c.status IN ('pending', 'running', 'paged')
                  AND r.kind = 'backfill'
                  AND (r.options->>'queued')::boolean IS TRUE
-                 AND NOT (r.realm_id = ANY($1::text[]))
-                 AND NOT EXISTS (
-                     SELECT 1 FROM ops.companies co
-                     WHERE co.realm_id = r.realm_id AND co.status <> 'active')"#,
+                 AND co.status IS DISTINCT FROM 'paused'
+               GROUP BY 1, 2
+               ORDER BY 1, 2"#,
             skip,
+            skip_runs,
         )
-        .fetch_one(self.pool())
-        .await?)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.realm_id, r.skipped, r.n))
+            .collect())
     }
 
     /// Per company (or only `realm_id`'s): its windows by state across its latest run of

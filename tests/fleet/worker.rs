@@ -311,10 +311,14 @@ async fn all_companies_enqueued_the_worker_loads_the_healthy_one_and_marks_the_o
         "{}",
         r.stderr
     );
+    // The company without tokens keeps windows queued: the queue is not empty, a human must
+    // act (3), and the worker names the company.
     let out = finished(worker(&w, &["--idle-exit"])).await;
-    out.assert_code(0);
+    out.assert_code(3);
+    assert!(!out.stdout.contains("the queue is empty"), "{}", out.stdout);
     assert!(
-        out.stdout.contains(&format!("skipped realm {NO_TOKENS}")),
+        out.stdout
+            .contains(&format!("left: realm {NO_TOKENS}: 1 windows")),
         "{}",
         out.stdout
     );
