@@ -37,8 +37,10 @@ pub enum CompaniesCommand {
     Resume(RealmArgs),
     /// Take a company out of the fleet. Its loaded data (raw.qb_* rows, run history) and its
     /// tokens are KEPT: `qbo auth forget` removes the tokens, and the raw rows stay until
-    /// you delete them (`DELETE FROM raw.qb_<entity> WHERE realm_id = '...'`). `add` brings
-    /// the company back.
+    /// you delete them (`DELETE FROM raw.qb_<entity> WHERE realm_id = '...'`). `qbo worker`s
+    /// stop taking its queued windows at once (windows being loaded finish; the rest stay
+    /// queued, untouched, in the run history): workers load only companies in `qbo companies`
+    /// that are active. `add` brings the company back, and its queued windows with it.
     Remove(RealmArgs),
 }
 

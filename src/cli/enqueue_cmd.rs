@@ -20,7 +20,14 @@ pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliErr
     };
     let db = connect(&args.db).await?;
     let (realms, skipped) = match one {
-        Some(realm) => (vec![realm], Outcome::Success),
+        Some(realm) => {
+            // Workers load only companies of `qbo companies`: the one named joins it (its
+            // status, if it was there, stays: a paused company's runs wait for `resume`).
+            crate::companies::add(db.pool(), &realm, args.qbo.environment, None)
+                .await
+                .map_err(CliError::failed)?;
+            (vec![realm], Outcome::Success)
+        }
         None => {
             let selection = fleet::active_companies(&db, &args.qbo).await?;
             let realms = selection.companies.into_iter().map(|c| c.realm_id);

@@ -35,8 +35,9 @@ pub struct CompanyQueue {
 impl PgStore {
     /// The queued run to work next: one with a window nobody holds (`pending`, or held under
     /// a lease that ran out because its worker died), not in `skip_runs`, of a company not
-    /// in `skip`, not paused by a 429 and not `paused` or `needs_reauth` in `qbo companies`
-    /// (a realm missing from it is worked: `--enqueue --realm-id` may name one). Companies not in `busy` (those this worker already serves) come
+    /// in `skip`, not paused by a 429 and `active` in `qbo companies` (a company removed from
+    /// it is never worked; only while `qbo companies` is empty is any realm's run worked).
+    /// Companies not in `busy` (those this worker already serves) come
     /// first, then the one whose window was claimed least recently (never first), then the
     /// oldest run.
     pub async fn next_queued_run(
@@ -63,9 +64,10 @@ impl PgStore {
                      AND NOT EXISTS (
                          SELECT 1 FROM ops.company_throttle t
                          WHERE t.realm_id = r.realm_id AND t.paused_until > now())
-                     AND NOT EXISTS (
-                         SELECT 1 FROM ops.companies co
-                         WHERE co.realm_id = r.realm_id AND co.status <> 'active')
+                     AND (EXISTS (
+                              SELECT 1 FROM ops.companies co
+                              WHERE co.realm_id = r.realm_id AND co.status = 'active')
+                          OR NOT EXISTS (SELECT 1 FROM ops.companies))
                    ORDER BY r.realm_id, r.started_at, r.run_id
                )
                SELECT c.run_id AS "run_id!", c.realm_id AS "realm_id!", c.entity AS "entity!",
@@ -86,7 +88,8 @@ impl PgStore {
 
     /// Per company: its queued runs' unsettled windows (`pending`, `running`, `paged`), and
     /// whether they are being skipped (the company is in `skip` or `needs_reauth`, or the
-    /// window's run is in `skip_runs`). Paused companies are left out: they wait on purpose.
+    /// window's run is in `skip_runs`). Paused companies are left out: they wait on purpose;
+    /// so are removed ones (not in a non-empty `qbo companies`): no worker takes them.
     /// No row means the queue is empty; rows all skipped mean only a human can empty it.
     pub async fn unfinished_queued_by_company(
         &self,
@@ -105,6 +108,7 @@ impl PgStore {
                  AND r.kind = 'backfill'
                  AND (r.options->>'queued')::boolean IS TRUE
                  AND co.status IS DISTINCT FROM 'paused'
+                 AND (co.realm_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ops.companies))
                GROUP BY 1, 2
                ORDER BY 1, 2"#,
             skip,

@@ -479,3 +479,39 @@ async fn two_engines_of_one_process_never_share_a_lease_owner() {
     assert_eq!(owner, b_claimer.owner);
     b.hand_back().await.unwrap();
 }
+
+/// A company removed from `qbo companies` is never worked: its queued window stays pending,
+/// untouched, and the worker finds the queue empty (exit 0) rather than trying it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_companys_queued_windows_are_left_alone() {
+    let w = World::new(small_company()).await;
+    three_companies(&w).await;
+    w.run(&[
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--all-companies",
+        "--enqueue",
+    ])
+    .await
+    .assert_code(0);
+    w.run(&["companies", "remove", "--realm-id", NO_TOKENS])
+        .await
+        .assert_code(0);
+    let out = finished(worker(&w, &["--idle-exit"])).await;
+    out.assert_code(0);
+    assert!(out.stdout.contains("the queue is empty"), "{}", out.stdout);
+    assert!(!out.stdout.contains(NO_TOKENS), "{}", out.stdout);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+    let theirs: Vec<(String, i32)> =
+        sqlx::query_as("SELECT status, attempts FROM ops.backfill_report WHERE realm_id = $1")
+            .bind(NO_TOKENS)
+            .fetch_all(&w.db.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(theirs, vec![("pending".to_string(), 0)]);
+}
