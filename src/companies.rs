@@ -131,27 +131,37 @@ pub async fn add(
 }
 
 /// Every company, by realm id.
+/// Reads only (the name comes from loaded CompanyInfo in the query, never an UPDATE), so
+/// `qbo companies list` needs no write access and takes no locks.
 pub async fn list(pool: &PgPool) -> Result<Vec<Company>, CompaniesError> {
-    names_from_company_info(pool, None).await?;
     Ok(sqlx::query_as!(
         Company,
-        r#"SELECT realm_id, display_name, environment AS "environment: Environment",
-                  status AS "status: CompanyStatus", status_reason, status_changed_at,
-                  added_at, last_loaded_at
-             FROM ops.companies ORDER BY realm_id"#
+        r#"SELECT c.realm_id, COALESCE(n.name, c.display_name) AS display_name,
+                  c.environment AS "environment: Environment",
+                  c.status AS "status: CompanyStatus", c.status_reason, c.status_changed_at,
+                  c.added_at, c.last_loaded_at
+             FROM ops.companies c
+             LEFT JOIN LATERAL (SELECT NULLIF(r.payload->>'CompanyName', '') AS name
+                                  FROM raw.qb_company_info r
+                                 WHERE r.realm_id = c.realm_id LIMIT 1) n ON true
+            ORDER BY c.realm_id"#
     )
     .fetch_all(pool)
     .await?)
 }
 
 pub async fn find(pool: &PgPool, realm_id: &str) -> Result<Option<Company>, CompaniesError> {
-    names_from_company_info(pool, Some(realm_id)).await?;
     Ok(sqlx::query_as!(
         Company,
-        r#"SELECT realm_id, display_name, environment AS "environment: Environment",
-                  status AS "status: CompanyStatus", status_reason, status_changed_at,
-                  added_at, last_loaded_at
-             FROM ops.companies WHERE realm_id = $1"#,
+        r#"SELECT c.realm_id, COALESCE(n.name, c.display_name) AS display_name,
+                  c.environment AS "environment: Environment",
+                  c.status AS "status: CompanyStatus", c.status_reason, c.status_changed_at,
+                  c.added_at, c.last_loaded_at
+             FROM ops.companies c
+             LEFT JOIN LATERAL (SELECT NULLIF(r.payload->>'CompanyName', '') AS name
+                                  FROM raw.qb_company_info r
+                                 WHERE r.realm_id = c.realm_id LIMIT 1) n ON true
+            WHERE c.realm_id = $1"#,
         realm_id
     )
     .fetch_optional(pool)
@@ -293,7 +303,16 @@ pub async fn remove(pool: &PgPool, realm_id: &str) -> Result<bool, CompaniesErro
 pub async fn raw_rows(pool: &PgPool, realm_id: &str) -> Result<i64, CompaniesError> {
     let mut total = 0;
     for entity in crate::entities::ENTITIES {
-        // Table names come from the registry, never from input.
+        // The one query built at run time: one per raw table, and a fixed list of them in
+        // SQL would silently miss an entity added later. Safe because the table names are
+        // the registry's compile-time constants (never input), and checked against the
+        // raw zone's naming (`raw.qb_<lowercase>`, see the test) before use.
+        if !is_raw_table(entity.table) {
+            return Err(CompaniesError::Db(sqlx::Error::Protocol(format!(
+                "entity table {} is not a raw.qb_ table",
+                entity.table
+            ))));
+        }
         let sql = format!("SELECT count(*) FROM {} WHERE realm_id = $1", entity.table);
         let n: i64 = sqlx::query_scalar(&sql)
             .bind(realm_id)
@@ -302,6 +321,12 @@ pub async fn raw_rows(pool: &PgPool, realm_id: &str) -> Result<i64, CompaniesErr
         total += n;
     }
     Ok(total)
+}
+
+/// `raw.qb_` then lowercase letters and underscores: a name that needs no quoting.
+fn is_raw_table(name: &str) -> bool {
+    name.strip_prefix("raw.qb_")
+        .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
 }
 
 /// The company finished loading something now (a backfill or sync run ended).
@@ -334,4 +359,16 @@ async fn names_from_company_info(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_registry_table_is_an_allowed_raw_table_name() {
+        for e in crate::entities::ENTITIES {
+            assert!(super::is_raw_table(e.table), "{}", e.table);
+        }
+        assert!(!super::is_raw_table("raw.qb_x; DROP TABLE y"));
+        assert!(!super::is_raw_table("ops.companies"));
+    }
 }
