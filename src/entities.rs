@@ -224,6 +224,31 @@ pub fn by_qbo_name(name: &str) -> Option<&'static Entity> {
     ENTITIES.iter().find(|e| e.qbo_name == name)
 }
 
+/// The entities whose records carry `CustomField`: the sales and purchase forms QBO's legacy
+/// custom fields live on, and the names and forms QBO Advanced's enhanced fields attach to.
+const WITH_CUSTOM_FIELDS: &[&str] = &[
+    "Bill",
+    "CreditMemo",
+    "Customer",
+    "Estimate",
+    "Invoice",
+    "Purchase",
+    "PurchaseOrder",
+    "RefundReceipt",
+    "SalesReceipt",
+    "Vendor",
+    "VendorCredit",
+];
+
+/// QBO sends only a form's first three (legacy, String) custom fields unless a read asks for
+/// all of them with this parameter; reads of entities with custom fields always send it.
+pub const ALL_CUSTOM_FIELDS: (&str, &str) = ("include", "enhancedAllCustomFields");
+
+/// Whether reads of `qbo_name` must ask for all custom fields (see `ALL_CUSTOM_FIELDS`).
+pub fn has_custom_fields(qbo_name: &str) -> bool {
+    WITH_CUSTOM_FIELDS.contains(&qbo_name)
+}
+
 /// The key QBO answers `qbo_name`'s records under (see `Entity::list_key`).
 pub fn list_key(qbo_name: &str) -> &str {
     by_qbo_name(qbo_name).map_or(qbo_name, |e| e.list_key)

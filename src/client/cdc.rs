@@ -78,10 +78,16 @@ impl ChangeSource for QboClient {
         let list = entities.join(",");
         // Always with an offset: without one QBO reads the time in the company's zone.
         let since = changed_since.to_rfc3339_opts(SecondsFormat::Secs, false);
-        let params = [
+        let mut params = vec![
             ("entities", list.as_str()),
             ("changedSince", since.as_str()),
         ];
+        if entities
+            .iter()
+            .any(|e| crate::entities::has_custom_fields(e))
+        {
+            params.push(crate::entities::ALL_CUSTOM_FIELDS);
+        }
         self.execute_get(&self.cdc_url, &params, counters, |b| parse_cdc(b, entities))
             .await
     }

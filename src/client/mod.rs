@@ -548,7 +548,11 @@ impl QuerySource for QboClient {
         query: &str,
         counters: &mut RequestCounters,
     ) -> Result<Answer<Page>, ClientError> {
-        self.execute(query, counters, |b| {
+        let mut params = vec![("query", query)];
+        if crate::entities::has_custom_fields(entity_qbo_name) {
+            params.push(crate::entities::ALL_CUSTOM_FIELDS);
+        }
+        self.execute_get(&self.query_url, &params, counters, |b| {
             response::parse_page(b, entity_qbo_name)
         })
         .await

@@ -88,7 +88,10 @@ pub fn answer(
     let mut objects: Vec<Vec<Value>> = vec![Vec::new(); entities.len()];
     for c in changes {
         let obj = match (c.event, gens[c.slot]) {
-            (Event::Live(row), Some(gen)) => store::render(gen, &store.ctx, &row),
+            (Event::Live(row), Some(gen)) => super::custom_fields::serve(
+                store::render(gen, &store.ctx, &row),
+                super::custom_fields::wants_all(params),
+            ),
             (Event::Live(_), None) => continue,
             (Event::Deleted(ms), _) => deleted(c.id, ms),
         };

@@ -7,6 +7,7 @@ mod cdc;
 mod cdc_tests;
 mod clock;
 mod control;
+mod custom_fields;
 mod data;
 #[cfg(test)]
 mod entity_tests;

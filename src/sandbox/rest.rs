@@ -160,7 +160,8 @@ fn read_answer(req: &Req<'_>, realm: &str, entity: &str, id: &str, time: &str) -
     let doc = id.and_then(|id| {
         let t = store.read(e.qbo_name)?;
         let row = t.rows.get(&id)?.clone();
-        Some(t.render(&store.ctx, &row))
+        let all = super::custom_fields::wants_all(req.params);
+        Some(super::custom_fields::serve(t.render(&store.ctx, &row), all))
     });
     match doc {
         Some(doc) => req.ok(json!({ e.list_key: doc, "time": time })),

@@ -115,6 +115,13 @@ async fn read_by_id_companyinfo_preferences_and_610() {
     let (st, v) = read(&sb, &tok, "invoice/12").await;
     assert_eq!(st, 200, "{v}");
     let invoice = sb.records("Invoice").into_iter().find(|r| r["Id"] == "12");
+    // QBO sends only the legacy custom fields unless asked for all of them.
+    let legacy = invoice
+        .clone()
+        .map(|r| super::custom_fields::serve(r, false));
+    assert_eq!(Some(&v["Invoice"]), legacy.as_ref());
+    let (st, v) = read(&sb, &tok, "invoice/12?include=enhancedAllCustomFields").await;
+    assert_eq!(st, 200, "{v}");
     assert_eq!(Some(&v["Invoice"]), invoice.as_ref());
     assert!(v["time"].is_string());
     let realm = sb.realm_id().to_string();

@@ -225,11 +225,12 @@ pub fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, tim
     let body = if c.count {
         envelope::count(rows.len() as u64, time)
     } else {
+        let all = super::custom_fields::wants_all(req.params);
         let page: Vec<Value> = req
             .faults
             .page(&rows, &c)
             .into_iter()
-            .map(|r| eval::output(&t, &store.ctx, r, &c))
+            .map(|r| super::custom_fields::serve(eval::output(&t, &store.ctx, r, &c), all))
             .collect();
         envelope::page(
             crate::entities::list_key(c.entity),

@@ -140,4 +140,15 @@ async fn addresses_and_custom_fields_land_once_with_their_values() {
     let expected = sandbox_fields(&w);
     assert!(!expected.is_empty(), "the sandbox has custom fields");
     assert_eq!(fields, expected);
+
+    // Forms with more than QBO's three legacy custom fields (which QBO sends only when asked
+    // with include=enhancedAllCustomFields) land whole, the 4th (a number) typed.
+    let fourth: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM staging.custom_fields
+         WHERE field_index = 4 AND definition_id = '1000000002' AND number_value IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(fourth > 0, "a 4th custom field lands");
 }

@@ -88,13 +88,25 @@ pub fn tax_detail(ctx: &GenCtx, r: &mut Rng, taxable: i64) -> (Value, i64) {
     }
 }
 
-/// `CustomField` as QBO sends it on sales forms: sometimes empty, sometimes the "Crew #".
-pub fn custom_fields(r: &mut Rng) -> Value {
-    if r.chance(50) {
-        json!([{ "DefinitionId": "1", "Name": "Crew #", "Type": "StringType", "StringValue": format!("{}", 100 + r.below(50)) }])
-    } else {
-        json!([])
+/// `CustomField` as QBO keeps it on a form: sometimes empty, sometimes the "Crew #" (a legacy
+/// field, DefinitionId 1 to 3), and on every third form with one also a second legacy field and
+/// two of QBO Advanced's enhanced fields (long DefinitionIds, any type), which QBO only sends
+/// to a request with `include=enhancedAllCustomFields`. The extras follow from the id, so the
+/// random stream (and every other value of the company) is as before.
+pub fn custom_fields(r: &mut Rng, id: u64) -> Value {
+    if !r.chance(50) {
+        return json!([]);
     }
+    let crew = json!({ "DefinitionId": "1", "Name": "Crew #", "Type": "StringType", "StringValue": format!("{}", 100 + r.below(50)) });
+    if !id.is_multiple_of(3) {
+        return json!([crew]);
+    }
+    json!([
+        crew,
+        { "DefinitionId": "2", "Name": "Job site", "Type": "StringType", "StringValue": format!("Site {id}") },
+        { "DefinitionId": "1000000001", "Name": "Project", "Type": "StringType", "StringValue": format!("P-{id}") },
+        { "DefinitionId": "1000000002", "Name": "Hours", "Type": "NumberType", "NumberValue": id % 40 },
+    ])
 }
 
 /// A `SalesItemLineDetail` line, its amount, and that amount again if the line is taxable.

@@ -87,7 +87,7 @@ fn render_purchase_order(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
     let txn = k.txn_date.unwrap_or_default();
     v["POStatus"] = json!(*r.pick(&["Open", "Closed"]));
     v["DueDate"] = json!((txn + Duration::days(14)).to_string());
-    v["CustomField"] = custom_fields(r);
+    v["CustomField"] = custom_fields(r, k.id);
     v["EmailStatus"] = json!("NotSet");
     v["POEmail"] = if r.chance(50) {
         json!({ "Address": "orders@example.com" })

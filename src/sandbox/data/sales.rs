@@ -90,7 +90,7 @@ fn render_invoice(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
     let balance = body.total - paid.iter().map(|(_, a)| a).sum::<i64>();
     let links: Vec<Value> = paid.iter().map(|(p, _)| linked(*p, "Payment")).collect();
     let txn = k.txn_date.unwrap_or_default();
-    let custom = custom_fields(r);
+    let custom = custom_fields(r, k.id);
     let mut v = record(
         k,
         json!({
@@ -128,7 +128,7 @@ pub fn sales_form(ctx: &GenCtx, k: &Keys, r: &mut Rng, doc_prefix: &str) -> (Val
         json!({
         "DocNumber": if r.chance(85) { json!(format!("{doc_prefix}{}", 1000 + k.id)) } else { Value::Null },
         "TxnDate": k.txn_date.unwrap_or_default().to_string(),
-        "CurrencyRef": usd(), "CustomField": custom_fields(r), "Line": lines,
+        "CurrencyRef": usd(), "CustomField": custom_fields(r, k.id), "Line": lines,
         "CustomerRef": customer_ref(ctx, cid),
         "TxnTaxDetail": tax, "TotalAmt": money(total),
         "ApplyTaxAfterDiscount": false, "PrintStatus": *r.pick(&["NeedToPrint", "NotSet", "PrintComplete"]),
