@@ -19,6 +19,7 @@ use crate::client::QboClient;
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
 use crate::cost::Cost;
 use crate::entities::Selection;
+use crate::queue::QueueError;
 use crate::store::throttle::SharedBudget;
 use crate::store::{PgStore, StoreError};
 
@@ -482,8 +483,10 @@ fn collect(ran: &mut Ran, joined: Option<Joined>, job: &Job, cancel: &Cancellati
 /// The error the command ends with when an entity's run fails for good.
 fn failure(e: BackfillError, entity: &str, job: &Job) -> CliError {
     match e {
-        // Postgres stayed away longer than the engine waits: say how to pick up again.
-        e @ BackfillError::Store(_) => {
+        // Postgres stayed away longer than the engine waits: say how to pick up again. A
+        // queue write (settling a paged window, a claimed window's outcome) that met the
+        // outage is the same case.
+        e @ (BackfillError::Store(_) | BackfillError::Queue(QueueError::Store(_))) => {
             let what = match job.selection {
                 Selection::All => "all",
                 Selection::One(_) => entity,
