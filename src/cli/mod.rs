@@ -15,6 +15,7 @@ mod report_cmd;
 mod reports_cmd;
 mod run_ref;
 mod sandbox_cmd;
+mod serve_cmd;
 mod sync_cmd;
 mod tie_out;
 mod verify_cmd;
@@ -102,6 +103,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run the local QBO sandbox server alone (for trying qbo against it by hand).
     Sandbox(sandbox_cmd::SandboxArgs),
+    /// Run workers, schedules and an HTTP API, status page and /metrics in one process.
+    #[command(after_help = serve_cmd::AFTER_HELP)]
+    Serve(serve_cmd::ServeArgs),
     /// Load queued runs (`backfill --enqueue`) of every company, fairly, until stopped.
     #[command(after_help = worker_cmd::AFTER_HELP)]
     Worker(worker_cmd::WorkerArgs),
@@ -439,6 +443,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Demo(args) => demo::run(args).await,
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
         Command::Worker(args) => worker_cmd::run(args).await,
+        Command::Serve(args) => serve_cmd::run(args).await,
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn run(args: WorkerArgs) -> Result<Outcome, CliError> {
 }
 
 /// A realm id no company has, standing in while settings are validated.
-const NO_REALM: &str = "0";
+pub(super) const NO_REALM: &str = "0";
 
 fn report_line(r: &WorkerReport) -> String {
     let why = match r.stop {

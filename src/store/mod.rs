@@ -167,6 +167,22 @@ impl PgStore {
     }
 }
 
+/// How many migrations this binary carries that `pool`'s database has not applied (`None`
+/// when every one is), for readiness probes: a binary newer than the schema must not take
+/// work before `qbo migrate` has run.
+pub async fn migrations_current(pool: &PgPool) -> Result<Option<usize>, sqlx::Error> {
+    // sqlx's own bookkeeping table: not part of migrations/, so not for `query!` to check.
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
+    let missing = sqlx::migrate!("./migrations")
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .count();
+    Ok((missing > 0).then_some(missing))
+}
+
 /// A raw row passes Postgres' 2 kB TOAST threshold with most payloads, so the payload gets
 /// compressed. lz4 does that several times faster than the default pglz (a page upsert costs
 /// Postgres about a quarter less) for a few percent more space. Servers without lz4 (before

@@ -1,0 +1,142 @@
+//! `qbo serve`: workers, the scheduler and the HTTP server in one process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use super::backfill_cmd::{connect, on_interrupt};
+use super::worker_cmd::NO_REALM;
+use super::{parse_secret, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
+use crate::fleet::clients::RealmClients;
+use crate::fleet::{Worker, WorkerConfig};
+use crate::serve::{self, AppState};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  qbo serve                                   # http://127.0.0.1:8080, 4 worker slots
+  QBO_SERVE_TOKEN=$(openssl rand -hex 32) qbo serve --listen 0.0.0.0:8080
+  qbo serve --workers 0                       # API and page only; `qbo worker`s load
+
+Endpoints: / (status page), /api/... (JSON API, see runbooks/serve.md), /metrics
+(Prometheus), /healthz (the process answers), /readyz (Postgres reachable, migrations
+applied). Every endpoint but /healthz and /readyz needs `Authorization: Bearer
+$QBO_SERVE_TOKEN`; without QBO_SERVE_TOKEN qbo serve listens on loopback addresses only.
+Several qbo serve instances (and qbo workers) may share one database.
+
+SIGTERM or SIGINT stops claiming, hands the windows being loaded back to the queue, lets
+answers in progress finish and exits 0 within a few seconds.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs QBO_SERVE_TOKEN.
+    #[arg(long, env = "QBO_SERVE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Bearer token every request but /healthz and /readyz must carry.
+    #[arg(long = "token", env = "QBO_SERVE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub token: Option<SecretString>,
+    /// Worker slots (runs loaded at once, as `qbo worker --companies-at-once`); 0 for an
+    /// API-only instance whose queued work other workers load.
+    #[arg(long, env = "QBO_SERVE_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub workers: u32,
+    /// Windows loaded at once per run.
+    #[arg(long, env = "QBO_WORKER_CONCURRENCY", default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub concurrency: u32,
+    /// Milliseconds between the workers' looks at the queue while there is nothing to take.
+    #[arg(long, env = "QBO_WORKER_POLL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub poll_ms: u64,
+    #[command(flatten)]
+    pub requests: RequestArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub qbo: QboArgs,
+}
+
+pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
+    serve::check_exposure(args.listen, args.token.as_ref()).map_err(CliError::usage)?;
+    let worker = match args.workers {
+        0 => None,
+        _ => Some(worker_settings(&args)?),
+    };
+    let db = connect(&args.db).await?;
+    let shutdown = on_interrupt(
+        "shutting down: no more claims, handing the windows being loaded back to the queue",
+    );
+    let state = AppState {
+        store: db.clone(),
+        token: args.token.clone().map(Arc::new),
+        shutdown: shutdown.clone(),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(settings) = worker {
+        let tokens = crate::auth::store::open(&settings.token_store, Some(db.pool()))
+            .await
+            .map_err(CliError::usage)?;
+        let clients = RealmClients::new(
+            settings,
+            tokens,
+            args.requests.retry_policy(),
+            args.requests.rate_limits(),
+            db.clone(),
+            shutdown.clone(),
+        );
+        let worker = Worker::new(
+            db.clone(),
+            clients,
+            WorkerConfig {
+                companies_at_once: args.workers as usize,
+                windows_per_run: args.concurrency,
+                lease: args.requests.lease(),
+                poll: Duration::from_millis(args.poll_ms),
+                idle_exit: false,
+            },
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            worker
+                .run()
+                .await
+                .map(|_| ())
+                .map_err(|e| CliError::failed(anyhow::Error::new(e).context("the workers stopped")))
+        });
+    }
+    let listen = args.listen;
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let served = serve::listen(listen, state, |addr| {
+            tracing::info!(%addr, "qbo serve listening");
+            outln!("listening on http://{addr}");
+        })
+        .await;
+        // The server ending on its own (a failure) takes the workers down with it.
+        http_shutdown.cancel();
+        served.map_err(CliError::failed)
+    });
+    let mut result = Ok(Outcome::Success);
+    while let Some(joined) = tasks.join_next().await {
+        let failed = match joined {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(join) => CliError::failed(anyhow::anyhow!("a qbo serve task panicked: {join}")),
+        };
+        shutdown.cancel();
+        if result.is_ok() {
+            result = Err(failed);
+        }
+    }
+    result
+}
+
+/// The app's QBO settings for the workers; QBO_REALM_ID is optional here, as for
+/// `qbo worker`.
+fn worker_settings(args: &ServeArgs) -> Result<crate::config::QboSettings, CliError> {
+    let mut qbo = args.qbo.clone();
+    if qbo.realm_id.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        qbo.realm_id = Some(NO_REALM.to_string());
+        qbo.refresh_token = None;
+    }
+    qbo.settings().map_err(CliError::usage)
+}
