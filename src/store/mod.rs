@@ -8,6 +8,7 @@ pub mod reports;
 pub mod run_requests;
 pub mod runs;
 pub mod sync_lock;
+pub mod sync_requests;
 pub mod sync_state;
 pub mod throttle;
 

@@ -8,5 +8,6 @@ mod common;
 mod companies;
 mod proof;
 mod store_races;
+mod syncs;
 mod tokens;
 mod worker;
