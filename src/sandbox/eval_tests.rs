@@ -15,6 +15,7 @@ fn store() -> Store {
         start: clock::local_midnight(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
         end: clock::local_midnight(NaiveDate::from_ymd_opt(2024, 4, 1).unwrap()),
         counts: default_counts(300, 40, 10, &Default::default()),
+        multi_currency: false,
     };
     let s = Store::generate(ctx);
     let plant = |entity: &str, v: Value| {

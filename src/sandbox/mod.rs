@@ -75,6 +75,11 @@ pub struct SandboxConfig {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub bind: SocketAddr,
+    /// A multi-currency company, as QBO has them: home currency USD, some customers and
+    /// vendors (and their transactions) in EUR, GBP or CAD with `CurrencyRef`,
+    /// `ExchangeRate` and `HomeTotalAmt`, and exchange rates served at `/exchangerate`.
+    /// False (the default) keeps every record in USD, exactly as before.
+    pub multi_currency: bool,
 }
 
 impl Default for SandboxConfig {
@@ -94,6 +99,7 @@ impl Default for SandboxConfig {
             access_token_ttl: Duration::from_secs(3600),
             refresh_token_ttl: Duration::from_secs(101 * 86_400),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            multi_currency: false,
         }
     }
 }
@@ -625,6 +631,7 @@ async fn generate_realms(cfg: &SandboxConfig) -> Result<Vec<realm::Realm>, Sandb
             .and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default()),
     );
     let (base, seed, companies) = (cfg.realm_id.clone(), cfg.seed, cfg.companies);
+    let multi_currency = cfg.multi_currency;
     tokio::task::spawn_blocking(move || {
         (0..companies)
             .map(|k| {
@@ -634,6 +641,7 @@ async fn generate_realms(cfg: &SandboxConfig) -> Result<Vec<realm::Realm>, Sandb
                     start,
                     end,
                     counts: counts.clone(),
+                    multi_currency,
                 };
                 realm::Realm::new(realm::realm_id(&base, k), seed, store::Store::generate(ctx))
             })

@@ -9,6 +9,7 @@
 
 mod banking;
 mod chart;
+pub mod currency;
 mod lines;
 mod lists;
 mod names;
@@ -101,6 +102,8 @@ pub struct GenCtx {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub counts: Counts,
+    /// The multi-currency company (see `currency`); false renders every record in USD.
+    pub multi_currency: bool,
 }
 
 impl GenCtx {

@@ -135,6 +135,9 @@ impl EntityGen for Spec {
         let mut r = Rng::new(ctx.seed, self.name, k.id, 2);
         let mut v = (self.render)(ctx, k, &mut r);
         drop_nulls(&mut v);
+        if ctx.multi_currency {
+            super::currency::apply(self.name, k, &mut v);
+        }
         v
     }
 }

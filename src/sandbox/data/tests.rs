@@ -13,6 +13,7 @@ fn ctx_with(counts: Counts) -> GenCtx {
         end: clock::local_midnight(NaiveDate::from_ymd_opt(2024, 7, 1).unwrap())
             - Duration::seconds(1),
         counts,
+        multi_currency: false,
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::super::data::record_body;
+use super::super::data::{currency, record_body};
 use super::super::store::{self, Store};
 
 /// The transaction types that post, in the order QBO's reports list them.
@@ -217,7 +217,17 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
         return;
     };
     let credit = txn["Credit"].as_bool().unwrap_or(false);
+    // Reports are in home currency: each posting of a foreign-currency transaction is its
+    // amount x the transaction's ExchangeRate, rounded to the cent (see data::currency).
+    let rate = rate_e4(&txn["ExchangeRate"]);
+    let home = |amount: Option<i64>| amount.map(|c| currency::home_cents(c, rate));
+    // What the lines and the tax post, signed: a foreign total that QBO sends no
+    // HomeTotalAmt for is booked as their sum.
+    let posted = std::cell::Cell::new(0);
     let mut push = |account: Option<u64>, sign: i64, amount: Option<i64>, memo: Option<&str>| {
+        if let Some(amount) = amount {
+            posted.set(posted.get() + sign * amount);
+        }
         if let (Some(account), Some(amount)) = (account, amount) {
             if amount != 0 && sign != 0 {
                 out.push(Posting {
@@ -276,12 +286,36 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
             push(
                 account,
                 sign,
-                cents(&l["Amount"]),
+                home(cents(&l["Amount"])),
                 l["Description"].as_str(),
             );
         }
     }
-    let total = cents(&txn["TotalAmt"]).or_else(|| cents(&txn["Amount"]));
+    let tax_sign = match kind {
+        "Invoice" | "SalesReceipt" | "VendorCredit" => -1,
+        "CreditMemo" | "RefundReceipt" | "Bill" => 1,
+        "Purchase" if credit => -1,
+        "Purchase" => 1,
+        _ => 0,
+    };
+    push(
+        d.sales_tax,
+        tax_sign,
+        home(cents(&txn["TxnTaxDetail"]["TotalTax"])),
+        None,
+    );
+    let total_amt = cents(&txn["TotalAmt"]).or_else(|| cents(&txn["Amount"]));
+    let balances_lines = matches!(
+        kind,
+        "Invoice"
+            | "SalesReceipt"
+            | "CreditMemo"
+            | "RefundReceipt"
+            | "Bill"
+            | "VendorCredit"
+            | "Purchase"
+            | "Deposit"
+    );
     let ar = ref_id(&txn["ARAccountRef"]).or(d.receivable);
     let ap = ref_id(&txn["APAccountRef"]).or(d.payable);
     let deposit_to = ref_id(&txn["DepositToAccountRef"]);
@@ -305,6 +339,11 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
         "Transfer" | "CreditCardPayment" => (to, 1),
         _ => (None, 0),
     };
+    let total = match cents(&txn["HomeTotalAmt"]) {
+        Some(home_total) => Some(home_total),
+        None if rate != ONE && balances_lines && sign != 0 => Some(-posted.get() * sign),
+        None => home(total_amt),
+    };
     push(account, sign, total, None);
     let counter = match kind {
         "Payment" => ar,
@@ -312,17 +351,12 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
         _ => None,
     };
     push(counter, -1, total, None);
-    let tax_sign = match kind {
-        "Invoice" | "SalesReceipt" | "VendorCredit" => -1,
-        "CreditMemo" | "RefundReceipt" | "Bill" => 1,
-        "Purchase" if credit => -1,
-        "Purchase" => 1,
-        _ => 0,
-    };
-    push(
-        d.sales_tax,
-        tax_sign,
-        cents(&txn["TxnTaxDetail"]["TotalTax"]),
-        None,
-    );
+}
+
+/// A rate of 1, in ten-thousandths.
+const ONE: i64 = 10_000;
+
+/// A transaction's ExchangeRate in ten-thousandths of a home unit (1 when it has none).
+fn rate_e4(v: &Value) -> i64 {
+    v.as_f64().map_or(ONE, |r| (r * 10_000.0).round() as i64)
 }
