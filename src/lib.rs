@@ -24,6 +24,7 @@ pub mod queue;
 pub mod report;
 pub mod reports;
 pub mod sandbox;
+pub mod schedule;
 pub mod serve;
 pub mod store;
 pub mod sync;

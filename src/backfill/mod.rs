@@ -914,7 +914,7 @@ pub fn lease_owner(invocation: Uuid, n: u32) -> String {
     format!("{}:{}:{invocation}:{n}", hostname(), std::process::id())
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())

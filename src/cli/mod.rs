@@ -15,6 +15,7 @@ mod report_cmd;
 mod reports_cmd;
 mod run_ref;
 mod sandbox_cmd;
+mod schedule_cmd;
 mod serve_cmd;
 mod sync_cmd;
 mod tie_out;
@@ -106,6 +107,10 @@ pub enum Command {
     /// Run workers, schedules and an HTTP API, status page and /metrics in one process.
     #[command(after_help = serve_cmd::AFTER_HELP)]
     Serve(serve_cmd::ServeArgs),
+    /// Schedules (triggers) that `qbo serve` fires: rolling backfills on a cron (UTC), per
+    /// company or for every active one; add, list, remove.
+    #[command(subcommand, after_help = schedule_cmd::AFTER_HELP)]
+    Schedule(schedule_cmd::ScheduleCommand),
     /// Load queued runs (`backfill --enqueue`) of every company, fairly, until stopped.
     #[command(after_help = worker_cmd::AFTER_HELP)]
     Worker(worker_cmd::WorkerArgs),
@@ -444,6 +449,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Sandbox(args) => sandbox_cmd::run(args).await,
         Command::Worker(args) => worker_cmd::run(args).await,
         Command::Serve(args) => serve_cmd::run(args).await,
+        Command::Schedule(cmd) => schedule_cmd::run(cmd).await,
     }
 }
 

@@ -12,6 +12,8 @@ use super::worker_cmd::NO_REALM;
 use super::{parse_secret, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::fleet::clients::RealmClients;
 use crate::fleet::{Worker, WorkerConfig};
+use crate::schedule::fire::FireSettings;
+use crate::schedule::Scheduler;
 use crate::serve::{self, AppState};
 
 pub const AFTER_HELP: &str = "\
@@ -47,6 +49,10 @@ pub struct ServeArgs {
     /// Milliseconds between the workers' looks at the queue while there is nothing to take.
     #[arg(long, env = "QBO_WORKER_POLL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub poll_ms: u64,
+    /// Milliseconds between the scheduler's looks for due schedules (`qbo schedule`). Every
+    /// instance runs the scheduler; each tick fires once across all of them.
+    #[arg(long, env = "QBO_SCHEDULER_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub scheduler_poll_ms: u64,
     #[command(flatten)]
     pub requests: RequestArgs,
     #[command(flatten)]
@@ -57,6 +63,7 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
     serve::check_exposure(args.listen, args.token.as_ref()).map_err(CliError::usage)?;
+    crate::config::validate_minor_version(args.qbo.minor_version).map_err(CliError::usage)?;
     let worker = match args.workers {
         0 => None,
         _ => Some(worker_settings(&args)?),
@@ -103,6 +110,20 @@ pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
                 .map_err(|e| CliError::failed(anyhow::Error::new(e).context("the workers stopped")))
         });
     }
+    let scheduler = Scheduler::new(
+        db.clone(),
+        FireSettings {
+            environment: args.qbo.environment,
+            minor_version: args.qbo.minor_version,
+            options: crate::backfill::Options::default(),
+        },
+        Duration::from_millis(args.scheduler_poll_ms),
+    );
+    let scheduler_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        scheduler.run(scheduler_shutdown).await;
+        Ok(())
+    });
     let listen = args.listen;
     let http_shutdown = shutdown.clone();
     tasks.spawn(async move {
