@@ -107,8 +107,8 @@ pub enum Command {
     /// Run workers, schedules and an HTTP API, status page and /metrics in one process.
     #[command(after_help = serve_cmd::AFTER_HELP)]
     Serve(serve_cmd::ServeArgs),
-    /// Schedules (triggers) that `qbo serve` fires: rolling backfills on a cron (UTC), per
-    /// company or for every active one; add, list, remove.
+    /// Schedules (triggers) that `qbo serve` fires: rolling backfills or syncs on a cron
+    /// (UTC), per company or for every active one; add, list, remove.
     #[command(subcommand, after_help = schedule_cmd::AFTER_HELP)]
     Schedule(schedule_cmd::ScheduleCommand),
     /// Load queued runs (`backfill --enqueue`) of every company, fairly, until stopped.

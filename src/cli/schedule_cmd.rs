@@ -20,8 +20,11 @@ day-of-week) or 6 with seconds first; @hourly, @daily and @weekly work too.
 
 A backfill schedule enqueues, at each tick, a backfill of the last --days days: from the
 tick's UTC date minus N days to that date, inclusive (`--days 3` at 02:00 on 2026-03-04
-loads 2026-03-01..2026-03-04); `qbo serve`'s workers (or `qbo worker`s) load it. A tick
-whose previous tick's runs still have windows to load is recorded `skipped`, with why.
+loads 2026-03-01..2026-03-04); `qbo serve`'s workers (or `qbo worker`s) load it. A sync schedule
+enqueues a sync of the entity (or all) per company, as `qbo sync --enqueue` does; a worker
+runs it from the company's watermarks (so backfill a company once before syncing it). A tick
+whose previous tick's work is still going (runs with windows to load, or a sync request
+queued or running) is recorded `skipped`, with why.
 Ticks are listed, with what they enqueued, by GET /api/schedules/NAME/firings on `qbo serve`
 (and in ops.schedule_firings).
 
@@ -29,6 +32,7 @@ Examples:
   qbo schedule add --name nightly --cron '0 2 * * *' --kind backfill --entity all --days 3 --all-companies
   qbo schedule add --name acme-invoices --cron '30 */6 * * *' --kind backfill --entity invoices \\
       --days 1 --realm-id 9130350000000001
+  qbo schedule add --name hourly-sync --cron '0 * * * *' --kind sync --all-companies
   qbo schedule list
   qbo schedule remove nightly";
 
@@ -47,7 +51,7 @@ pub enum ScheduleCommand {
 pub enum KindArg {
     /// A rolling backfill of the last --days days.
     Backfill,
-    /// A sync (what changed since the last sync). Not in this build yet.
+    /// A queued sync per company (what changed since its last sync), run by a worker.
     Sync,
 }
 
@@ -66,7 +70,8 @@ pub struct AddArgs {
     /// The entity, as `qbo entities` lists it, or `all`.
     #[arg(long, default_value = "all")]
     pub entity: String,
-    /// Backfill: load the last N days up to the tick's date (UTC), today included.
+    /// Backfill only (required): load the last N days up to the tick's date (UTC), that
+    /// date included.
     #[arg(long, allow_negative_numbers = true)]
     pub days: Option<i64>,
     /// One company (it must be in `qbo companies`). This flag does not read QBO_REALM_ID: a

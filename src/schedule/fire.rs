@@ -6,7 +6,11 @@ use super::{store, FiringOutcome, Kind, Schedule, ScheduleError, Target};
 use crate::backfill::Options;
 use crate::chunks::DateRange;
 use crate::companies::{self, CompanyStatus, Environment};
-use crate::fleet::{enqueue_backfill, BackfillRequest};
+use crate::entities::Selection;
+use crate::fleet::{
+    enqueue_backfill, enqueue_sync, BackfillRequest, Requester, SyncOptions, SyncRequest,
+    SyncSelection,
+};
 use crate::store::PgStore;
 
 /// How the instance's scheduler enqueues: the settings its `qbo serve` was given.
@@ -24,6 +28,7 @@ pub struct FireSettings {
 pub struct Fired {
     pub outcome: FiringOutcome,
     pub reason: String,
+    /// Runs (backfill) or sync requests (sync) enqueued.
     pub runs: usize,
 }
 
@@ -71,7 +76,7 @@ pub async fn fire(
 enum EnqueueError {
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
-    #[error("enqueueing the runs of realm {realm_id} (runs enqueued before stay queued)")]
+    #[error("enqueueing the work of realm {realm_id} (what was enqueued before stays queued)")]
     Fleet {
         realm_id: String,
         #[source]
@@ -86,8 +91,16 @@ async fn enqueue(
     tick_at: DateTime<Utc>,
 ) -> Result<Fired, EnqueueError> {
     let selection = s.selection()?;
-    let (Kind::Backfill, Some(days)) = (s.kind, s.days) else {
-        return Err(ScheduleError::SyncUnavailable.into());
+    let job = match (s.kind, s.days) {
+        (Kind::Backfill, Some(days)) => Job::Backfill(rolling_range(tick_at, days.max(1) as u32)),
+        (Kind::Backfill, None) => {
+            return Err(ScheduleError::Unreadable {
+                name: s.name.clone(),
+                reason: "a backfill without days".into(),
+            }
+            .into())
+        }
+        (Kind::Sync, _) => Job::Sync,
     };
     let realms = match companies_of(db, settings, s).await? {
         Ok(realms) => realms,
@@ -99,44 +112,76 @@ async fn enqueue(
             })
         }
     };
-    let range = rolling_range(tick_at, days.max(0) as u32);
-    let mut runs = 0;
+    let mut queued = 0;
     for realm_id in &realms {
-        let enqueued = enqueue_backfill(
-            db,
-            &BackfillRequest {
-                realm_id,
-                selection,
-                range,
-                options: &settings.options,
-                minor_version: settings.minor_version,
-            },
-        )
-        .await
-        .map_err(|source| EnqueueError::Fleet {
+        let failed = |source| EnqueueError::Fleet {
             realm_id: realm_id.clone(),
             source,
-        })?;
-        let ids: Vec<_> = enqueued.runs.iter().map(|(_, id)| *id).collect();
-        store::add_runs(db.pool(), s.schedule_id, tick_at, &ids).await?;
-        runs += ids.len();
+        };
+        match job {
+            Job::Backfill(range) => {
+                let enqueued = enqueue_backfill(
+                    db,
+                    &BackfillRequest {
+                        realm_id,
+                        selection,
+                        range,
+                        options: &settings.options,
+                        minor_version: settings.minor_version,
+                    },
+                )
+                .await
+                .map_err(failed)?;
+                let ids: Vec<_> = enqueued.runs.iter().map(|(_, id)| *id).collect();
+                store::add_work(db.pool(), s.schedule_id, tick_at, &ids, &[]).await?;
+                queued += ids.len();
+            }
+            Job::Sync => {
+                let request = enqueue_sync(
+                    db,
+                    &SyncRequest {
+                        realm_id,
+                        selection: match selection {
+                            Selection::All => SyncSelection::All,
+                            Selection::One(e) => SyncSelection::of(&[e]),
+                        },
+                        options: SyncOptions::default(),
+                        requested_by: Requester::Schedule,
+                        schedule_id: Some(s.schedule_id),
+                    },
+                )
+                .await
+                .map_err(failed)?;
+                store::add_work(db.pool(), s.schedule_id, tick_at, &[], &[request]).await?;
+                queued += 1;
+            }
+        }
     }
+    let companies = match realms.len() {
+        1 => "1 company".to_string(),
+        n => format!("{n} companies"),
+    };
+    let reason = match job {
+        Job::Backfill(range) => format!(
+            "backfill {} {}..{}: {queued} runs queued for {companies}",
+            s.entity, range.start, range.end_inclusive
+        ),
+        Job::Sync => format!(
+            "sync {}: {queued} sync requests queued for {companies}",
+            s.entity
+        ),
+    };
     Ok(Fired {
         outcome: FiringOutcome::Fired,
-        reason: format!(
-            "backfill {} {}..{}: {runs} runs queued for {} {}",
-            s.entity,
-            range.start,
-            range.end_inclusive,
-            realms.len(),
-            if realms.len() == 1 {
-                "company"
-            } else {
-                "companies"
-            }
-        ),
-        runs,
+        reason,
+        runs: queued,
     })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Backfill(DateRange),
+    Sync,
 }
 
 /// The realms the tick works on, or why there are none (the tick is then skipped).

@@ -3,7 +3,8 @@
 //! - `backfill`: a rolling backfill of an entity (or all) over the last N days: start = the
 //!   tick's UTC date minus N days, end = that date (inclusive). Runs are enqueued with
 //!   `fleet::enqueue_backfill`, and workers load them.
-//! - `sync`: a queued sync (not in this build yet: adding one is refused).
+//! - `sync`: a queued sync of an entity (or all) per company (`fleet::enqueue_sync`), which
+//!   a worker runs whole from the company's watermarks.
 //!
 //! Every `qbo serve` runs the scheduler (`scheduler`); they coordinate through Postgres only
 //! (`store`): a tick is claimed by moving the schedule's `next_tick_at` from the value read
@@ -68,11 +69,6 @@ pub enum ScheduleError {
     )]
     UnknownCompany(String),
     #[error(
-        "sync schedules need queued syncs (`qbo sync --enqueue`), which this build of qbo does \
-         not have yet; schedule a rolling backfill instead (--kind backfill --days N)"
-    )]
-    SyncUnavailable,
-    #[error(
         "a schedule named `{0}` already exists: `qbo schedule remove {0}` first, or choose \
          another name"
     )]
@@ -105,7 +101,7 @@ impl ScheduleError {
         use ScheduleError::*;
         match self {
             BadName(_) | Cron(_) | BadKind(_) | NoDays | BadDays(_) | DaysForSync | Entity(_)
-            | NoTarget | BothTargets | BadRealm(_) | SyncUnavailable => ErrorClass::BadInput,
+            | NoTarget | BothTargets | BadRealm(_) => ErrorClass::BadInput,
             UnknownCompany(_) | NotFound(_) => ErrorClass::NotFound,
             Companies(crate::companies::CompaniesError::NotFound(_)) => ErrorClass::NotFound,
             NameTaken(_) => ErrorClass::Conflict,
@@ -215,9 +211,6 @@ impl ScheduleSpec {
                 Target::Company(r.to_string())
             }
         };
-        if kind == Kind::Sync {
-            return Err(ScheduleError::SyncUnavailable);
-        }
         Ok(NewSchedule {
             name: name.to_string(),
             cron,
@@ -364,6 +357,19 @@ mod tests {
         .unwrap();
         assert_eq!(all.target, Target::AllCompanies);
         assert_eq!(all.selection, Selection::All);
+    }
+
+    #[test]
+    fn a_sync_schedule_takes_no_days() {
+        let s = ScheduleSpec {
+            kind: "sync".into(),
+            days: None,
+            ..spec()
+        }
+        .check()
+        .unwrap();
+        assert_eq!(s.kind, Kind::Sync);
+        assert_eq!(s.days, None);
     }
 
     #[test]

@@ -239,13 +239,15 @@ pub async fn claim(
 }
 
 /// Why the schedule's previous firing is not done, if it is not: it is still enqueueing,
-/// or runs it enqueued have windows left to load.
+/// a sync request it enqueued is queued or running, or a run it enqueued (and nobody
+/// cancelled) has windows left to load.
 async fn previous_work_going(
     tx: &mut Transaction<'_, Postgres>,
     schedule_id: Uuid,
 ) -> Result<Option<String>, ScheduleError> {
     let Some(prev) = sqlx::query!(
         r#"SELECT tick_at, outcome AS "outcome: FiringOutcome", fired_by, run_ids,
+                  sync_request_ids,
                   EXTRACT(EPOCH FROM clock_timestamp() - fired_at)::float8 AS "age_secs!"
              FROM ops.schedule_firings
             WHERE schedule_id = $1 AND outcome IN ('firing', 'fired', 'failed')
@@ -261,7 +263,7 @@ async fn previous_work_going(
     if prev.outcome == FiringOutcome::Firing {
         if prev.age_secs < FIRING_GIVES_UP_AFTER_SECS {
             return Ok(Some(format!(
-                "the previous tick ({tick}) is still being fired by {}",
+                "the previous tick's work ({tick}) is still going: {} is still enqueueing it",
                 prev.fired_by
             )));
         }
@@ -277,6 +279,26 @@ async fn previous_work_going(
         )
         .execute(&mut **tx)
         .await?;
+    }
+    let open_sync = sqlx::query!(
+        r#"SELECT request_id, realm_id, status::text AS "status!"
+             FROM ops.sync_requests
+            WHERE request_id = ANY($1) AND status IN ('queued', 'running')
+            ORDER BY realm_id, requested_at"#,
+        &prev.sync_request_ids
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if let Some(first) = open_sync.first() {
+        let more = match open_sync.len() {
+            1 => String::new(),
+            n => format!(" and {} more sync requests", n - 1),
+        };
+        return Ok(Some(format!(
+            "the previous tick's work ({tick}) is still going: sync request {} (realm {}) is \
+             {}{more}",
+            first.request_id, first.realm_id, first.status
+        )));
     }
     let unfinished = sqlx::query!(
         r#"SELECT r.run_id, r.realm_id, r.entity, count(*) AS "windows!"
@@ -304,20 +326,24 @@ async fn previous_work_going(
     )))
 }
 
-/// Adds runs a firing enqueued (as it goes, so a firing that stops midway still names
-/// what it enqueued, and the next tick waits for them).
-pub async fn add_runs(
+/// Adds runs and sync requests a firing enqueued (as it goes, so a firing that stops midway
+/// still names what it enqueued, and the next tick waits for them).
+pub async fn add_work(
     pool: &PgPool,
     schedule_id: Uuid,
     tick_at: DateTime<Utc>,
     run_ids: &[Uuid],
+    sync_request_ids: &[Uuid],
 ) -> Result<(), ScheduleError> {
     sqlx::query!(
-        "UPDATE ops.schedule_firings SET run_ids = run_ids || $3::uuid[]
+        "UPDATE ops.schedule_firings
+            SET run_ids = run_ids || $3::uuid[],
+                sync_request_ids = sync_request_ids || $4::uuid[]
           WHERE schedule_id = $1 AND tick_at = $2",
         schedule_id,
         tick_at,
         run_ids,
+        sync_request_ids,
     )
     .execute(pool)
     .await?;
