@@ -1,10 +1,12 @@
 //! The backfill engine: creates or resumes a run, lets workers claim its chunks, and loads
 //! each chunk completely (every record that was in the window when the chunk started).
 
+mod claimed;
 mod progress;
 mod sweep;
 mod window;
 
+pub use claimed::ChunkSummary;
 pub use progress::{EntitiesSnapshot, EntityProgress, ProgressSnapshot, RunProgress};
 use window::{ChunkJob, Loaded, PagedWindow};
 

@@ -69,6 +69,8 @@ pub(super) struct PagedWindow {
     pub(super) counted_at: Option<DateTime<Utc>>,
     /// Everything stamped from here on may have moved while it was paged.
     pub(super) began: DateTime<Utc>,
+    /// The window's full reads so far, this one included (every attempt's).
+    pub(super) pass: u32,
 }
 
 /// What a window holds, by whose word.
@@ -135,6 +137,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             expected,
             counted_at: job.counted_at,
             began: changed_since_floor(paged.first_server_time),
+            pass,
         }))
     }
 

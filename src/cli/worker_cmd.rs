@@ -18,10 +18,13 @@ Examples:
   qbo report --companies                      # queued / running / succeeded per company
 
 A worker loads the windows of queued runs (`qbo backfill ... --enqueue`) of any company,
-fairly: each of its --companies-at-once slots takes a run of the company whose window was
-claimed least recently, skipping companies QBO is throttling (a 429 pauses the company for
-every process) and companies this worker found without a usable refresh token (it logs
-them; `qbo auth import` or `qbo auth login`, then restart it). Each company's requests stay
+fairly, one window at a time: each of its slots (--companies-at-once x --concurrency) claims
+a window of the company whose window was claimed least recently (by any worker), skipping
+companies QBO is throttling (a 429 pauses the company for every process), companies not
+active in `qbo companies`, companies this worker already loads --concurrency windows of, and
+companies this worker found without a usable refresh token (it logs them; `qbo auth import`
+or `qbo auth login` makes them active again). A company's big run never holds a slot while
+another company's windows wait. Each company's requests stay
 within QBO's limits across every worker and machine (they share its budget through
 Postgres). Workers hold nothing but leases: add or remove them at any time. A window whose
 worker was killed is taken over once its lease (--lease-secs) runs out.
@@ -44,12 +47,13 @@ one QBO refused is needs_reauth meanwhile, and `qbo auth login`/`import` makes i
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Runs loaded at once, of different companies when several have queued work (one
-    /// company's big run may take several slots when nothing else is queued).
+    /// Companies loaded at once: the worker loads up to this times --concurrency windows at
+    /// once, claimed one at a time, least recently served company first.
     #[arg(long, env = "QBO_WORKER_COMPANIES_AT_ONCE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub companies_at_once: u32,
-    /// Windows loaded at once per run; the worker loads up to --companies-at-once times
-    /// this many windows at once. Each company's QBO limits hold whatever this says.
+    /// Windows of one company this worker loads at once, at most; the worker loads up to
+    /// --companies-at-once times this many windows at once. Each company's QBO limits hold
+    /// whatever this says.
     #[arg(long, env = "QBO_WORKER_CONCURRENCY", default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
     /// Exit (0) once no queued window is left: none pending and none held by any worker;
@@ -129,8 +133,8 @@ fn report_line(r: &WorkerReport) -> String {
         Stop::Skipped => "only windows of skipped companies or runs are left",
     };
     let mut line = format!(
-        "worker stopped ({why}): {} run visits, {} companies, {} rows loaded",
-        r.visits,
+        "worker stopped ({why}): {} windows, {} companies, {} rows loaded",
+        r.windows,
         r.companies.len(),
         r.rows
     );

@@ -1,8 +1,11 @@
 //! `qbo worker`: a long-running, stateless process that loads the windows of any company's
-//! queued runs. Each of its slots takes the queued run of the company served least recently
-//! (never one paused by a 429 or that this worker is skipping for a while), loads windows of it
-//! with the backfill engine until none is left to claim, and asks again. On SIGTERM or
-//! SIGINT the windows being loaded are handed back (`pending`) for the other workers.
+//! queued runs. Each of its slots claims one window at a time with the queue's one fairness
+//! order (`Queue::claim_next_any`: the company served least recently first, never one paused
+//! by a 429, not `active`, or that this worker is skipping for a while or already loads its
+//! share of windows of), loads it with the backfill engine (`Backfill::load_claimed`), and
+//! claims again: a company's big run never holds a slot while another company waits. On
+//! SIGTERM or SIGINT the windows being loaded are handed back (`pending`) for the other
+//! workers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,15 +16,16 @@ use uuid::Uuid;
 
 use super::clients::RealmClients;
 use super::FleetError;
-use crate::backfill::{Backfill, BackfillError, Mode, Options};
-use crate::store::fleet::QueuedRun;
+use crate::backfill::{Backfill, BackfillError, Options};
+use crate::queue::{ClaimedChunk, Claimer, Queue, QueueError};
 use crate::store::{PgStore, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Runs loaded at once (of different companies when there are several to serve).
+    /// Slots: windows loaded at once (of different companies when there are several to
+    /// serve) is this times `windows_per_run`.
     pub companies_at_once: usize,
-    /// Windows loaded at once per run.
+    /// Windows of one company this worker loads at once, at most.
     pub windows_per_run: u32,
     /// How long a claimed window stays this worker's without a heartbeat.
     pub lease: Duration,
@@ -72,8 +76,8 @@ impl Skip {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WorkerReport {
     pub stop: Stop,
-    /// Times a slot took a run and loaded what it could claim of it.
-    pub visits: u64,
+    /// Windows this worker loaded (claimed and settled, split or handed back).
+    pub windows: u64,
     /// Records this worker loaded.
     pub rows: u64,
     pub companies: BTreeSet<String>,
@@ -87,14 +91,14 @@ pub struct WorkerReport {
 
 #[derive(Default)]
 struct State {
-    /// Companies being loaded by a slot now (a company twice if two slots load it).
-    busy: Vec<String>,
+    /// Companies being loaded now, with how many windows of each.
+    busy: HashMap<String, usize>,
     skip_realms: BTreeMap<String, Skip>,
     /// Runs the engine refused (tried again once their skip runs out).
     skip_runs: HashMap<Uuid, Skip>,
     /// With `--idle-exit`: what was left when only skipped windows were.
     left: Option<BTreeMap<String, i64>>,
-    visits: u64,
+    windows: u64,
     rows: u64,
     companies: BTreeSet<String>,
     /// A failure of the worker itself (Postgres answering with an error that is no outage).
@@ -111,6 +115,7 @@ enum Left {
 
 pub struct Worker {
     store: PgStore,
+    queue: Queue,
     clients: RealmClients,
     cfg: WorkerConfig,
     cancel: CancellationToken,
@@ -126,6 +131,7 @@ impl Worker {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Worker {
+            queue: Queue::new(store.clone()),
             store,
             clients,
             cfg,
@@ -142,7 +148,8 @@ impl Worker {
     pub async fn run(self: &Arc<Self>) -> Result<WorkerReport, FleetError> {
         let idle = CancellationToken::new();
         let mut slots = tokio::task::JoinSet::new();
-        for n in 0..self.cfg.companies_at_once.max(1) {
+        let slots_n = self.cfg.companies_at_once.max(1) * self.cfg.windows_per_run.max(1) as usize;
+        for n in 0..slots_n {
             let (me, idle) = (self.clone(), idle.clone());
             slots.spawn(async move { me.slot(n, &idle).await });
         }
@@ -172,7 +179,7 @@ impl Worker {
             } else {
                 Stop::Idle
             },
-            visits: state.visits,
+            windows: state.windows,
             rows: state.rows,
             companies: std::mem::take(&mut state.companies),
             skipped: std::mem::take(&mut state.skip_realms)
@@ -189,20 +196,45 @@ impl Worker {
 
     async fn slot(&self, n: usize, idle: &CancellationToken) {
         while !self.cancel.is_cancelled() && !idle.is_cancelled() {
-            let (skip, busy, skip_runs) = {
+            let (exclude, skip, skip_runs) = {
                 let mut s = self.state();
                 // Skips run out: the company or run is tried again.
                 let now = Instant::now();
                 s.skip_realms.retain(|_, skip| skip.until > now);
                 s.skip_runs.retain(|_, skip| skip.until > now);
+                let skip: Vec<String> = s.skip_realms.keys().cloned().collect();
+                // A company this worker already loads its share of windows of waits for
+                // them: its requests would only queue behind its budget.
+                let per_company = self.cfg.windows_per_run.max(1) as usize;
+                let mut exclude = skip.clone();
+                exclude.extend(
+                    s.busy
+                        .iter()
+                        .filter(|(_, &n)| n >= per_company)
+                        .map(|(realm, _)| realm.clone()),
+                );
                 (
-                    s.skip_realms.keys().cloned().collect::<Vec<_>>(),
-                    s.busy.clone(),
+                    exclude,
+                    skip,
                     s.skip_runs.keys().copied().collect::<Vec<_>>(),
                 )
             };
-            match self.store.next_queued_run(&skip, &busy, &skip_runs).await {
-                Ok(Some(run)) => self.visit(n, run).await,
+            // Each claim is its own invocation: a window handed back (a Postgres outage, a
+            // token being rotated) may be claimed again by this worker at once.
+            let token = self.cancel.child_token();
+            let invocation = Uuid::new_v4();
+            let claimer = Claimer {
+                owner: crate::backfill::lease_owner(invocation, n as u32),
+                invocation,
+                lease: self.cfg.lease,
+                cancel: token.clone(),
+            };
+            match self
+                .queue
+                .claim_next_any(&claimer, &exclude, &skip_runs)
+                .await
+            {
+                Ok(Some(chunk)) => self.load(n, chunk, token).await,
                 Ok(None) => {
                     if self.cfg.idle_exit {
                         match self.queue_left(&skip, &skip_runs).await {
@@ -222,14 +254,19 @@ impl Worker {
                     }
                     self.pause(idle).await;
                 }
-                Err(e) if e.is_transient() => {
+                Err(QueueError::Store(e)) if e.is_transient() => {
                     tracing::warn!(error = %crate::errors::chain(&e), "database unavailable; asking again shortly");
                     self.pause(idle).await;
                 }
-                Err(e) => {
+                Err(QueueError::Store(e)) => {
                     tracing::error!(error = %crate::errors::chain(&e), "the queue cannot be read; stopping");
                     self.state().fatal.get_or_insert(e);
                     self.cancel.cancel();
+                }
+                Err(e @ QueueError::LeaseLost { .. }) => {
+                    // A claim never loses a lease; asking again is all there is to do.
+                    tracing::warn!(error = %crate::errors::chain(&e), "claiming a window failed; asking again shortly");
+                    self.pause(idle).await;
                 }
             }
         }
@@ -263,22 +300,26 @@ impl Worker {
         }
     }
 
-    /// Loads what can be claimed of `run`, then returns (windows other workers hold are
-    /// theirs; one whose worker died is claimable again once its lease runs out).
-    async fn visit(&self, slot: usize, run: QueuedRun) {
-        let realm = run.realm_id.clone();
-        let span = tracing::info_span!("visit", slot, realm_id = %realm, entity = %run.entity, run_id = %run.run_id);
-        let Some(entity) = crate::entities::find(&run.entity) else {
+    /// Loads one claimed window with the backfill engine (its run's options say how), then
+    /// returns: the next claim decides which company is served next.
+    async fn load(&self, slot: usize, chunk: ClaimedChunk, token: CancellationToken) {
+        let row = chunk.row().clone();
+        let realm = row.realm_id.clone();
+        let span = tracing::info_span!("window", slot, realm_id = %realm, entity = %row.entity, run_id = %row.run_id, chunk = row.chunk_index);
+        if crate::entities::find(&row.entity).is_none() {
             tracing::error!(parent: &span, "the run is of an entity this qbo does not know (an older or newer qbo planned it); leaving it");
-            let reason = format!("entity {} is unknown to this qbo", run.entity);
+            let reason = format!("entity {} is unknown to this qbo", row.entity);
+            self.give_back(chunk, &span).await;
             self.state()
                 .skip_runs
-                .insert(run.run_id, Skip::new(reason, SKIP_FOR));
+                .insert(row.run_id, Skip::new(reason, SKIP_FOR));
             return;
-        };
+        }
         let client = match self.clients.get(&realm).await {
             Ok(client) => client,
             Err(e) => {
+                // Nothing was loaded: the window waits untouched for whoever can load it.
+                self.give_back(chunk, &span).await;
                 let reason = crate::errors::chain(&e);
                 let for_ = if e.needs_human() {
                     tracing::error!(parent: &span, error = %reason, "cannot load this company; the worker goes on with the others");
@@ -295,10 +336,10 @@ impl Worker {
                 return;
             }
         };
-        self.state().busy.push(realm.clone());
-        let engine = Backfill::new(client, self.store.clone(), self.cancel.child_token());
+        *self.state().busy.entry(realm.clone()).or_default() += 1;
+        let engine = Backfill::new(client, self.store.clone(), token);
         let result = tracing::Instrument::instrument(
-            engine.run(entity, Mode::Resume(Some(run.run_id)), self.options(&run)),
+            engine.load_claimed(chunk, self.options()),
             span.clone(),
         )
         .await;
@@ -311,21 +352,26 @@ impl Worker {
         if let Some(reason) = &needs_human {
             self.needs_reauth(&realm, reason).await;
         }
-        if matches!(&result, Ok(s) if s.status == crate::queue::RunStatus::Success) {
+        if matches!(&result, Ok(s) if s.run_status == Some(crate::queue::RunStatus::Success)) {
             if let Err(e) = crate::companies::touch_loaded(self.store.pool(), &realm).await {
                 tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "could not record when the company was last loaded");
             }
         }
         let mut state = self.state();
-        if let Some(i) = state.busy.iter().position(|r| *r == realm) {
-            state.busy.swap_remove(i);
+        if let Some(n) = state.busy.get_mut(&realm) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.busy.remove(&realm);
+            }
         }
         match result {
             Ok(summary) => {
-                state.visits += 1;
+                state.windows += 1;
                 state.rows += summary.rows_loaded_now;
                 state.companies.insert(realm);
-                tracing::info!(parent: &span, status = %summary.status, rows = summary.rows_loaded_now, "run visited");
+                if let Some(status) = summary.run_status {
+                    tracing::info!(parent: &span, %status, "run settled: no window of it is left");
+                }
             }
             Err(BackfillError::Auth(auth)) if auth.needs_human() => {
                 let reason = crate::errors::chain(&auth);
@@ -333,15 +379,25 @@ impl Worker {
                 state.skip_realms.insert(realm, Skip::new(reason, SKIP_FOR));
             }
             Err(BackfillError::Store(e)) if e.is_transient() => {
-                tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "database unavailable; the run's windows go back to the queue");
+                tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "database unavailable; the window goes back to the queue once its lease runs out");
+            }
+            Err(BackfillError::Queue(QueueError::Store(e))) if e.is_transient() => {
+                tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "database unavailable; the window goes back to the queue once its lease runs out");
             }
             Err(e) => {
                 let reason = crate::errors::chain(&e);
                 tracing::error!(parent: &span, error = %reason, "the run cannot be loaded; the worker leaves it for a minute and goes on");
                 state
                     .skip_runs
-                    .insert(run.run_id, Skip::new(reason, SKIP_FOR));
+                    .insert(row.run_id, Skip::new(reason, SKIP_FOR));
             }
+        }
+    }
+
+    async fn give_back(&self, chunk: ClaimedChunk, span: &tracing::Span) {
+        if let Err(e) = chunk.give_back_untried().await {
+            // Its lease runs out and it is claimable again.
+            tracing::warn!(parent: span, error = %crate::errors::chain(&e), "could not give the window back; it is claimable again once its lease runs out");
         }
     }
 
@@ -368,17 +424,11 @@ impl Worker {
         }
     }
 
-    /// The run's own window options (how it was planned), this worker's pace and lease.
-    fn options(&self, run: &QueuedRun) -> Options {
-        let page_size = run
-            .options
-            .get("page_size")
-            .and_then(serde_json::Value::as_u64)
-            .map(|n| n.clamp(1, u64::from(crate::query::MAX_PAGE_SIZE)) as u32)
-            .unwrap_or(crate::query::MAX_PAGE_SIZE);
+    /// This worker's lease; the run's stored options say how its windows are planned and
+    /// paged.
+    fn options(&self) -> Options {
         Options {
-            page_size,
-            concurrency: self.cfg.windows_per_run.max(1),
+            concurrency: 1,
             lease: self.cfg.lease,
             wait_for_others: false,
             ..Options::default()

@@ -106,12 +106,18 @@ impl Queue {
 
     /// Claims one chunk of any queued run (a backfill `--enqueue` planned: `"queued": true`
     /// in its options; runs of in-process commands are theirs to finish) of any company,
-    /// for a worker that serves them all. Fair between companies: the company (realm) served least recently
-    /// first (one never served before any other), then its oldest run, then window order;
-    /// claiming stamps the company's `ops.realm_service.last_served_at`. Companies in
-    /// `exclude` (paused, over budget) are skipped. A chunk is claimable when `pending`, or
-    /// `running`/`paged` under a lease that ran out (its worker died); never one this
-    /// invocation already tried, and never `error` (failed windows wait for
+    /// for a worker that serves them all. This is the fleet's one fairness order: the
+    /// company (realm) served least recently first (one never served before any other), then
+    /// its oldest run, then window order; claiming stamps the company's
+    /// `ops.realm_service.last_served_at`.
+    ///
+    /// Never claimed: windows of a company in `exclude` (the worker's skip list, or at its
+    /// share of the worker's slots), paused by a 429 (`ops.company_throttle`), or not
+    /// `active` in `qbo companies` (`paused`, `needs_reauth`, or removed from a non-empty
+    /// `qbo companies`); windows of a run in `skip_runs` or of a run that is not `running` or
+    /// `incomplete` (a cancelled run's windows stay where they are). A chunk is claimable
+    /// when `pending`, or `running`/`paged` under a lease that ran out (its worker died);
+    /// never one this invocation already tried, and never `error` (failed windows wait for
     /// `--retry-failed`).
     ///
     /// One statement: the pick (`FOR UPDATE SKIP LOCKED`, so concurrent workers never share
@@ -120,6 +126,7 @@ impl Queue {
         &self,
         claimer: &Claimer,
         exclude: &[String],
+        skip_runs: &[Uuid],
     ) -> Result<Option<ClaimedChunk>, QueueError> {
         let row = sqlx::query_as!(
             ChunkRow,
@@ -131,6 +138,14 @@ impl Queue {
                    WHERE run.kind = 'backfill' AND (run.options->>'queued')::boolean IS TRUE
                      AND run.status IN ('running', 'incomplete')
                      AND c.realm_id <> ALL($3::text[])
+                     AND c.run_id <> ALL($5::uuid[])
+                     AND NOT EXISTS (
+                         SELECT 1 FROM ops.company_throttle t
+                         WHERE t.realm_id = c.realm_id AND t.paused_until > now())
+                     AND (EXISTS (
+                              SELECT 1 FROM ops.companies co
+                              WHERE co.realm_id = c.realm_id AND co.status = 'active')
+                          OR NOT EXISTS (SELECT 1 FROM ops.companies))
                      AND c.last_invocation IS DISTINCT FROM $1
                      AND (c.status = 'pending'
                           OR (c.status IN ('running', 'paged') AND c.lease_expires_at < now()))
@@ -173,6 +188,7 @@ impl Queue {
             claimer.owner,
             exclude,
             claimer.lease.as_secs_f64(),
+            skip_runs,
         )
         .fetch_optional(self.pool())
         .await?;

@@ -45,6 +45,8 @@ pub struct ClaimedChunk {
     queue: Queue,
     row: ChunkRow,
     owner: String,
+    /// The claimer's invocation (`last_invocation` of the chunk while it is ours).
+    invocation: Uuid,
     lease: Duration,
     stop: CancellationToken,
     heartbeat: tokio::task::JoinHandle<()>,
@@ -84,6 +86,7 @@ impl ClaimedChunk {
             queue,
             row,
             owner: claimer.owner.clone(),
+            invocation: claimer.invocation,
             lease: claimer.lease,
             stop,
             heartbeat,
@@ -102,6 +105,11 @@ impl ClaimedChunk {
 
     pub fn index(&self) -> i32 {
         self.row.chunk_index
+    }
+
+    /// The invocation that claimed it (what `Queue::extend_paged` keeps parked windows by).
+    pub fn invocation(&self) -> Uuid {
+        self.invocation
     }
 
     /// This attempt's number (1 for the first claim of the chunk).
@@ -347,6 +355,36 @@ impl ClaimedChunk {
                     r#"UPDATE ops.backfill_report
                        SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
                            error_message = 'interrupted', finished_at = now()
+                       WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3
+                         AND attempts = $4 AND status = 'running'"#,
+                    self.row.run_id,
+                    self.row.chunk_index,
+                    self.owner,
+                    self.row.attempts,
+                )
+                .execute(self.queue.pool())
+                .await?;
+                self.fenced(r.rows_affected())
+            },
+        )
+        .await
+    }
+
+    /// Gives the chunk back as if it had never been claimed (the attempt is not counted):
+    /// for a claimer that finds, before loading anything, that it cannot load this company
+    /// (no usable token), so the window waits untouched for a human or another worker.
+    pub async fn give_back_untried(self) -> Result<(), QueueError> {
+        self.heartbeat.abort();
+        retry_transient(
+            &CancellationToken::new(),
+            "giving the chunk back",
+            || async {
+                let r = sqlx::query!(
+                    r#"UPDATE ops.backfill_report
+                       SET status = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                           attempts = attempts - 1,
+                           started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+                           last_invocation = NULL
                        WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3
                          AND attempts = $4 AND status = 'running'"#,
                     self.row.run_id,

@@ -18,8 +18,41 @@ impl Queue {
 
     /// Derives the run's status from its chunks and stores it: `incomplete` while any chunk
     /// is unfinished (or it has none), else `success`, `partial` or `error`.
+    ///
+    /// The run's row is locked first, and the status derived after the lock is taken: two
+    /// workers finishing the run's last two windows at once each settle it, and without the
+    /// lock the one that read its chunks before the other's window committed (`incomplete`)
+    /// could write last, leaving a finished run looking unfinished.
     pub async fn settle_run(&self, run_id: Uuid) -> Result<RunStatus, QueueError> {
-        Ok(sqlx::query_scalar!(
+        Ok(self
+            .settle(run_id, false)
+            .await?
+            .unwrap_or(RunStatus::Incomplete))
+    }
+
+    /// Settles the run only if none of its chunks is unfinished (what a `qbo worker` does
+    /// after each window: the run stays `running` while windows of it are left, whoever
+    /// holds them). None: windows are left, the run's status is untouched.
+    pub async fn settle_run_if_finished(
+        &self,
+        run_id: Uuid,
+    ) -> Result<Option<RunStatus>, QueueError> {
+        self.settle(run_id, true).await
+    }
+
+    async fn settle(
+        &self,
+        run_id: Uuid,
+        only_finished: bool,
+    ) -> Result<Option<RunStatus>, QueueError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query!(
+            "SELECT run_id FROM ops.backfill_runs WHERE run_id = $1 FOR UPDATE",
+            run_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let status = sqlx::query_scalar!(
             r#"UPDATE ops.backfill_runs r
                SET status = s.status, updated_at = now(),
                    finished_at = now()
@@ -32,11 +65,14 @@ impl Queue {
                        ELSE 'error' END AS status
                    FROM ops.backfill_report WHERE run_id = $1
                ) s
-               WHERE r.run_id = $1
+               WHERE r.run_id = $1 AND NOT ($2 AND s.status = 'incomplete')
                RETURNING r.status AS "status: RunStatus""#,
-            run_id
+            run_id,
+            only_finished,
         )
-        .fetch_one(self.pool())
-        .await?)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(status)
     }
 }

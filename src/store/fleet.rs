@@ -1,5 +1,5 @@
-//! What `qbo worker`s ask Postgres: which queued run to work next (fairly across companies),
-//! whether any queued work is left, and the per-company view of the queue `qbo report`
+//! What `qbo worker`s ask Postgres besides claiming windows (`Queue::claim_next_any`, the
+//! one fairness order across companies): whether any queued work is left, and the per-company view of the queue `qbo report`
 //! shows. A queued run is a backfill `qbo backfill --enqueue` planned (`"queued": true` in
 //! its options); runs of in-process commands are theirs to finish (`--resume`).
 
@@ -7,15 +7,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{PgStore, StoreError};
-
-/// A queued run a worker may take a window of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueuedRun {
-    pub run_id: Uuid,
-    pub realm_id: String,
-    pub entity: String,
-    pub options: serde_json::Value,
-}
 
 /// One company's windows across its latest runs (one per entity and kind).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -33,59 +24,6 @@ pub struct CompanyQueue {
 }
 
 impl PgStore {
-    /// The queued run to work next: one with a window nobody holds (`pending`, or held under
-    /// a lease that ran out because its worker died), not in `skip_runs`, of a company not
-    /// in `skip`, not paused by a 429 and `active` in `qbo companies` (a company removed from
-    /// it is never worked; only while `qbo companies` is empty is any realm's run worked).
-    /// Companies not in `busy` (those this worker already serves) come
-    /// first, then the one whose window was claimed least recently (never first), then the
-    /// oldest run.
-    pub async fn next_queued_run(
-        &self,
-        skip: &[String],
-        busy: &[String],
-        skip_runs: &[Uuid],
-    ) -> Result<Option<QueuedRun>, StoreError> {
-        Ok(sqlx::query_as!(
-            QueuedRun,
-            r#"WITH open_runs AS (
-                   SELECT DISTINCT c.run_id FROM ops.backfill_report c
-                   WHERE c.status = 'pending'
-                      OR (c.status IN ('running', 'paged') AND c.lease_expires_at < now())
-               ),
-               candidates AS (
-                   SELECT DISTINCT ON (r.realm_id) r.run_id, r.realm_id, r.entity, r.options,
-                          r.started_at
-                   FROM ops.backfill_runs r JOIN open_runs o USING (run_id)
-                   WHERE r.kind = 'backfill'
-                     AND (r.options->>'queued')::boolean IS TRUE
-                     AND NOT (r.realm_id = ANY($1::text[]))
-                     AND NOT (r.run_id = ANY($3::uuid[]))
-                     AND NOT EXISTS (
-                         SELECT 1 FROM ops.company_throttle t
-                         WHERE t.realm_id = r.realm_id AND t.paused_until > now())
-                     AND (EXISTS (
-                              SELECT 1 FROM ops.companies co
-                              WHERE co.realm_id = r.realm_id AND co.status = 'active')
-                          OR NOT EXISTS (SELECT 1 FROM ops.companies))
-                   ORDER BY r.realm_id, r.started_at, r.run_id
-               )
-               SELECT c.run_id AS "run_id!", c.realm_id AS "realm_id!", c.entity AS "entity!",
-                      c.options AS "options!"
-               FROM candidates c
-               ORDER BY c.realm_id = ANY($2::text[]),
-                        (SELECT max(s.started_at) FROM ops.backfill_report s
-                         WHERE s.realm_id = c.realm_id) ASC NULLS FIRST,
-                        c.started_at, c.run_id
-               LIMIT 1"#,
-            skip,
-            busy,
-            skip_runs,
-        )
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
     /// Per company: its queued runs' unsettled windows (`pending`, `running`, `paged`), and
     /// whether they are being skipped (the company is in `skip` or `needs_reauth`, or the
     /// window's run is in `skip_runs`). Paused companies are left out: they wait on purpose;
@@ -105,6 +43,7 @@ impl PgStore {
                JOIN ops.backfill_runs r USING (run_id)
                LEFT JOIN ops.companies co ON co.realm_id = r.realm_id
                WHERE c.status IN ('pending', 'running', 'paged')
+                 AND r.status IN ('running', 'incomplete')
                  AND r.kind = 'backfill'
                  AND (r.options->>'queued')::boolean IS TRUE
                  AND co.status IS DISTINCT FROM 'paused'

@@ -197,7 +197,7 @@ async fn sixteen_claimers_across_runs_claim_every_chunk_exactly_once() {
         let me = claimer(&format!("test:{n}"));
         tasks.spawn(async move {
             let mut held: Vec<ClaimedChunk> = Vec::new();
-            while let Some(c) = queue.claim_next_any(&me, &[]).await.unwrap() {
+            while let Some(c) = queue.claim_next_any(&me, &[], &[]).await.unwrap() {
                 held.push(c);
             }
             held
@@ -332,7 +332,7 @@ async fn the_claim_across_runs_serves_the_least_recently_served_company_first() 
     let me = claimer("worker");
     let exclude = vec!["r4".to_string()];
     let mut order = Vec::new();
-    while let Some(c) = f.queue.claim_next_any(&me, &exclude).await.unwrap() {
+    while let Some(c) = f.queue.claim_next_any(&me, &exclude, &[]).await.unwrap() {
         order.push((c.row().realm_id.clone(), c.index()));
         c.succeed(&rows(1)).await.unwrap();
     }
@@ -354,7 +354,7 @@ async fn the_claim_across_runs_serves_the_least_recently_served_company_first() 
         .unwrap();
     let c = f
         .queue
-        .claim_next_any(&me, &exclude)
+        .claim_next_any(&me, &exclude, &[])
         .await
         .unwrap()
         .unwrap();
@@ -362,7 +362,12 @@ async fn the_claim_across_runs_serves_the_least_recently_served_company_first() 
     drop(c);
 
     // The excluded company is served once it is no longer excluded.
-    let c = f.queue.claim_next_any(&me, &[]).await.unwrap().unwrap();
+    let c = f
+        .queue
+        .claim_next_any(&me, &[], &[])
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.row().realm_id, "r4", "never served, so first");
 }
 

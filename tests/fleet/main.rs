@@ -6,6 +6,7 @@
 mod common;
 
 mod companies;
+mod fairness;
 mod proof;
 mod store_races;
 mod syncs;
