@@ -1,4 +1,4 @@
-//! `qbo reports`: QBO's financial reports over a range into raw.qb_reports (whole, as
+//! `qbo reports`: QBO's reports over a range into raw.qb_reports (whole, as
 //! received) and raw.qb_report_cells (flattened).
 
 use chrono::NaiveDate;
@@ -11,8 +11,22 @@ use crate::reports::pull::{Job, Pulled};
 use crate::reports::{Method, Period, ReportError, ReportName};
 
 pub const AFTER_HELP: &str = "\
+Reports: ProfitAndLoss, ProfitAndLossDetail, BalanceSheet, TrialBalance, GeneralLedger,
+CashFlow, AgedReceivables, AgedPayables, TransactionList (or all).
+
 Reports cannot be paged, so the range is asked for one --period at a time (calendar months
-by default; Intuit advises at most six months a request), each with summarize_column_by=Total.
+by default; Intuit advises at most six months a request), with summarize_column_by=Total for
+the reports that take it (ProfitAndLoss, BalanceSheet, TrialBalance, GeneralLedger,
+CashFlow). --accounting-method goes to the reports that take a basis (ProfitAndLoss,
+ProfitAndLossDetail, BalanceSheet, TrialBalance, GeneralLedger); CashFlow, the aged reports
+and TransactionList take none, and their accounting_method column reads None.
+
+The aged reports (AgedReceivables, AgedPayables) are a snapshot as of one day, not a range:
+they are asked for once per period, as of its last day (report_date), so
+`--start 2024-01-01 --end 2024-03-31` loads the aging at Jan 31, Feb 29 and Mar 31; their
+period_start and period_end are both that day. An as-of report cannot be split: one QBO
+finds too large is an error.
+
 When QBO answers that a piece is too large (\"Unable to display more data. Please reduce the
 date range.\", which QBO sends as an ordinary answer past 400,000 cells), the piece is asked
 for again split into months, then weeks, then days; the split pieces record the piece they
@@ -48,7 +62,8 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct ReportsArgs {
-    /// ProfitAndLoss, BalanceSheet, TrialBalance, GeneralLedger, or all of them.
+    /// ProfitAndLoss, ProfitAndLossDetail, BalanceSheet, TrialBalance, GeneralLedger,
+    /// CashFlow, AgedReceivables, AgedPayables, TransactionList, or all of them.
     #[arg(value_parser = parse_reports)]
     pub report: Selection,
     /// First day of the range (YYYY-MM-DD).
@@ -81,7 +96,8 @@ fn parse_reports(s: &str) -> Result<Selection, String> {
     ReportName::from_str(s, true)
         .map(|r| Selection(vec![r]))
         .map_err(|_| {
-            format!("unknown report {s:?}: use ProfitAndLoss, BalanceSheet, TrialBalance, GeneralLedger or all")
+            let names: Vec<&str> = ReportName::ALL.iter().map(|r| r.qbo_name()).collect();
+            format!("unknown report {s:?}: use {} or all", names.join(", "))
         })
 }
 

@@ -1,11 +1,13 @@
-//! QBO's financial reports (ProfitAndLoss, BalanceSheet, TrialBalance, GeneralLedger):
-//! loading them into `raw.qb_reports` / `raw.qb_report_cells` (`pull`), and the tie-out of
+//! QBO's reports (ProfitAndLoss, ProfitAndLossDetail, BalanceSheet, TrialBalance,
+//! GeneralLedger, CashFlow, AgedReceivables, AgedPayables, TransactionList): loading them into `raw.qb_reports` / `raw.qb_report_cells` (`pull`), and the tie-out of
 //! the staging ledger against them (`tieout`). Not to be confused with `crate::report`, the
 //! run report of backfills and syncs.
 //!
 //! Reports cannot be paged: a range is asked for in pieces, one per period (Intuit advises
 //! at most six months a call), and a piece QBO answers is too large is split (months, then
-//! weeks, then days) and asked for again; the split is recorded with the pieces.
+//! weeks, then days) and asked for again; the split is recorded with the pieces. The aged
+//! reports are a snapshot as of one day (`report_date`), not a range: they are asked for once
+//! per period, as of the period's last day, and cannot be split.
 
 pub mod parse;
 pub mod pull;
@@ -27,14 +29,29 @@ pub enum ReportName {
     TrialBalance,
     #[value(name = "GeneralLedger", alias = "general-ledger")]
     GeneralLedger,
+    #[value(name = "ProfitAndLossDetail", alias = "profit-and-loss-detail")]
+    ProfitAndLossDetail,
+    #[value(name = "CashFlow", alias = "cash-flow")]
+    CashFlow,
+    #[value(name = "AgedReceivables", alias = "aged-receivables")]
+    AgedReceivables,
+    #[value(name = "AgedPayables", alias = "aged-payables")]
+    AgedPayables,
+    #[value(name = "TransactionList", alias = "transaction-list")]
+    TransactionList,
 }
 
 impl ReportName {
-    pub const ALL: [ReportName; 4] = [
+    pub const ALL: [ReportName; 9] = [
         ReportName::ProfitAndLoss,
         ReportName::BalanceSheet,
         ReportName::TrialBalance,
         ReportName::GeneralLedger,
+        ReportName::ProfitAndLossDetail,
+        ReportName::CashFlow,
+        ReportName::AgedReceivables,
+        ReportName::AgedPayables,
+        ReportName::TransactionList,
     ];
 
     pub fn qbo_name(self) -> &'static str {
@@ -43,7 +60,42 @@ impl ReportName {
             ReportName::BalanceSheet => "BalanceSheet",
             ReportName::TrialBalance => "TrialBalance",
             ReportName::GeneralLedger => "GeneralLedger",
+            ReportName::ProfitAndLossDetail => "ProfitAndLossDetail",
+            ReportName::CashFlow => "CashFlow",
+            ReportName::AgedReceivables => "AgedReceivables",
+            ReportName::AgedPayables => "AgedPayables",
+            ReportName::TransactionList => "TransactionList",
         }
+    }
+
+    /// The aged reports are a snapshot as of one day (`report_date`), not a range.
+    pub fn is_as_of(self) -> bool {
+        matches!(self, ReportName::AgedReceivables | ReportName::AgedPayables)
+    }
+
+    /// Whether the report takes `accounting_method` (CashFlow, the aged reports and
+    /// TransactionList do not).
+    pub fn takes_basis(self) -> bool {
+        matches!(
+            self,
+            ReportName::ProfitAndLoss
+                | ReportName::ProfitAndLossDetail
+                | ReportName::BalanceSheet
+                | ReportName::TrialBalance
+                | ReportName::GeneralLedger
+        )
+    }
+
+    /// Whether the report takes `summarize_column_by` (qbo always asks for one Total column).
+    fn takes_columns(self) -> bool {
+        matches!(
+            self,
+            ReportName::ProfitAndLoss
+                | ReportName::BalanceSheet
+                | ReportName::TrialBalance
+                | ReportName::GeneralLedger
+                | ReportName::CashFlow
+        )
     }
 }
 
@@ -71,7 +123,8 @@ pub enum Period {
     Year,
 }
 
-/// One request: a report over one piece of the range.
+/// One request: a report over one piece of the range (for an as-of report, `start` and
+/// `end` are both its `report_date`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub name: ReportName,
@@ -81,14 +134,42 @@ pub struct Request {
 }
 
 impl Request {
+    /// The request for `name` over `[start, end]`: an as-of report is asked for as of `end`.
+    pub fn new(name: ReportName, start: NaiveDate, end: NaiveDate, method: Method) -> Request {
+        let start = if name.is_as_of() { end } else { start };
+        Request {
+            name,
+            start,
+            end,
+            method,
+        }
+    }
+
     /// The URL parameters, in a fixed order (their text is the request's key).
     pub fn params(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("accounting_method", self.method.qbo_name().to_string()),
-            ("end_date", self.end.to_string()),
-            ("start_date", self.start.to_string()),
-            ("summarize_column_by", "Total".to_string()),
-        ]
+        if self.name.is_as_of() {
+            return vec![("report_date", self.end.to_string())];
+        }
+        let mut out = Vec::new();
+        if self.name.takes_basis() {
+            out.push(("accounting_method", self.method.qbo_name().to_string()));
+        }
+        out.push(("end_date", self.end.to_string()));
+        out.push(("start_date", self.start.to_string()));
+        if self.name.takes_columns() {
+            out.push(("summarize_column_by", "Total".to_string()));
+        }
+        out
+    }
+
+    /// What raw.qb_reports.accounting_method records: the basis asked for, or `None` for a
+    /// report that takes none.
+    pub fn basis_text(&self) -> &'static str {
+        if self.name.takes_basis() {
+            self.method.qbo_name()
+        } else {
+            "None"
+        }
     }
 
     pub fn params_text(&self) -> String {
@@ -112,6 +193,11 @@ pub enum ReportError {
     },
     #[error("QBO says the {report} report of the single day {day} is too large to display; qbo cannot split it further")]
     DayTooLarge {
+        report: &'static str,
+        day: NaiveDate,
+    },
+    #[error("QBO says the {report} report as of {day} is too large to display; a report as of one day cannot be split")]
+    AsOfTooLarge {
         report: &'static str,
         day: NaiveDate,
     },

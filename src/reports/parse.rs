@@ -110,6 +110,9 @@ fn check_header(v: &Value, req: &Request) -> Result<(), String> {
             return Err(format!("{key} is {got}, not the {want} asked for"));
         }
     }
+    if !req.name.takes_basis() {
+        return Ok(());
+    }
     let basis = text(h, "ReportBasis")?;
     if !basis.eq_ignore_ascii_case(req.method.qbo_name()) {
         return Err(format!(
@@ -196,7 +199,7 @@ pub fn read(v: &Value, req: &Request) -> Result<Read, String> {
     }
     let rows = v.get("Rows").ok_or("no Rows")?;
     let mut out = Vec::new();
-    flatten(rows, &mut Vec::new(), columns.len(), &mut out)?;
+    flatten(rows, &mut Vec::new(), &mut None, columns.len(), &mut out)?;
     Ok(Read::Complete(Report { columns, rows: out }))
 }
 
@@ -224,9 +227,13 @@ fn cells(cells: &Value, width: usize) -> Result<(String, Option<String>, Vec<Str
     Ok((label, id, values))
 }
 
+/// `inherited` is the id of the nearest section header that has one (the account of a
+/// GeneralLedger or ProfitAndLossDetail section): a row whose own first cell has no id
+/// carries it.
 fn flatten(
     rows: &Value,
     path: &mut Vec<String>,
+    inherited: &mut Option<String>,
     width: usize,
     out: &mut Vec<Row>,
 ) -> Result<(), String> {
@@ -246,6 +253,7 @@ fn flatten(
                 return Err(format!("a row with ColData is of type {kind:?}"));
             }
             let (label, account_id, values) = cells(data, width)?;
+            let account_id = account_id.or_else(|| inherited.clone());
             out.push(Row {
                 kind: RowKind::Data,
                 section_path: path.clone(),
@@ -264,14 +272,18 @@ fn flatten(
             ));
         }
         let header = match r.get("Header").and_then(|h| h.get("ColData")) {
-            Some(h) => Some(cells(h, width)?.0),
+            Some(h) => Some(cells(h, width)?),
             None => None,
         };
-        if let Some(h) = &header {
+        let outer = inherited.clone();
+        if let Some((h, id, _)) = &header {
             path.push(h.clone());
+            if id.is_some() {
+                *inherited = id.clone();
+            }
         }
         if let Some(inner) = r.get("Rows") {
-            flatten(inner, path, width, out)?;
+            flatten(inner, path, inherited, width, out)?;
         }
         if header.is_some() {
             path.pop();
@@ -281,6 +293,7 @@ fn flatten(
                 summary.get("ColData").ok_or("a Summary without ColData")?,
                 width,
             )?;
+            let account_id = account_id.or_else(|| inherited.clone());
             out.push(Row {
                 kind: RowKind::Summary,
                 section_path: path.clone(),
@@ -290,6 +303,7 @@ fn flatten(
                 values,
             });
         }
+        *inherited = outer;
     }
     Ok(())
 }

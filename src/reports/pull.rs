@@ -61,17 +61,18 @@ impl Job<'_> {
             .collect();
         let result = async {
             while let Some(((from, to), split_from)) = todo.pop_front() {
-                let req = Request {
-                    name,
-                    start: from,
-                    end: to,
-                    method: self.method,
-                };
+                let req = Request::new(name, from, to, self.method);
                 match self.one(&req, split_from, &mut counters).await? {
                     Some((rows, cells)) => {
                         out.pieces += 1;
                         out.rows += rows;
                         out.cells += cells;
+                    }
+                    None if name.is_as_of() => {
+                        return Err(ReportError::AsOfTooLarge {
+                            report: name.qbo_name(),
+                            day: to,
+                        })
                     }
                     None => {
                         let parts = split(from, to).ok_or(ReportError::DayTooLarge {

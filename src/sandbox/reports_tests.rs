@@ -250,3 +250,248 @@ async fn a_report_past_the_cell_cap_is_cut_like_qbo_cuts_it() {
     );
     assert_eq!(sb.stats().report_requests, 2);
 }
+
+/// Amounts of the data rows of `r` (through every section) in column `col`, keyed by the
+/// first cell's id, for rows whose first cell has one.
+fn by_id(r: &Value, col: usize) -> std::collections::BTreeMap<String, i64> {
+    fn walk(rows: &Value, col: usize, out: &mut std::collections::BTreeMap<String, i64>) {
+        for row in rows["Row"].as_array().into_iter().flatten() {
+            if let Some(id) = row["ColData"][0]["id"].as_str() {
+                *out.entry(id.to_string()).or_default() += money(&row["ColData"][col]);
+            }
+            walk(&row["Rows"], col, out);
+        }
+    }
+    let mut out = Default::default();
+    walk(&r["Rows"], col, &mut out);
+    out
+}
+
+fn cents_of(v: &Value) -> i64 {
+    (v.as_f64().unwrap_or(0.0) * 100.0).round() as i64
+}
+
+#[tokio::test]
+async fn the_detail_cash_flow_aged_and_listing_reports_agree_with_the_books() {
+    let sb = sandbox().await;
+    let tok = access_token(&sb).await;
+    let range = [("start_date", "2024-01-01"), ("end_date", "2024-03-31")];
+
+    // P&L detail: per account, the "Total for" summary is the P&L's amount.
+    let (st, pl) = report(&sb, &tok, "ProfitAndLoss", &range).await;
+    assert_eq!(st, 200, "{pl}");
+    let (st, detail) = report(&sb, &tok, "ProfitAndLossDetail", &range).await;
+    assert_eq!(st, 200, "{detail}");
+    assert_eq!(detail["Header"]["ReportName"], "ProfitAndLossDetail");
+    assert_eq!(detail["Columns"]["Column"][6]["ColTitle"], "Amount");
+    let mut totals = std::collections::BTreeMap::new();
+    for group in detail["Rows"]["Row"].as_array().unwrap() {
+        for account in group["Rows"]["Row"].as_array().into_iter().flatten() {
+            let id = account["Header"]["ColData"][0]["id"].as_str().unwrap();
+            let rows = account["Rows"]["Row"].as_array().unwrap();
+            let sum: i64 = rows.iter().map(|r| money(&r["ColData"][6])).sum();
+            let total = money(&account["Summary"]["ColData"][6]);
+            assert_eq!(sum, total, "the rows add up to the account's total");
+            assert_eq!(
+                money(&rows.last().unwrap()["ColData"][7]),
+                total,
+                "running balance"
+            );
+            totals.insert(id.to_string(), total);
+        }
+    }
+    let pl_accounts = by_id(&pl, 1);
+    assert!(!totals.is_empty());
+    assert_eq!(
+        totals,
+        pl_accounts.into_iter().filter(|(_, c)| *c != 0).collect(),
+        "P&L detail per account = P&L"
+    );
+    assert_eq!(
+        summary(&detail, "NetIncome")[5],
+        summary(&pl, "NetIncome")[0]
+    );
+
+    // CashFlow: the net increase is the change of the bank accounts between the trial
+    // balances of the day before and of the end.
+    let (st, cf) = report(&sb, &tok, "CashFlow", &range).await;
+    assert_eq!(st, 200, "{cf}");
+    assert!(
+        cf["Header"].get("ReportBasis").is_none(),
+        "{}",
+        cf["Header"]
+    );
+    let (_, accounts) = get_json(&sb, &tok, "select * from Account maxresults 1000").await;
+    let banks: Vec<String> = accounts["QueryResponse"]["Account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["AccountType"] == "Bank")
+        .map(|a| a["Id"].as_str().unwrap().to_string())
+        .collect();
+    let cash_at = |tb: &Value| -> i64 {
+        let debit = by_id(tb, 1);
+        let credit = by_id(tb, 2);
+        banks
+            .iter()
+            .map(|b| debit.get(b).unwrap_or(&0) - credit.get(b).unwrap_or(&0))
+            .sum()
+    };
+    let (_, before) = report(
+        &sb,
+        &tok,
+        "TrialBalance",
+        &[("start_date", "2023-12-01"), ("end_date", "2023-12-31")],
+    )
+    .await;
+    let (_, after) = report(&sb, &tok, "TrialBalance", &range).await;
+    let increase = summary(&cf, "CashIncrease")[0];
+    assert_eq!(increase, cash_at(&after) - cash_at(&before), "{cf}");
+    assert_eq!(summary(&cf, "BeginningCash")[0], cash_at(&before));
+    assert_eq!(summary(&cf, "EndingCash")[0], cash_at(&after));
+    let operating = summary(&cf, "OperatingActivities")[0];
+    assert_ne!(operating, 0);
+
+    // AgedReceivables as of a day after every transaction: the open invoice balances.
+    let (st, ar) = report(
+        &sb,
+        &tok,
+        "AgedReceivables",
+        &[("report_date", "2030-01-01")],
+    )
+    .await;
+    assert_eq!(st, 200, "{ar}");
+    assert_eq!(ar["Header"]["StartPeriod"], "2030-01-01");
+    let titles: Vec<&str> = ar["Columns"]["Column"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ColTitle"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "",
+            "Current",
+            "1 - 30",
+            "31 - 60",
+            "61 - 90",
+            "91 and over",
+            "Total"
+        ]
+    );
+    let open: i64 = sb
+        .records("Invoice")
+        .iter()
+        .map(|i| cents_of(&i["Balance"]))
+        .sum();
+    assert!(open > 0);
+    let grand = summary(&ar, "GrandTotal");
+    assert_eq!(grand[5], open, "{ar}");
+    assert_eq!(
+        grand[4], open,
+        "all of it 91 days and more past due by 2030"
+    );
+    let (st, ap) = report(&sb, &tok, "AgedPayables", &[("report_date", "2030-01-01")]).await;
+    assert_eq!(st, 200, "{ap}");
+    let bills: i64 = sb
+        .records("Bill")
+        .iter()
+        .map(|b| cents_of(&b["Balance"]))
+        .sum();
+    assert_eq!(summary(&ap, "GrandTotal")[5], bills);
+    // Before any invoice, nothing is open.
+    let (_, early) = report(
+        &sb,
+        &tok,
+        "AgedReceivables",
+        &[("report_date", "2000-01-01")],
+    )
+    .await;
+    assert_eq!(summary(&early, "GrandTotal")[5], 0);
+
+    // TransactionList: one row per transaction dated in the range.
+    let (st, list) = report(&sb, &tok, "TransactionList", &range).await;
+    assert_eq!(st, 200, "{list}");
+    let in_range = |t: &Value| {
+        let d = t["TxnDate"].as_str().unwrap_or("");
+        ("2024-01-01"..="2024-03-31").contains(&d)
+    };
+    let expected: usize = [
+        "Invoice",
+        "SalesReceipt",
+        "CreditMemo",
+        "RefundReceipt",
+        "Bill",
+        "VendorCredit",
+        "Purchase",
+        "JournalEntry",
+        "Deposit",
+        "Payment",
+        "BillPayment",
+        "Transfer",
+        "CreditCardPayment",
+    ]
+    .iter()
+    .map(|k| sb.records(k).iter().filter(|t| in_range(t)).count())
+    .sum();
+    let rows = list["Rows"]["Row"].as_array().unwrap();
+    assert_eq!(rows.len(), expected);
+    assert!(expected > 0);
+    assert_eq!(rows[0]["ColData"].as_array().unwrap().len(), 9);
+}
+
+#[tokio::test]
+async fn each_report_refuses_the_parameters_it_does_not_take() {
+    let sb = sandbox().await;
+    let tok = access_token(&sb).await;
+    for (name, params, needle) in [
+        (
+            "AgedReceivables",
+            vec![("start_date", "2024-01-01")],
+            "start_date",
+        ),
+        (
+            "AgedPayables",
+            vec![("report_date", "2024-02-30")],
+            "report_date",
+        ),
+        ("AgedPayables", vec![("aging_period", "15")], "aging_period"),
+        (
+            "CashFlow",
+            vec![("accounting_method", "Cash")],
+            "accounting_method",
+        ),
+        (
+            "TransactionList",
+            vec![("report_date", "2024-01-01")],
+            "report_date",
+        ),
+        (
+            "TransactionList",
+            vec![("summarize_column_by", "Month")],
+            "summarize_column_by",
+        ),
+        (
+            "ProfitAndLossDetail",
+            vec![("summarize_column_by", "Month")],
+            "summarize_column_by",
+        ),
+        (
+            "ProfitAndLoss",
+            vec![("report_date", "2024-01-01")],
+            "report_date",
+        ),
+        (
+            "ProfitAndLoss",
+            vec![("no_such_thing", "1")],
+            "no_such_thing",
+        ),
+    ] {
+        let (st, body) = report(&sb, &tok, name, &params).await;
+        assert_eq!(st, 400, "{name} {params:?}: {body}");
+        assert_eq!(body["Fault"]["type"], "ValidationFault", "{body}");
+        let detail = body["Fault"]["Error"][0]["Detail"].as_str().unwrap();
+        assert!(detail.contains(needle), "{name} {params:?}: {detail}");
+    }
+}

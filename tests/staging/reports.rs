@@ -44,6 +44,11 @@ async fn every_report_loads_once_and_a_too_large_month_is_split_and_still_comple
         "BalanceSheet",
         "TrialBalance",
         "GeneralLedger",
+        "ProfitAndLossDetail",
+        "CashFlow",
+        "AgedReceivables",
+        "AgedPayables",
+        "TransactionList",
     ] {
         assert!(
             out.stdout
@@ -55,7 +60,7 @@ async fn every_report_loads_once_and_a_too_large_month_is_split_and_still_comple
     let pool = w.db.pool().await;
     let reports = "SELECT count(*) FROM raw.qb_reports";
     let cells = "SELECT count(*) FROM raw.qb_report_cells";
-    assert_eq!(scalar(&pool, reports).await, 12, "4 reports x 3 months");
+    assert_eq!(scalar(&pool, reports).await, 27, "9 reports x 3 months");
     let n_cells = scalar(&pool, cells).await;
     assert!(n_cells > 100, "{n_cells} cells");
 
@@ -77,11 +82,11 @@ async fn every_report_loads_once_and_a_too_large_month_is_split_and_still_comple
          AND intuit_tid IS NOT NULL AND params->>'start_date' = period_start::text",
     )
     .await;
-    assert_eq!(kept, 12);
+    assert_eq!(kept, 27 - 6, "the aged reports' params are report_date");
 
     // Loading again replaces the pieces: nothing doubles.
     w.run(&args).await.assert_code(0);
-    assert_eq!(scalar(&pool, reports).await, 12);
+    assert_eq!(scalar(&pool, reports).await, 27);
     assert_eq!(scalar(&pool, cells).await, n_cells);
 
     // January's ledger, too large for QBO at a cap below its size, is split into weeks.
@@ -145,7 +150,7 @@ async fn every_report_loads_once_and_a_too_large_month_is_split_and_still_comple
     assert_eq!(overlapping, 0, "no day is covered twice");
     assert_eq!(
         scalar(&pool, reports).await,
-        12 - 1 + 5,
+        27 - 1 + 5,
         "January's ledger is 5 weeks now"
     );
 
@@ -168,6 +173,183 @@ async fn every_report_loads_once_and_a_too_large_month_is_split_and_still_comple
     )
     .await;
     assert_eq!(cut, 0, "a cut answer is never stored");
+}
+
+async fn amount(pool: &PgPool, sql: &str) -> String {
+    sqlx::query_scalar::<_, Option<String>>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| "0".into())
+}
+
+/// The transaction tables of the raw zone (the types that post).
+const TXN_TABLES: &[&str] = &[
+    "invoices",
+    "sales_receipts",
+    "credit_memos",
+    "refund_receipts",
+    "bills",
+    "vendor_credits",
+    "purchases",
+    "journal_entries",
+    "deposits",
+    "payments",
+    "bill_payments",
+    "transfers",
+    "credit_card_payments",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_detail_cash_flow_aged_and_listing_reports_tie_to_the_raw_zone_and_each_other() {
+    let w = World::new(small_company()).await;
+    w.backfill("all", "2024-01-01", "2024-03-31", &["--concurrency", "4"])
+        .await
+        .assert_code(0);
+    let out = w
+        .run(&[
+            "reports",
+            "all",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-03-31",
+            "--period",
+            "quarter",
+        ])
+        .await;
+    out.assert_code(0);
+    let pool = w.db.pool().await;
+
+    // TransactionList: one row per live transaction dated in the range.
+    let listed = scalar(
+        &pool,
+        "SELECT count(DISTINCT c.row_index) FROM raw.qb_report_cells c
+         WHERE c.report_name = 'TransactionList' AND c.row_kind = 'data'",
+    )
+    .await;
+    let mut in_raw = 0;
+    for t in TXN_TABLES {
+        in_raw += scalar(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM raw.qb_{t} WHERE deleted_at_utc IS NULL
+                 AND (payload->>'TxnDate')::date BETWEEN '2024-01-01' AND '2024-03-31'"
+            ),
+        )
+        .await;
+    }
+    assert!(in_raw > 0);
+    assert_eq!(
+        listed, in_raw,
+        "TransactionList rows = transactions in range"
+    );
+
+    // AgedReceivables as of the range's end: the open balances of the invoices dated by
+    // then (the company has no payment dated later, so none is added back).
+    let aged = amount(
+        &pool,
+        "SELECT c.amount::text FROM raw.qb_reports r JOIN raw.qb_report_cells c
+           USING (realm_id, report_name, params_hash)
+         WHERE r.report_name = 'AgedReceivables' AND r.period_start = '2024-03-31'
+           AND c.section_group = 'GrandTotal' AND c.column_key = 'total'",
+    )
+    .await;
+    let open = amount(
+        &pool,
+        "SELECT sum((payload->>'Balance')::numeric)::text FROM raw.qb_invoices
+         WHERE deleted_at_utc IS NULL AND (payload->>'TxnDate')::date <= '2024-03-31'",
+    )
+    .await;
+    assert_eq!(
+        aged.parse::<f64>().unwrap(),
+        open.parse::<f64>().unwrap(),
+        "aged receivables = open invoices"
+    );
+    let payables = amount(
+        &pool,
+        "SELECT c.amount::text FROM raw.qb_report_cells c
+         WHERE c.report_name = 'AgedPayables' AND c.section_group = 'GrandTotal'
+           AND c.column_key = 'total'",
+    )
+    .await;
+    let bills = amount(
+        &pool,
+        "SELECT sum((payload->>'Balance')::numeric)::text FROM raw.qb_bills
+         WHERE deleted_at_utc IS NULL AND (payload->>'TxnDate')::date <= '2024-03-31'",
+    )
+    .await;
+    assert_eq!(
+        payables.parse::<f64>().unwrap(),
+        bills.parse::<f64>().unwrap()
+    );
+
+    // ProfitAndLossDetail: per account, its "Total for" summary is the P&L's amount.
+    let diff = scalar(
+        &pool,
+        "WITH d AS (SELECT account_id, amount FROM raw.qb_report_cells
+                     WHERE report_name = 'ProfitAndLossDetail' AND row_kind = 'summary'
+                       AND label LIKE 'Total for %' AND column_key = 'subt_nat_amount'),
+              p AS (SELECT account_id, amount FROM raw.qb_report_cells
+                     WHERE report_name = 'ProfitAndLoss' AND row_kind = 'data'
+                       AND account_id IS NOT NULL AND amount IS NOT NULL)
+         SELECT count(*) FROM d FULL JOIN p USING (account_id)
+         WHERE d.amount IS DISTINCT FROM p.amount",
+    )
+    .await;
+    let accounts = scalar(
+        &pool,
+        "SELECT count(*) FROM raw.qb_report_cells WHERE report_name = 'ProfitAndLossDetail'
+           AND row_kind = 'summary' AND label LIKE 'Total for %' AND column_key = 'subt_nat_amount'",
+    )
+    .await;
+    assert!(accounts > 0);
+    assert_eq!(diff, 0, "P&L detail per account = P&L");
+
+    // CashFlow: the net cash increase of the quarter is the change of the bank accounts'
+    // balances. Their balance at the end is the quarter's trial balance; a trial balance of
+    // the day before the start (loaded now) gives the one at the beginning.
+    w.run(&[
+        "reports",
+        "TrialBalance",
+        "--start",
+        "2023-12-31",
+        "--end",
+        "2023-12-31",
+    ])
+    .await
+    .assert_code(0);
+    let bank_balance = |start: &str| {
+        format!(
+            "SELECT coalesce(sum(CASE WHEN c.column_key = 'debt_amt' THEN c.amount ELSE -c.amount END), 0)::text
+             FROM raw.qb_reports r JOIN raw.qb_report_cells c USING (realm_id, report_name, params_hash)
+             JOIN raw.qb_accounts a ON a.realm_id = c.realm_id AND a.id = c.account_id
+             WHERE r.report_name = 'TrialBalance' AND r.period_start = '{start}'
+               AND c.row_kind = 'data' AND c.amount IS NOT NULL
+               AND a.payload->>'AccountType' = 'Bank'"
+        )
+    };
+    let before: f64 = amount(&pool, &bank_balance("2023-12-31"))
+        .await
+        .parse()
+        .unwrap();
+    let after: f64 = amount(&pool, &bank_balance("2024-01-01"))
+        .await
+        .parse()
+        .unwrap();
+    let increase: f64 = amount(
+        &pool,
+        "SELECT amount::text FROM raw.qb_report_cells
+         WHERE report_name = 'CashFlow' AND section_group = 'CashIncrease'",
+    )
+    .await
+    .parse()
+    .unwrap();
+    assert!(
+        (increase - (after - before)).abs() < 0.005,
+        "{increase} vs {after} - {before}"
+    );
+    assert_ne!(increase, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +381,27 @@ async fn a_report_qbo_refuses_fails_the_command_with_its_fault() {
         .await;
     bad.assert_code(2);
     assert!(bad.stderr.contains("unknown report"), "{}", bad.stderr);
+    // An as-of report QBO finds too large cannot be split: the command fails and says so.
+    w.faults(Faults {
+        report_max_cells: 1,
+        ..Faults::default()
+    });
+    let aged = w
+        .run(&[
+            "reports",
+            "AgedReceivables",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-31",
+        ])
+        .await;
+    aged.assert_code(1);
+    assert!(
+        aged.stderr.contains("as of 2024-01-31 is too large"),
+        "{}",
+        aged.stderr
+    );
 }
 
 /// A company whose records were last updated 20 to 2 days ago: inside CDC's 30 days, so a

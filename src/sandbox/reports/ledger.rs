@@ -77,12 +77,33 @@ pub struct Posting {
     pub txn_id: String,
     pub doc_number: Option<String>,
     pub memo: Option<String>,
+    /// The transaction's index in `Books::txns`.
+    pub txn: usize,
+    /// Posted by one of the transaction's lines (not its header: total, A/R, A/P, bank, tax).
+    pub line: bool,
+}
+
+/// A live transaction of a posting type, as the listing reports show it.
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub kind: &'static str,
+    pub id: String,
+    pub date: NaiveDate,
+    pub doc_number: Option<String>,
+    /// The customer, vendor or other name it is with: (id, name).
+    pub name: Option<(String, String)>,
+    pub memo: Option<String>,
+    /// `TotalAmt` (a transfer's `Amount`) in home currency: `HomeTotalAmt`, else the total
+    /// at the transaction's `ExchangeRate`.
+    pub total: i64,
 }
 
 pub struct Books {
     pub accounts: BTreeMap<u64, Account>,
     /// In date order, then as the transactions come.
     pub postings: Vec<Posting>,
+    /// Every live transaction that posts, in the order of `POSTING_TYPES`, then as stored.
+    pub txns: Vec<Txn>,
 }
 
 /// Amounts in whole cents: the report's figures must add up exactly.
@@ -131,7 +152,7 @@ impl Defaults {
     }
 }
 
-fn live_records(store: &Store, qbo_name: &str) -> Vec<Value> {
+pub fn live_records(store: &Store, qbo_name: &str) -> Vec<Value> {
     let Some(t) = store.read(qbo_name) else {
         return Vec::new();
     };
@@ -177,14 +198,46 @@ impl Books {
         };
         let defaults = Defaults::of(&accounts);
         let mut postings = Vec::new();
+        let mut txns = Vec::new();
         for &kind in POSTING_TYPES {
             for txn in live_records(store, kind) {
-                post(kind, &txn, &items, &defaults, &mut postings);
+                let Some(date) = txn["TxnDate"].as_str().and_then(|s| s.parse().ok()) else {
+                    continue;
+                };
+                let name = ["CustomerRef", "VendorRef", "EntityRef"]
+                    .iter()
+                    .find_map(|k| {
+                        let r = &txn[*k];
+                        Some((
+                            r["value"].as_str()?.to_string(),
+                            r["name"].as_str().unwrap_or_default().to_string(),
+                        ))
+                    });
+                txns.push(Txn {
+                    kind,
+                    id: txn["Id"].as_str().unwrap_or_default().to_string(),
+                    date,
+                    doc_number: txn["DocNumber"].as_str().map(str::to_string),
+                    name,
+                    memo: txn["PrivateNote"].as_str().map(str::to_string),
+                    total: cents(&txn["HomeTotalAmt"])
+                        .or_else(|| {
+                            cents(&txn["TotalAmt"])
+                                .or_else(|| cents(&txn["Amount"]))
+                                .map(|c| currency::home_cents(c, rate_e4(&txn["ExchangeRate"])))
+                        })
+                        .unwrap_or(0),
+                });
+                post(kind, &txn, txns.len() - 1, &items, &defaults, &mut postings);
             }
         }
         postings.retain(|p| accounts.contains_key(&p.account));
         postings.sort_by_key(|p| p.date);
-        Books { accounts, postings }
+        Books {
+            accounts,
+            postings,
+            txns,
+        }
     }
 
     /// The account QBO closes earlier years' income into (every QBO company has one, of
@@ -212,7 +265,14 @@ fn lines(txn: &Value) -> Vec<&Value> {
     out
 }
 
-fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut Vec<Posting>) {
+fn post(
+    kind: &'static str,
+    txn: &Value,
+    index: usize,
+    items: &Items,
+    d: &Defaults,
+    out: &mut Vec<Posting>,
+) {
     let Some(date) = txn["TxnDate"].as_str().and_then(|s| s.parse().ok()) else {
         return;
     };
@@ -224,24 +284,27 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
     // What the lines and the tax post, signed: a foreign total that QBO sends no
     // HomeTotalAmt for is booked as their sum.
     let posted = std::cell::Cell::new(0);
-    let mut push = |account: Option<u64>, sign: i64, amount: Option<i64>, memo: Option<&str>| {
-        if let Some(amount) = amount {
-            posted.set(posted.get() + sign * amount);
-        }
-        if let (Some(account), Some(amount)) = (account, amount) {
-            if amount != 0 && sign != 0 {
-                out.push(Posting {
-                    date,
-                    account,
-                    cents: sign * amount,
-                    txn_type: kind,
-                    txn_id: txn["Id"].as_str().unwrap_or_default().to_string(),
-                    doc_number: txn["DocNumber"].as_str().map(str::to_string),
-                    memo: memo.map(str::to_string),
-                });
+    let mut push =
+        |account: Option<u64>, sign: i64, amount: Option<i64>, memo: Option<&str>, line: bool| {
+            if let Some(amount) = amount {
+                posted.set(posted.get() + sign * amount);
             }
-        }
-    };
+            if let (Some(account), Some(amount)) = (account, amount) {
+                if amount != 0 && sign != 0 {
+                    out.push(Posting {
+                        date,
+                        account,
+                        cents: sign * amount,
+                        txn_type: kind,
+                        txn_id: txn["Id"].as_str().unwrap_or_default().to_string(),
+                        doc_number: txn["DocNumber"].as_str().map(str::to_string),
+                        memo: memo.map(str::to_string),
+                        txn: index,
+                        line,
+                    });
+                }
+            }
+        };
     for l in lines(txn) {
         let detail_type = l["DetailType"].as_str();
         let dt = detail_type.map_or(&Value::Null, |t| &l[t]);
@@ -288,6 +351,7 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
                 sign,
                 home(cents(&l["Amount"])),
                 l["Description"].as_str(),
+                true,
             );
         }
     }
@@ -303,6 +367,7 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
         tax_sign,
         home(cents(&txn["TxnTaxDetail"]["TotalTax"])),
         None,
+        false,
     );
     let total_amt = cents(&txn["TotalAmt"]).or_else(|| cents(&txn["Amount"]));
     let balances_lines = matches!(
@@ -344,19 +409,19 @@ fn post(kind: &'static str, txn: &Value, items: &Items, d: &Defaults, out: &mut 
         None if rate != ONE && balances_lines && sign != 0 => Some(-posted.get() * sign),
         None => home(total_amt),
     };
-    push(account, sign, total, None);
+    push(account, sign, total, None, false);
     let counter = match kind {
         "Payment" => ar,
         "BillPayment" | "Transfer" | "CreditCardPayment" => from,
         _ => None,
     };
-    push(counter, -1, total, None);
+    push(counter, -1, total, None, false);
 }
 
 /// A rate of 1, in ten-thousandths.
 const ONE: i64 = 10_000;
 
 /// A transaction's ExchangeRate in ten-thousandths of a home unit (1 when it has none).
-fn rate_e4(v: &Value) -> i64 {
+pub fn rate_e4(v: &Value) -> i64 {
     v.as_f64().map_or(ONE, |r| (r * 10_000.0).round() as i64)
 }

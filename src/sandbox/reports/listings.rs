@@ -96,7 +96,7 @@ const GL_COLUMNS: &[(&str, &str, &str)] = &[
 ];
 
 /// QBO's spelling of a transaction type in reports.
-fn type_label(kind: &str) -> &'static str {
+pub fn type_label(kind: &str) -> &'static str {
     match kind {
         "Invoice" => "Invoice",
         "SalesReceipt" => "Sales Receipt",

@@ -1,14 +1,21 @@
-//! `GET /v3/company/{realm}/reports/{name}`: ProfitAndLoss, BalanceSheet, TrialBalance and
-//! GeneralLedger computed from the sandbox's own live transactions (see `ledger`), in QBO's
-//! report JSON (see `shape`), behind the same gate as every data endpoint. Past
+//! `GET /v3/company/{realm}/reports/{name}`: ProfitAndLoss, ProfitAndLossDetail,
+//! BalanceSheet, TrialBalance, GeneralLedger, CashFlow, AgedReceivables, AgedPayables and
+//! TransactionList computed from the sandbox's own live transactions (see `ledger`), in QBO's
+//! report JSON (see `shape`), behind the same gate as every data endpoint. Each report takes
+//! its own parameters (`params::Accepts`); one it does not take is a 400 ValidationFault. Past
 //! `Faults::report_max_cells` cells (QBO's cap is 400,000) a report is cut short the way QBO
 //! cuts it: still a 200, ending in a row that reads "Unable to display more data...".
 
+mod aged;
+mod cashflow;
+mod detail;
 mod ledger;
 mod listings;
 mod params;
 mod shape;
 mod statements;
+
+use params::Accepts;
 
 use std::sync::Arc;
 
@@ -19,23 +26,23 @@ use axum::response::Response;
 use super::gate::{self, Kind, Reply, Req};
 use super::{envelope, Inner};
 
-/// The reports the sandbox computes.
-pub const SERVED: &[&str] = &[
-    "ProfitAndLoss",
-    "BalanceSheet",
-    "TrialBalance",
-    "GeneralLedger",
+/// The reports the sandbox computes, and the parameters each takes.
+pub const SERVED: &[(&str, Accepts)] = &[
+    ("ProfitAndLoss", Accepts::RangeBasisColumns),
+    ("ProfitAndLossDetail", Accepts::RangeBasis),
+    ("BalanceSheet", Accepts::RangeBasisColumns),
+    ("TrialBalance", Accepts::RangeBasisColumns),
+    ("GeneralLedger", Accepts::RangeBasisColumns),
+    ("CashFlow", Accepts::RangeColumns),
+    ("AgedReceivables", Accepts::AsOf),
+    ("AgedPayables", Accepts::AsOf),
+    ("TransactionList", Accepts::Range),
 ];
 
 /// Reports QBO serves that the sandbox does not compute: refused by name, not "not found".
 const KNOWN: &[&str] = &[
-    "ProfitAndLossDetail",
-    "CashFlow",
-    "AgedReceivables",
     "AgedReceivableDetail",
-    "AgedPayables",
     "AgedPayableDetail",
-    "TransactionList",
     "BalanceSheetDetail",
     "CustomerBalance",
     "VendorBalance",
@@ -63,11 +70,12 @@ pub async fn endpoint(
 }
 
 fn answer(req: &Req<'_>, realm: &str, name: &str, time: &str) -> Reply {
-    let Some(&name) = SERVED.iter().find(|n| **n == name) else {
+    let Some(&(name, accepts)) = SERVED.iter().find(|n| n.0 == name) else {
         let detail = if KNOWN.contains(&name) {
+            let served: Vec<&str> = SERVED.iter().map(|s| s.0).collect();
             format!(
                 "the sandbox does not compute the {name} report; it serves {}",
-                SERVED.join(", ")
+                served.join(", ")
             )
         } else {
             format!("Operation Could not find resource for relative : /v3/company/{realm}/reports/{name} is not supported.")
@@ -81,7 +89,7 @@ fn answer(req: &Req<'_>, realm: &str, name: &str, time: &str) -> Reply {
         ));
     };
     let today = super::clock::local_date(req.inner.now());
-    let p = match params::Params::parse(req.params, today) {
+    let p = match params::Params::parse(req.params, today, name, accepts) {
         Ok(p) => p,
         Err(r) => {
             return req.bad(envelope::fault(
@@ -112,12 +120,22 @@ fn answer(req: &Req<'_>, realm: &str, name: &str, time: &str) -> Reply {
             time,
         ));
     }
-    let books = ledger::Books::of(&req.realm.store);
+    let store = &req.realm.store;
     let mut report = match name {
-        "ProfitAndLoss" => statements::profit_and_loss(&books, &p, time),
-        "BalanceSheet" => statements::balance_sheet(&books, &p, time),
-        "TrialBalance" => listings::trial_balance(&books, &p, time),
-        _ => listings::general_ledger(&books, &p, time),
+        "AgedReceivables" => aged::aged(store, aged::Side::Receivables, &p, time),
+        "AgedPayables" => aged::aged(store, aged::Side::Payables, &p, time),
+        _ => {
+            let books = ledger::Books::of(store);
+            match name {
+                "ProfitAndLoss" => statements::profit_and_loss(&books, &p, time),
+                "ProfitAndLossDetail" => detail::profit_and_loss_detail(&books, &p, time),
+                "BalanceSheet" => statements::balance_sheet(&books, &p, time),
+                "TrialBalance" => listings::trial_balance(&books, &p, time),
+                "CashFlow" => cashflow::cash_flow(&books, &p, time),
+                "TransactionList" => detail::transaction_list(&books, &p, time),
+                _ => listings::general_ledger(&books, &p, time),
+            }
+        }
     };
     if shape::cap(&mut report, req.faults.report_max_cells) {
         return req.ok(report).note("report_max_cells");

@@ -54,7 +54,51 @@ pub struct Params {
     pub end: NaiveDate,
     pub method: Method,
     pub columns: Columns,
+    /// The as-of date of the aged reports (`report_date`, default today); `start` and `end`
+    /// are both this date for them.
+    pub report_date: NaiveDate,
 }
+
+/// Which parameters a report takes (the ones the sandbox implements; QBO knows more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// start_date, end_date, accounting_method, summarize_column_by.
+    RangeBasisColumns,
+    /// start_date, end_date, accounting_method.
+    RangeBasis,
+    /// start_date, end_date, summarize_column_by.
+    RangeColumns,
+    /// start_date, end_date.
+    Range,
+    /// report_date.
+    AsOf,
+}
+
+impl Accepts {
+    fn takes(self, param: &str) -> bool {
+        match param {
+            "start_date" | "end_date" => self != Accepts::AsOf,
+            "accounting_method" => matches!(self, Accepts::RangeBasisColumns | Accepts::RangeBasis),
+            "summarize_column_by" => {
+                matches!(self, Accepts::RangeBasisColumns | Accepts::RangeColumns)
+            }
+            "report_date" => self == Accepts::AsOf,
+            _ => false,
+        }
+    }
+}
+
+/// Report parameters the sandbox implements for some report (each report takes a subset).
+const IMPLEMENTED: &[&str] = &[
+    "start_date",
+    "end_date",
+    "accounting_method",
+    "summarize_column_by",
+    "report_date",
+];
+
+/// Parameters every API request may carry.
+const GENERAL: &[&str] = &["minorversion", "requestid"];
 
 /// A refused parameter: QBO's code and the detail that names it.
 #[derive(Debug)]
@@ -89,6 +133,20 @@ const UNSUPPORTED: &[&str] = &[
     "source_account",
     "source_account_type",
     "adjusted_gain_loss",
+    "aging_period",
+    "num_periods",
+    "aging_method",
+    "past_due",
+    "term",
+    "shipvia",
+    "group_by",
+    "transaction_type",
+    "payment_method",
+    "cleared",
+    "printed",
+    "name",
+    "memo",
+    "docnum",
 ];
 
 fn date(params: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, Refusal> {
@@ -108,11 +166,41 @@ fn date(params: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate
 
 impl Params {
     /// `today` stands in for a missing range: QBO's default is this year to date.
-    pub fn parse(params: &HashMap<String, String>, today: NaiveDate) -> Result<Params, Refusal> {
+    pub fn parse(
+        params: &HashMap<String, String>,
+        today: NaiveDate,
+        report: &str,
+        accepts: Accepts,
+    ) -> Result<Params, Refusal> {
         if let Some(p) = UNSUPPORTED.iter().find(|p| params.contains_key(**p)) {
             return Err(invalid(format!(
                 "{p}: the sandbox does not implement this report parameter"
             )));
+        }
+        let mut names: Vec<&String> = params.keys().collect();
+        names.sort();
+        for p in names {
+            if GENERAL.contains(&p.as_str()) {
+                continue;
+            }
+            if !IMPLEMENTED.contains(&p.as_str()) {
+                return Err(invalid(format!("{p}: not a report parameter QBO knows")));
+            }
+            if !accepts.takes(p) {
+                return Err(invalid(format!(
+                    "{p}: not a parameter of the {report} report"
+                )));
+            }
+        }
+        let report_date = date(params, "report_date")?.unwrap_or(today);
+        if accepts == Accepts::AsOf {
+            return Ok(Params {
+                start: report_date,
+                end: report_date,
+                method: Method::Accrual,
+                columns: Columns::Total,
+                report_date,
+            });
         }
         let start = date(params, "start_date")?;
         let end = date(params, "end_date")?;
@@ -159,6 +247,7 @@ impl Params {
             end,
             method,
             columns,
+            report_date,
         })
     }
 

@@ -49,6 +49,39 @@ pub fn header(name: &str, p: &Params, time: &str, no_data: bool) -> Value {
     })
 }
 
+/// The header of a report that takes no accounting basis (no `ReportBasis`), with `options`
+/// before QBO's NoReportData.
+pub fn header_without_basis(
+    name: &str,
+    p: &Params,
+    time: &str,
+    no_data: bool,
+    options: &[(&str, String)],
+) -> Value {
+    let mut h = header(name, p, time, no_data);
+    if let Some(o) = h.as_object_mut() {
+        o.remove("ReportBasis");
+    }
+    let mut opts: Vec<Value> = options
+        .iter()
+        .map(|(k, v)| json!({ "Name": k, "Value": v }))
+        .collect();
+    opts.push(json!({ "Name": "NoReportData", "Value": no_data.to_string() }));
+    h["Option"] = Value::Array(opts);
+    h
+}
+
+/// Columns of fixed titles, types and keys (the detail and listing reports).
+pub fn fixed_columns(cols: &[(&str, &str, &str)]) -> Value {
+    let cols: Vec<Value> = cols
+        .iter()
+        .map(|(title, kind, key)| {
+            json!({ "ColTitle": title, "ColType": kind, "MetaData": [{ "Name": "ColKey", "Value": key }] })
+        })
+        .collect();
+    json!({ "Column": cols })
+}
+
 /// The account column, one money column per period, and a Total column after several.
 pub fn money_columns(p: &Params, periods: &[(NaiveDate, NaiveDate)]) -> Value {
     let mut cols = vec![json!({
