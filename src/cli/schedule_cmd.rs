@@ -11,27 +11,28 @@ use crate::schedule::{store, ErrorClass, Listed, ScheduleError, ScheduleSpec};
 pub const AFTER_HELP: &str = "\
 Schedules are kept in Postgres (ops.schedules) and fired by `qbo serve`: every instance
 looks for due schedules every second (QBO_SCHEDULER_POLL_MS), and each tick is claimed in
-Postgres, so it fires exactly once however many instances serve the database. Nothing fires
-while no `qbo serve` runs; ticks missed meanwhile fire ONCE when one starts again (not once
-per missed tick).
+Postgres, so it fires exactly once however many instances serve the database. Nothing
+fires while no `qbo serve` runs; ticks missed meanwhile fire ONCE when one starts again
+(not once per missed tick).
 
 Cron expressions are evaluated in UTC: 5 fields (minute hour day-of-month month
 day-of-week) or 6 with seconds first; @hourly, @daily and @weekly work too.
 
 A backfill schedule enqueues, at each tick, a backfill of the last --days days: from the
 tick's UTC date minus N days to that date, inclusive (`--days 3` at 02:00 on 2026-03-04
-loads 2026-03-01..2026-03-04); `qbo serve`'s workers (or `qbo worker`s) load it. A sync schedule
-enqueues a sync of the entity (or all) per company, as `qbo sync --enqueue` does; a worker
-runs it from the company's watermarks (so backfill a company once before syncing it). A tick
-whose previous tick's work is still going (runs with windows to load, or a sync request
-queued or running) is recorded `skipped`, with why.
-Ticks are listed, with what they enqueued, by GET /api/schedules/NAME/firings on `qbo serve`
-(and in ops.schedule_firings).
+loads 2026-03-01..2026-03-04); `qbo serve`'s workers (or `qbo worker`s) load it.
+A sync schedule enqueues a sync of the entity (or all) per company, as `qbo sync
+--enqueue` does; a worker runs it from the company's watermarks (so backfill a company
+once before syncing it). A tick whose previous tick's work is still going (runs with
+windows to load, or a sync request queued or running) is recorded `skipped`, with why.
+GET /api/schedules/NAME/firings on `qbo serve` (and ops.schedule_firings) lists the
+ticks and what each enqueued.
 
 Examples:
-  qbo schedule add --name nightly --cron '0 2 * * *' --kind backfill --entity all --days 3 --all-companies
-  qbo schedule add --name acme-invoices --cron '30 */6 * * *' --kind backfill --entity invoices \\
-      --days 1 --realm-id 9130350000000001
+  qbo schedule add --name nightly --cron '0 2 * * *' --kind backfill \\
+      --entity all --days 3 --all-companies
+  qbo schedule add --name acme-invoices --cron '30 */6 * * *' --kind backfill \\
+      --entity invoices --days 1 --realm-id 9130350000000001
   qbo schedule add --name hourly-sync --cron '0 * * * *' --kind sync --all-companies
   qbo schedule list
   qbo schedule remove nightly";

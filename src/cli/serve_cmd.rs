@@ -28,6 +28,10 @@ applied). Every endpoint but /healthz and /readyz needs `Authorization: Bearer
 $QBO_SERVE_TOKEN`; without QBO_SERVE_TOKEN qbo serve listens on loopback addresses only.
 Several qbo serve instances (and qbo workers) may share one database.
 
+Every instance runs the scheduler: schedules added with `qbo schedule add` (or POST
+/api/schedules) fire at their cron ticks (UTC), each tick exactly once across all instances;
+ticks missed while no instance ran fire once when one starts (runbooks/serve.md#schedules).
+
 SIGTERM or SIGINT stops claiming, hands the windows being loaded back to the queue, lets
 answers in progress finish and exits 0 within a few seconds.";
 

@@ -49,7 +49,7 @@ impl CronExpr {
             .build();
         let cron = parser.parse(text).map_err(|e| CronError::Bad {
             text: text.to_string(),
-            reason: e.to_string(),
+            reason: e.to_string().trim_end_matches('.').to_string(),
         })?;
         let expr = CronExpr {
             text: text.to_string(),
