@@ -122,3 +122,53 @@ impl Write for EventWriter {
         std::io::stderr().flush()
     }
 }
+
+/// A log line that would repeat on every retry of something that keeps failing (a heartbeat
+/// during a Postgres outage): let through once per `every`, process-wide, with how many
+/// were held back since the last one.
+pub struct RareLine {
+    every: std::time::Duration,
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl RareLine {
+    pub const fn new(every: std::time::Duration) -> Self {
+        RareLine {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Some(lines held back since the last one) when this one should be logged.
+    pub fn allow(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match state.0 {
+            Some(last) if now.duration_since(last) < self.every => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                state.0 = Some(now);
+                Some(std::mem::take(&mut state.1))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod rare_line_tests {
+    use super::RareLine;
+    use std::time::Duration;
+
+    #[test]
+    fn lets_one_line_through_per_period_and_counts_the_rest() {
+        let line = RareLine::new(Duration::from_secs(3600));
+        assert_eq!(line.allow(), Some(0));
+        assert_eq!(line.allow(), None);
+        assert_eq!(line.allow(), None);
+        let now = RareLine::new(Duration::ZERO);
+        assert_eq!(now.allow(), Some(0));
+        assert_eq!(now.allow(), Some(0));
+    }
+}

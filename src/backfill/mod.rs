@@ -37,6 +37,11 @@ use crate::store::{ChunkRow, NewRun, PgStore, ReportFilter, RunRow, StoreError};
 /// flight.
 pub const DEFAULT_CONCURRENCY: u32 = 4;
 
+/// "could not extend the lease of paged windows": at most one line per this (see
+/// `spawn_paged_heartbeat`), with how many were held back.
+static PAGED_LEASE_LINE: crate::telemetry::RareLine =
+    crate::telemetry::RareLine::new(Duration::from_secs(10));
+
 /// How a new run cuts its range into windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunking {
@@ -530,7 +535,11 @@ impl<S: QuerySource + 'static> Backfill<S> {
             loop {
                 tokio::time::sleep(lease / 3).await;
                 if let Err(e) = queue.extend_paged(run_id, invocation, lease).await {
-                    tracing::warn!(error = %crate::errors::chain(&e), "could not extend the lease of paged windows; will try again");
+                    // Every engine tries again each third of a lease: during a Postgres
+                    // outage that is a line a second or more, saying the same thing.
+                    if let Some(held_back) = PAGED_LEASE_LINE.allow() {
+                        tracing::warn!(error = %crate::errors::chain(&e), held_back, "could not extend the lease of paged windows; will try again");
+                    }
                 }
             }
         })

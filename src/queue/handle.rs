@@ -412,6 +412,10 @@ impl ClaimedChunk {
     }
 }
 
+/// "heartbeat failed": at most one line per this, with how many were held back.
+static HEARTBEAT_LINE: crate::telemetry::RareLine =
+    crate::telemetry::RareLine::new(Duration::from_secs(10));
+
 /// Extends the lease every third of it; cancels `lost` and ends when the chunk is no longer
 /// this attempt's. A failed heartbeat (Postgres restarting) is tried again next time: the
 /// lease has two more thirds to run.
@@ -445,7 +449,11 @@ async fn heartbeat(
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %crate::errors::chain(&e), "heartbeat failed; will try again")
+                // Every claimed chunk heartbeats: during a Postgres outage, one line per
+                // period says it for all of them.
+                if let Some(held_back) = HEARTBEAT_LINE.allow() {
+                    tracing::warn!(error = %crate::errors::chain(&e), held_back, "heartbeat failed; will try again")
+                }
             }
         }
     }
