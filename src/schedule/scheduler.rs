@@ -59,13 +59,24 @@ impl Scheduler {
     pub async fn run_once(&self) -> Result<Vec<Tick>, ScheduleError> {
         let (now, due) = store::due(self.db.pool()).await?;
         let mut ticks = Vec::new();
+        let mut failed = None;
         for s in due {
             let span = tracing::info_span!("schedule", name = %s.name);
-            if let Some(tick) = self.tick(&s, now).instrument(span).await? {
-                ticks.push(tick);
+            // One schedule failing (its claim or record not written) does not hold the
+            // others back; a tick not claimed stays due for the next pass.
+            match self.tick(&s, now).instrument(span).await {
+                Ok(Some(tick)) => ticks.push(tick),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(schedule = %s.name, error = %crate::errors::chain(&e), "schedule tick failed");
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(ticks)
+        match failed {
+            Some(e) if ticks.is_empty() => Err(e),
+            _ => Ok(ticks),
+        }
     }
 
     /// Claims and fires (or skips) the tick of `s` due at `now`; `None` when another

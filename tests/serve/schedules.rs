@@ -644,3 +644,75 @@ async fn sixteen_claimers_of_one_due_tick_claim_it_once() {
     assert_eq!(next, due.next_tick_at);
     assert!(next > now, "the next tick is in the future");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_left_midway_holds_the_next_ticks_then_is_marked_failed() {
+    use qbo::schedule::store::{self, Claimed};
+    let (w, realm) = connected_world().await;
+    add_schedule(
+        &w,
+        &[
+            "--name",
+            "nightly",
+            "--cron",
+            "0 2 * * *",
+            "--kind",
+            "backfill",
+            "--days",
+            "3",
+            "--realm-id",
+            &realm,
+        ],
+    )
+    .await;
+    let pool = w.db.pool().await;
+    // An instance claimed the tick of two days ago and stopped before it finished.
+    let make_due = "UPDATE ops.schedules
+                       SET next_tick_at = date_trunc('day', now()) - interval '1 day'
+                                          + interval '2 hours'";
+    sqlx::query(
+        "INSERT INTO ops.schedule_firings (schedule_id, tick_at, outcome, fired_by, fired_at)
+         SELECT schedule_id, date_trunc('day', now()) - interval '2 days' + interval '2 hours',
+                'firing', 'gone:1', now() - interval '1 minute'
+           FROM ops.schedules",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(make_due).execute(&pool).await.unwrap();
+    let claim = || async {
+        let s = store::get(&pool, "nightly").await.unwrap();
+        let now = store::now(&pool).await.unwrap();
+        let due = qbo::schedule::CronExpr::parse(&s.cron)
+            .unwrap()
+            .due(s.next_tick_at, now)
+            .unwrap()
+            .expect("due");
+        store::claim(&pool, &s, &due, "test:1").await.unwrap()
+    };
+    // A minute old: it may still be enqueueing, so the next tick is skipped.
+    match claim().await {
+        Some(Claimed::Skipped(reason)) => {
+            assert!(reason.contains("gone:1 is still enqueueing"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Past ten minutes: it is taken for dead, marked failed, and the next tick fires.
+    sqlx::query("UPDATE ops.schedule_firings SET fired_at = now() - interval '11 minutes'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ops.schedule_firings WHERE outcome = 'skipped'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(make_due).execute(&pool).await.unwrap();
+    assert_eq!(claim().await, Some(Claimed::Fire));
+    let rows = firings(&pool, "nightly").await;
+    assert_eq!(rows[0].outcome, "failed", "{rows:#?}");
+    assert!(
+        rows[0].reason.as_deref().unwrap_or("").contains("gone:1"),
+        "{rows:#?}"
+    );
+    assert_eq!(rows[1].outcome, "firing", "{rows:#?}");
+}
