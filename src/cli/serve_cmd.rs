@@ -25,7 +25,8 @@ Examples:
 Endpoints: / (status page), /api/... (JSON API, see runbooks/serve.md), /metrics
 (Prometheus), /healthz (the process answers), /readyz (Postgres reachable, migrations
 applied). Every endpoint but /healthz and /readyz needs `Authorization: Bearer
-$QBO_SERVE_TOKEN`; without QBO_SERVE_TOKEN qbo serve listens on loopback addresses only.
+$QBO_SERVE_TOKEN` (browsers log in once at /login with the token and carry a session
+cookie); without QBO_SERVE_TOKEN qbo serve listens on loopback addresses only.
 Several qbo serve instances (and qbo workers) may share one database.
 
 Every instance runs the scheduler: schedules added with `qbo schedule add` (or POST

@@ -6,7 +6,7 @@
 //! The HTTP surface is one router per concept, merged here:
 //! - `health`: `/healthz`, `/readyz` (never behind the bearer token);
 //! - `api`: `/api/...`, the JSON API mirroring the CLI;
-//! - `page`: `/`, the server-rendered status page;
+//! - `page`: `/`, the server-rendered status page (its `/login` form is open);
 //! - `metrics`: `/metrics`, Prometheus text;
 //! - `schedules`: `/api/schedules...`.
 //!
@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(health::routes())
+        .merge(page::login_routes())
         .merge(protected)
         .with_state(state)
 }

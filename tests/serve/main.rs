@@ -6,4 +6,5 @@ mod common;
 
 mod harness;
 mod lifecycle;
+mod page;
 mod schedules;
