@@ -89,7 +89,7 @@ pub struct ReportsArgs {
 #[derive(Debug, Clone)]
 pub struct Selection(pub Vec<ReportName>);
 
-fn parse_reports(s: &str) -> Result<Selection, String> {
+pub fn parse_reports(s: &str) -> Result<Selection, String> {
     if s.eq_ignore_ascii_case("all") {
         return Ok(Selection(ReportName::ALL.to_vec()));
     }
@@ -138,7 +138,7 @@ pub async fn run(args: ReportsArgs) -> Result<Outcome, CliError> {
     result
 }
 
-fn line(p: &Pulled) -> String {
+pub fn line(p: &Pulled) -> String {
     format!(
         "{}: {} pieces loaded ({} split as too large), {} rows, {} cells, {} requests, {} retries",
         p.report, p.pieces, p.splits, p.rows, p.cells, p.requests, p.retries

@@ -15,6 +15,7 @@ Examples:
   qbo sync all --since 2024-01-01     # first sync: backfills from that day to now
   qbo sync                            # every later sync (all entities): only what changed
   qbo sync invoices customers --lookback 30m
+  qbo sync --reports ProfitAndLoss,BalanceSheet --report-months 2
 
 Watermark: per company and entity, ops.sync_watermarks holds the LastUpdatedTime (by QBO's
 clock) up to which every change is loaded. It moves in the same transaction as the last rows
@@ -36,6 +37,14 @@ Deletes: a deleted record keeps its last payload and gets deleted_at_utc (when Q
 live rows are `WHERE deleted_at_utc IS NULL`. A record re-created after its delete is live again.
 
 Every sync is a run in `qbo report` (kind sync), one row per CDC read, window or reconciliation.
+
+Reports: --reports ProfitAndLoss,BalanceSheet (any of `qbo reports`' names, comma-separated,
+or all) refreshes those reports for the last --report-months calendar months (default 2: last
+month and this month through today, UTC), after the entities, one request per month exactly as
+`qbo reports NAME --start <first of the month before> --end <today>` does (same tables, same
+splitting; the aged reports as of each month's end and as of today). Each reloaded month
+replaces the one stored before, and a month still open is replaced as it grows. A report that
+fails is printed and makes the exit code 1.
 
 Exit codes: 0 every entity synced, 1 some failed (their watermark did not move; run sync again),
 2 bad usage or configuration (e.g. a first sync without --since), 3 the refresh token was
@@ -64,6 +73,15 @@ pub struct SyncArgs {
     /// Windows loaded at once on the window path.
     #[arg(long, default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
+    /// Reports to refresh after the entities (comma-separated names of `qbo reports`, or all).
+    #[arg(long, value_delimiter = ',', value_parser = super::reports_cmd::parse_reports)]
+    pub reports: Vec<super::reports_cmd::Selection>,
+    /// How many recent calendar months of --reports to refresh (this one counts).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=24))]
+    pub report_months: u32,
+    /// The accounting basis of --reports (for the reports that take one).
+    #[arg(long, value_enum, default_value = "accrual")]
+    pub report_accounting_method: crate::reports::Method,
     #[command(flatten)]
     pub requests: RequestArgs,
     #[command(flatten)]
@@ -126,14 +144,74 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
         cancel.clone(),
     )
     .await?;
-    let engine = Syncer::new(client.clone(), db, cancel);
+    let engine = Syncer::new(client.clone(), db.clone(), cancel);
     let result = engine.run(&args.entities(), &args.options()).await;
-    client.finish().await;
-    let summaries = result.map_err(classify)?;
+    let summaries = match result {
+        Ok(s) => s,
+        Err(e) => {
+            client.finish().await;
+            return Err(classify(e));
+        }
+    };
     for s in &summaries {
         outln!("{}", summary_line(s));
     }
-    Ok(outcome_of(&summaries))
+    let mut outcome = outcome_of(&summaries);
+    if outcome != Outcome::Interrupted {
+        let reports = refresh_reports(&args, &settings.realm_id, &client, &db).await;
+        match reports {
+            Ok(true) => {}
+            Ok(false) => outcome = Outcome::SomeFailed,
+            Err(e) => {
+                client.finish().await;
+                return Err(e);
+            }
+        }
+    }
+    client.finish().await;
+    Ok(outcome)
+}
+
+/// Loads --reports over the last --report-months months. Ok(false) when a report failed (it
+/// is printed; the others still load); Err for what ends the command (a rejected refresh
+/// token, an interrupt).
+async fn refresh_reports(
+    args: &SyncArgs,
+    realm_id: &str,
+    client: &std::sync::Arc<crate::client::QboClient>,
+    db: &crate::store::PgStore,
+) -> Result<bool, CliError> {
+    let mut names: Vec<crate::reports::ReportName> = args
+        .reports
+        .iter()
+        .flat_map(|s| s.0.iter().copied())
+        .collect();
+    names.sort();
+    names.dedup();
+    let (start, end) = crate::reports::recent(chrono::Utc::now().date_naive(), args.report_months);
+    let job = crate::reports::pull::Job {
+        client: client.as_ref(),
+        store: db,
+        realm_id,
+        method: args.report_accounting_method,
+        period: crate::reports::Period::Month,
+    };
+    let mut ok = true;
+    for name in names {
+        match job.pull(name, start, end).await {
+            Ok(p) => outln!("{} ({start}..{end})", super::reports_cmd::line(&p)),
+            Err(e) => {
+                let e = super::reports_cmd::classify(e);
+                if e.outcome != Outcome::SomeFailed {
+                    return Err(e);
+                }
+                tracing::error!(report = name.qbo_name(), error = %format!("{:#}", e.error), "report refresh failed");
+                eprintln!("{}: {:#}", name.qbo_name(), e.error);
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
 }
 
 fn classify(e: SyncError) -> CliError {

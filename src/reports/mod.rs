@@ -254,6 +254,17 @@ pub fn pieces(start: NaiveDate, end: NaiveDate, period: Period) -> Vec<(NaiveDat
     out
 }
 
+/// The last `months` calendar months through `today`: from the first day of the month
+/// `months - 1` before today's, to today (what `qbo sync --reports` refreshes).
+pub fn recent(today: NaiveDate, months: u32) -> (NaiveDate, NaiveDate) {
+    let back = months.saturating_sub(1);
+    let start = today
+        .with_day(1)
+        .and_then(|d| d.checked_sub_months(chrono::Months::new(back)))
+        .unwrap_or(today);
+    (start, today)
+}
+
 /// How a piece QBO found too large is split: into months if it spans more than one, else
 /// into weeks (7 days), else into days. None for a single day.
 pub fn split(start: NaiveDate, end: NaiveDate) -> Option<Vec<(NaiveDate, NaiveDate)>> {
@@ -314,6 +325,22 @@ mod tests {
                 (d("2023-06-01"), d("2023-12-31")),
                 (d("2024-01-01"), d("2024-02-01"))
             ]
+        );
+    }
+
+    #[test]
+    fn recent_months_run_from_a_month_start_through_today() {
+        assert_eq!(
+            recent(d("2024-03-10"), 2),
+            (d("2024-02-01"), d("2024-03-10"))
+        );
+        assert_eq!(
+            recent(d("2024-01-31"), 3),
+            (d("2023-11-01"), d("2024-01-31"))
+        );
+        assert_eq!(
+            recent(d("2024-05-01"), 1),
+            (d("2024-05-01"), d("2024-05-01"))
         );
     }
 

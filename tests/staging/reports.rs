@@ -494,3 +494,108 @@ async fn the_tie_out_matches_reports_an_edit_and_matches_again_after_a_sync() {
     out.assert_code(0);
     assert!(!out.stdout.contains("DIFF"), "{}", out.stdout);
 }
+
+/// QBO's net income summed over the stored ProfitAndLoss pieces, in cents.
+async fn stored_net_income(pool: &PgPool) -> i64 {
+    let s: Option<String> = sqlx::query_scalar(
+        "SELECT (sum(c.amount) * 100)::bigint::text
+         FROM raw.qb_reports r JOIN raw.qb_report_cells c USING (realm_id, report_name, params_hash)
+         WHERE r.report_name = 'ProfitAndLoss' AND c.section_group = 'NetIncome'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    s.map_or(0, |s| s.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_refreshes_the_recent_months_of_the_chosen_reports() {
+    let w = World::new(recent_company()).await;
+    let today = Utc::now().date_naive();
+    let since = (today - Duration::days(21)).to_string();
+    let sync = [
+        "sync",
+        "invoices",
+        "--since",
+        &since,
+        "--reports",
+        "ProfitAndLoss,AgedReceivables",
+        "--report-months",
+        "2",
+    ];
+    let out = w.run(&sync).await;
+    out.assert_code(0);
+    let (start, end) = qbo::reports::recent(today, 2);
+    for name in ["ProfitAndLoss", "AgedReceivables"] {
+        assert!(
+            out.stdout
+                .contains(&format!("{name}: 2 pieces loaded (0 split as too large)")),
+            "{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains(&format!("({start}..{end})")),
+        "{}",
+        out.stdout
+    );
+    let pool = w.db.pool().await;
+    let pieces: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT report_name, period_start::text, period_end::text FROM raw.qb_reports
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let month_end = qbo::reports::last_of_month(start).to_string();
+    let first_of_this = (qbo::reports::last_of_month(start) + Duration::days(1)).to_string();
+    assert_eq!(
+        pieces,
+        [
+            (
+                "AgedReceivables".into(),
+                month_end.clone(),
+                month_end.clone()
+            ),
+            (
+                "AgedReceivables".into(),
+                today.to_string(),
+                today.to_string()
+            ),
+            ("ProfitAndLoss".into(), start.to_string(), month_end),
+            ("ProfitAndLoss".into(), first_of_this, today.to_string()),
+        ]
+    );
+    let before = stored_net_income(&pool).await;
+
+    // An edit in QBO: the next sync reloads the months, and QBO's P&L moves with it.
+    edit_invoice(&w);
+    let out = w
+        .run(
+            &sync[..2]
+                .iter()
+                .chain(&sync[4..])
+                .copied()
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    out.assert_code(0);
+    assert_eq!(stored_net_income(&pool).await, before + 10_000);
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM raw.qb_reports").await,
+        4,
+        "reloaded months replace the stored ones"
+    );
+
+    // A report QBO refuses fails the sync (exit 1) after the entities synced.
+    w.faults(Faults {
+        report_max_cells: 1,
+        ..Faults::default()
+    });
+    let out = w
+        .run(&["sync", "invoices", "--reports", "AgedReceivables"])
+        .await;
+    out.assert_code(1);
+    assert!(out.stdout.contains("invoices: sync run"), "{}", out.stdout);
+    assert!(out.stderr.contains("too large"), "{}", out.stderr);
+}
