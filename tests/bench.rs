@@ -109,3 +109,49 @@ fn the_api_cost_section_runs_alone_and_prints_its_table() {
         "{stdout}"
     );
 }
+
+/// The fleet section (6) alone, tiny: two companies, two `qbo worker` processes. Only the
+/// shape of its output is checked (the figures, the target line, every record loaded), never
+/// a rate: the full-size run is `qbo-bench --only fleet`.
+#[test]
+fn the_fleet_section_runs_workers_and_prints_rates_per_worker_and_the_cpu() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qbo-bench"))
+        .args([
+            "--only",
+            "fleet",
+            "--fleet-companies",
+            "2",
+            "--fleet-invoices",
+            "60",
+            "--fleet-workers",
+            "2",
+            "--fleet-latency-ms",
+            "5",
+            "--qbo",
+            env!("CARGO_BIN_EXE_qbo"),
+        ])
+        .env("DATABASE_URL", admin_url())
+        .output()
+        .expect("run qbo-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for expected in [
+        "(6) Fleet: 2 companies x 60 invoices",
+        "worker 1: ",
+        "worker 2: ",
+        "all: ",
+        "requests: ",
+        "(bound 2 x 500 = 1000/min)",
+        "busiest company: ",
+        "Targets:",
+        "(6) fleet requests/min / (0.9 x 2 x 500) = ",
+        "rows/s per worker ",
+    ] {
+        assert!(stdout.contains(expected), "no `{expected}` in:\n{stdout}");
+    }
+    // Every invoice of both companies loaded, by the two workers together.
+    assert!(stdout.contains("      120 rows in"), "{stdout}");
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+    assert!(!stdout.contains("N = "), "{stdout}");
+}

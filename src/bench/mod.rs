@@ -10,6 +10,7 @@ mod child;
 mod copy;
 mod cost;
 mod cursor;
+mod fleet;
 mod plan;
 mod print;
 mod replay;
@@ -128,6 +129,24 @@ pub struct BenchArgs {
     /// Invoices in the API cost section's company (2), spread over two years.
     #[arg(long, default_value_t = 500_000)]
     pub api_invoices: usize,
+    /// Fleet section (6, only with `--only fleet`): companies in the sandbox, each with its
+    /// own data, tokens and QBO limits (500 requests/min, 10 in flight, 40 batch calls/min).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub fleet_companies: u64,
+    /// Fleet section: invoices per company. With the default pages of 10, 7500 invoices are
+    /// about 800 requests a company: over a minute and a half at QBO's 500 a minute.
+    #[arg(long, default_value_t = 7500)]
+    pub fleet_invoices: usize,
+    /// Fleet section: `qbo worker` processes (each with its default slots).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub fleet_workers: u32,
+    /// Fleet section: latency the sandbox adds to every request.
+    #[arg(long, default_value_t = 100)]
+    pub fleet_latency_ms: u64,
+    /// Fleet section: the runs' --page-size. Small pages make many requests of few records,
+    /// so the rate limit, not rendering JSON, is what the fleet meets.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fleet_page_size: u32,
     /// A Postgres URL whose user may CREATE DATABASE (each contender gets its own, dropped after).
     #[arg(
         long,
@@ -162,6 +181,8 @@ impl BenchArgs {
             Section::Sizes => false,
             Section::ApiBound => self.skip_api_bound,
             Section::ApiCost => self.skip_api_cost,
+            // Minutes of its own: run it on purpose.
+            Section::Fleet => true,
         };
         self.only.map_or(!skipped, |only| only == section)
     }
@@ -176,6 +197,10 @@ pub enum Section {
     ApiBound,
     /// (5): requests and wall time under all of QBO's limits, against two baselines.
     ApiCost,
+    /// (6): many companies, several `qbo worker` processes, QBO's limits per company: the
+    /// fleet's requests/minute against 0.9 x companies x 500, rows/s per worker, CPU.
+    /// Runs only when named (`--only fleet`).
+    Fleet,
 }
 
 /// `--api-time-scale`: the rate windows must stay whole seconds (the sandbox counts in them).

@@ -18,13 +18,13 @@ use super::{entities, BenchArgs, BenchError, ChildReport, Section, CHILD_ENV, SP
 use crate::sandbox::{Faults, Sandbox, SandboxConfig};
 
 /// Records are last updated during 2024 (company time); in UTC that runs into 2025-01-01.
-fn data_start() -> NaiveDate {
+pub(super) fn data_start() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default()
 }
 fn data_end() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 12, 31).unwrap_or_default()
 }
-fn range_end() -> NaiveDate {
+pub(super) fn range_end() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or_default()
 }
 
@@ -44,7 +44,7 @@ pub(super) struct Api<'a> {
 
 /// A company of `n` records of the measured entities, and of the others only what those
 /// refer to (the chart of accounts, say), so the sandbox does not generate data nobody loads.
-fn sandbox_config(n: u64) -> SandboxConfig {
+pub(super) fn sandbox_config(n: u64) -> SandboxConfig {
     let (invoices, customers, items) = company(n);
     let mut cfg = SandboxConfig {
         invoices,
@@ -92,6 +92,9 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     }
     if bench.args.runs(Section::ApiCost) {
         bench.api_cost(&mut targets).await?;
+    }
+    if bench.args.runs(Section::Fleet) {
+        bench.fleet(&mut targets).await?;
     }
     targets.print();
     let _ = std::fs::remove_dir_all(&bench.work);
