@@ -223,6 +223,20 @@ pub async fn fleet(pool: &PgPool) -> Result<Fleet, CompaniesError> {
     Ok(Fleet { active, skipped })
 }
 
+/// What a command for every active company says when there is none (`environment` empty
+/// when the command does not care which).
+pub fn no_active_company(environment: &str) -> String {
+    let what = match environment {
+        "" => "company".to_string(),
+        env => format!("{env} company"),
+    };
+    format!(
+        "no active {what} in `qbo companies`: `qbo auth login` or `qbo companies add \
+         --realm-id R` adds one, `qbo companies resume R` resumes a paused one, `qbo auth \
+         import --realm-id R` gives a needs_reauth one a token again"
+    )
+}
+
 /// Sets the company's status and why (`pause`, `resume`, a refused refresh token).
 pub async fn set_status(
     pool: &PgPool,

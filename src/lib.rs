@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod companies;
 pub mod config;
+pub mod control;
 pub mod cost;
 pub mod entities;
 pub mod errors;

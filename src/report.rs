@@ -129,15 +129,23 @@ fn table(rows: &[ChunkRow]) -> String {
         line(&refs);
     }
     let total = |f: fn(&ChunkRow) -> i64| rows.iter().map(f).sum::<i64>();
+    let cancelled = rows
+        .iter()
+        .filter(|c| c.status == ChunkStatus::Cancelled)
+        .count();
     let _ = writeln!(
         out,
-        "{} chunks: {} success, {} error, {} pending/running; {} rows loaded ({} expected), {} inserted, {} updated, {} skipped, {} deleted",
+        "{} chunks: {} success, {} error, {} pending/running{}; {} rows loaded ({} expected), {} inserted, {} updated, {} skipped, {} deleted",
         rows.len(),
         rows.iter().filter(|c| c.status == ChunkStatus::Success).count(),
         rows.iter().filter(|c| c.status == ChunkStatus::Error).count(),
         rows.iter()
-            .filter(|c| matches!(c.status, ChunkStatus::Pending | ChunkStatus::Running))
+            .filter(|c| matches!(c.status, ChunkStatus::Pending | ChunkStatus::Running | ChunkStatus::Paged))
             .count(),
+        match cancelled {
+            0 => String::new(),
+            n => format!(", {n} cancelled (never loaded: their run was cancelled)"),
+        },
         total(|c| c.row_count),
         total(|c| c.expected_count.unwrap_or(0)),
         total(|c| c.inserted),

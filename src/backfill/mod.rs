@@ -138,6 +138,8 @@ pub enum BackfillError {
     NothingToResume { entity: String, realm_id: String },
     #[error("run {0} does not exist (see `qbo report --format json` for run ids)")]
     RunNotFound(Uuid),
+    #[error("run {run_id} ({entity}) was cancelled: its unfinished windows are never loaded; start a new run with --start and --end")]
+    RunCancelled { run_id: Uuid, entity: String },
     #[error("run {run_id} belongs to {actual}, not {requested}")]
     WrongRun {
         run_id: Uuid,
@@ -171,6 +173,8 @@ pub struct RunSummary {
     pub succeeded: usize,
     pub failed: usize,
     pub pending: usize,
+    /// Windows its cancel stopped (`qbo serve`'s cancel): never loaded.
+    pub cancelled: usize,
     pub rows: i64,
     pub inserted: i64,
     pub updated: i64,
@@ -203,6 +207,7 @@ impl RunSummary {
             succeeded: count(ChunkStatus::Success),
             failed: count(ChunkStatus::Error),
             pending: count(ChunkStatus::Pending) + count(ChunkStatus::Running),
+            cancelled: count(ChunkStatus::Cancelled),
             rows: rows.iter().map(|c| c.row_count).sum(),
             inserted: rows.iter().map(|c| c.inserted).sum(),
             updated: rows.iter().map(|c| c.updated).sum(),
@@ -598,8 +603,24 @@ impl<S: QuerySource + 'static> Backfill<S> {
     }
 
     /// The run `run_id` names, which must be a backfill of this entity and company, or the
-    /// latest such backfill.
+    /// latest such backfill; never a cancelled one.
     async fn chosen_run(
+        &self,
+        run_id: Option<Uuid>,
+        entity: &Entity,
+        realm_id: &str,
+    ) -> Result<RunRow, BackfillError> {
+        let run = self.named_or_latest_run(run_id, entity, realm_id).await?;
+        if run.status == RunStatus::Cancelled {
+            return Err(BackfillError::RunCancelled {
+                run_id: run.run_id,
+                entity: run.entity,
+            });
+        }
+        Ok(run)
+    }
+
+    async fn named_or_latest_run(
         &self,
         run_id: Option<Uuid>,
         entity: &Entity,

@@ -19,7 +19,7 @@ use crate::client::QboClient;
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
 use crate::cost::Cost;
 use crate::entities::Selection;
-use crate::queue::QueueError;
+use crate::queue::{QueueError, RunStatus};
 use crate::store::throttle::SharedBudget;
 use crate::store::{PgStore, StoreError};
 
@@ -469,6 +469,13 @@ fn collect(ran: &mut Ran, joined: Option<Joined>, job: &Job, cancel: &Cancellati
                 entity.cli_name
             ))
         }
+        // A run someone cancelled stays cancelled; the other entities go on.
+        Err(BackfillError::RunCancelled { run_id, .. }) if job.selection == Selection::All => {
+            Slot::Line(format!(
+                "{}: run {run_id} was cancelled; skipped (start a new run with --start and --end)",
+                entity.cli_name
+            ))
+        }
         Err(e) => {
             // The command fails: the other entities stop and hand their windows back.
             cancel.cancel();
@@ -523,6 +530,7 @@ fn classify(e: BackfillError) -> CliError {
         BackfillError::Auth(auth) if auth.needs_human() => CliError::from_auth(auth),
         e @ (BackfillError::NothingToResume { .. }
         | BackfillError::RunNotFound(_)
+        | BackfillError::RunCancelled { .. }
         | BackfillError::WrongRun { .. }
         | BackfillError::NoTxnDate(_)
         | BackfillError::Plan(_)) => CliError::usage(e),
@@ -533,7 +541,10 @@ fn classify(e: BackfillError) -> CliError {
 pub fn outcome_of(summaries: &[RunSummary]) -> Outcome {
     if summaries.iter().any(|s| s.interrupted) {
         Outcome::Interrupted
-    } else if summaries.iter().any(|s| s.failed > 0 || s.pending > 0) {
+    } else if summaries
+        .iter()
+        .any(|s| s.failed > 0 || s.pending > 0 || s.status == RunStatus::Cancelled)
+    {
         Outcome::SomeFailed
     } else {
         Outcome::Success
@@ -545,13 +556,25 @@ pub fn summary_line(s: &RunSummary, cost: Cost) -> String {
         "{}: run {} {} - {} chunks ({} success, {} error, {} not done), {} rows ({} inserted, {} updated, {} skipped), {cost}, {} retries, {:.1} s, {:.0} rows/s",
         s.entity, s.run_id, s.status, s.chunks, s.succeeded, s.failed, s.pending, s.rows, s.inserted, s.updated, s.skipped, s.retries, s.duration_secs, s.rows_per_sec()
     );
+    if s.cancelled > 0 {
+        line = line.replacen(
+            " not done)",
+            &format!(" not done, {} cancelled)", s.cancelled),
+            1,
+        );
+    }
     if s.failed > 0 {
         line.push_str(&format!(
             "\n  re-run the failed chunks with: qbo backfill {} --retry-failed --run {}",
             s.entity, s.run_id
         ));
     }
-    if s.interrupted || s.pending > 0 {
+    if s.status == RunStatus::Cancelled {
+        line.push_str(&format!(
+            "\n  the run was cancelled: its unfinished windows are not loaded; start a new run with: qbo backfill {} --start .. --end ..",
+            s.entity
+        ));
+    } else if s.interrupted || s.pending > 0 {
         line.push_str(&format!(
             "\n  continue with: qbo backfill {} --resume",
             s.entity

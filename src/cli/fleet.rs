@@ -67,21 +67,13 @@ pub fn skipped_outcome(fleet: &companies::Fleet) -> Outcome {
 /// The error of an `--all-companies` command with nothing to work on (`environment` empty
 /// when the command does not care which).
 pub fn no_active_company(environment: &str, skipped: Outcome) -> CliError {
-    let what = match environment {
-        "" => "company".to_string(),
-        env => format!("{env} company"),
-    };
     CliError {
         outcome: if skipped == Outcome::NeedsHuman {
             Outcome::NeedsHuman
         } else {
             Outcome::SomeFailed
         },
-        error: anyhow::anyhow!(
-            "no active {what} in `qbo companies`: `qbo auth login` or `qbo \
-             companies add --realm-id R` adds one, `qbo companies resume R` resumes a paused one, \
-             `qbo auth import --realm-id R` gives a needs_reauth one a token again"
-        ),
+        error: anyhow::anyhow!(companies::no_active_company(environment)),
     }
 }
 

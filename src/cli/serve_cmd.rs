@@ -79,6 +79,11 @@ pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
     );
     let state = AppState {
         store: db.clone(),
+        control: crate::control::Control::new(
+            db.clone(),
+            args.qbo.environment,
+            args.qbo.minor_version,
+        ),
         token: args.token.clone().map(Arc::new),
         shutdown: shutdown.clone(),
     };

@@ -38,7 +38,11 @@ pub struct Claimer {
 }
 
 impl Queue {
-    /// Takes the next chunk of `run_id` this invocation has not tried yet, in window order.
+    /// Takes the next chunk of `run_id` this invocation has not tried yet, in window order;
+    /// none of a cancelled run. (A cancel turns the run's unfinished chunks `cancelled` in
+    /// the statement that locks them, so a claim racing it never takes one of those; only a
+    /// failed chunk, claimable by `--retry-failed`, could be taken by a claim whose snapshot
+    /// predates the cancel's commit.)
     pub async fn claim(
         &self,
         run_id: Uuid,
@@ -58,6 +62,8 @@ impl Queue {
                    SELECT c.run_id, c.chunk_index FROM ops.backfill_report c
                    WHERE c.run_id = $1
                      AND c.last_invocation IS DISTINCT FROM $3
+                     AND NOT EXISTS (SELECT 1 FROM ops.backfill_runs k
+                                     WHERE k.run_id = $1 AND k.status = 'cancelled')
                      AND CASE WHEN $2 THEN c.status = 'error'
                               ELSE c.status IN ('pending', 'error')
                                    OR (c.status IN ('running', 'paged')

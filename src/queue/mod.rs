@@ -17,6 +17,7 @@
 
 mod claim;
 mod handle;
+mod manage;
 mod paged;
 mod retry;
 mod run;
@@ -24,6 +25,7 @@ mod state;
 
 pub use claim::{ClaimMode, Claimer};
 pub use handle::{ClaimedChunk, PlannedWindow, Progress};
+pub use manage::{Changed, Refusal};
 pub use paged::{PagedVerdict, ParkedChunk};
 pub use retry::{retry_transient, Transient};
 pub use state::{ChunkStatus, RunKind, RunStatus, UnknownState};

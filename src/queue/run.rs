@@ -1,14 +1,17 @@
-//! A run's own state: running while workers load it, then settled from its chunks.
+//! A run's own state: running while workers load it, then settled from its chunks. A
+//! `cancelled` run stays cancelled: neither an engine that was loading it nor one that
+//! picked it up just before the cancel brings it back.
 
 use uuid::Uuid;
 
 use super::{Queue, QueueError, RunStatus};
 
 impl Queue {
+    /// Marks the run `running` (an engine starts on it); a cancelled run stays cancelled.
     pub async fn mark_run_running(&self, run_id: Uuid) -> Result<(), QueueError> {
         sqlx::query!(
             "UPDATE ops.backfill_runs SET status = 'running', finished_at = NULL, updated_at = now()
-             WHERE run_id = $1",
+             WHERE run_id = $1 AND status <> 'cancelled'",
             run_id
         )
         .execute(self.pool())
@@ -17,7 +20,8 @@ impl Queue {
     }
 
     /// Derives the run's status from its chunks and stores it: `incomplete` while any chunk
-    /// is unfinished (or it has none), else `success`, `partial` or `error`.
+    /// is unfinished (or it has none), else `success`, `partial` or `error`. A cancelled run
+    /// keeps `cancelled` (and when it was cancelled).
     ///
     /// The run's row is locked first, and the status derived after the lock is taken: two
     /// workers finishing the run's last two windows at once each settle it, and without the
@@ -54,8 +58,10 @@ impl Queue {
         .await?;
         let status = sqlx::query_scalar!(
             r#"UPDATE ops.backfill_runs r
-               SET status = s.status, updated_at = now(),
-                   finished_at = now()
+               SET status = CASE WHEN r.status = 'cancelled' THEN r.status ELSE s.status END,
+                   updated_at = now(),
+                   finished_at = CASE WHEN r.status = 'cancelled' THEN r.finished_at
+                                      ELSE now() END
                FROM (
                    SELECT CASE
                        WHEN count(*) = 0 OR bool_or(status IN ('pending', 'running', 'paged'))

@@ -102,6 +102,8 @@ text_enum! {
         Paged => "paged",
         Success => "success",
         Error => "error",
+        /// Its run was cancelled before it finished: no lease, never claimed again.
+        Cancelled => "cancelled",
     }
 }
 
@@ -125,6 +127,17 @@ text_enum! {
         /// Some chunks succeeded, some failed.
         Partial => "partial",
         Error => "error",
+        /// Stopped by a human (`POST /api/runs/{id}/cancel`): its unfinished windows were
+        /// handed back and are never claimed again; what its finished windows loaded stays.
+        Cancelled => "cancelled",
+    }
+}
+
+impl RunStatus {
+    /// Nothing more will happen to the run by itself (`incomplete` and `running` runs have
+    /// windows left).
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Running | RunStatus::Incomplete)
     }
 }
 

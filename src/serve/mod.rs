@@ -32,6 +32,8 @@ use crate::store::PgStore;
 #[derive(Clone)]
 pub struct AppState {
     pub store: PgStore,
+    /// The operations the API, the page and the scheduler share (`crate::control`).
+    pub control: crate::control::Control,
     /// `QBO_SERVE_TOKEN`; `None` only when listening on loopback.
     pub token: Option<Arc<SecretString>>,
     /// Cancelled on SIGTERM/SIGINT: long-polling handlers and background loops end.
