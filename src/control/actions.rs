@@ -169,7 +169,7 @@ fn in_range(name: &str, v: i64, range: std::ops::RangeInclusive<i64>) -> Result<
     }
 }
 
-fn valid_realm(realm: &str) -> Result<(), ControlError> {
+pub(super) fn valid_realm(realm: &str) -> Result<(), ControlError> {
     crate::config::validate_realm_id(realm).map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
@@ -243,7 +243,7 @@ impl Control {
     }
 
     /// The active companies of this environment, and a line for each one left out.
-    async fn active_realms(&self) -> Result<(Vec<String>, Vec<String>), ControlError> {
+    pub(super) async fn active_realms(&self) -> Result<(Vec<String>, Vec<String>), ControlError> {
         let fleet = crate::companies::fleet(self.store.pool()).await?;
         let mut skipped = fleet.skip_lines();
         let mut realms = Vec::new();

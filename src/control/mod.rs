@@ -10,11 +10,13 @@ mod actions;
 mod error;
 mod read;
 mod run_ref;
+mod syncs;
 
 pub use actions::{BackfillSpec, RunAction, RunChanged, Started, StartedRun};
 pub use error::{ControlError, ErrorKind};
 pub use read::{CompanyView, RunDetail, RunFilter, RunView, WindowCounts};
 pub use run_ref::{RunRef, RunRefError};
+pub use syncs::{QueuedSync, SyncSpec, SyncsStarted};
 
 use crate::config::Environment;
 use crate::store::PgStore;

@@ -378,10 +378,6 @@ impl Worker {
                 tracing::error!(parent: &span, error = %reason, "this company needs a human (`qbo auth login` or `qbo auth import`); the worker goes on with the others");
                 state.skip_realms.insert(realm, Skip::new(reason, SKIP_FOR));
             }
-            // Cancelled after this slot picked it: nothing of it is loaded any more.
-            Err(BackfillError::RunCancelled { .. }) => {
-                tracing::info!(parent: &span, "the run was cancelled; leaving it");
-            }
             Err(BackfillError::Store(e)) if e.is_transient() => {
                 tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "database unavailable; the window goes back to the queue once its lease runs out");
             }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use qbo::sandbox::Faults;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -259,5 +260,214 @@ async fn errors_answer_json_with_the_cli_messages_and_status_codes() {
         .post_json(&format!("/api/runs/{run_id}/retry-failed"), json!({}))
         .await;
     assert_eq!(code, 409, "{answer}");
+
+    // Sync now: a queued request for the workers; asking again while it waits returns it.
+    let (code, queued) = s
+        .post_json(
+            "/api/syncs",
+            json!({"entity": "invoices", "realm_id": realm, "since": "2024-01-01"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{queued}");
+    let request = queued["requests"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, again) = s
+        .post_json(
+            "/api/syncs",
+            json!({"entity": "invoices", "realm_id": realm}),
+        )
+        .await;
+    assert_eq!(code, 202, "{again}");
+    assert_eq!(again["requests"][0]["request_id"], request.as_str());
+    assert_eq!(again["requests"][0]["existing"], true);
+    let (code, state) = s.get_json(&format!("/api/syncs/{request}")).await;
+    assert_eq!(
+        (code, state["status"].as_str()),
+        (200, Some("queued")),
+        "{state}"
+    );
+    for (request, code_wanted, says) in [
+        (
+            json!({"entity": "nope", "realm_id": realm}),
+            400,
+            "unknown entity",
+        ),
+        (
+            json!({"realm_id": realm, "since": "yesterday"}),
+            400,
+            "is not a date",
+        ),
+        (
+            json!({"realm_id": "424242"}),
+            404,
+            "no company with realm id 424242",
+        ),
+        (json!({"entity": "all"}), 400, "realm_id"),
+    ] {
+        let (code, answer) = s.post_json("/api/syncs", request.clone()).await;
+        assert_eq!(code, code_wanted, "{request} -> {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(says),
+            "{request}: {answer}"
+        );
+    }
+    assert_eq!(s.terminate().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_window_is_retried_by_post_and_the_workers_finish_the_run() {
+    let w = World::new(small_company()).await;
+    let realm = w.sandbox.realm_id().to_string();
+    // Every request for the window holding mid-February fails: that window ends `error`.
+    w.faults(Faults {
+        fail_window_containing: Some("2024-02-14T12:00:00Z".into()),
+        ..Faults::default()
+    });
+    let s = Served::start_with(&w, &["--workers", "2"], &with_token()).await;
+    let (code, started) = s
+        .post_json(
+            "/api/backfills",
+            json!({"entity": "invoices", "start": "2024-01-01", "end": "2024-03-31",
+                   "realm_id": realm, "chunk_days": 30}),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let run_id = started["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let partial = wait_for_run(&s, &run_id, "partial", |r| status(r) == "partial").await;
+    let failed: Vec<&Value> = partial["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{partial:#}");
+    assert!(failed[0]["error_message"].as_str().is_some(), "{partial:#}");
+    assert_eq!(partial["run"]["windows"]["error"], 1);
+
+    // Nothing is unfinished, so nothing to resume; the failed window can be retried.
+    let (code, answer) = s
+        .post_json(&format!("/api/runs/{run_id}/resume"), json!({}))
+        .await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("retry-failed"),
+        "{answer}"
+    );
+
+    w.faults(Faults::default());
+    let (code, retried) = s
+        .post_json(&format!("/api/runs/{run_id}/retry-failed"), json!({}))
+        .await;
+    assert_eq!(code, 200, "{retried}");
+    assert_eq!(retried["windows"], 1, "{retried}");
+    let done = wait_for_run(&s, &run_id, "success", |r| status(r) == "success").await;
+    let retried_window = done["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["chunk_index"] == failed[0]["chunk_index"])
+        .unwrap();
+    assert!(
+        retried_window["attempts"].as_i64().unwrap() >= 2,
+        "{done:#}"
+    );
+    assert_eq!(
+        w.raw_versions("raw.qb_invoices").await,
+        w.sandbox_versions("Invoice")
+    );
+    assert_eq!(s.terminate().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_run_stops_its_windows_for_good() {
+    let w = World::new(small_company()).await;
+    let realm = w.sandbox.realm_id().to_string();
+    // Every query hangs until released: the run's windows stay running under their leases.
+    w.faults(Faults {
+        hang_from_request: 1,
+        ..Faults::default()
+    });
+    // One worker slot: once the cancelled run's engine lets go, it is free for the next run.
+    let s = Served::start_with(&w, &["--workers", "1"], &with_token()).await;
+    let (code, started) = s
+        .post_json(
+            "/api/backfills",
+            json!({"entity": "invoices", "start": "2024-01-01", "end": "2024-03-31",
+                   "realm_id": realm, "chunk_days": 30}),
+        )
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let run_id = started["runs"][0]["run_id"].as_str().unwrap().to_string();
+    wait_for_run(&s, &run_id, "a window being loaded", |r| {
+        r["run"]["windows"]["running"].as_i64() > Some(0)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while w.sandbox.stats().hung == 0 {
+        assert!(Instant::now() < deadline, "no request reached the sandbox");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (code, cancelled) = s
+        .post_json(&format!("/api/runs/{run_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["leased"].as_i64().unwrap() >= 1, "{cancelled}");
+    // The hung requests answer now; their windows' writes find the lease gone.
+    w.faults(Faults::default());
+
+    // The one slot moves on: a new run is loaded to the end.
+    let (code, next) = s
+        .post_json(
+            "/api/backfills",
+            json!({"entity": "customers", "start": "2024-01-01", "end": "2024-03-31",
+                   "realm_id": realm}),
+        )
+        .await;
+    assert_eq!(code, 202, "{next}");
+    let next_id = next["runs"][0]["run_id"].as_str().unwrap();
+    wait_for_run(&s, next_id, "success", |r| status(r) == "success").await;
+
+    let (_, after) = s.get_json(&format!("/api/runs/{run_id}")).await;
+    assert_eq!(status(&after), "cancelled", "{after:#}");
+    for window in after["windows"].as_array().unwrap() {
+        assert_eq!(window["status"], "cancelled", "{after:#}");
+        assert_eq!(window["row_count"], 0, "{after:#}");
+    }
+    assert!(w.raw_versions("raw.qb_invoices").await.is_empty());
+    for action in ["cancel", "resume", "retry-failed"] {
+        let (code, answer) = s
+            .post_json(&format!("/api/runs/{run_id}/{action}"), json!({}))
+            .await;
+        assert_eq!(code, 409, "{action}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("cancelled"),
+            "{answer}"
+        );
+    }
+    let (_, listed) = s.get_json("/api/runs?status=cancelled").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // The CLI: the report shows it, --resume and --retry-failed refuse it.
+    let report = w.run(&["report", "invoices"]).await;
+    report.assert_code(0);
+    assert!(report.stdout.contains("cancelled"), "{}", report.stdout);
+    let resume = w.run(&["backfill", "invoices", "--resume"]).await;
+    resume.assert_code(2);
+    assert!(resume.stderr.contains("was cancelled"), "{}", resume.stderr);
+    let retry = w
+        .run(&[
+            "backfill",
+            "invoices",
+            "--retry-failed",
+            "--run",
+            &run_id[..8],
+        ])
+        .await;
+    retry.assert_code(2);
+    assert!(retry.stderr.contains("was cancelled"), "{}", retry.stderr);
     assert_eq!(s.terminate().await, Some(0));
 }

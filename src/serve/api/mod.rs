@@ -26,4 +26,5 @@ pub fn routes() -> Router<AppState> {
         .route("/api/runs/{run}/retry-failed", post(runs::retry_failed))
         .route("/api/backfills", post(runs::start_backfill))
         .route("/api/syncs", post(runs::start_sync))
+        .route("/api/syncs/{id}", get(runs::sync_request))
 }

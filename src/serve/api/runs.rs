@@ -7,8 +7,10 @@ use axum::Json;
 
 use super::{ApiError, ApiJson, ApiQuery};
 use crate::control::{
-    BackfillSpec, RunAction, RunChanged, RunDetail, RunFilter, RunRef, RunView, Started,
+    BackfillSpec, RunAction, RunChanged, RunDetail, RunFilter, RunRef, RunView, Started, SyncSpec,
+    SyncsStarted,
 };
+use crate::fleet::SyncRequestInfo;
 use crate::serve::AppState;
 
 /// `?realm_id=&entity=&status=&kind=&limit=`, newest first.
@@ -62,13 +64,21 @@ pub async fn start_backfill(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-/// Sync now: needs queued syncs (issue 10), which this build does not have yet.
-pub async fn start_sync(State(_state): State<AppState>) -> Result<StatusCode, ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "sync now is not available in this build: it needs queued syncs for the workers \
-         (`qbo sync --enqueue`); run `qbo sync` meanwhile",
-    ))
+/// Sync now: 202 with a queued sync request per company; the workers run them.
+pub async fn start_sync(
+    State(state): State<AppState>,
+    ApiJson(spec): ApiJson<SyncSpec>,
+) -> Result<(StatusCode, Json<SyncsStarted>), ApiError> {
+    let started = state.control.start_sync(&spec).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// One sync request: queued, running, success, partial, error or cancelled, with its runs.
+pub async fn sync_request(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SyncRequestInfo>, ApiError> {
+    Ok(Json(state.control.sync_request(&id).await?))
 }
 
 fn parse_run(run: &str) -> Result<RunRef, ApiError> {
