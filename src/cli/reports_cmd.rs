@@ -75,7 +75,8 @@ pub struct ReportsArgs {
     /// One request per calendar month, quarter or year of the range.
     #[arg(long, value_enum, default_value = "month")]
     pub period: Period,
-    /// QBO's accounting basis for the reports.
+    /// QBO's accounting basis, for the reports that take one (the sandbox computes Cash for
+    /// ProfitAndLoss and ProfitAndLossDetail only; `qbo verify --tie-out` is accrual only).
     #[arg(long, value_enum, default_value = "accrual")]
     pub accounting_method: Method,
     #[command(flatten)]

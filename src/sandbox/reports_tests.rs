@@ -495,3 +495,86 @@ async fn each_report_refuses_the_parameters_it_does_not_take() {
         assert!(detail.contains(needle), "{name} {params:?}: {detail}");
     }
 }
+
+#[tokio::test]
+async fn the_cash_basis_p_and_l_recognizes_an_invoice_when_and_as_far_as_it_is_paid() {
+    let sb = sandbox().await;
+    let tok = access_token(&sb).await;
+    let income_of = |month: (&'static str, &'static str), method: &'static str| {
+        let sb = &sb;
+        let tok = tok.clone();
+        async move {
+            let (st, pl) = report(
+                sb,
+                &tok,
+                "ProfitAndLoss",
+                &[
+                    ("start_date", month.0),
+                    ("end_date", month.1),
+                    ("accounting_method", method),
+                ],
+            )
+            .await;
+            assert_eq!(st, 200, "{pl}");
+            assert_eq!(pl["Header"]["ReportBasis"], method);
+            summary(&pl, "Income")[0]
+        }
+    };
+    let feb = ("2024-02-01", "2024-02-29");
+    let mar = ("2024-03-01", "2024-03-31");
+    let (cash_feb, cash_mar, accrual_feb) = (
+        income_of(feb, "Cash").await,
+        income_of(mar, "Cash").await,
+        income_of(feb, "Accrual").await,
+    );
+    assert_ne!(cash_feb, accrual_feb, "the bases differ");
+
+    // A new invoice of 1000.00 of income on Feb 10, unpaid: accrual only.
+    let invoices = sb.records("Invoice");
+    let template = invoices
+        .iter()
+        .find(|r| r["Line"][0]["SalesItemLineDetail"]["ItemAccountRef"]["value"].is_string())
+        .unwrap();
+    let next_id = |recs: &[Value]| {
+        recs.iter()
+            .map(|r| r["Id"].as_str().unwrap().parse::<u64>().unwrap())
+            .max()
+            .unwrap()
+            + 1000
+    };
+    let inv_id = next_id(&invoices).to_string();
+    let mut inv = template.clone();
+    let mut line = template["Line"][0].clone();
+    line["Amount"] = serde_json::json!(1000.0);
+    inv["Id"] = serde_json::json!(inv_id);
+    inv["TxnDate"] = serde_json::json!("2024-02-10");
+    inv["Line"] = serde_json::json!([line]);
+    inv["TotalAmt"] = serde_json::json!(1000.0);
+    inv["Balance"] = serde_json::json!(1000.0);
+    inv["LinkedTxn"] = serde_json::json!([]);
+    inv.as_object_mut().unwrap().remove("TxnTaxDetail");
+    sb.put_record("Invoice", inv.clone());
+    assert_eq!(income_of(feb, "Accrual").await, accrual_feb + 100_000);
+    assert_eq!(
+        income_of(feb, "Cash").await,
+        cash_feb,
+        "unpaid: no cash income"
+    );
+
+    // Half of it paid on Mar 5: 500.00 of cash income in March, none in February.
+    let payments = sb.records("Payment");
+    let mut pay = payments[0].clone();
+    pay["Id"] = serde_json::json!(next_id(&payments).to_string());
+    pay["TxnDate"] = serde_json::json!("2024-03-05");
+    pay["TotalAmt"] = serde_json::json!(500.0);
+    pay["UnappliedAmt"] = serde_json::json!(0);
+    pay["Line"] = serde_json::json!([{ "Amount": 500.0,
+        "LinkedTxn": [{ "TxnId": inv_id, "TxnType": "Invoice" }] }]);
+    sb.put_record("Payment", pay);
+    assert_eq!(income_of(mar, "Cash").await, cash_mar + 50_000);
+    assert_eq!(income_of(feb, "Cash").await, cash_feb);
+
+    // The other bases are still refused.
+    let (st, body) = report(&sb, &tok, "BalanceSheet", &[("accounting_method", "Cash")]).await;
+    assert_eq!(st, 400, "{body}");
+}

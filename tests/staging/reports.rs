@@ -355,18 +355,29 @@ async fn the_detail_cash_flow_aged_and_listing_reports_tie_to_the_raw_zone_and_e
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_qbo_refuses_fails_the_command_with_its_fault() {
     let w = World::new(small_company()).await;
-    let out = w
-        .run(&[
+    let cash = |name: &'static str| {
+        [
             "reports",
-            "ProfitAndLoss",
+            name,
             "--start",
             "2024-01-01",
             "--end",
             "2024-01-31",
             "--accounting-method",
             "cash",
-        ])
-        .await;
+        ]
+    };
+    // The sandbox computes a cash-basis P&L, and no cash-basis balance sheet.
+    w.run(&cash("ProfitAndLoss")).await.assert_code(0);
+    let pool = w.db.pool().await;
+    let basis = scalar(
+        &pool,
+        "SELECT count(*) FROM raw.qb_reports WHERE accounting_method = 'Cash'
+         AND payload->'Header'->>'ReportBasis' = 'Cash'",
+    )
+    .await;
+    assert_eq!(basis, 1);
+    let out = w.run(&cash("BalanceSheet")).await;
     out.assert_code(1);
     assert!(out.stderr.contains("accounting_method"), "{}", out.stderr);
     let bad = w
