@@ -255,6 +255,15 @@ async fn errors_answer_json_with_the_cli_messages_and_status_codes() {
     let (_, run) = s.get_json(&format!("/api/runs/{run_id}")).await;
     assert_eq!(run["run"]["queued"], true, "{run}");
     assert_eq!(run["windows"][0]["status"], "pending", "{run}");
+    // Resume hands its unfinished windows to the workers (it is queued already).
+    let (code, resumed) = s
+        .post_json(&format!("/api/runs/{run_id}/resume"), json!({}))
+        .await;
+    assert_eq!(
+        (code, resumed["windows"].as_i64()),
+        (200, Some(1)),
+        "{resumed}"
+    );
     // Nothing failed yet, so nothing to retry.
     let (code, answer) = s
         .post_json(&format!("/api/runs/{run_id}/retry-failed"), json!({}))
