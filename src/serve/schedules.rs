@@ -10,13 +10,13 @@
 //! company, 409 a name already taken.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::api::{ApiError, ApiQuery};
 use super::AppState;
 use crate::schedule::{store, ErrorClass, ScheduleError, ScheduleSpec};
 
@@ -27,14 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/schedules/{name}/firings", get(firings))
 }
 
-/// A JSON error with its status: the CLI's message, never a secret.
-#[derive(Debug)]
-pub struct SchedulesApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl From<ScheduleError> for SchedulesApiError {
+impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {
         let status = match e.class() {
             ErrorClass::BadInput => StatusCode::BAD_REQUEST,
@@ -42,23 +35,15 @@ impl From<ScheduleError> for SchedulesApiError {
             ErrorClass::Conflict => StatusCode::CONFLICT,
             ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let message = crate::errors::chain(&e);
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %crate::errors::chain(&e), "schedules API");
+            tracing::error!(error = %message, "a schedules API request failed");
         }
-        SchedulesApiError {
-            status,
-            message: crate::errors::chain(&e),
-        }
+        ApiError::new(status, message)
     }
 }
 
-impl IntoResponse for SchedulesApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, SchedulesApiError>;
+type ApiResult<T> = Result<T, ApiError>;
 
 async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let all = store::list(state.store.pool()).await?;
@@ -69,13 +54,12 @@ async fn add(
     State(state): State<AppState>,
     body: Result<Json<ScheduleSpec>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let Json(spec) = body.map_err(|e| SchedulesApiError {
-        status: StatusCode::BAD_REQUEST,
-        message: format!(
-            "bad schedule: {}; send {{\"name\", \"cron\", \"kind\": \"backfill\", \"entity\", \
-             \"days\", and \"realm_id\" or \"all_companies\": true}}",
+    let Json(spec) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "bad schedule: {}; send {{\"name\", \"cron\", \"kind\": \"backfill\" or \"sync\", \
+             \"entity\", \"days\" (backfill), and \"realm_id\" or \"all_companies\": true}}",
             e.body_text()
-        ),
+        ))
     })?;
     let new = spec.check()?;
     let s = store::add(state.store.pool(), &new).await?;
@@ -98,7 +82,7 @@ struct FiringsQuery {
 async fn firings(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<FiringsQuery>,
+    ApiQuery(q): ApiQuery<FiringsQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let firings = store::firings(state.store.pool(), &name, limit).await?;

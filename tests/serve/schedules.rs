@@ -543,6 +543,11 @@ async fn schedules_are_managed_from_the_cli_and_the_api_with_clear_errors() {
     let (status, body) = served.get_json("/api/schedules/hourly/firings").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["firings"], serde_json::json!([]));
+    let (status, body) = served
+        .get_json("/api/schedules/hourly/firings?limit=many")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].is_string(), "{body}");
     let (status, body) = served.get_json("/api/schedules/nope/firings").await;
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
