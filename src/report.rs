@@ -188,9 +188,57 @@ fn costs(rows: &[ChunkRow], run_requests: &HashMap<Uuid, u64>) -> String {
 }
 
 /// `qbo report --companies`: one line per company, its windows by state.
-pub fn render_companies(queues: &[crate::store::fleet::CompanyQueue], format: Format) -> String {
+/// One company's line of `qbo report --companies`: its windows, and its sync requests
+/// queued and running.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompanyLine {
+    #[serde(flatten)]
+    pub windows: crate::store::fleet::CompanyQueue,
+    pub syncs_queued: i64,
+    pub syncs_running: i64,
+}
+
+/// Every company with runs or open sync requests, by realm id.
+pub fn company_lines(
+    queues: Vec<crate::store::fleet::CompanyQueue>,
+    syncs: &[crate::store::sync_requests::CompanySyncs],
+) -> Vec<CompanyLine> {
+    let mut lines: std::collections::BTreeMap<String, CompanyLine> = queues
+        .into_iter()
+        .map(|q| {
+            let line = CompanyLine {
+                windows: q,
+                syncs_queued: 0,
+                syncs_running: 0,
+            };
+            (line.windows.realm_id.clone(), line)
+        })
+        .collect();
+    for s in syncs {
+        let line = lines
+            .entry(s.realm_id.clone())
+            .or_insert_with(|| CompanyLine {
+                windows: crate::store::fleet::CompanyQueue {
+                    realm_id: s.realm_id.clone(),
+                    runs: 0,
+                    queued: 0,
+                    running: 0,
+                    succeeded: 0,
+                    failed: 0,
+                    last_claimed_at: None,
+                },
+                syncs_queued: 0,
+                syncs_running: 0,
+            });
+        line.syncs_queued = s.queued;
+        line.syncs_running = s.running;
+    }
+    lines.into_values().collect()
+}
+
+pub fn render_companies(lines: &[CompanyLine], format: Format) -> String {
     if format == Format::Json {
-        let mut out = serde_json::to_string_pretty(queues).unwrap_or_else(|_| "[]".into());
+        let mut out = serde_json::to_string_pretty(lines).unwrap_or_else(|_| "[]".into());
         out.push('\n');
         return out;
     }
@@ -202,31 +250,98 @@ pub fn render_companies(queues: &[crate::store::fleet::CompanyQueue], format: Fo
         "SUCCEEDED",
         "FAILED",
         "LAST CLAIMED (UTC)",
+        "SYNCS QUEUED",
+        "SYNCS RUNNING",
     ];
-    let rows: Vec<[String; 7]> = queues
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Vec<String>> = lines
         .iter()
-        .map(|q| {
-            [
+        .map(|l| {
+            let q = &l.windows;
+            vec![
                 q.realm_id.clone(),
                 q.runs.to_string(),
                 q.queued.to_string(),
                 q.running.to_string(),
                 q.succeeded.to_string(),
                 q.failed.to_string(),
-                q.last_claimed_at
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_else(|| "-".into()),
+                time(q.last_claimed_at),
+                l.syncs_queued.to_string(),
+                l.syncs_running.to_string(),
             ]
         })
         .collect();
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| r[i].len())
-            .chain([header[i].len()])
-            .max()
-            .unwrap_or(0)
+    let mut out = aligned(&header, &rows);
+    if lines.is_empty() {
+        out.push_str("(no runs yet)\n");
+    }
+    out
+}
+
+/// `qbo report --sync-requests`: the latest sync requests, newest first.
+pub fn render_sync_requests(
+    requests: &[crate::store::sync_requests::SyncRequestRow],
+    format: Format,
+) -> String {
+    if format == Format::Json {
+        let mut out = serde_json::to_string_pretty(requests).unwrap_or_else(|_| "[]".into());
+        out.push('\n');
+        return out;
+    }
+    let header = [
+        "REQUEST",
+        "REALM",
+        "ENTITIES",
+        "STATUS",
+        "BY",
+        "REQUESTED (UTC)",
+        "FINISHED (UTC)",
+        "ATTEMPTS",
+        "RUNS",
+        "ERROR",
+    ];
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
     };
-    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let rows: Vec<Vec<String>> = requests
+        .iter()
+        .map(|r| {
+            vec![
+                r.request_id.to_string(),
+                r.realm_id.clone(),
+                r.entities.join(","),
+                r.status.to_string(),
+                r.requested_by.to_string(),
+                time(Some(r.requested_at)),
+                time(r.finished_at),
+                r.attempts.to_string(),
+                r.run_ids.len().to_string(),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out = aligned(&header, &rows);
+    if requests.is_empty() {
+        out.push_str("(no sync requests)\n");
+    }
+    out
+}
+
+/// A table: each column as wide as its widest cell, two spaces between columns.
+fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     let line = |out: &mut String, cells: &[&str]| {
         let text: Vec<String> = cells
@@ -236,12 +351,9 @@ pub fn render_companies(queues: &[crate::store::fleet::CompanyQueue], format: Fo
             .collect();
         let _ = writeln!(out, "{}", text.join("  ").trim_end());
     };
-    line(&mut out, &header);
-    for r in &rows {
+    line(&mut out, header);
+    for r in rows {
         line(&mut out, &r.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-    if queues.is_empty() {
-        out.push_str("(no runs yet)\n");
     }
     out
 }

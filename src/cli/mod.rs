@@ -18,6 +18,7 @@ mod sandbox_cmd;
 mod schedule_cmd;
 mod serve_cmd;
 mod sync_cmd;
+mod sync_fleet;
 mod tie_out;
 mod verify_cmd;
 mod worker_cmd;

@@ -42,11 +42,21 @@ pub struct ReportArgs {
     /// on stderr.
     #[arg(long)]
     pub all_companies: bool,
-    /// One line per company (every company with runs, whatever QBO_REALM_ID says) instead
-    /// of per window: its windows queued, running, succeeded and failed, over its latest run
-    /// of each entity and kind (a fleet's progress at a glance).
+    /// One line per company (every company with runs or sync requests, whatever
+    /// QBO_REALM_ID says) instead of per window: its windows queued, running, succeeded and
+    /// failed, over its latest run of each entity and kind, and its sync requests queued and
+    /// running (a fleet's progress at a glance).
     #[arg(long, conflicts_with_all = ["run", "all_runs", "entity"])]
     pub companies: bool,
+    /// The latest sync requests (`qbo sync --enqueue`, the API, schedules), newest first:
+    /// status (queued, running, success, partial, error, cancelled), who asked, attempts,
+    /// the sync runs each produced (`qbo report --run ID` shows one) and why one failed.
+    /// With --realm-id, only that company's.
+    #[arg(long, conflicts_with_all = ["run", "all_runs", "entity", "companies", "all_companies"])]
+    pub sync_requests: bool,
+    /// How many sync requests --sync-requests shows.
+    #[arg(long, default_value_t = 50, requires = "sync_requests", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
     /// table for people, json for scripts.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -65,7 +75,20 @@ pub async fn run(args: ReportArgs) -> Result<Outcome, CliError> {
     };
     if args.companies {
         let queues = store.company_queues(None).await.map_err(CliError::failed)?;
-        out!("{}", report::render_companies(&queues, args.format));
+        let syncs = store
+            .open_syncs_by_company(None)
+            .await
+            .map_err(CliError::failed)?;
+        let lines = report::company_lines(queues, &syncs);
+        out!("{}", report::render_companies(&lines, args.format));
+        return Ok(Outcome::Success);
+    }
+    if args.sync_requests {
+        let requests = store
+            .recent_sync_requests(args.realm_id.as_deref(), i64::from(args.limit))
+            .await
+            .map_err(CliError::failed)?;
+        out!("{}", report::render_sync_requests(&requests, args.format));
         return Ok(Outcome::Success);
     }
     if !args.all_companies {

@@ -16,6 +16,19 @@ Examples:
   qbo sync                            # every later sync (all entities): only what changed
   qbo sync invoices customers --lookback 30m
   qbo sync --reports ProfitAndLoss,BalanceSheet --report-months 2
+  qbo sync all --all-companies        # every active company, one after another, here
+  qbo sync all --all-companies --enqueue   # one request per company for the `qbo worker`s
+  qbo sync invoices --enqueue --realm-id 9130350000000001
+  qbo report --sync-requests          # queued / running / success / partial / error
+
+Many companies: --all-companies syncs each active company of `qbo companies` in this
+process (paused and needs_reauth ones are skipped with a line on stderr; a company whose
+refresh token QBO refuses becomes needs_reauth and the others go on; exit 3 when one needs a
+login). --enqueue records a sync request per company and returns at once: a `qbo worker`
+slot runs each request whole (status queued, running, then success, partial or error;
+drained mid-sync it goes back to queued, and a killed worker's request is taken over once
+its lease runs out). While a request for the same company and entities is still queued,
+--enqueue prints that request's id and adds nothing (the queued one keeps its options).
 
 Watermark: per company and entity, ops.sync_watermarks holds the LastUpdatedTime (by QBO's
 clock) up to which every change is loaded. It moves in the same transaction as the last rows
@@ -46,9 +59,10 @@ splitting; the aged reports as of each month's end and as of today). Each reload
 replaces the one stored before, and a month still open is replaced as it grows. A report that
 fails is printed and makes the exit code 1.
 
-Exit codes: 0 every entity synced, 1 some failed (their watermark did not move; run sync again),
-2 bad usage or configuration (e.g. a first sync without --since), 3 the refresh token was
-rejected (run `qbo auth login`), 130 interrupted.";
+Exit codes: 0 every entity synced (with --enqueue: every request recorded), 1 some failed
+(their watermark did not move; run sync again), 2 bad usage or configuration (e.g. a first
+sync without --since), 3 the refresh token was rejected (run `qbo auth login`; with
+--all-companies: a company needs one, or was skipped as needs_reauth), 130 interrupted.";
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -82,6 +96,18 @@ pub struct SyncArgs {
     /// The accounting basis of --reports (for the reports that take one).
     #[arg(long, value_enum, default_value = "accrual")]
     pub report_accounting_method: crate::reports::Method,
+    /// Queue the sync for the `qbo worker`s and return at once, printing the request ids:
+    /// needs --realm-id R (or QBO_REALM_ID) or --all-companies, and no QBO credentials here.
+    /// While a request for the same company and entities is still queued, its id is printed
+    /// and nothing is added. A queued sync refreshes no --reports.
+    #[arg(long, conflicts_with = "reports")]
+    pub enqueue: bool,
+    /// Every active company of `qbo companies` instead of QBO_REALM_ID's: one after another
+    /// in this process (the summary lines of each under a heading), or with --enqueue one
+    /// request each for the workers. Paused and needs_reauth companies are skipped with a
+    /// line on stderr (exit 3 if one needs a login).
+    #[arg(long)]
+    pub all_companies: bool,
     #[command(flatten)]
     pub requests: RequestArgs,
     #[command(flatten)]
@@ -105,7 +131,7 @@ fn parse_since(s: &str) -> Result<NaiveDate, String> {
 
 impl SyncArgs {
     /// The selected entities, each once, in registry order.
-    fn entities(&self) -> Vec<&'static Entity> {
+    pub(super) fn entities(&self) -> Vec<&'static Entity> {
         let all = self.entities.is_empty() || self.entities.contains(&Selection::All);
         crate::entities::ENTITIES
             .iter()
@@ -129,18 +155,39 @@ impl SyncArgs {
 }
 
 pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
+    if args.enqueue {
+        return super::sync_fleet::enqueue(&args).await;
+    }
+    if args.all_companies {
+        return super::sync_fleet::each_company(&args).await;
+    }
     let settings = args.qbo.settings().map_err(CliError::usage)?;
     let db = connect(&args.db).await?;
     let tokens = super::auth_cmd::open_token_store(&settings, &db).await?;
-    let cancel = on_interrupt(
+    sync_company(&args, &settings, tokens, &db, interrupt()).await
+}
+
+/// Cancels the returned token on Ctrl-C or SIGTERM, saying what that means for a sync.
+pub(super) fn interrupt() -> tokio_util::sync::CancellationToken {
+    on_interrupt(
         "interrupted: stopping; the watermark stays at the last commit, so the next sync reads the rest",
-    );
+    )
+}
+
+/// One company's sync in this process, its summary lines on stdout.
+pub(super) async fn sync_company(
+    args: &SyncArgs,
+    settings: &crate::config::QboSettings,
+    tokens: std::sync::Arc<dyn crate::auth::TokenStore>,
+    db: &crate::store::PgStore,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<Outcome, CliError> {
     let client = build_client(
-        &settings,
+        settings,
         tokens,
         args.requests.retry_policy(),
         &args.requests.rate_limits(),
-        &db,
+        db,
         cancel.clone(),
     )
     .await?;
@@ -158,7 +205,7 @@ pub async fn run(args: SyncArgs) -> Result<Outcome, CliError> {
     }
     let mut outcome = outcome_of(&summaries);
     if outcome != Outcome::Interrupted {
-        let reports = refresh_reports(&args, &settings.realm_id, &client, &db).await;
+        let reports = refresh_reports(args, &settings.realm_id, &client, db).await;
         match reports {
             Ok(true) => {}
             Ok(false) => outcome = Outcome::SomeFailed,

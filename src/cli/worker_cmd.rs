@@ -13,9 +13,11 @@ use crate::fleet::{Worker, WorkerConfig, WorkerReport};
 pub const AFTER_HELP: &str = "\
 Examples:
   qbo backfill all --start 2024-01-01 --end 2024-12-31 --all-companies --enqueue
+  qbo sync all --all-companies --enqueue      # one sync request per active company
   qbo worker                                  # on as many machines as you like
   qbo worker --idle-exit                      # a batch job: stop once the queue is empty
   qbo report --companies                      # queued / running / succeeded per company
+  qbo report --sync-requests                  # the latest sync requests and their status
 
 A worker loads the windows of queued runs (`qbo backfill ... --enqueue`) of any company,
 fairly, one window at a time: each of its slots (--companies-at-once x --concurrency) claims
@@ -32,14 +34,23 @@ worker was killed is taken over once its lease (--lease-secs) runs out.
 Tokens: every company's refresh token must be in the token store all workers share
 (QBO_TOKEN_STORE); QBO_REFRESH_TOKEN, if set, only seeds the company QBO_REALM_ID names.
 
-Draining: SIGTERM or SIGINT (Ctrl-C) stops claiming, hands the windows being loaded back to
-the queue (other workers take them at once) and exits 0 within a few seconds.
+Syncs: a slot also runs queued syncs (`qbo sync ... --enqueue`, the API's sync now,
+schedules), each whole under a lease (a sync reads its watermarks under the company's lock),
+oldest request first, never of a paused, needs_reauth or throttled company. A slot
+alternates: after a window it looks for a sync first, after a sync for a window first, so
+neither kind starves the other. A sync counts as --concurrency windows of its company.
 
-Exit codes: 0 drained (SIGTERM/SIGINT) or, with --idle-exit, the queue is empty; 1 the worker
-stopped on a failure of its own (Postgres answered with an error that is no outage; a
-window's failure is not one: see `qbo report`); 2 bad usage or configuration; 3 with
---idle-exit, the only windows left are of companies that need a human (needs_reauth, no
-token) or of companies or runs this worker is skipping: the last lines name them.
+Draining: SIGTERM or SIGINT (Ctrl-C) stops claiming, hands the windows being loaded back to
+the queue (other workers take them at once), puts a sync being run back to queued (a sync is
+safe to run again: its watermarks move only with the rows they cover) and exits 0 within a
+few seconds. A killed worker's sync request is taken over once its lease runs out.
+
+Exit codes: 0 drained (SIGTERM/SIGINT) or, with --idle-exit, the queue is empty (no window
+and no sync request left); 1 the worker stopped on a failure of its own (Postgres answered
+with an error that is no outage; a window's or a sync's failure is not one: see `qbo
+report`); 2 bad usage or configuration; 3 with --idle-exit, the only work left is of
+companies that need a human (needs_reauth, no token) or of companies, runs or sync requests
+this worker is skipping: the last lines name them.
 
 A company the worker cannot load is left alone for a minute (a few seconds when the cause
 passes by itself, like Postgres or the token store being unreachable) and then tried again;
@@ -56,9 +67,10 @@ pub struct WorkerArgs {
     /// whatever this says.
     #[arg(long, env = "QBO_WORKER_CONCURRENCY", default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
-    /// Exit (0) once no queued window is left: none pending and none held by any worker;
-    /// exit 3 naming them when the only windows left are of companies or runs being
-    /// skipped (needs_reauth ones). Paused companies' windows wait and do not count.
+    /// Exit (0) once no queued window and no sync request is left: none pending or queued
+    /// and none held by any worker; exit 3 naming them when the only work left is of
+    /// companies, runs or requests being skipped (needs_reauth ones). Paused companies'
+    /// windows and sync requests wait and do not count.
     /// For batch jobs and tests; start it after enqueuing.
     #[arg(long)]
     pub idle_exit: bool,
@@ -130,22 +142,28 @@ fn report_line(r: &WorkerReport) -> String {
     let why = match r.stop {
         Stop::Drained => "drained",
         Stop::Idle => "the queue is empty",
-        Stop::Skipped => "only windows of skipped companies or runs are left",
+        Stop::Skipped => "only work of skipped companies, runs or sync requests is left",
     };
     let mut line = format!(
-        "worker stopped ({why}): {} windows, {} companies, {} rows loaded",
+        "worker stopped ({why}): {} windows, {} syncs, {} companies, {} rows loaded",
         r.windows,
+        r.syncs,
         r.companies.len(),
         r.rows
     );
     for (realm, n) in &r.left {
-        line.push_str(&format!("\n  left: realm {realm}: {n} windows"));
+        line.push_str(&format!(
+            "\n  left: realm {realm}: {n} windows or sync requests"
+        ));
     }
     for (realm, reason) in &r.skipped {
         line.push_str(&format!("\n  skipped realm {realm}: {reason}"));
     }
     for (run, reason) in &r.skipped_runs {
         line.push_str(&format!("\n  skipped run {run}: {reason}"));
+    }
+    for (request, reason) in &r.skipped_requests {
+        line.push_str(&format!("\n  skipped sync request {request}: {reason}"));
     }
     line
 }

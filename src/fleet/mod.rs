@@ -6,6 +6,7 @@
 pub mod clients;
 pub mod enqueue;
 pub mod sync_requests;
+mod sync_slot;
 pub mod worker;
 
 pub use enqueue::{enqueue_backfill, record_invocation, BackfillRequest, Enqueued};

@@ -3,9 +3,15 @@
 //! order (`Queue::claim_next_any`: the company served least recently first, never one paused
 //! by a 429, not `active`, or that this worker is skipping for a while or already loads its
 //! share of windows of), loads it with the backfill engine (`Backfill::load_claimed`), and
-//! claims again: a company's big run never holds a slot while another company waits. On
-//! SIGTERM or SIGINT the windows being loaded are handed back (`pending`) for the other
-//! workers.
+//! claims again: a company's big run never holds a slot while another company waits.
+//!
+//! Slots also run queued syncs (`sync_slot.rs`): a slot takes the oldest sync request it may
+//! run and runs it whole (a sync reads its watermarks under the company's lock). A slot
+//! alternates: after a window it looks for a sync first, after a sync for a window first, so
+//! neither kind starves the other (a window is short, so a queued sync waits at most for
+//! the next window a slot finishes). On SIGTERM or SIGINT the windows being loaded are handed
+//! back (`pending`) for the other workers, and a sync being run goes back to `queued` (a sync
+//! is safe to run again).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -31,7 +37,8 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How long to wait before asking again when nothing could be taken.
     pub poll: Duration,
-    /// Stop once no queued window is left anywhere (pending, or held by any worker).
+    /// Stop once no queued window and no sync request is left anywhere (pending or queued,
+    /// or held by any worker).
     pub idle_exit: bool,
 }
 
@@ -52,19 +59,19 @@ pub enum Stop {
 /// again: a company needing a human is `needs_reauth` in `qbo companies` meanwhile (no
 /// worker takes it until `qbo auth login`/`import` makes it active), and a cause that
 /// passes (Postgres unreachable, a key being rotated) must not stop the company for good.
-const SKIP_FOR: Duration = Duration::from_secs(60);
+pub(super) const SKIP_FOR: Duration = Duration::from_secs(60);
 /// The same for a failure that is expected to pass by itself.
-const SKIP_TRANSIENT_FOR: Duration = Duration::from_secs(5);
+pub(super) const SKIP_TRANSIENT_FOR: Duration = Duration::from_secs(5);
 
 /// Why and until when a company or run is left alone.
 #[derive(Debug, Clone)]
-struct Skip {
+pub(super) struct Skip {
     reason: String,
     until: Instant,
 }
 
 impl Skip {
-    fn new(reason: String, for_: Duration) -> Self {
+    pub(super) fn new(reason: String, for_: Duration) -> Self {
         Skip {
             reason,
             until: Instant::now() + for_,
@@ -78,6 +85,8 @@ pub struct WorkerReport {
     pub stop: Stop,
     /// Windows this worker loaded (claimed and settled, split or handed back).
     pub windows: u64,
+    /// Sync requests this worker ran to an end (success, partial or error).
+    pub syncs: u64,
     /// Records this worker loaded.
     pub rows: u64,
     pub companies: BTreeSet<String>,
@@ -85,22 +94,28 @@ pub struct WorkerReport {
     pub skipped: BTreeMap<String, String>,
     /// Runs this worker was skipping when it stopped, and why.
     pub skipped_runs: BTreeMap<Uuid, String>,
+    /// Sync requests this worker was skipping when it stopped, and why.
+    pub skipped_requests: BTreeMap<Uuid, String>,
     /// With `Stop::Skipped`: each company with windows left, and how many.
     pub left: BTreeMap<String, i64>,
 }
 
 #[derive(Default)]
-struct State {
-    /// Companies being loaded now, with how many windows of each.
-    busy: HashMap<String, usize>,
-    skip_realms: BTreeMap<String, Skip>,
+pub(super) struct State {
+    /// Companies being loaded now, with how many windows of each (a sync counts as
+    /// `windows_per_run`: it may load that many windows at once).
+    pub(super) busy: HashMap<String, usize>,
+    pub(super) skip_realms: BTreeMap<String, Skip>,
     /// Runs the engine refused (tried again once their skip runs out).
     skip_runs: HashMap<Uuid, Skip>,
+    /// Sync requests left alone for a while (an entity this qbo does not know).
+    pub(super) skip_requests: HashMap<Uuid, Skip>,
     /// With `--idle-exit`: what was left when only skipped windows were.
     left: Option<BTreeMap<String, i64>>,
     windows: u64,
+    pub(super) syncs: u64,
     rows: u64,
-    companies: BTreeSet<String>,
+    pub(super) companies: BTreeSet<String>,
     /// A failure of the worker itself (Postgres answering with an error that is no outage).
     fatal: Option<StoreError>,
     /// A slot that panicked (a bug).
@@ -114,12 +129,24 @@ enum Left {
 }
 
 pub struct Worker {
-    store: PgStore,
+    /// Names this worker's leases on sync requests (with the slot number).
+    pub(super) id: Uuid,
+    pub(super) store: PgStore,
     queue: Queue,
-    clients: RealmClients,
-    cfg: WorkerConfig,
-    cancel: CancellationToken,
+    pub(super) clients: RealmClients,
+    pub(super) cfg: WorkerConfig,
+    pub(super) cancel: CancellationToken,
     state: Mutex<State>,
+}
+
+/// What a slot did on one look.
+enum Took {
+    Window,
+    Sync,
+    /// Nothing to take.
+    Nothing,
+    /// The look failed (Postgres away, or a failure that stops the worker): pause.
+    Failed,
 }
 
 impl Worker {
@@ -131,6 +158,7 @@ impl Worker {
         cancel: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Worker {
+            id: Uuid::new_v4(),
             queue: Queue::new(store.clone()),
             store,
             clients,
@@ -140,7 +168,7 @@ impl Worker {
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -180,6 +208,7 @@ impl Worker {
                 Stop::Idle
             },
             windows: state.windows,
+            syncs: state.syncs,
             rows: state.rows,
             companies: std::mem::take(&mut state.companies),
             skipped: std::mem::take(&mut state.skip_realms)
@@ -190,61 +219,43 @@ impl Worker {
                 .into_iter()
                 .map(|(run, skip)| (run, skip.reason))
                 .collect(),
+            skipped_requests: std::mem::take(&mut state.skip_requests)
+                .into_iter()
+                .map(|(id, skip)| (id, skip.reason))
+                .collect(),
             left: left.unwrap_or_default(),
         })
     }
 
     async fn slot(&self, n: usize, idle: &CancellationToken) {
+        // After a window a sync comes first, after a sync a window.
+        let mut sync_first = true;
         while !self.cancel.is_cancelled() && !idle.is_cancelled() {
-            let (exclude, skip, skip_runs) = {
-                let mut s = self.state();
-                // Skips run out: the company or run is tried again.
-                let now = Instant::now();
-                s.skip_realms.retain(|_, skip| skip.until > now);
-                s.skip_runs.retain(|_, skip| skip.until > now);
-                let skip: Vec<String> = s.skip_realms.keys().cloned().collect();
-                // A company this worker already loads its share of windows of waits for
-                // them: its requests would only queue behind its budget.
-                let per_company = self.cfg.windows_per_run.max(1) as usize;
-                let mut exclude = skip.clone();
-                exclude.extend(
-                    s.busy
-                        .iter()
-                        .filter(|(_, &n)| n >= per_company)
-                        .map(|(realm, _)| realm.clone()),
-                );
-                (
-                    exclude,
-                    skip,
-                    s.skip_runs.keys().copied().collect::<Vec<_>>(),
-                )
-            };
-            // Each claim is its own invocation: a window handed back (a Postgres outage, a
-            // token being rotated) may be claimed again by this worker at once.
-            let token = self.cancel.child_token();
-            let invocation = Uuid::new_v4();
-            let claimer = Claimer {
-                owner: crate::backfill::lease_owner(invocation, n as u32),
-                invocation,
-                lease: self.cfg.lease,
-                cancel: token.clone(),
-            };
-            match self
-                .queue
-                .claim_next_any(&claimer, &exclude, &skip_runs)
-                .await
-            {
-                Ok(Some(chunk)) => self.load(n, chunk, token).await,
-                Ok(None) => {
+            let k = self.skips();
+            let mut took = Took::Nothing;
+            for sync in [sync_first, !sync_first] {
+                took = match sync {
+                    true => self.take_sync(n, &k).await,
+                    false => self.take_window(n, &k).await,
+                };
+                if !matches!(took, Took::Nothing) {
+                    break;
+                }
+            }
+            match took {
+                Took::Window => sync_first = true,
+                Took::Sync => sync_first = false,
+                Took::Failed => self.pause(idle).await,
+                Took::Nothing => {
                     if self.cfg.idle_exit {
-                        match self.queue_left(&skip, &skip_runs).await {
+                        match self.queue_left(&k).await {
                             Some(Left::Empty) => {
                                 tracing::info!("the queue is empty; stopping (--idle-exit)");
                                 idle.cancel();
                                 return;
                             }
                             Some(Left::OnlySkipped(left)) => {
-                                tracing::error!(companies = ?left, "only windows of companies or runs being skipped are left; stopping (--idle-exit)");
+                                tracing::error!(companies = ?left, "only windows or sync requests of companies, runs or requests being skipped are left; stopping (--idle-exit)");
                                 self.state().left = Some(left);
                                 idle.cancel();
                                 return;
@@ -254,37 +265,127 @@ impl Worker {
                     }
                     self.pause(idle).await;
                 }
-                Err(QueueError::Store(e)) if e.is_transient() => {
-                    tracing::warn!(error = %crate::errors::chain(&e), "database unavailable; asking again shortly");
-                    self.pause(idle).await;
-                }
-                Err(QueueError::Store(e)) => {
-                    tracing::error!(error = %crate::errors::chain(&e), "the queue cannot be read; stopping");
-                    self.state().fatal.get_or_insert(e);
-                    self.cancel.cancel();
-                }
-                Err(e @ QueueError::LeaseLost { .. }) => {
-                    // A claim never loses a lease; asking again is all there is to do.
-                    tracing::warn!(error = %crate::errors::chain(&e), "claiming a window failed; asking again shortly");
-                    self.pause(idle).await;
-                }
             }
         }
     }
 
-    /// What is left of the queue (None: it could not be read; ask again).
-    async fn queue_left(&self, skip: &[String], skip_runs: &[Uuid]) -> Option<Left> {
+    /// The companies, runs and sync requests this worker skips now (skips that ran out are
+    /// dropped: they are tried again), and the companies it already loads its share of.
+    pub(super) fn skips(&self) -> Skips {
+        let mut s = self.state();
+        let now = Instant::now();
+        s.skip_realms.retain(|_, skip| skip.until > now);
+        s.skip_runs.retain(|_, skip| skip.until > now);
+        s.skip_requests.retain(|_, skip| skip.until > now);
+        let realms: Vec<String> = s.skip_realms.keys().cloned().collect();
+        // A company this worker already loads its share of windows of waits for them: its
+        // requests would only queue behind its budget.
+        let per_company = self.cfg.windows_per_run.max(1) as usize;
+        let mut exclude = realms.clone();
+        exclude.extend(
+            s.busy
+                .iter()
+                .filter(|(_, &n)| n >= per_company)
+                .map(|(realm, _)| realm.clone()),
+        );
+        Skips {
+            busy: s.busy.keys().cloned().collect(),
+            realms,
+            exclude,
+            runs: s.skip_runs.keys().copied().collect(),
+            requests: s.skip_requests.keys().copied().collect(),
+        }
+    }
+
+    /// Claims a window and loads it.
+    async fn take_window(&self, n: usize, k: &Skips) -> Took {
+        // Each claim is its own invocation: a window handed back (a Postgres outage, a
+        // token being rotated) may be claimed again by this worker at once.
+        let token = self.cancel.child_token();
+        let invocation = Uuid::new_v4();
+        let claimer = Claimer {
+            owner: crate::backfill::lease_owner(invocation, n as u32),
+            invocation,
+            lease: self.cfg.lease,
+            cancel: token.clone(),
+        };
         match self
-            .store
-            .unfinished_queued_by_company(skip, skip_runs)
+            .queue
+            .claim_next_any(&claimer, &k.exclude, &k.runs)
             .await
         {
+            Ok(Some(chunk)) => {
+                self.load(n, chunk, token).await;
+                Took::Window
+            }
+            Ok(None) => Took::Nothing,
+            Err(QueueError::Store(e)) => self.store_failed(e),
+            Err(e @ QueueError::LeaseLost { .. }) => {
+                // A claim never loses a lease; asking again is all there is to do.
+                tracing::warn!(error = %crate::errors::chain(&e), "claiming a window failed; asking again shortly");
+                Took::Failed
+            }
+        }
+    }
+
+    /// Claims a sync request and runs it.
+    async fn take_sync(&self, n: usize, k: &Skips) -> Took {
+        let owner = format!("{}/{n}", self.id);
+        match self
+            .store
+            .claim_sync_request(&owner, self.cfg.lease, &k.realms, &k.busy, &k.requests)
+            .await
+        {
+            Ok(Some(request)) => {
+                self.run_sync(n, request).await;
+                Took::Sync
+            }
+            Ok(None) => Took::Nothing,
+            Err(e) => self.store_failed(e),
+        }
+    }
+
+    /// Postgres failed a claim: an outage is waited out, anything else stops the worker.
+    fn store_failed(&self, e: StoreError) -> Took {
+        if e.is_transient() {
+            tracing::warn!(error = %crate::errors::chain(&e), "database unavailable; asking again shortly");
+        } else {
+            tracing::error!(error = %crate::errors::chain(&e), "the queue cannot be read; stopping");
+            self.state().fatal.get_or_insert(e);
+            self.cancel.cancel();
+        }
+        Took::Failed
+    }
+
+    /// What is left of the queue and of the sync requests (None: they could not be read;
+    /// ask again).
+    async fn queue_left(&self, k: &Skips) -> Option<Left> {
+        let windows = self
+            .store
+            .unfinished_queued_by_company(&k.realms, &k.runs)
+            .await;
+        let syncs = self
+            .store
+            .unfinished_sync_requests_by_company(&k.realms, &k.requests)
+            .await;
+        let rows = match (windows, syncs) {
+            (Ok(mut windows), Ok(syncs)) => {
+                windows.extend(syncs);
+                Ok(windows)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        match rows {
             Ok(rows) if rows.is_empty() => Some(Left::Empty),
             // Windows nobody skips: pending elsewhere or held by another worker; wait.
             Ok(rows) if rows.iter().any(|(_, skipped, _)| !skipped) => Some(Left::Work),
-            Ok(rows) => Some(Left::OnlySkipped(
-                rows.into_iter().map(|(realm, _, n)| (realm, n)).collect(),
-            )),
+            Ok(rows) => {
+                let mut left = BTreeMap::new();
+                for (realm, _, n) in rows {
+                    *left.entry(realm).or_insert(0) += n;
+                }
+                Some(Left::OnlySkipped(left))
+            }
             Err(e) => {
                 tracing::warn!(error = %crate::errors::chain(&e), "could not count the queued windows; asking again shortly");
                 None
@@ -404,7 +505,7 @@ impl Worker {
     /// Marks the company `needs_reauth` so that no worker takes its runs until `qbo auth
     /// login` or `qbo auth import` gives it a token again (a realm not in `qbo companies` is
     /// only skipped by this worker).
-    async fn needs_reauth(&self, realm: &str, reason: &str) {
+    pub(super) async fn needs_reauth(&self, realm: &str, reason: &str) {
         use crate::companies::CompanyStatus;
         match crate::companies::set_status_in(
             self.store.pool(),
@@ -434,4 +535,16 @@ impl Worker {
             ..Options::default()
         }
     }
+}
+
+/// What a slot leaves alone now.
+pub(super) struct Skips {
+    /// Companies skipped (a failure).
+    pub(super) realms: Vec<String>,
+    /// Those, and companies this worker already loads its share of windows of.
+    exclude: Vec<String>,
+    /// Companies this worker loads now (their sync requests come after others').
+    pub(super) busy: Vec<String>,
+    runs: Vec<Uuid>,
+    pub(super) requests: Vec<Uuid>,
 }

@@ -282,3 +282,243 @@ impl PgStore {
         .await?)
     }
 }
+
+/// A request a worker took: what to run, and the lease that fences its writes.
+#[derive(Debug, Clone)]
+pub struct ClaimedSyncRequest {
+    pub lease: SyncLease,
+    pub realm_id: String,
+    pub entities: Vec<String>,
+    pub options: serde_json::Value,
+}
+
+/// How a worker ends a request it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncEnd {
+    /// Finished: success, partial or error.
+    Finished(SyncRequestStatus),
+    /// Handed back to the queue (the worker was drained, the company needs a login, another
+    /// sync holds the company's lock): another worker runs it again, whole.
+    HandedBack,
+}
+
+impl PgStore {
+    /// Takes the oldest request a worker may run: queued, or running under a lease that ran
+    /// out (its worker died), not in `skip_requests`, of a company not in `skip`, not paused
+    /// by a 429 and `active` in `qbo companies` (any realm while that list is empty), and
+    /// whose company has no other request running (under a live lease) for overlapping
+    /// entities. Companies in `busy` (served by this worker now) come last.
+    pub async fn claim_sync_request(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        skip: &[String],
+        busy: &[String],
+        skip_requests: &[Uuid],
+    ) -> Result<Option<ClaimedSyncRequest>, StoreError> {
+        let row = sqlx::query!(
+            r#"WITH candidate AS (
+                   SELECT q.request_id FROM ops.sync_requests q
+                   WHERE (q.status = 'queued'
+                          OR (q.status = 'running' AND q.lease_expires_at < now()))
+                     AND NOT (q.realm_id = ANY($3::text[]))
+                     AND NOT (q.request_id = ANY($5::uuid[]))
+                     AND NOT EXISTS (
+                         SELECT 1 FROM ops.company_throttle t
+                         WHERE t.realm_id = q.realm_id AND t.paused_until > now())
+                     AND (EXISTS (
+                              SELECT 1 FROM ops.companies co
+                              WHERE co.realm_id = q.realm_id AND co.status = 'active')
+                          OR NOT EXISTS (SELECT 1 FROM ops.companies))
+                     AND NOT EXISTS (
+                         SELECT 1 FROM ops.sync_requests o
+                         WHERE o.realm_id = q.realm_id AND o.request_id <> q.request_id
+                           AND o.status = 'running' AND o.lease_expires_at >= now()
+                           AND (o.entities && q.entities OR 'all' = ANY(o.entities)
+                                OR 'all' = ANY(q.entities)))
+                   ORDER BY q.realm_id = ANY($4::text[]), q.requested_at, q.request_id
+                   LIMIT 1
+                   FOR UPDATE SKIP LOCKED
+               )
+               UPDATE ops.sync_requests s
+               SET status = 'running', lease_owner = $1,
+                   lease_expires_at = now() + make_interval(secs => $2),
+                   attempts = s.attempts + 1, started_at = coalesce(s.started_at, now())
+               FROM candidate c
+               WHERE s.request_id = c.request_id
+               RETURNING s.request_id, s.realm_id, s.entities, s.options, s.attempts"#,
+            owner,
+            lease.as_secs_f64(),
+            skip,
+            busy,
+            skip_requests,
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| ClaimedSyncRequest {
+            lease: SyncLease {
+                request_id: r.request_id,
+                owner: owner.to_string(),
+                attempt: r.attempts,
+            },
+            realm_id: r.realm_id,
+            entities: r.entities,
+            options: r.options,
+        }))
+    }
+
+    /// Whether a request a worker may take has waited longer than `waited` since it was
+    /// requested (a slot loading a backfill then hands its windows back to run it).
+    pub async fn sync_request_waiting(
+        &self,
+        waited: std::time::Duration,
+        skip: &[String],
+        skip_requests: &[Uuid],
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar!(
+            r#"SELECT EXISTS (
+                   SELECT 1 FROM ops.sync_requests q
+                   WHERE (q.status = 'queued'
+                          OR (q.status = 'running' AND q.lease_expires_at < now()))
+                     AND q.requested_at < now() - make_interval(secs => $1)
+                     AND NOT (q.realm_id = ANY($2::text[]))
+                     AND NOT (q.request_id = ANY($3::uuid[]))
+                     AND NOT EXISTS (
+                         SELECT 1 FROM ops.company_throttle t
+                         WHERE t.realm_id = q.realm_id AND t.paused_until > now())
+                     AND (EXISTS (
+                              SELECT 1 FROM ops.companies co
+                              WHERE co.realm_id = q.realm_id AND co.status = 'active')
+                          OR NOT EXISTS (SELECT 1 FROM ops.companies))
+                     AND NOT EXISTS (
+                         SELECT 1 FROM ops.sync_requests o
+                         WHERE o.realm_id = q.realm_id AND o.request_id <> q.request_id
+                           AND o.status = 'running' AND o.lease_expires_at >= now()
+                           AND (o.entities && q.entities OR 'all' = ANY(o.entities)
+                                OR 'all' = ANY(q.entities))))
+               AS "waiting!""#,
+            waited.as_secs_f64(),
+            skip,
+            skip_requests,
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Extends the lease; `false`: the request is no longer this worker's (its lease ran out
+    /// and another worker took it over), so the worker stops and writes nothing more.
+    pub async fn heartbeat_sync_request(
+        &self,
+        lease: &SyncLease,
+        extend: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query!(
+            r#"UPDATE ops.sync_requests
+               SET lease_expires_at = now() + make_interval(secs => $4)
+               WHERE request_id = $1 AND lease_owner = $2 AND attempts = $3
+                 AND status = 'running'"#,
+            lease.request_id,
+            lease.owner,
+            lease.attempt,
+            extend.as_secs_f64(),
+        )
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a request this worker holds, adding the sync runs it produced; `false`: it was
+    /// no longer this worker's, nothing was written. A request handed back while another
+    /// was queued for the same selection meanwhile replaces that one, which is cancelled
+    /// (merged): the older request keeps its place in the queue.
+    pub async fn end_sync_request(
+        &self,
+        lease: &SyncLease,
+        end: SyncEnd,
+        run_ids: &[Uuid],
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let held = sqlx::query!(
+            r#"SELECT realm_id, entities FROM ops.sync_requests
+               WHERE request_id = $1 AND lease_owner = $2 AND attempts = $3
+                 AND status = 'running'
+               FOR UPDATE"#,
+            lease.request_id,
+            lease.owner,
+            lease.attempt,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(held) = held else {
+            return Ok(false);
+        };
+        let status = match end {
+            SyncEnd::Finished(status) => status,
+            SyncEnd::HandedBack => {
+                sqlx::query!(
+                    r#"UPDATE ops.sync_requests
+                       SET status = 'cancelled', finished_at = now(),
+                           error = 'merged into request ' || $3::uuid
+                                   || ' (queued earlier for the same company and entities)'
+                       WHERE realm_id = $1 AND entities = $2 AND status = 'queued'"#,
+                    held.realm_id,
+                    &held.entities,
+                    lease.request_id,
+                )
+                .execute(&mut *tx)
+                .await?;
+                SyncRequestStatus::Queued
+            }
+        };
+        sqlx::query!(
+            r#"UPDATE ops.sync_requests
+               SET status = $2::ops.sync_request_status, lease_owner = NULL,
+                   lease_expires_at = NULL,
+                   finished_at = CASE WHEN $2::ops.sync_request_status = 'queued' THEN NULL
+                                      ELSE now() END,
+                   run_ids = run_ids || $3, error = $4
+               WHERE request_id = $1"#,
+            lease.request_id,
+            status as SyncRequestStatus,
+            run_ids,
+            error,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Per company: its open requests (queued, or running under any lease), and whether they
+    /// are being skipped (the company is in `skip` or `needs_reauth`, or the request is in
+    /// `skip_requests`). Paused companies' requests wait and are left out, as are removed
+    /// companies' (not in a non-empty `qbo companies`). No row: no sync is left to run.
+    pub async fn unfinished_sync_requests_by_company(
+        &self,
+        skip: &[String],
+        skip_requests: &[Uuid],
+    ) -> Result<Vec<(String, bool, i64)>, StoreError> {
+        let rows = sqlx::query!(
+            r#"SELECT q.realm_id AS "realm_id!",
+                      (q.realm_id = ANY($1::text[]) OR q.request_id = ANY($2::uuid[])
+                       OR co.status IS NOT DISTINCT FROM 'needs_reauth') AS "skipped!",
+                      count(*) AS "n!"
+               FROM ops.sync_requests q
+               LEFT JOIN ops.companies co ON co.realm_id = q.realm_id
+               WHERE q.status IN ('queued', 'running')
+                 AND co.status IS DISTINCT FROM 'paused'
+                 AND (co.realm_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ops.companies))
+               GROUP BY 1, 2
+               ORDER BY 1, 2"#,
+            skip,
+            skip_requests,
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.realm_id, r.skipped, r.n))
+            .collect())
+    }
+}
