@@ -205,6 +205,13 @@ pub const ENTITIES: &[Entity] = &[
     E::new("vendor_credits", "VendorCredit", "raw.qb_vendor_credits").txn(),
 ];
 
+/// QBO's ExchangeRate (multi-currency companies), kept out of `ENTITIES` on purpose: a rate
+/// has no Id and QBO filters it only by `AsOfDate =` (no LastUpdatedTime), so neither the
+/// backfill's windows nor sync apply. `qbo exchange-rates` loads it, a query a day, into
+/// its table; `qbo entities` lists it after the others. (CLI name, QBO name, table.)
+pub const EXCHANGE_RATES: (&str, &str, &str) =
+    ("exchange_rates", "ExchangeRate", "raw.qb_exchange_rates");
+
 #[derive(Debug, thiserror::Error)]
 #[error("unknown entity `{0}`; run `qbo entities` for the list (e.g. invoices, customers, journal_entries), or use `all`")]
 pub struct UnknownEntity(pub String);

@@ -18,6 +18,7 @@ pub mod control;
 pub mod cost;
 pub mod entities;
 pub mod errors;
+pub mod exchange_rates;
 pub mod fleet;
 pub mod model;
 pub mod query;

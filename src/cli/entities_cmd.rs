@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::Outcome;
-use crate::entities::{Entity, ENTITIES};
+use crate::entities::{Entity, ENTITIES, EXCHANGE_RATES};
 use crate::report::Format;
 
 #[derive(Debug, Args)]
@@ -61,6 +61,15 @@ pub fn run(args: EntitiesArgs) -> Outcome {
                     sync_label(e)
                 );
             }
+            let (cli, qbo, table) = EXCHANGE_RATES;
+            outln!(
+                "{:<24} {:<22} {:<34} {:<26} {}",
+                cli,
+                qbo,
+                table,
+                "a query per AsOfDate",
+                "`qbo exchange-rates` (not in `all`)"
+            );
         }
     }
     Outcome::Success

@@ -8,6 +8,7 @@ mod companies_cmd;
 mod demo;
 mod enqueue_cmd;
 mod entities_cmd;
+mod exchange_rates_cmd;
 pub mod fleet;
 mod model_cmd;
 mod progress;
@@ -91,6 +92,10 @@ pub enum Command {
     /// raw.qb_reports (as received) and raw.qb_report_cells (flattened).
     #[command(after_help = reports_cmd::AFTER_HELP)]
     Reports(reports_cmd::ReportsArgs),
+    /// Load QBO's exchange rates (multi-currency companies) for each day of a range into
+    /// raw.qb_exchange_rates, the fallback staging converts to home currency with.
+    #[command(after_help = exchange_rates_cmd::AFTER_HELP)]
+    ExchangeRates(exchange_rates_cmd::ExchangeRatesArgs),
     /// The analysis-ready staging schema (typed lines, general ledger): `qbo model refresh`.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
@@ -444,6 +449,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         }
         Command::Model(cmd) => model_cmd::run(cmd).await,
         Command::Reports(args) => reports_cmd::run(args).await,
+        Command::ExchangeRates(args) => exchange_rates_cmd::run(args).await,
         Command::Auth(cmd) => auth_cmd::run(cmd).await,
         Command::Companies(cmd) => companies_cmd::run(cmd).await,
         Command::Demo(args) => demo::run(args).await,

@@ -5,6 +5,7 @@ mod batch;
 pub mod cdc;
 pub mod ledger;
 pub mod limiter;
+pub mod rates;
 mod report;
 pub mod response;
 

@@ -17,6 +17,9 @@ mod faults;
 mod gate;
 mod oauth;
 mod query;
+mod rates;
+#[cfg(test)]
+mod rates_tests;
 mod realm;
 #[cfg(test)]
 mod realm_tests;

@@ -28,6 +28,7 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/v3/company/{realm}/cdc", get(cdc_endpoint))
         .route("/v3/company/{realm}/batch", post(rest::batch))
         .route("/v3/company/{realm}/preferences", get(rest::preferences))
+        .route("/v3/company/{realm}/exchangerate", get(super::rates::read))
         .route("/v3/company/{realm}/reports/{name}", get(reports::endpoint))
         .route("/v3/company/{realm}/{entity}/{id}", get(rest::read))
         .route("/.well-known/openid_configuration", get(rest::discovery))
@@ -186,6 +187,9 @@ pub fn evaluate(req: &Req<'_>, parsed: Option<Result<query::Query, String>>, tim
         Some(Err(e)) => return req.bad(envelope::parse_error(&e, time)),
         Some(Ok(q)) => q,
     };
+    if q.entity.eq_ignore_ascii_case("ExchangeRate") {
+        return super::rates::query_answer(req, &q, time);
+    }
     let store = &req.realm.store;
     let compiled = match store.read(&q.entity) {
         None => {

@@ -182,3 +182,55 @@ async fn a_transaction_without_an_exchange_rate_converts_at_the_loaded_rate_of_i
     .await;
     assert!(unknown > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qbo_exchange_rates_loads_each_day_once_with_the_rates_qbo_books_at() {
+    let w = World::new(multi_currency_company()).await;
+    let today = Utc::now().date_naive();
+    let (start, end) = ((today - Duration::days(21)).to_string(), today.to_string());
+    w.backfill("invoices", &start, &end, &[])
+        .await
+        .assert_code(0);
+    let pool = w.db.pool().await;
+    let (day, code, rate): (chrono::NaiveDate, String, String) = sqlx::query_as(
+        "SELECT (payload->>'TxnDate')::date, payload->'CurrencyRef'->>'value', payload->>'ExchangeRate'
+         FROM raw.qb_invoices WHERE payload ? 'ExchangeRate' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (from, to) = (
+        (day - Duration::days(1)).to_string(),
+        (day + Duration::days(1)).to_string(),
+    );
+    let args = ["exchange-rates", "--start", &from, "--end", &to];
+    for _ in 0..2 {
+        let out = w.run(&args).await;
+        out.assert_code(0);
+        assert!(
+            out.stdout.contains("3 days, 9 rates loaded"),
+            "{}",
+            out.stdout
+        );
+    }
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM raw.qb_exchange_rates").await,
+        9,
+        "three currencies a day, once each after two loads"
+    );
+    let loaded: String = sqlx::query_scalar(
+        "SELECT rate::text FROM raw.qb_exchange_rates
+         WHERE source_currency = $1 AND target_currency = 'USD' AND as_of_date = $2
+           AND payload->>'AsOfDate' = $2::text AND intuit_tid IS NOT NULL",
+    )
+    .bind(&code)
+    .bind(day)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(loaded, rate, "the rate the invoice was booked at");
+
+    w.run(&["exchange-rates", "--start", &to, "--end", &from])
+        .await
+        .assert_code(2);
+}

@@ -42,6 +42,9 @@ pub fn vendor_currency(id: u64) -> Option<&'static str> {
     }
 }
 
+/// The foreign currencies' codes.
+pub const FOREIGN_CODES: &[&str] = &["EUR", "GBP", "CAD"];
+
 fn name_of(code: &str) -> &'static str {
     FOREIGN
         .iter()
