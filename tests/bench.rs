@@ -155,3 +155,45 @@ fn the_fleet_section_runs_workers_and_prints_rates_per_worker_and_the_cpu() {
     assert!(!stdout.contains("WRONG"), "{stdout}");
     assert!(!stdout.contains("N = "), "{stdout}");
 }
+
+/// The staging section (7) alone on a tiny company: every materialized view is refreshed
+/// twice (first fill, then concurrently) with its rows, time and size, and the ledger check
+/// is clean. Only the shape is checked, never a time: the full run is `--only staging`.
+#[test]
+fn the_staging_section_refreshes_every_view_and_checks_the_ledger() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qbo-bench"))
+        .args([
+            "--only",
+            "staging",
+            "--staging-invoices",
+            "200",
+            "--qbo",
+            env!("CARGO_BIN_EXE_qbo"),
+        ])
+        .env("DATABASE_URL", admin_url())
+        .output()
+        .expect("run qbo-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("(7)   staging: qbo model refresh on 200 invoices"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("first fill: ") && stdout.contains("again (concurrently): "));
+    for view in [
+        "staging.transactions",
+        "staging.transaction_lines",
+        "staging.general_ledger",
+    ] {
+        assert_eq!(stdout.matches(view).count(), 2, "{view} twice: {stdout}");
+    }
+    // 200 invoices of 1 to 4 item lines (by id % 4) and a sub-total line each.
+    assert!(stdout.contains("  200 rows"), "{stdout}");
+    assert!(stdout.contains("  700 rows"), "{stdout}");
+    assert!(
+        stdout.contains("ledger: 0 unbalanced transactions, 0 invoice lines missing or extra"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+}

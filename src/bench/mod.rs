@@ -15,6 +15,7 @@ mod plan;
 mod print;
 mod replay;
 mod seed;
+mod staging;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,10 @@ pub enum BenchError {
     Http(String),
     #[error("{0}")]
     Io(String, #[source] std::io::Error),
+    #[error("could not prepare the database")]
+    Store(#[from] crate::store::StoreError),
+    #[error("the model refresh failed")]
+    Model(#[from] crate::model::ModelError),
     #[error("the sandbox did not start")]
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("{what} failed ({status}); its log is {log}; last lines:\n{tail}")]
@@ -126,6 +131,10 @@ pub struct BenchArgs {
     /// stopped and shown unfinished, with the requests it had made (0: no limit).
     #[arg(long, default_value_t = 60)]
     pub api_max_minutes: u64,
+    /// Staging section (7, only with `--only staging`): invoices in its company, written
+    /// into the raw zone by SQL.
+    #[arg(long, default_value_t = 500_000)]
+    pub staging_invoices: u64,
     /// Invoices in the API cost section's company (2), spread over two years.
     #[arg(long, default_value_t = 500_000)]
     pub api_invoices: usize,
@@ -171,6 +180,7 @@ impl BenchArgs {
             self.api_rpm = self.api_rpm.min(60);
             self.api_invoices = self.api_invoices.min(5_000);
             self.api_time_scale = self.api_time_scale.max(30);
+            self.staging_invoices = self.staging_invoices.min(5_000);
         }
         self
     }
@@ -183,6 +193,8 @@ impl BenchArgs {
             Section::ApiCost => self.skip_api_cost,
             // Minutes of its own: run it on purpose.
             Section::Fleet => true,
+            // Minutes of its own at 500k invoices: run it on purpose.
+            Section::Staging => true,
         };
         self.only.map_or(!skipped, |only| only == section)
     }
@@ -201,6 +213,9 @@ pub enum Section {
     /// fleet's requests/minute against 0.9 x companies x 500, rows/s per worker, CPU.
     /// Runs only when named (`--only fleet`).
     Fleet,
+    /// (7): `qbo model refresh` (the staging schema) on a company of --staging-invoices.
+    /// Runs only when named (`--only staging`).
+    Staging,
 }
 
 /// `--api-time-scale`: the rate windows must stay whole seconds (the sandbox counts in them).

@@ -67,7 +67,7 @@ pub(super) fn sandbox_config(n: u64) -> SandboxConfig {
     cfg
 }
 
-pub(super) struct Bench {
+pub(crate) struct Bench {
     pub args: BenchArgs,
     pub qbo: PathBuf,
     pub work: PathBuf,
@@ -95,6 +95,10 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
     }
     if bench.args.runs(Section::Fleet) {
         bench.fleet(&mut targets).await?;
+    }
+    if bench.args.runs(Section::Staging) {
+        let figures = bench.staging(bench.args.staging_invoices).await?;
+        print::staging(&figures);
     }
     targets.print();
     let _ = std::fs::remove_dir_all(&bench.work);

@@ -255,6 +255,42 @@ impl Targets {
     }
 }
 
+/// (7): the staging section's figures, one line per materialized view and run.
+pub fn staging(f: &super::staging::StagingFigures) {
+    outln!();
+    outln!(
+        "(7)   staging: qbo model refresh on {} invoices (one in five in EUR), raw zone written by SQL in {:.1} s (raw.qb_invoices {:.1} MB)",
+        f.invoices,
+        f.generate.as_secs_f64(),
+        mb(f.raw_bytes.max(0) as u64)
+    );
+    for (label, runs) in [("first fill", &f.first), ("again (concurrently)", &f.again)] {
+        let total: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+        let bytes: i64 = runs.iter().map(|r| r.bytes).sum();
+        outln!(
+            "      {label}: {total:.1} s, staging {:.1} MB",
+            mb(bytes.max(0) as u64)
+        );
+        for r in runs.iter() {
+            outln!(
+                "        {:<28} {:>10} rows {:>8.1} s {:>9.1} MB",
+                r.view,
+                r.rows,
+                r.elapsed.as_secs_f64(),
+                mb(r.bytes.max(0) as u64)
+            );
+        }
+    }
+    let mut check = format!(
+        "      ledger: {} unbalanced transactions, {} invoice lines missing or extra",
+        f.unbalanced, f.missing_lines
+    );
+    if f.unbalanced != 0 || f.missing_lines != 0 {
+        check.push_str("  WRONG");
+    }
+    outln!("{check}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
