@@ -84,7 +84,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
             mode: Mutex::new(ClaimMode::Unfinished),
             invocation: claim.invocation(),
             opts: Options { page_size, ..opts },
-            total_chunks: 1.into(),
+            // Unknown here: the window's log lines give only its number.
+            total_chunks: 0.into(),
             progress: progress.clone(),
             paged: Mutex::new(Vec::new()),
             split: false.into(),

@@ -745,17 +745,20 @@ impl<S: QuerySource + 'static> Backfill<S> {
         progress.row_count = job.seen.len() as i64;
         let claim = job.claim;
         let _enter = span.enter();
-        let total = ctx.total_chunks.load(std::sync::atomic::Ordering::Relaxed);
-        let number = row.chunk_index + 1;
+        // "3/12": the window's number in its run; a worker loading one claimed window does
+        // not know the run's count (0), and says only the number.
+        let number = match ctx.total_chunks.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => format!("{}", row.chunk_index + 1),
+            total => format!("{}/{total}", row.chunk_index + 1),
+        };
         match outcome {
             Ok(Loaded::Complete) => {
                 claim.succeed(&progress).await?;
                 ctx.progress.chunk_finished(true);
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
-                    "chunk {}/{} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
+                    "chunk {} [{} .. {}) success: {} rows (expected {}), {} inserted, {} updated, {} skipped, {} pages, {} requests",
                     number,
-                    total,
                     window.start.format("%Y-%m-%d"),
                     window.end.format("%Y-%m-%d"),
                     progress.row_count,
@@ -772,9 +775,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 let parked = claim.park(&progress).await?;
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
-                    "chunk {}/{} [{} .. {}) paged: {} rows (expected {}) in {} pages; the run's sweep will check it",
+                    "chunk {} [{} .. {}) paged: {} rows (expected {}) in {} pages; the run's sweep will check it",
                     number,
-                    total,
                     window.start.format("%Y-%m-%d"),
                     window.end.format("%Y-%m-%d"),
                     progress.row_count,
@@ -796,9 +798,8 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 ctx.progress.windows_added(added as u64);
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
-                    "chunk {}/{} [{} .. {}) holds {} records: split into {} windows of at most {} pages",
+                    "chunk {} [{} .. {}) holds {} records: split into {} windows of at most {} pages",
                     number,
-                    total,
                     window.start.format("%Y-%m-%d"),
                     window.end.format("%Y-%m-%d"),
                     progress.expected_count.unwrap_or_default(),
