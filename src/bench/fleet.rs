@@ -33,6 +33,11 @@ struct FleetRun {
     peak_in_flight: u64,
     rows: u64,
     machine: Option<CpuUse>,
+    /// CPU this process (the sandbox, mostly) used over the run.
+    sandbox_cpu: Duration,
+    /// CPU the Postgres server's processes used over the run (None where /proc does not
+    /// show them).
+    postgres_cpu: Option<Duration>,
 }
 
 impl Bench {
@@ -135,6 +140,7 @@ impl Bench {
         .await?;
 
         let before = machine_cpu();
+        let (own_before, pg_before) = (process_cpu("self", false), postgres_cpu());
         let started = Instant::now();
         let mut workers = tokio::task::JoinSet::new();
         for n in 0..a.fleet_workers.max(1) {
@@ -151,6 +157,13 @@ impl Bench {
         }
         let wall = started.elapsed();
         let machine = before.zip(machine_cpu()).map(|(b, e)| e.since(&b));
+        let sandbox_cpu = process_cpu("self", false)
+            .zip(own_before)
+            .map(|(e, b)| e.saturating_sub(b))
+            .unwrap_or_default();
+        let pg_cpu = pg_before
+            .zip(postgres_cpu())
+            .map(|(b, e)| e.saturating_sub(b));
         done.sort_by_key(|(n, _, _)| *n);
         let stats: Vec<_> = realms
             .iter()
@@ -171,6 +184,8 @@ impl Bench {
             peak_in_flight: stats.iter().map(|s| s.peak_in_flight).max().unwrap_or(0),
             rows,
             machine,
+            sandbox_cpu,
+            postgres_cpu: pg_cpu,
         })
     }
 
@@ -229,22 +244,25 @@ fn print_run(run: &FleetRun, companies: usize, invoices: u64, targets: &mut Targ
     }
     let cpu_bound = match &run.machine {
         Some(cpu) => {
-            let other = (cpu.busy.as_secs_f64() - worker_cpu).max(0.0);
+            let sandbox = run.sandbox_cpu.as_secs_f64();
+            let postgres = run.postgres_cpu.map(|d| d.as_secs_f64());
+            let other =
+                (cpu.busy.as_secs_f64() - worker_cpu - sandbox - postgres.unwrap_or(0.0)).max(0.0);
+            let split = format!(
+                "qbo workers {worker_cpu:.1} s, the sandbox {sandbox:.1} s, Postgres {}, other processes {other:.1} s",
+                postgres.map_or("unknown".to_string(), |p| format!("{p:.1} s"))
+            );
             outln!(
-                "        CPU: the machine's {} cores were {:.0}% busy: qbo workers {:.1} s ({:.0}% of one core each), everything else {:.1} s (the sandbox in this process, Postgres, other processes)",
+                "        CPU: the machine's {} cores were {:.0}% busy over {wall:.0} s: {split}; each worker {:.0}% of one core",
                 cpu.cores,
                 cpu.busy_share() * 100.0,
-                worker_cpu,
                 worker_cpu / wall / run.workers.len().max(1) as f64 * 100.0,
-                other
             );
             (cpu.busy_share() >= 0.9).then(|| {
                 format!(
-                    "CPU-bound: the machine's {} cores were {:.0}% busy (qbo workers {:.1} s of CPU, everything else {:.1} s)",
+                    "CPU-bound: the machine's {} cores were {:.0}% busy ({split})",
                     cpu.cores,
                     cpu.busy_share() * 100.0,
-                    worker_cpu,
-                    other
                 )
             })
         }
@@ -285,6 +303,44 @@ async fn loaded_rows(url: &str) -> Result<u64, BenchError> {
         .fetch_one(&mut db)
         .await?;
     Ok(n.max(0) as u64)
+}
+
+/// User + system CPU of `/proc/<who>/stat`, and with `children` that of its reaped children
+/// (a Postgres backend that exits adds its time to the postmaster's).
+fn process_cpu(who: &str, children: bool) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(if children { 4 } else { 2 })
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The CPU every `postgres` process on this machine has used (with reaped backends'), or
+/// None when there is none to see (a server on another machine).
+fn postgres_cpu() -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "postgres" {
+            if let Some(cpu) = process_cpu(pid, true) {
+                total += cpu;
+                seen = true;
+            }
+        }
+    }
+    seen.then_some(total)
 }
 
 /// The whole machine's CPU time, from /proc/stat.
