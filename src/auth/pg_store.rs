@@ -88,15 +88,18 @@ async fn upsert<'e>(
 ) -> Result<(), StoreError> {
     let s = seal(keys, tokens)?;
     sqlx::query!(
-        "INSERT INTO ops.oauth_tokens (realm_id, key_id, nonce, ciphertext)
-         VALUES ($1, $2, $3, $4)
+        "INSERT INTO ops.oauth_tokens (realm_id, key_id, nonce, ciphertext, refresh_expires_at)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (realm_id) DO UPDATE
             SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce,
-                ciphertext = EXCLUDED.ciphertext, updated_at = now()",
+                ciphertext = EXCLUDED.ciphertext,
+                refresh_expires_at = EXCLUDED.refresh_expires_at, updated_at = now()",
         tokens.realm_id,
         s.key_id,
         s.nonce,
         s.ciphertext,
+        // In the clear for /metrics: an instant, nothing of the token.
+        tokens.refresh_expires_at,
     )
     .execute(db)
     .await?;
