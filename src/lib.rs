@@ -20,6 +20,7 @@ pub mod entities;
 pub mod errors;
 pub mod exchange_rates;
 pub mod fleet;
+pub mod metrics;
 pub mod model;
 pub mod query;
 pub mod queue;

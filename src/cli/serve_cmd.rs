@@ -10,10 +10,12 @@ use secrecy::SecretString;
 use super::backfill_cmd::{connect, on_interrupt};
 use super::worker_cmd::NO_REALM;
 use super::{parse_secret, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
+use crate::config::TokenStoreSpec;
 use crate::fleet::clients::RealmClients;
 use crate::fleet::{Worker, WorkerConfig};
 use crate::schedule::fire::FireSettings;
 use crate::schedule::Scheduler;
+use crate::metrics::TokenExpiry;
 use crate::serve::{self, AppState};
 
 pub const AFTER_HELP: &str = "\
@@ -77,6 +79,14 @@ pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
     let shutdown = on_interrupt(
         "shutting down: no more claims, handing the windows being loaded back to the queue",
     );
+    let tokens = match &worker {
+        Some(settings) => Some(
+            crate::auth::store::open(&settings.token_store, Some(db.pool()))
+                .await
+                .map_err(CliError::usage)?,
+        ),
+        None => None,
+    };
     let state = AppState {
         store: db.clone(),
         control: crate::control::Control::new(
@@ -86,12 +96,10 @@ pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
         ),
         token: args.token.clone().map(Arc::new),
         shutdown: shutdown.clone(),
+        token_expiry: token_expiry(&args, tokens.clone(), &db).await,
     };
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(settings) = worker {
-        let tokens = crate::auth::store::open(&settings.token_store, Some(db.pool()))
-            .await
-            .map_err(CliError::usage)?;
+    if let (Some(settings), Some(tokens)) = (worker, tokens) {
         let clients = RealmClients::new(
             settings,
             tokens,
@@ -170,4 +178,38 @@ fn worker_settings(args: &ServeArgs) -> Result<crate::config::QboSettings, CliEr
         qbo.refresh_token = None;
     }
     qbo.settings().map_err(CliError::usage)
+}
+
+/// Where `/metrics` reads the refresh tokens' expiry: `ops.oauth_tokens` for the Postgres
+/// store (whatever this instance's key), else the file or keyring store this process uses
+/// (opened for it alone on an API-only instance; not known if it cannot be opened).
+async fn token_expiry(
+    args: &ServeArgs,
+    tokens: Option<Arc<dyn crate::auth::TokenStore>>,
+    db: &crate::store::PgStore,
+) -> TokenExpiry {
+    let Ok(spec) = args.qbo.token_store.parse::<TokenStoreSpec>() else {
+        return TokenExpiry::Unknown;
+    };
+    if spec == TokenStoreSpec::Postgres {
+        return TokenExpiry::Postgres;
+    }
+    let store = match tokens {
+        Some(t) => t,
+        None => match crate::auth::store::open(&spec, Some(db.pool())).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %crate::errors::chain(&e), "/metrics will not show refresh-token expiry: the token store cannot be opened");
+                return TokenExpiry::Unknown;
+            }
+        },
+    };
+    let realm = args
+        .qbo
+        .realm_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && *r != NO_REALM)
+        .map(str::to_string);
+    TokenExpiry::Store { store, realm }
 }

@@ -21,6 +21,7 @@ use url::Url;
 
 use crate::auth::{AuthError, Rejected, TokenManager};
 use crate::config::{QboSettings, RateLimits, RetryPolicy};
+use crate::metrics::process::{self as process_metrics, Outcome, RetryReason};
 use crate::store::throttle::SharedBudget;
 pub use batch::BATCH_MAX_ITEMS;
 pub use cdc::{CdcChange, CdcPage, ChangeSource};
@@ -134,6 +135,20 @@ impl ClientError {
             | ClientError::ReadCapReached { .. }
             | ClientError::Budget(_)
             | ClientError::Cancelled => false,
+        }
+    }
+
+    /// How an attempt that failed with this error ended, for `qbo_process_requests`.
+    fn outcome(&self) -> Outcome {
+        match self {
+            ClientError::Throttled { .. } => Outcome::Throttled,
+            ClientError::Unauthorized => Outcome::Unauthorized,
+            ClientError::Server { .. } => Outcome::ServerError,
+            ClientError::Fault { .. } | ClientError::BatchItemFault { .. } => Outcome::Fault,
+            ClientError::Malformed(_) => Outcome::Malformed,
+            ClientError::Transport { .. } => Outcome::TransportError,
+            ClientError::Cancelled => Outcome::Cancelled,
+            _ => Outcome::Other,
         }
     }
 
@@ -378,6 +393,12 @@ impl QboClient {
             if outcome.as_ref().err().is_none_or(ClientError::is_answer) {
                 self.limiter.answered();
             }
+            let realm = self.tokens.realm_id();
+            let label = outcome
+                .as_ref()
+                .err()
+                .map_or(Outcome::Ok, ClientError::outcome);
+            process_metrics::request(realm, label, metered);
             match outcome {
                 Ok(answer) => return Ok(answer),
                 Err(ClientError::Throttled { retry_after }) => {
@@ -385,6 +406,7 @@ impl QboClient {
                     attempt -= 1;
                     just_refreshed = false;
                     counters.retries += metered;
+                    process_metrics::retry(realm, RetryReason::Throttled, metered);
                     self.throttled(retry_after).await?;
                 }
                 Err(ClientError::Unauthorized)
@@ -402,6 +424,7 @@ impl QboClient {
                         // one token, another worker's 401 and refresh can do that; it costs an
                         // attempt like any other failure instead of failing the chunk at once.
                         counters.retries += metered;
+                        process_metrics::retry(realm, RetryReason::Unauthorized, metered);
                         let delay = self.backoff(attempt);
                         tracing::warn!(
                             attempt,
@@ -420,6 +443,7 @@ impl QboClient {
                 Err(err) if err.is_retryable() && attempt < self.retry.max_attempts => {
                     just_refreshed = false;
                     counters.retries += metered;
+                    process_metrics::retry(realm, RetryReason::Transient, metered);
                     let delay = self.backoff(attempt);
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %crate::errors::chain(&err), "retrying QBO request");
                     self.sleep(delay).await?;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub token: Option<Arc<SecretString>>,
     /// Cancelled on SIGTERM/SIGINT: long-polling handlers and background loops end.
     pub shutdown: CancellationToken,
+    /// Where `/metrics` reads each company's refresh-token expiry.
+    pub token_expiry: crate::metrics::TokenExpiry,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,3 +9,4 @@ mod harness;
 mod lifecycle;
 mod page;
 mod schedules;
+mod metrics;
