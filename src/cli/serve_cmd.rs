@@ -13,9 +13,9 @@ use super::{parse_secret, CliError, DbArgs, Outcome, QboArgs, RequestArgs};
 use crate::config::TokenStoreSpec;
 use crate::fleet::clients::RealmClients;
 use crate::fleet::{Worker, WorkerConfig};
+use crate::metrics::TokenExpiry;
 use crate::schedule::fire::FireSettings;
 use crate::schedule::Scheduler;
-use crate::metrics::TokenExpiry;
 use crate::serve::{self, AppState};
 
 pub const AFTER_HELP: &str = "\

@@ -7,6 +7,6 @@ mod common;
 mod api;
 mod harness;
 mod lifecycle;
+mod metrics;
 mod page;
 mod schedules;
-mod metrics;
