@@ -23,10 +23,8 @@ tick's UTC date minus N days to that date, inclusive (`--days 3` at 02:00 on 202
 loads 2026-03-01..2026-03-04); `qbo serve`'s workers (or `qbo worker`s) load it.
 A sync schedule enqueues a sync of the entity (or all) per company, as `qbo sync
 --enqueue` does; a worker runs it from the company's watermarks (so backfill a company
-once before syncing it; in this build no worker takes queued sync requests yet, so a
-sync schedule's request waits, queued). A tick whose previous tick's work is still going
-(runs with windows to load, or a sync request queued or running) is recorded `skipped`,
-with why.
+once before syncing it). A tick whose previous tick's work is still going (runs with
+windows to load, or a sync request queued or running) is recorded `skipped`, with why.
 GET /api/schedules/NAME/firings on `qbo serve` (and ops.schedule_firings) lists the
 ticks and what each enqueued.
 
@@ -54,8 +52,7 @@ pub enum ScheduleCommand {
 pub enum KindArg {
     /// A rolling backfill of the last --days days.
     Backfill,
-    /// A queued sync per company (what changed since its last sync), for a worker to run
-    /// (no worker takes queued syncs in this build yet: they wait, queued).
+    /// A queued sync per company (what changed since its last sync), run by a worker.
     Sync,
 }
 
