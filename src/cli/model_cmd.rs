@@ -16,6 +16,10 @@ every key, numeric amounts, dates, booleans):
   staging.accounts, customers, vendors, items                            (views)
   staging.addresses, custom_fields        names' and transactions' addresses, custom
                                           field values (views over the raw zone)
+Amounts are in the transaction's currency (amount) and the home currency (home_amount):
+amount x the transaction's own ExchangeRate, else 1 in the home currency, else the rate
+loaded by `qbo exchange-rates` for its currency on or before its date, else NULL; rounded to
+the cent per line and posting, as QBO books them.
 The materialized views show the raw zone as of their last refresh: run this after every
 backfill or sync. Each is refreshed CONCURRENTLY once it holds data, so queries keep working
 meanwhile; the views on top of them are always current. See README.md, \"Analysis-ready

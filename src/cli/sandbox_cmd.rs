@@ -26,6 +26,11 @@ pub struct SandboxArgs {
     /// printed at start and listed by `GET /__sandbox/realms`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub companies: u32,
+    /// A multi-currency company: home currency USD, some customers and vendors (and their
+    /// transactions) in EUR, GBP or CAD with CurrencyRef, ExchangeRate and HomeTotalAmt, and
+    /// exchange rates at `.../exchangerate` and `SELECT * FROM ExchangeRate WHERE AsOfDate = ...`.
+    #[arg(long)]
+    pub multi_currency: bool,
 }
 
 pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
@@ -39,6 +44,7 @@ pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
     let sandbox = Sandbox::start(SandboxConfig {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
         companies: args.companies as usize,
+        multi_currency: args.multi_currency,
         ..company
     })
     .await
