@@ -231,3 +231,100 @@ async fn the_monthly_read_cap_stops_a_run_with_its_error_and_loses_nothing() {
     w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
         .await;
 }
+
+/// Issue 10's "Ctrl-C a backfill and `--resume` at once under the real 500/min limit":
+/// QBO's own limit, unscaled (the sandbox's 500 requests a minute per realm, qbo's default
+/// budget), and no other process. The first process spends most of a minute's 500 requests
+/// (pages of one record make a backfill of well over 500 requests), is interrupted with
+/// SIGINT as a Ctrl-C would, and `--resume` starts at once: it counts the requests the first
+/// one made in the last minute (they are leased in `ops.company_budget`), waits for them to
+/// age out instead of meeting 429s, and the run ends `success`. It takes a little over a
+/// minute: that is the real limit's minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_and_resume_at_once_under_the_real_500_a_minute_ends_success() {
+    let w = World::new(qbo::sandbox::SandboxConfig {
+        invoices: 700,
+        ..small_company()
+    })
+    .await;
+    let args = [
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--chunk-days",
+        "7",
+        "--page-size",
+        "1",
+        "--concurrency",
+        "8",
+    ];
+    let mut first = w
+        .qbo(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the first backfill");
+    let deadline = Instant::now() + BOUND;
+    while w.sandbox.realm_stats().requests < 450 {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first backfill ended before spending 450 requests"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the first backfill made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = first.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(BOUND, first.wait())
+        .await
+        .expect("the interrupted backfill exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+    let spent = w.sandbox.realm_stats().requests;
+
+    // At once, as a user would.
+    let resumed = w
+        .run(&[
+            "backfill",
+            "invoices",
+            "--resume",
+            "--page-size",
+            "1",
+            "--concurrency",
+            "8",
+        ])
+        .await;
+    resumed.assert_code(0);
+    let s = w.sandbox.realm_stats();
+    eprintln!(
+        "first process: {spent} requests; both: {} requests, peak {} a minute, {} throttled; the resume waited for the budget: {}",
+        s.requests,
+        s.peak_requests_per_minute,
+        s.throttled,
+        resumed.stderr.contains("waiting for the company's request budget")
+    );
+    assert!(
+        s.requests > 500,
+        "the backfill needs more than a minute's 500: {s:?}"
+    );
+    assert!(s.peak_requests_per_minute <= 500, "{s:?}");
+    assert_eq!(s.throttled, 0, "the resumed process met 429s: {s:?}");
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, status FROM ops.backfill_runs WHERE entity = 'invoices'")
+            .fetch_all(&w.db.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(runs, [("backfill".to_string(), "success".to_string())]);
+    w.assert_raw_matches_sandbox_entity("Invoice", "raw.qb_invoices")
+        .await;
+}
