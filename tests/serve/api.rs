@@ -386,6 +386,32 @@ async fn a_failed_window_is_retried_by_post_and_the_workers_finish_the_run() {
         w.raw_versions("raw.qb_invoices").await,
         w.sandbox_versions("Invoice")
     );
+
+    // Sync now: the request is run by a worker slot of this process, from the watermark
+    // the successful backfill left.
+    let (code, queued) = s
+        .post_json(
+            "/api/syncs",
+            json!({"entity": "invoices", "realm_id": realm}),
+        )
+        .await;
+    assert_eq!(code, 202, "{queued}");
+    let request = queued["requests"][0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (code, state) = s.get_json(&format!("/api/syncs/{request}")).await;
+        assert_eq!(code, 200, "{state}");
+        match state["status"].as_str().unwrap() {
+            "success" => break,
+            "queued" | "running" => {}
+            other => panic!("the sync ended {other}: {state:#}"),
+        }
+        assert!(Instant::now() < deadline, "the sync never ran: {state:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(s.terminate().await, Some(0));
 }
 
