@@ -1,5 +1,6 @@
 //! The status page at `/`: companies and their health, runs with their progress, one run's
-//! windows at `/runs/{id}` and a form to queue a backfill. Server-rendered HTML (see `page::views`), a small inline script
+//! windows at `/runs/{id}`, a form to queue a backfill and buttons to retry a run's failed
+//! windows, resume it or cancel it. Server-rendered HTML (see `page::views`), a small inline script
 //! for auto-refresh and nothing to build.
 //!
 //! Forms post to page routes that call the same operations as the JSON API and redirect
@@ -34,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(overview))
         .route("/runs/{id}", get(run_page))
         .route("/backfills", post(start_backfill))
+        .route("/runs/{id}/{action}", post(run_action))
 }
 
 /// The login form and logout: open (a browser without the cookie must reach them).
@@ -85,7 +87,7 @@ async fn overview(State(state): State<AppState>, Query(q): Query<FlashQuery>) ->
         Ok(c) => c,
         Err(e) => return failure(&state, e),
     };
-    let runs = match data::runs(&state.store, None, RUNS_SHOWN).await {
+    let runs = match data::runs(&state.control, RUNS_SHOWN).await {
         Ok(r) => r,
         Err(e) => return failure(&state, e),
     };
@@ -133,20 +135,11 @@ async fn run_page(
         Ok(None) => return missing(),
         Err(e) => return failure(&state, e),
     };
-    let run = match data::run(&state.store, run_id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return missing(),
+    let (run, windows) = match data::run(&state.control, run_id).await {
+        Ok(found) => found,
+        Err(e) if e.kind() == crate::control::ErrorKind::NotFound => return missing(),
         Err(e) => return failure(&state, e),
     };
-    let filter = crate::store::ReportFilter {
-        run_id: Some(run_id),
-        ..Default::default()
-    };
-    let mut windows = match state.store.chunks(&filter).await {
-        Ok(w) => w,
-        Err(e) => return failure(&state, e),
-    };
-    windows.sort_by_key(|w| w.chunk_index);
     Html(views::run_page(
         &run,
         &windows,
@@ -162,6 +155,24 @@ async fn start_backfill(
     Form(form): Form<actions::BackfillForm>,
 ) -> Response {
     back("/", actions::start_backfill(&state, &form).await)
+}
+
+async fn run_action(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let Some(action) = actions::parse_action(&action) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let run_id = match resolve(&state, &id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return back("/", Err(format!("no run {id}"))),
+        Err(e) => return back("/", Err(e.to_string())),
+    };
+    back(
+        &format!("/runs/{run_id}"),
+        actions::on_run(&state, run_id, action).await,
+    )
 }
 
 async fn login_form(State(state): State<AppState>) -> Response {

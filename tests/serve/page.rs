@@ -248,6 +248,34 @@ async fn the_page_in_chromium_shows_a_running_runs_windows_and_queues_a_backfill
     );
     assert!(dom.contains(&format!("/runs/{customers}")), "{dom}");
 
+    // The running run's Cancel button, posted as the browser posts it.
+    let cancel = format!("/runs/{run_id}/cancel");
+    assert!(dom.contains(&format!(r#"action="{cancel}""#)), "{dom}");
+    let resp = no_redirects.post(served.url(&cancel)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("/runs/{run_id}?ok=run+{run_id}+is+cancelled")),
+        "{location}"
+    );
+    let dom = chromium.dom(&served.url(&location)).await;
+    assert!(
+        dom.contains(r#"<p class="flash ok" role="status">run "#),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"<span class="pill warn">cancelled</span>"#),
+        "{dom}"
+    );
+    assert!(!dom.contains(&format!(r#"action="{cancel}""#)), "{dom}");
+    // Cancelling it again is refused, and the page says why.
+    let resp = no_redirects.post(served.url(&cancel)).send().await.unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("/runs/{run_id}?err=")),
+        "{location}"
+    );
+
     // A bad form comes back with the CLI's message.
     let resp = no_redirects
         .post(served.url("/backfills"))

@@ -1,11 +1,11 @@
-//! What the page's forms do. Each calls the library operation the JSON API calls and
-//! answers the sentence the page shows once (`Ok`) or the error (`Err`), in the CLI's words.
+//! What the page's forms do: each calls the `crate::control` operation the JSON API calls
+//! and answers the sentence the page shows once (`Ok`) or the error (`Err`), in the CLI's
+//! words.
 
 use serde::Deserialize;
+use uuid::Uuid;
 
-use crate::chunks::{parse_date, DateRange};
-use crate::entities::Selection;
-use crate::fleet::{enqueue_backfill, BackfillRequest};
+use crate::control::{BackfillSpec, RunAction, RunRef};
 use crate::serve::AppState;
 
 /// The "Start a backfill" form: `entity` (a `qbo entities` name or `all`), `start` and
@@ -19,55 +19,50 @@ pub struct BackfillForm {
 }
 
 pub async fn start_backfill(state: &AppState, form: &BackfillForm) -> Result<String, String> {
-    let selection: Selection = form.entity.trim().parse().map_err(|e| format!("{e}"))?;
-    let range = DateRange::new(
-        parse_date(&form.start).map_err(|e| e.to_string())?,
-        parse_date(&form.end).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let pool = state.store.pool();
-    let realms = match form.company.trim() {
-        "all" => {
-            let realms = crate::companies::active_realms(pool)
-                .await
-                .map_err(|e| e.to_string())?;
-            if realms.is_empty() {
-                return Err("no active company in qbo companies: add one with `qbo auth login --realm-id R` (or resume a paused one)".into());
-            }
-            realms
-        }
-        realm => vec![
-            crate::companies::get(pool, realm)
-                .await
-                .map_err(|e| e.to_string())?
-                .realm_id,
-        ],
+    let company = form.company.trim();
+    let all = company == "all";
+    let spec = BackfillSpec {
+        entity: Some(form.entity.clone()),
+        start: Some(form.start.clone()),
+        end: Some(form.end.clone()),
+        realm_id: (!all).then(|| company.to_string()),
+        all_companies: all,
+        ..BackfillSpec::default()
     };
-    let options = crate::backfill::Options::default();
-    let mut runs = Vec::new();
-    for realm_id in &realms {
-        let enqueued = enqueue_backfill(
-            &state.store,
-            &BackfillRequest {
-                realm_id,
-                selection,
-                range,
-                options: &options,
-                minor_version: crate::config::MIN_MINOR_VERSION,
-            },
-        )
+    let started = state
+        .control
+        .start_backfill(&spec)
         .await
-        .map_err(|e| format!("planning the runs of realm {realm_id}: {e}"))?;
-        runs.extend(enqueued.runs.into_iter().map(|(_, id)| id));
-    }
-    Ok(match runs.as_slice() {
-        [one] => format!("queued run {one} of {}", realms[0]),
-        many => format!(
-            "queued {} runs of {} companies from {} to {}",
-            many.len(),
-            realms.len(),
-            range.start,
-            range.end_inclusive
+        .map_err(|e| e.to_string())?;
+    let mut message = match started.runs.as_slice() {
+        [one] => format!(
+            "queued run {} ({} of {}): the workers load it",
+            one.run_id, one.entity, one.realm_id
         ),
-    })
+        _ => started.message.clone(),
+    };
+    for line in &started.skipped {
+        message.push_str("; ");
+        message.push_str(line);
+    }
+    Ok(message)
+}
+
+/// The action a button's path names (`/runs/{id}/retry-failed`, `resume`, `cancel`).
+pub fn parse_action(s: &str) -> Option<RunAction> {
+    match s {
+        "retry-failed" => Some(RunAction::RetryFailed),
+        "resume" => Some(RunAction::Resume),
+        "cancel" => Some(RunAction::Cancel),
+        _ => None,
+    }
+}
+
+pub async fn on_run(state: &AppState, run_id: Uuid, action: RunAction) -> Result<String, String> {
+    state
+        .control
+        .act_on_run(&RunRef::Id(run_id), action)
+        .await
+        .map(|changed| changed.message)
+        .map_err(|e| e.to_string())
 }

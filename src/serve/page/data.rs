@@ -1,6 +1,6 @@
-//! What the status page reads: runs with their windows counted by state, and each
-//! company's health (status, last successful sync, how far its sync watermarks lag).
-//! Reads only; every change goes through the same operations as the JSON API.
+//! What the status page reads: runs with their windows counted by state (through
+//! `crate::control`, as the JSON API reads them), and each company's health (status, last
+//! successful sync, how far its sync watermarks lag). Reads only.
 
 use std::collections::HashMap;
 
@@ -8,8 +8,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::companies::{CompaniesError, Company};
+use crate::control::{Control, ControlError, RunFilter, RunRef, RunView};
 use crate::queue::{RunKind, RunStatus};
-use crate::store::{PgStore, StoreError};
+use crate::store::{ChunkRow, PgStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -19,7 +20,7 @@ pub enum DataError {
     Companies(#[from] CompaniesError),
 }
 
-/// A run and its windows counted by state.
+/// A run and its windows counted by state, as the page shows it.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub run_id: Uuid,
@@ -55,57 +56,47 @@ impl CompanyHealth {
     }
 }
 
-/// The latest `limit` runs of every company (or of `realm_id`), latest first.
-pub async fn runs(
-    store: &PgStore,
-    realm_id: Option<&str>,
-    limit: i64,
-) -> Result<Vec<RunSummary>, StoreError> {
-    Ok(sqlx::query_as!(
-        RunSummary,
-        r#"SELECT r.run_id, r.realm_id, r.entity, r.kind AS "kind: RunKind",
-                  r.status AS "status: RunStatus", r.range_start, r.range_end, r.started_at,
-                  r.finished_at,
-                  count(c.chunk_index) AS "windows!",
-                  count(*) FILTER (WHERE c.status = 'success') AS "succeeded!",
-                  count(*) FILTER (WHERE c.status = 'error') AS "failed!",
-                  count(*) FILTER (WHERE c.status IN ('running', 'paged')) AS "active!",
-                  COALESCE(sum(c.row_count), 0)::bigint AS "loaded!",
-                  COALESCE(sum(c.expected_count), 0)::bigint AS "expected!"
-             FROM ops.backfill_runs r
-             LEFT JOIN ops.backfill_report c USING (run_id)
-            WHERE ($1::text IS NULL OR r.realm_id = $1)
-            GROUP BY r.run_id
-            ORDER BY r.started_at DESC, r.run_id
-            LIMIT $2"#,
-        realm_id,
-        limit,
-    )
-    .fetch_all(store.pool())
-    .await?)
+/// The latest `limit` runs of every company, latest first, as the JSON API lists them.
+pub async fn runs(control: &Control, limit: i64) -> Result<Vec<RunSummary>, ControlError> {
+    let filter = RunFilter {
+        limit: Some(limit.to_string()),
+        ..RunFilter::default()
+    };
+    Ok(control
+        .runs(&filter)
+        .await?
+        .into_iter()
+        .map(summary)
+        .collect())
 }
 
-/// One run counted as `runs` counts it.
-pub async fn run(store: &PgStore, run_id: Uuid) -> Result<Option<RunSummary>, StoreError> {
-    Ok(sqlx::query_as!(
-        RunSummary,
-        r#"SELECT r.run_id, r.realm_id, r.entity, r.kind AS "kind: RunKind",
-                  r.status AS "status: RunStatus", r.range_start, r.range_end, r.started_at,
-                  r.finished_at,
-                  count(c.chunk_index) AS "windows!",
-                  count(*) FILTER (WHERE c.status = 'success') AS "succeeded!",
-                  count(*) FILTER (WHERE c.status = 'error') AS "failed!",
-                  count(*) FILTER (WHERE c.status IN ('running', 'paged')) AS "active!",
-                  COALESCE(sum(c.row_count), 0)::bigint AS "loaded!",
-                  COALESCE(sum(c.expected_count), 0)::bigint AS "expected!"
-             FROM ops.backfill_runs r
-             LEFT JOIN ops.backfill_report c USING (run_id)
-            WHERE r.run_id = $1
-            GROUP BY r.run_id"#,
-        run_id,
-    )
-    .fetch_optional(store.pool())
-    .await?)
+/// One run (a full id) and its windows in window order, as the JSON API shows it.
+pub async fn run(
+    control: &Control,
+    run_id: Uuid,
+) -> Result<(RunSummary, Vec<ChunkRow>), ControlError> {
+    let detail = control.run(&RunRef::Id(run_id)).await?;
+    Ok((summary(detail.run), detail.windows))
+}
+
+fn summary(r: RunView) -> RunSummary {
+    RunSummary {
+        run_id: r.run_id,
+        realm_id: r.realm_id,
+        entity: r.entity,
+        kind: r.kind,
+        status: r.status,
+        range_start: r.range_start,
+        range_end: r.range_end,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        windows: r.windows.total,
+        succeeded: r.windows.success,
+        failed: r.windows.error,
+        active: r.windows.running + r.windows.paged,
+        loaded: r.rows,
+        expected: r.expected,
+    }
 }
 
 /// Every company of `qbo companies` with its health.

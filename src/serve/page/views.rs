@@ -154,13 +154,13 @@ fn runs(list: &[RunSummary], now: DateTime<Utc>) -> String {
         return out;
     }
     out.push_str(
-        r#"<div class="scroll"><table class="cards"><thead><tr><th>Run</th><th>Status</th><th>Progress</th><th>Company</th><th class="num">Loaded / expected</th><th>Started</th></tr></thead><tbody>"#,
+        r#"<div class="scroll"><table class="cards"><thead><tr><th>Run</th><th>Status</th><th>Progress</th><th>Actions</th><th>Company</th><th class="num">Loaded / expected</th><th>Started</th></tr></thead><tbody>"#,
     );
     for r in list {
         let id = r.run_id.to_string();
         let _ = write!(
             out,
-            r#"<tr><td><a href="/runs/{id}"><b>{entity}</b> <span class="mono">{short}</span></a><div class="muted small">{kind} · {range}</div></td><td>{status}</td><td style="min-width:10rem">{progress}</td><td class="mono" data-label="Company">{realm}</td><td class="num" data-label="Loaded / expected">{loaded} / {expected}</td><td data-label="Started">{started}</td></tr>"#,
+            r#"<tr><td><a href="/runs/{id}"><b>{entity}</b> <span class="mono">{short}</span></a><div class="muted small">{kind} · {range}</div></td><td>{status}</td><td style="min-width:10rem">{progress}</td><td>{actions}</td><td class="mono" data-label="Company">{realm}</td><td class="num" data-label="Loaded / expected">{loaded} / {expected}</td><td data-label="Started">{started}</td></tr>"#,
             short = &id[..8],
             kind = Esc(r.kind.as_str()),
             realm = Esc(&r.realm_id),
@@ -171,6 +171,7 @@ fn runs(list: &[RunSummary], now: DateTime<Utc>) -> String {
             loaded = r.loaded,
             expected = r.expected,
             started = when(Some(r.started_at), now),
+            actions = actions(r),
         );
     }
     out.push_str("</tbody></table></div></section>");
@@ -182,6 +183,40 @@ fn range(r: &RunSummary) -> String {
         RunKind::Sync => "changes since the watermark".into(),
         RunKind::Backfill => format!("{} .. {}", r.range_start, r.range_end),
     }
+}
+
+/// The buttons that make sense for a run now: retry failed (it ended with failed windows),
+/// resume (interrupted: windows left that nobody loads), cancel (not finished). Syncs have
+/// none. Each posts to `/runs/{id}/<action>`, which calls the API's operation.
+pub fn actions(r: &RunSummary) -> String {
+    if r.kind != RunKind::Backfill {
+        return String::new();
+    }
+    let status = r.status.as_str();
+    let mut out = String::from(r#"<div class="actions">"#);
+    let mut button = |action: &str, label: &str, class: &str, confirm: &str| {
+        let _ = write!(
+            out,
+            r#"<form class="inline" method="post" action="/runs/{}/{action}"{confirm}><button class="{class}">{label}</button></form>"#,
+            r.run_id
+        );
+    };
+    if r.failed > 0 && matches!(status, "partial" | "error") {
+        button("retry-failed", "Retry failed", "", "");
+    }
+    if status == "incomplete" {
+        button("resume", "Resume", "", "");
+    }
+    if matches!(status, "running" | "incomplete") {
+        button(
+            "cancel",
+            "Cancel",
+            "danger",
+            r#" onsubmit="return confirm('Cancel this run? The windows it has not loaded never will be.')""#,
+        );
+    }
+    out.push_str("</div>");
+    out
 }
 
 pub fn run_page(
@@ -204,6 +239,7 @@ pub fn run_page(
 <div><dt>Rows loaded / expected</dt><dd>{loaded} / {expected}</dd></div>
 </dl>
 {progress}
+<div style="margin-top:.8rem">{actions}</div>
 </section>"#,
         short = &id[..8],
         entity = Esc(&r.entity),
@@ -216,6 +252,7 @@ pub fn run_page(
         loaded = r.loaded,
         expected = r.expected,
         progress = progress(r.succeeded, r.failed, r.active, r.windows),
+        actions = actions(r),
     );
     body.push_str(r#"<section class="card" id="windows"><div class="row"><h2 class="grow">Windows</h2><label class="row small muted" style="display:flex;gap:.35rem"><input type="checkbox" id="autorefresh" checked style="width:auto"> auto-refresh</label></div>"#);
     if windows.is_empty() {
