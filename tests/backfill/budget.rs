@@ -238,8 +238,8 @@ async fn the_monthly_read_cap_stops_a_run_with_its_error_and_loses_nothing() {
 /// (pages of one record make a backfill of well over 500 requests), is interrupted with
 /// SIGINT as a Ctrl-C would, and `--resume` starts at once: it counts the requests the first
 /// one made in the last minute (they are leased in `ops.company_budget`), waits for them to
-/// age out instead of meeting 429s, and the run ends `success`. It takes a little over a
-/// minute: that is the real limit's minute.
+/// age out instead of meeting 429s, and the run ends `success`. It takes about two minutes
+/// (the backfill needs over 1,100 requests, so the resume waits twice): the real limit's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_and_resume_at_once_under_the_real_500_a_minute_ends_success() {
     let w = World::new(qbo::sandbox::SandboxConfig {
