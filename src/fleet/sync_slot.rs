@@ -16,6 +16,10 @@ use crate::queue::RunStatus;
 use crate::store::sync_requests::{ClaimedSyncRequest, SyncEnd, SyncRequestStatus};
 use crate::sync::{Options, SyncError, SyncSummary, Syncer};
 
+/// How long a worker leaves a sync request alone after finding its company's sync lock held
+/// by another sync (a cron `qbo sync` may hold it for as long as it runs).
+const SYNC_LOCK_BUSY_SKIP: Duration = Duration::from_secs(15);
+
 /// What became of one attempt at a request.
 enum Ending {
     End(SyncEnd, Vec<uuid::Uuid>, Option<String>),
@@ -99,7 +103,7 @@ impl Worker {
         let ending = if lost.is_cancelled() {
             Ending::Lost
         } else {
-            self.ending(&realm, result, &span).await
+            self.ending(&realm, request_id, result, &span).await
         };
         {
             let mut state = self.state();
@@ -129,6 +133,7 @@ impl Worker {
     async fn ending(
         &self,
         realm: &str,
+        request_id: uuid::Uuid,
         result: Result<Vec<SyncSummary>, SyncError>,
         span: &tracing::Span,
     ) -> Ending {
@@ -179,8 +184,14 @@ impl Worker {
                 // Another sync holds the company's lock: an in-process `qbo sync`, or a worker
                 // still running this request though its lease ran out (it stops on its next
                 // heartbeat, which finds the request taken). Not a skip: the request is
-                // taken again on a later look, once the lock is free.
-                tracing::warn!(parent: span, error = %crate::errors::chain(&e), "another sync holds the company's lock; the request goes back to the queue");
+                // taken again once the lock is free. This worker leaves it alone a while
+                // meanwhile: a long in-process sync would otherwise have a slot claim it,
+                // wait for the lock and hand it back over and over.
+                let reason = crate::errors::chain(&e);
+                tracing::warn!(parent: span, error = %reason, "another sync holds the company's lock; the request goes back to the queue");
+                self.state()
+                    .skip_requests
+                    .insert(request_id, Skip::new(reason, SYNC_LOCK_BUSY_SKIP));
                 handed_back(Vec::new())
             }
             Err(SyncError::Auth(auth)) if auth.needs_human() => {

@@ -333,7 +333,9 @@ impl Worker {
         let owner = format!("{}/{n}", self.id);
         match self
             .store
-            .claim_sync_request(&owner, self.cfg.lease, &k.realms, &k.busy, &k.requests)
+            // `exclude`, not only the skipped companies: a sync counts as a share of its
+            // company's windows, so a company this worker already loads its share of waits.
+            .claim_sync_request(&owner, self.cfg.lease, &k.exclude, &k.busy, &k.requests)
             .await
         {
             Ok(Some(request)) => {

@@ -175,6 +175,14 @@ async fn sigterm_hands_the_windows_back_and_exits_0() {
     });
     let child = worker(&w, &["--concurrency", "2", "--companies-at-once", "1"]);
     wait_for_successes(&pool, 2).await;
+    // From the next query on, the sandbox holds every request unanswered: windows are being
+    // loaded when SIGTERM comes, however fast the machine (a fixed latency let a quick
+    // worker finish everything first).
+    let s = w.sandbox.stats();
+    w.faults(Faults {
+        hang_from_request: s.query_requests + s.cdc_requests + 1,
+        ..Faults::default()
+    });
     signal(&child, "-TERM");
     let out = finished(child).await;
     out.assert_code(0);
