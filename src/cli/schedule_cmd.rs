@@ -22,8 +22,10 @@ A backfill schedule enqueues, at each tick, a backfill of the last --days days: 
 tick's UTC date minus N days to that date, inclusive (`--days 3` at 02:00 on 2026-03-04
 loads 2026-03-01..2026-03-04); `qbo serve`'s workers (or `qbo worker`s) load it.
 A sync schedule enqueues a sync of the entity (or all) per company, as `qbo sync
---enqueue` does; a worker runs it from the company's watermarks (so backfill a company
-once before syncing it). A tick whose previous tick's work is still going (runs with
+--enqueue` does; `qbo serve`'s workers (or `qbo worker`s) run it from the company's
+watermarks (so backfill a company once before syncing it). A sync schedule replaces a
+cron or systemd timer running `qbo sync`: do not keep both (two syncs of one company
+wait on each other's lock). A tick whose previous tick's work is still going (runs with
 windows to load, or a sync request queued or running) is recorded `skipped`, with why.
 GET /api/schedules/NAME/firings on `qbo serve` (and ops.schedule_firings) lists the
 ticks and what each enqueued.
@@ -52,7 +54,8 @@ pub enum ScheduleCommand {
 pub enum KindArg {
     /// A rolling backfill of the last --days days.
     Backfill,
-    /// A queued sync per company (what changed since its last sync), run by a worker.
+    /// A queued sync per company (what changed since its last sync), run by `qbo serve`'s
+    /// workers or `qbo worker`s (replaces a timer running `qbo sync`: keep only one).
     Sync,
 }
 
