@@ -153,6 +153,9 @@ impl Queue {
                               WHERE co.realm_id = c.realm_id AND co.status = 'active')
                           OR NOT EXISTS (SELECT 1 FROM ops.companies))
                      AND c.last_invocation IS DISTINCT FROM $1
+                     -- Implied by the next condition; written out so the planner uses
+                     -- backfill_report_claimable_idx (it cannot prove the OR implies it).
+                     AND c.status IN ('pending', 'running', 'paged')
                      AND (c.status = 'pending'
                           OR (c.status IN ('running', 'paged') AND c.lease_expires_at < now()))
                    ORDER BY s.last_served_at ASC NULLS FIRST, run.started_at, c.run_id,
