@@ -1,7 +1,7 @@
 //! The firing loop every `qbo serve` runs: look for due schedules every poll, claim each due
 //! tick (only one instance wins it), and fire or skip it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,9 @@ use super::fire::{fire, FireSettings};
 use super::store::{self, Claimed};
 use super::{CronExpr, FiringOutcome, Schedule, ScheduleError};
 use crate::store::PgStore;
+
+/// How often an instance prunes old firings (`store::prune_firings`).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// What one pass did with one due tick this instance claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +44,32 @@ impl Scheduler {
 
     /// Passes every `poll` until `shutdown`. A pass that fails (Postgres away) is logged and
     /// the next one tries again: nothing is lost, a due tick stays due until claimed.
+    /// Every `PRUNE_EVERY` (and once at start), old firings are pruned
+    /// (`store::prune_firings`).
     pub async fn run(&self, shutdown: CancellationToken) {
         tracing::info!(poll_ms = self.poll.as_millis() as u64, owner = %self.owner, "scheduler started");
+        let mut pruned_at: Option<Instant> = None;
         loop {
             if let Err(e) = self.run_once().await {
                 tracing::warn!(error = %crate::errors::chain(&e), "scheduler pass failed; trying again");
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                // A failed prune (Postgres away) waits for the next hour too: nothing is
+                // lost, the firings are only history.
+                pruned_at = Some(Instant::now());
+                match store::prune_firings(
+                    self.db.pool(),
+                    store::FIRINGS_KEPT_DAYS,
+                    store::FIRINGS_KEPT_PER_SCHEDULE,
+                )
+                .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "old schedule firings pruned"),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::errors::chain(&e), "pruning old schedule firings failed")
+                    }
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,

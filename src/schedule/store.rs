@@ -26,6 +26,50 @@ pub async fn now(pool: &PgPool) -> Result<DateTime<Utc>, ScheduleError> {
         .await?)
 }
 
+/// How long a firing is kept (`prune_firings`), and how many of one schedule at most.
+pub const FIRINGS_KEPT_DAYS: i32 = 30;
+pub const FIRINGS_KEPT_PER_SCHEDULE: i64 = 1000;
+
+/// Deletes firings older than `keep_days` days or past each schedule's newest `keep_last`,
+/// never a schedule's latest firing, its latest one that fired (or is firing, or failed:
+/// the next tick looks at it to know whether that work is still going) nor one still
+/// `firing`. Returns how many it deleted. The scheduler runs it about once an hour.
+pub async fn prune_firings(
+    pool: &PgPool,
+    keep_days: i32,
+    keep_last: i64,
+) -> Result<u64, ScheduleError> {
+    Ok(sqlx::query!(
+        r#"WITH bounds AS (
+               SELECT s.schedule_id,
+                      GREATEST(clock_timestamp() - make_interval(days => $1),
+                               (SELECT f.tick_at FROM ops.schedule_firings f
+                                 WHERE f.schedule_id = s.schedule_id
+                                 ORDER BY f.tick_at DESC OFFSET $2::bigint - 1 LIMIT 1)) AS cutoff,
+                      (SELECT f.tick_at FROM ops.schedule_firings f
+                        WHERE f.schedule_id = s.schedule_id
+                        ORDER BY f.tick_at DESC LIMIT 1) AS last_tick,
+                      (SELECT f.tick_at FROM ops.schedule_firings f
+                        WHERE f.schedule_id = s.schedule_id
+                          AND f.outcome IN ('firing', 'fired', 'failed')
+                        ORDER BY f.tick_at DESC LIMIT 1) AS last_worked
+                 FROM ops.schedules s
+           )
+           DELETE FROM ops.schedule_firings f
+            USING bounds b
+            WHERE f.schedule_id = b.schedule_id
+              AND f.tick_at < b.cutoff
+              AND f.tick_at IS DISTINCT FROM b.last_tick
+              AND f.tick_at IS DISTINCT FROM b.last_worked
+              AND f.outcome <> 'firing'"#,
+        keep_days,
+        keep_last.max(1),
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// Stores `s`; its first tick is the first one after now. A schedule for one company needs
 /// the company in `qbo companies`.
 pub async fn add(pool: &PgPool, s: &NewSchedule) -> Result<Schedule, ScheduleError> {
@@ -75,12 +119,18 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Listed>, ScheduleError> {
     )
     .fetch_all(pool)
     .await?;
+    // Each schedule's latest firing, one backward step of the primary key (schedule_id,
+    // tick_at) per schedule, however many firings are kept.
     let mut latest: HashMap<Uuid, Firing> = sqlx::query!(
-        r#"SELECT DISTINCT ON (schedule_id) schedule_id, tick_at, missed_ticks,
-                  outcome AS "outcome: FiringOutcome", reason, run_ids, sync_request_ids,
-                  fired_by, fired_at, finished_at
-             FROM ops.schedule_firings
-            ORDER BY schedule_id, tick_at DESC"#
+        r#"SELECT s.schedule_id, f.tick_at AS "tick_at!", f.missed_ticks AS "missed_ticks!",
+                  f.outcome AS "outcome!: FiringOutcome", f.reason,
+                  f.run_ids AS "run_ids!", f.sync_request_ids AS "sync_request_ids!",
+                  f.fired_by AS "fired_by!", f.fired_at AS "fired_at!", f.finished_at
+             FROM ops.schedules s
+             CROSS JOIN LATERAL (
+                 SELECT * FROM ops.schedule_firings f
+                  WHERE f.schedule_id = s.schedule_id
+                  ORDER BY f.tick_at DESC LIMIT 1) f"#
     )
     .fetch_all(pool)
     .await?

@@ -21,7 +21,7 @@ const EVERY_2S: &str = "*/2 * * * * *";
 const FAST_POLL: (&str, Option<&str>) = ("QBO_SCHEDULER_POLL_MS", Some("100"));
 const DEADLINE: Duration = Duration::from_secs(180);
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 struct FiringRow {
     tick_at: DateTime<Utc>,
     missed_ticks: i32,
@@ -720,4 +720,107 @@ async fn a_firing_left_midway_holds_the_next_ticks_then_is_marked_failed() {
         "{rows:#?}"
     );
     assert_eq!(rows[1].outcome, "firing", "{rows:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_firings_are_pruned_but_each_schedules_latest_and_last_fired_stay() {
+    use qbo::schedule::store;
+    let (w, realm) = connected_world().await;
+    for (name, cron) in [("fast", "*/5 * * * * *"), ("daily", "0 2 * * *")] {
+        add_schedule(
+            &w,
+            &[
+                "--name",
+                name,
+                "--cron",
+                cron,
+                "--kind",
+                "backfill",
+                "--days",
+                "1",
+                "--realm-id",
+                &realm,
+            ],
+        )
+        .await;
+    }
+    let pool = w.db.pool().await;
+    // fast: 1,500 ticks 5 s apart, all skipped but the 1,201st newest (past the newest 1,000).
+    sqlx::query(
+        "INSERT INTO ops.schedule_firings (schedule_id, tick_at, outcome, fired_by, fired_at)
+         SELECT s.schedule_id, now() - make_interval(secs => 5 * i),
+                CASE WHEN i = 1200 THEN 'fired' ELSE 'skipped' END, 'test:1', now()
+           FROM ops.schedules s, generate_series(0, 1499) i WHERE s.name = 'fast'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // daily: 40 days of fired ticks, and one left `firing` 35 days ago.
+    sqlx::query(
+        "INSERT INTO ops.schedule_firings (schedule_id, tick_at, outcome, fired_by, fired_at)
+         SELECT s.schedule_id, now() - make_interval(days => i) - interval '1 minute',
+                CASE WHEN i = 35 THEN 'firing' ELSE 'fired' END, 'test:1', now()
+           FROM ops.schedules s, generate_series(0, 39) i WHERE s.name = 'daily'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before_fast = firings(&pool, "fast").await;
+    let before_daily = firings(&pool, "daily").await;
+
+    let deleted = store::prune_firings(
+        &pool,
+        store::FIRINGS_KEPT_DAYS,
+        store::FIRINGS_KEPT_PER_SCHEDULE,
+    )
+    .await
+    .unwrap();
+
+    let fast = firings(&pool, "fast").await;
+    let daily = firings(&pool, "daily").await;
+    // fast: the newest 1,000 and the last that fired.
+    assert_eq!(fast.len(), 1001, "{:#?}", &fast[..3]);
+    assert_eq!(
+        fast.last().unwrap().tick_at,
+        before_fast.last().unwrap().tick_at
+    );
+    assert_eq!(count(&fast, "fired"), 1);
+    assert_eq!(
+        fast[1..],
+        before_fast[before_fast.len() - 1000..],
+        "the newest 1,000 stay"
+    );
+    // daily: the last 30 days (days 0..=29), and the one still `firing`.
+    assert_eq!(daily.len(), 31, "{daily:#?}");
+    assert_eq!(count(&daily, "firing"), 1);
+    assert_eq!(
+        daily.last().unwrap().tick_at,
+        before_daily.last().unwrap().tick_at
+    );
+    assert_eq!(
+        deleted as usize,
+        before_fast.len() + before_daily.len() - fast.len() - daily.len()
+    );
+    // Nothing more to prune on a second pass.
+    assert_eq!(
+        store::prune_firings(
+            &pool,
+            store::FIRINGS_KEPT_DAYS,
+            store::FIRINGS_KEPT_PER_SCHEDULE
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    // A schedule's latest firing, as `qbo schedule list` and GET /api/schedules show it.
+    let listed = store::list(&pool).await.unwrap();
+    let latest = |name: &str| {
+        listed
+            .iter()
+            .find(|l| l.schedule.name == name)
+            .and_then(|l| l.last_firing.as_ref())
+            .map(|f| f.tick_at)
+    };
+    assert_eq!(latest("fast"), Some(fast.last().unwrap().tick_at));
+    assert_eq!(latest("daily"), Some(daily.last().unwrap().tick_at));
 }
