@@ -23,6 +23,7 @@ Examples:
   qbo serve                                   # http://127.0.0.1:8080, 4 worker slots
   QBO_SERVE_TOKEN=$(openssl rand -hex 32) qbo serve --listen 0.0.0.0:8080
   qbo serve --workers 0                       # API and page only; `qbo worker`s load
+  qbo serve --listen 0.0.0.0:8080 --token-file /data/serve-token   # token made once, kept
 
 Endpoints: / (status page), /api/... (JSON API, see runbooks/serve.md), /metrics
 (Prometheus), /healthz (the process answers), /readyz (Postgres reachable, migrations
@@ -46,6 +47,11 @@ pub struct ServeArgs {
     /// Bearer token every request but /healthz and /readyz must carry.
     #[arg(long = "token", env = "QBO_SERVE_TOKEN", hide_env_values = true, value_parser = parse_secret)]
     pub token: Option<SecretString>,
+    /// A file holding the bearer token, for when no QBO_SERVE_TOKEN is given: read if it
+    /// exists; otherwise a new random token is written to it (mode 0600) and its path
+    /// logged, never the token (`docker compose up` uses this).
+    #[arg(long, env = "QBO_SERVE_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     /// Worker slots (runs loaded at once, as `qbo worker --companies-at-once`); 0 for an
     /// API-only instance whose queued work other workers load.
     #[arg(long, env = "QBO_SERVE_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=64))]
@@ -69,7 +75,16 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
-    serve::check_exposure(args.listen, args.token.as_ref()).map_err(CliError::usage)?;
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => Some(
+            serve::token_file::read_or_create(path)
+                .await
+                .map_err(CliError::usage)?,
+        ),
+        (None, None) => None,
+    };
+    serve::check_exposure(args.listen, token.as_ref()).map_err(CliError::usage)?;
     crate::config::validate_minor_version(args.qbo.minor_version).map_err(CliError::usage)?;
     let worker = match args.workers {
         0 => None,
@@ -94,7 +109,7 @@ pub async fn run(args: ServeArgs) -> Result<Outcome, CliError> {
             args.qbo.environment,
             args.qbo.minor_version,
         ),
-        token: args.token.clone().map(Arc::new),
+        token: token.map(Arc::new),
         shutdown: shutdown.clone(),
         token_expiry: token_expiry(&args, tokens.clone(), &db).await,
     };

@@ -18,6 +18,7 @@ pub mod health;
 pub mod metrics;
 pub mod page;
 pub mod schedules;
+pub mod token_file;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

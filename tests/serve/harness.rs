@@ -29,7 +29,10 @@ impl Served {
 
     /// As `start`, with environment changes: `Some(v)` sets, `None` removes.
     pub async fn start_with(w: &World, extra: &[&str], env: &[(&str, Option<&str>)]) -> Served {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--poll-ms", "50"];
+        let mut args = vec!["serve", "--poll-ms", "50"];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let mut cmd = w.qbo(&args);
         let mut token = None;
