@@ -4,9 +4,11 @@
 //! for auto-refresh and nothing to build.
 //!
 //! Forms post to page routes that call the same operations as the JSON API and redirect
-//! back (303) with the outcome in the query string (`?ok=..` or `?err=..`), shown once.
-//! Browsers log in at `/login` with `QBO_SERVE_TOKEN` and carry a session cookie from then
-//! on (see `serve::auth`).
+//! back (303) with an outcome code in the query string (`?done=cancelled&run=..`), which the
+//! page turns into one of its fixed sentences; a refused action renders its page with the
+//! error instead (400). Browsers log in at `/login` with `QBO_SERVE_TOKEN` and carry a
+//! session cookie from then on (see `serve::auth`); form posts must come from this server's
+//! own page (`auth::same_origin`).
 
 mod actions;
 mod data;
@@ -24,6 +26,7 @@ use uuid::Uuid;
 
 use super::auth::{same_secret, session_value, SESSION_COOKIE};
 use super::AppState;
+use crate::control::RunAction;
 use html::Flash;
 
 /// The latest runs the overview lists.
@@ -36,39 +39,72 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}", get(run_page))
         .route("/backfills", post(start_backfill))
         .route("/runs/{id}/{action}", post(run_action))
+        .route_layer(axum::middleware::from_fn(super::auth::same_origin))
 }
 
 /// The login form and logout: open (a browser without the cookie must reach them).
 pub fn login_routes() -> Router<AppState> {
     Router::new()
         .route("/login", get(login_form).post(login))
-        .route("/logout", post(logout))
+        .route(
+            "/logout",
+            post(logout).layer(axum::middleware::from_fn(super::auth::same_origin)),
+        )
 }
 
+/// What the page says after one of its forms redirected back (303): an outcome code and the
+/// figures it needs (`?done=cancelled&run=<id>&windows=3`), never a sentence, so that a link
+/// crafted elsewhere can at most make the page repeat one of its own fixed sentences. An
+/// action that failed does not redirect: its page is rendered with the error (status 400).
 #[derive(Debug, Default, Deserialize)]
-struct FlashQuery {
-    ok: Option<String>,
-    err: Option<String>,
+struct Outcome {
+    done: Option<String>,
+    run: Option<String>,
+    runs: Option<String>,
+    windows: Option<String>,
+    skipped: Option<String>,
 }
 
-impl FlashQuery {
+impl Outcome {
     fn take(self) -> Option<Flash> {
-        match (self.ok, self.err) {
-            (_, Some(e)) => Some(Flash::Err(e)),
-            (Some(m), None) => Some(Flash::Ok(m)),
-            (None, None) => None,
-        }
+        let run = self.run.as_deref().and_then(|r| Uuid::parse_str(r).ok());
+        let count = |v: &Option<String>| v.as_deref().and_then(|n| n.parse::<u64>().ok());
+        let (runs, windows, skipped) = (
+            count(&self.runs),
+            count(&self.windows),
+            count(&self.skipped),
+        );
+        let sentence = match (self.done.as_deref()?, run) {
+            ("queued", Some(run)) => format!("Queued run {run}: the workers load it."),
+            ("queued", None) => format!("Queued {} runs: the workers load them.", runs?),
+            ("cancelled", Some(run)) => format!(
+                "Run {run} is cancelled: its {} unfinished windows will not be loaded.",
+                windows?
+            ),
+            ("resumed", Some(run)) => format!(
+                "Run {run} is queued: the workers load its {} unfinished windows.",
+                windows?
+            ),
+            ("retried", Some(run)) => format!(
+                "Run {run} is queued: the workers load its {} failed windows again.",
+                windows?
+            ),
+            _ => return None,
+        };
+        Some(Flash::Ok(match skipped {
+            Some(n) if n > 0 && self.done.as_deref() == Some("queued") => format!(
+                "{sentence} {n} companies were left out (paused, needing a login or of another \
+                 environment: see `qbo companies`)."
+            ),
+            _ => sentence,
+        }))
     }
 }
 
-/// Redirects to `to` (303, so the browser GETs it) with the outcome to show.
-fn back(to: &str, outcome: Result<String, String>) -> Response {
-    let (key, message) = match outcome {
-        Ok(m) => ("ok", m),
-        Err(m) => ("err", m),
-    };
+/// Redirects to `to` (303, so the browser GETs it) with the outcome's query string.
+fn back(to: &str, pairs: &[(&str, String)]) -> Response {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair(key, &message)
+        .extend_pairs(pairs)
         .finish();
     Redirect::to(&format!("{to}?{query}")).into_response()
 }
@@ -82,23 +118,39 @@ fn failure(state: &AppState, e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-async fn overview(State(state): State<AppState>, Query(q): Query<FlashQuery>) -> Response {
+/// The status an action's error is rendered with: 400, or the failure page for a bug or
+/// Postgres.
+fn refused(e: &crate::control::ControlError) -> Option<StatusCode> {
+    match e.kind() {
+        crate::control::ErrorKind::Internal => None,
+        _ => Some(StatusCode::BAD_REQUEST),
+    }
+}
+
+async fn overview(State(state): State<AppState>, Query(q): Query<Outcome>) -> Response {
+    render_overview(&state, q.take(), StatusCode::OK).await
+}
+
+async fn render_overview(state: &AppState, flash: Option<Flash>, status: StatusCode) -> Response {
     let companies = match data::companies(&state.store).await {
         Ok(c) => c,
-        Err(e) => return failure(&state, e),
+        Err(e) => return failure(state, e),
     };
     let runs = match data::runs(&state.control, RUNS_SHOWN).await {
         Ok(r) => r,
-        Err(e) => return failure(&state, e),
+        Err(e) => return failure(state, e),
     };
-    Html(views::overview(&views::Overview {
-        companies: &companies,
-        runs: &runs,
-        now: chrono::Utc::now(),
-        flash: q.take(),
-        logout: state.token.is_some(),
-    }))
-    .into_response()
+    (
+        status,
+        Html(views::overview(&views::Overview {
+            companies: &companies,
+            runs: &runs,
+            now: chrono::Utc::now(),
+            flash,
+            logout: state.token.is_some(),
+        })),
+    )
+        .into_response()
 }
 
 /// A run id as given in a path: the full uuid, or a unique prefix of at least 4 hex digits.
@@ -117,44 +169,76 @@ async fn resolve(state: &AppState, id: &str) -> Result<Option<Uuid>, crate::stor
     })
 }
 
+fn missing(state: &AppState, id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(views::not_found(
+            &format!("No run {id}."),
+            state.token.is_some(),
+        )),
+    )
+        .into_response()
+}
+
 async fn run_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<FlashQuery>,
+    Query(q): Query<Outcome>,
 ) -> Response {
-    let logout = state.token.is_some();
-    let missing = || {
-        (
-            StatusCode::NOT_FOUND,
-            Html(views::not_found(&format!("No run {id}."), logout)),
-        )
-            .into_response()
-    };
-    let run_id = match resolve(&state, &id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return missing(),
-        Err(e) => return failure(&state, e),
-    };
+    match resolve(&state, &id).await {
+        Ok(Some(run_id)) => render_run(&state, run_id, q.take(), StatusCode::OK).await,
+        Ok(None) => missing(&state, &id),
+        Err(e) => failure(&state, e),
+    }
+}
+
+async fn render_run(
+    state: &AppState,
+    run_id: Uuid,
+    flash: Option<Flash>,
+    status: StatusCode,
+) -> Response {
     let (run, windows) = match data::run(&state.control, run_id).await {
         Ok(found) => found,
-        Err(e) if e.kind() == crate::control::ErrorKind::NotFound => return missing(),
-        Err(e) => return failure(&state, e),
+        Err(e) if e.kind() == crate::control::ErrorKind::NotFound => {
+            return missing(state, &run_id.to_string())
+        }
+        Err(e) => return failure(state, e),
     };
-    Html(views::run_page(
-        &run,
-        &windows,
-        chrono::Utc::now(),
-        q.take(),
-        logout,
-    ))
-    .into_response()
+    (
+        status,
+        Html(views::run_page(
+            &run,
+            &windows,
+            chrono::Utc::now(),
+            flash,
+            state.token.is_some(),
+        )),
+    )
+        .into_response()
 }
 
 async fn start_backfill(
     State(state): State<AppState>,
     Form(form): Form<actions::BackfillForm>,
 ) -> Response {
-    back("/", actions::start_backfill(&state, &form).await)
+    match actions::start_backfill(&state, &form).await {
+        Ok(started) => {
+            let mut pairs = vec![("done", "queued".to_string())];
+            match started.runs.as_slice() {
+                [one] => pairs.push(("run", one.run_id.to_string())),
+                runs => pairs.push(("runs", runs.len().to_string())),
+            }
+            if !started.skipped.is_empty() {
+                pairs.push(("skipped", started.skipped.len().to_string()));
+            }
+            back("/", &pairs)
+        }
+        Err(e) => match refused(&e) {
+            Some(status) => render_overview(&state, Some(Flash::Err(e.to_string())), status).await,
+            None => failure(&state, e),
+        },
+    }
 }
 
 async fn run_action(
@@ -166,13 +250,32 @@ async fn run_action(
     };
     let run_id = match resolve(&state, &id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return back("/", Err(format!("no run {id}"))),
-        Err(e) => return back("/", Err(e.to_string())),
+        Ok(None) => return missing(&state, &id),
+        Err(e) => return failure(&state, e),
     };
-    back(
-        &format!("/runs/{run_id}"),
-        actions::on_run(&state, run_id, action).await,
-    )
+    match actions::on_run(&state, run_id, action).await {
+        Ok(changed) => {
+            let done = match action {
+                RunAction::Cancel => "cancelled",
+                RunAction::Resume => "resumed",
+                RunAction::RetryFailed => "retried",
+            };
+            back(
+                &format!("/runs/{run_id}"),
+                &[
+                    ("done", done.to_string()),
+                    ("run", run_id.to_string()),
+                    ("windows", changed.windows.to_string()),
+                ],
+            )
+        }
+        Err(e) => match refused(&e) {
+            Some(status) => {
+                render_run(&state, run_id, Some(Flash::Err(e.to_string())), status).await
+            }
+            None => failure(&state, e),
+        },
+    }
 }
 
 async fn login_form(State(state): State<AppState>) -> Response {

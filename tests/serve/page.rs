@@ -221,8 +221,42 @@ async fn the_page_in_chromium_shows_a_running_runs_windows_and_queues_a_backfill
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // A browser posting the page's form sends the page's origin (this server's address).
+    let origin = served.url("");
+    // Without it, or from another port of the same host, the post is refused.
+    for from in [None, Some("http://127.0.0.1:1")] {
+        let mut post = no_redirects.post(served.url("/backfills"));
+        if let Some(from) = from {
+            post = post.header("origin", from);
+        }
+        let resp = post
+            .form(&[
+                ("entity", "customers"),
+                ("start", "2024-01-01"),
+                ("end", "2024-03-31"),
+                ("company", realm.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 403, "{from:?}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains("not posted from this server's own page"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM ops.backfill_runs WHERE entity = 'customers'"
+        )
+        .await,
+        0
+    );
     let resp = no_redirects
         .post(served.url("/backfills"))
+        .header("origin", &origin)
         .form(&[
             ("entity", "customers"),
             ("start", "2024-01-01"),
@@ -234,7 +268,7 @@ async fn the_page_in_chromium_shows_a_running_runs_windows_and_queues_a_backfill
         .unwrap();
     assert_eq!(resp.status().as_u16(), 303);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with("/?ok=queued+run+"), "{location}");
+    assert!(location.starts_with("/?done=queued&run="), "{location}");
     let customers: uuid::Uuid =
         sqlx::query_scalar("SELECT run_id FROM ops.backfill_runs WHERE entity = 'customers'")
             .fetch_one(&pool)
@@ -243,7 +277,9 @@ async fn the_page_in_chromium_shows_a_running_runs_windows_and_queues_a_backfill
     // The page it redirects to says so once, and lists the new run.
     let dom = chromium.dom(&served.url(&location)).await;
     assert!(
-        dom.contains(r#"<p class="flash ok" role="status">queued run "#),
+        dom.contains(&format!(
+            r#"<p class="flash ok" role="status">Queued run {customers}: the workers load it."#
+        )),
         "{dom}"
     );
     assert!(dom.contains(&format!("/runs/{customers}")), "{dom}");
@@ -251,16 +287,27 @@ async fn the_page_in_chromium_shows_a_running_runs_windows_and_queues_a_backfill
     // The running run's Cancel button, posted as the browser posts it.
     let cancel = format!("/runs/{run_id}/cancel");
     assert!(dom.contains(&format!(r#"action="{cancel}""#)), "{dom}");
-    let resp = no_redirects.post(served.url(&cancel)).send().await.unwrap();
+    // Posted from the run's page, a browser sends no Origin only in old versions: the
+    // Referer then names the page.
+    let resp = no_redirects
+        .post(served.url(&cancel))
+        .header("referer", served.url(&format!("/runs/{run_id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 303);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(
-        location.starts_with(&format!("/runs/{run_id}?ok=run+{run_id}+is+cancelled")),
+        location.starts_with(&format!(
+            "/runs/{run_id}?done=cancelled&run={run_id}&windows="
+        )),
         "{location}"
     );
     let dom = chromium.dom(&served.url(&location)).await;
     assert!(
-        dom.contains(r#"<p class="flash ok" role="status">run "#),
+        dom.contains(&format!(
+            r#"<p class="flash ok" role="status">Run {run_id} is cancelled: its "#
+        )),
         "{dom}"
     );
     assert!(
@@ -269,16 +316,25 @@ async fn the_page_in_chromium_shows_a_running_runs_windows_and_queues_a_backfill
     );
     assert!(!dom.contains(&format!(r#"action="{cancel}""#)), "{dom}");
     // Cancelling it again is refused, and the page says why.
-    let resp = no_redirects.post(served.url(&cancel)).send().await.unwrap();
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let resp = no_redirects
+        .post(served.url(&cancel))
+        .header("origin", &origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body = resp.text().await.unwrap();
     assert!(
-        location.starts_with(&format!("/runs/{run_id}?err=")),
-        "{location}"
+        body.contains(&format!(
+            r#"<p class="flash err" role="alert">run {run_id} was already cancelled"#
+        )),
+        "{body}"
     );
 
     // A bad form comes back with the CLI's message.
     let resp = no_redirects
         .post(served.url("/backfills"))
+        .header("origin", &origin)
         .form(&[
             ("entity", "nonsense"),
             ("start", "2024-01-01"),
@@ -288,9 +344,13 @@ async fn the_page_in_chromium_shows_a_running_runs_windows_and_queues_a_backfill
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 303);
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with("/?err="), "{location}");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains(r#"<p class="flash err" role="alert">"#),
+        "{body}"
+    );
+    assert!(body.contains("nonsense"), "{body}");
     assert_eq!(served.terminate().await, Some(0));
 }
 
@@ -382,6 +442,85 @@ async fn browsers_log_in_with_the_token_and_carry_a_derived_cookie_never_the_tok
     );
     assert!(!page.contains("<img src=x"), "{page}");
 
+    // The cookie opens the pages, not the API or the metrics.
+    for path in ["/api/runs", "/metrics"] {
+        let r = http
+            .get(served.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}");
+    }
+
+    // A form post carrying the cookie must come from this server's page: another port of the
+    // same host (same site, so the browser sends the cookie) is refused, as is a post naming
+    // no origin; the page's own origin gets through (this form is then refused for its
+    // entity, and the page says why, with 400).
+    let origin = served.url("");
+    let bad_form = [
+        ("entity", "nonsense"),
+        ("start", "2024-01-01"),
+        ("end", "2024-01-02"),
+        ("company", "all"),
+    ];
+    for (name, value) in [
+        ("origin", "http://127.0.0.1:1"),
+        ("origin", "null"),
+        ("referer", "http://evil.example/"),
+        ("x-none", "1"),
+    ] {
+        let r = http
+            .post(served.url("/backfills"))
+            .header("cookie", &cookie)
+            .header(name, value)
+            .form(&bad_form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{name}: {value}");
+    }
+    let r = http
+        .post(served.url("/backfills"))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .form(&bad_form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("nonsense"));
+    // The bearer header needs no origin (a form on another site cannot send it).
+    let r = http
+        .post(served.url("/backfills"))
+        .bearer_auth(TOKEN)
+        .form(&bad_form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+
+    // The query string cannot put words on the page: only the server's own sentences for an
+    // outcome code, with a run id that must be one.
+    for query in [
+        "?ok=Your+token+expired%2C+paste+it+at+evil.example",
+        "?err=Your+token+expired%2C+paste+it+at+evil.example",
+        "?done=cancelled&run=evil.example&windows=1",
+        "?done=evil.example",
+    ] {
+        let page = http
+            .get(served.url(&format!("/{query}")))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!page.contains("evil.example"), "{query}: {page}");
+        assert!(!page.contains(r#"class="flash"#), "{query}: {page}");
+    }
+
     // The bearer token opens pages too; a forged cookie does not.
     let r = http
         .get(served.url("/"))
@@ -411,10 +550,19 @@ async fn browsers_log_in_with_the_token_and_carry_a_derived_cookie_never_the_tok
         .unwrap();
     assert_eq!(location(&r).as_deref(), Some("/login"));
 
-    // Logging out clears the cookie.
+    // Logging out clears the cookie (from the page only: another site cannot log you out).
     let r = http
         .post(served.url("/logout"))
         .header("cookie", &cookie)
+        .header("origin", "http://127.0.0.1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = http
+        .post(served.url("/logout"))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
         .send()
         .await
         .unwrap();

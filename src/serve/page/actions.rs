@@ -1,11 +1,11 @@
 //! What the page's forms do: each calls the `crate::control` operation the JSON API calls
-//! and answers the sentence the page shows once (`Ok`) or the error (`Err`), in the CLI's
-//! words.
+//! (`POST /api/backfills`, `POST /api/runs/{id}/retry-failed|resume|cancel`) with the same
+//! request, so both behave identically (the server's environment and minor version).
 
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::control::{BackfillSpec, RunAction, RunRef};
+use crate::control::{BackfillSpec, ControlError, RunAction, RunChanged, RunRef, Started};
 use crate::serve::AppState;
 
 /// The "Start a backfill" form: `entity` (a `qbo entities` name or `all`), `start` and
@@ -18,34 +18,27 @@ pub struct BackfillForm {
     pub company: String,
 }
 
-pub async fn start_backfill(state: &AppState, form: &BackfillForm) -> Result<String, String> {
-    let company = form.company.trim();
-    let all = company == "all";
-    let spec = BackfillSpec {
-        entity: Some(form.entity.clone()),
-        start: Some(form.start.clone()),
-        end: Some(form.end.clone()),
-        realm_id: (!all).then(|| company.to_string()),
-        all_companies: all,
-        ..BackfillSpec::default()
-    };
-    let started = state
-        .control
-        .start_backfill(&spec)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut message = match started.runs.as_slice() {
-        [one] => format!(
-            "queued run {} ({} of {}): the workers load it",
-            one.run_id, one.entity, one.realm_id
-        ),
-        _ => started.message.clone(),
-    };
-    for line in &started.skipped {
-        message.push_str("; ");
-        message.push_str(line);
+impl BackfillForm {
+    /// The body `POST /api/backfills` would be sent for this form.
+    fn spec(&self) -> BackfillSpec {
+        let company = self.company.trim();
+        let all = company == "all";
+        BackfillSpec {
+            entity: Some(self.entity.clone()),
+            start: Some(self.start.clone()),
+            end: Some(self.end.clone()),
+            realm_id: (!all).then(|| company.to_string()),
+            all_companies: all,
+            ..BackfillSpec::default()
+        }
     }
-    Ok(message)
+}
+
+pub async fn start_backfill(
+    state: &AppState,
+    form: &BackfillForm,
+) -> Result<Started, ControlError> {
+    state.control.start_backfill(&form.spec()).await
 }
 
 /// The action a button's path names (`/runs/{id}/retry-failed`, `resume`, `cancel`).
@@ -58,11 +51,10 @@ pub fn parse_action(s: &str) -> Option<RunAction> {
     }
 }
 
-pub async fn on_run(state: &AppState, run_id: Uuid, action: RunAction) -> Result<String, String> {
-    state
-        .control
-        .act_on_run(&RunRef::Id(run_id), action)
-        .await
-        .map(|changed| changed.message)
-        .map_err(|e| e.to_string())
+pub async fn on_run(
+    state: &AppState,
+    run_id: Uuid,
+    action: RunAction,
+) -> Result<RunChanged, ControlError> {
+    state.control.act_on_run(&RunRef::Id(run_id), action).await
 }

@@ -102,11 +102,18 @@ fn summary(r: RunView) -> RunSummary {
 /// Every company of `qbo companies` with its health.
 pub async fn companies(store: &PgStore) -> Result<Vec<CompanyHealth>, DataError> {
     let list = crate::companies::list(store.pool()).await?;
+    // Each company's newest successful sync, one index probe each
+    // (backfill_runs_last_sync_idx), not a scan of every run: the page reloads every 5 s.
     let syncs: HashMap<String, DateTime<Utc>> = sqlx::query!(
-        r#"SELECT realm_id, max(finished_at) AS "at!"
-             FROM ops.backfill_runs
-            WHERE kind = 'sync' AND status = 'success' AND finished_at IS NOT NULL
-            GROUP BY realm_id"#
+        r#"SELECT c.realm_id, s.finished_at AS "at!"
+             FROM ops.companies c
+             CROSS JOIN LATERAL (
+                 SELECT r.finished_at FROM ops.backfill_runs r
+                  WHERE r.realm_id = c.realm_id AND r.kind = 'sync' AND r.status = 'success'
+                    AND r.finished_at IS NOT NULL
+                  ORDER BY r.finished_at DESC
+                  LIMIT 1
+             ) s"#
     )
     .fetch_all(store.pool())
     .await

@@ -25,7 +25,8 @@ impl fmt::Display for Esc<'_> {
     }
 }
 
-/// A message shown once at the top of a page, after an action redirected back.
+/// A message shown once at the top of a page: the server's own sentence for the outcome of
+/// the user's last action, or the error that refused it. Never text taken from a URL.
 pub enum Flash {
     Ok(String),
     Err(String),
