@@ -231,7 +231,11 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.company_throttle",
         "ops.oauth_tokens",
         "ops.realm_service",
+        "ops.schedule_firings",
+        "ops.schedules",
+        "ops.sync_requests",
         "ops.sync_watermarks",
+        "raw.qb_exchange_rates",
         "raw.qb_report_cells",
         "raw.qb_reports",
     ]

@@ -10,3 +10,4 @@ mod lifecycle;
 mod metrics;
 mod page;
 mod schedules;
+mod webdriver;
