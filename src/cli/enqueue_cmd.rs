@@ -16,24 +16,10 @@ pub async fn backfill(args: &BackfillArgs, mode: Mode) -> Result<Outcome, CliErr
     crate::config::validate_minor_version(args.qbo.minor_version).map_err(CliError::usage)?;
     let one = match args.all_companies {
         true => None,
-        false => Some(realm_of(args)?),
+        false => Some(fleet::named_realm(&args.qbo)?),
     };
     let db = connect(&args.db).await?;
-    let (realms, skipped) = match one {
-        Some(realm) => {
-            // Workers load only companies of `qbo companies`: the one named joins it (its
-            // status, if it was there, stays: a paused company's runs wait for `resume`).
-            crate::companies::add(db.pool(), &realm, args.qbo.environment, None)
-                .await
-                .map_err(CliError::failed)?;
-            (vec![realm], Outcome::Success)
-        }
-        None => {
-            let selection = fleet::active_companies(&db, &args.qbo).await?;
-            let realms = selection.companies.into_iter().map(|c| c.realm_id);
-            (realms.collect(), selection.skipped)
-        }
-    };
+    let (realms, skipped) = fleet::enqueue_targets(&db, &args.qbo, one).await?;
     let options = args.options();
     let mut runs = 0;
     for realm_id in &realms {
@@ -107,23 +93,6 @@ pub async fn backfill_each_company(args: &BackfillArgs, mode: Mode) -> Result<Ou
         }
     );
     Ok(outcome)
-}
-
-/// The one company `--realm-id` (QBO_REALM_ID) names.
-fn realm_of(args: &BackfillArgs) -> Result<String, CliError> {
-    let realm = args
-        .qbo
-        .realm_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            CliError::usage(anyhow::anyhow!(
-                "--enqueue needs the company: --realm-id R (or QBO_REALM_ID)"
-            ))
-        })?;
-    crate::config::validate_realm_id(realm).map_err(CliError::usage)?;
-    Ok(realm.to_string())
 }
 
 fn print_enqueued(e: &Enqueued) {

@@ -150,3 +150,43 @@ pub fn worst(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
         .max_by_key(|o| rank(*o))
         .unwrap_or(Outcome::Success)
 }
+
+/// The company `--enqueue` names without `--all-companies`: `--realm-id` (or QBO_REALM_ID),
+/// checked before anything connects.
+pub fn named_realm(qbo: &QboArgs) -> Result<String, CliError> {
+    let realm = qbo
+        .realm_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            CliError::usage(anyhow::anyhow!(
+                "--enqueue needs the company: --realm-id R (or QBO_REALM_ID), or --all-companies"
+            ))
+        })?;
+    crate::config::validate_realm_id(realm).map_err(CliError::usage)?;
+    Ok(realm.to_string())
+}
+
+/// The companies to enqueue for: `one` (which joins `qbo companies`, keeping its status if it
+/// was there: a paused company's work waits for `resume`), or every active company, with the
+/// outcome of those skipped (needs_reauth).
+pub async fn enqueue_targets(
+    db: &PgStore,
+    qbo: &QboArgs,
+    one: Option<String>,
+) -> Result<(Vec<String>, Outcome), CliError> {
+    match one {
+        Some(realm) => {
+            companies::add(db.pool(), &realm, qbo.environment, None)
+                .await
+                .map_err(CliError::failed)?;
+            Ok((vec![realm], Outcome::Success))
+        }
+        None => {
+            let selection = active_companies(db, qbo).await?;
+            let realms = selection.companies.into_iter().map(|c| c.realm_id);
+            Ok((realms.collect(), selection.skipped))
+        }
+    }
+}

@@ -13,24 +13,10 @@ use crate::fleet::{
 pub async fn enqueue(args: &SyncArgs) -> Result<Outcome, CliError> {
     let one = match args.all_companies {
         true => None,
-        false => Some(realm_of(args)?),
+        false => Some(fleet::named_realm(&args.qbo)?),
     };
     let db = connect(&args.db).await?;
-    let (realms, skipped) = match one {
-        Some(realm) => {
-            // Workers run only companies of `qbo companies`: the one named joins it (its
-            // status, if it was there, stays: a paused company's request waits for `resume`).
-            crate::companies::add(db.pool(), &realm, args.qbo.environment, None)
-                .await
-                .map_err(CliError::failed)?;
-            (vec![realm], Outcome::Success)
-        }
-        None => {
-            let selection = fleet::active_companies(&db, &args.qbo).await?;
-            let realms = selection.companies.into_iter().map(|c| c.realm_id);
-            (realms.collect(), selection.skipped)
-        }
-    };
+    let (realms, skipped) = fleet::enqueue_targets(&db, &args.qbo, one).await?;
     let selection = SyncSelection::of(&selected(args));
     let options = SyncOptions {
         since: args.since,
@@ -135,21 +121,4 @@ fn selected(args: &SyncArgs) -> Vec<&'static crate::entities::Entity> {
     } else {
         args.entities()
     }
-}
-
-/// The one company `--realm-id` (QBO_REALM_ID) names.
-fn realm_of(args: &SyncArgs) -> Result<String, CliError> {
-    let realm = args
-        .qbo
-        .realm_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| {
-            CliError::usage(anyhow::anyhow!(
-                "--enqueue needs the company: --realm-id R (or QBO_REALM_ID), or --all-companies"
-            ))
-        })?;
-    crate::config::validate_realm_id(realm).map_err(CliError::usage)?;
-    Ok(realm.to_string())
 }
