@@ -9,7 +9,7 @@ ENV SQLX_OFFLINE=true \
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --release --locked -p qbo --bin qbo \
  && install -m 0755 target/release/qbo /usr/local/bin/qbo
 
 # --- runtime -----------------------------------------------------------------------------

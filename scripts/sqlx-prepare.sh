@@ -9,7 +9,7 @@ psql "$admin" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 url=$(python3 -c "import sys,urllib.parse as u;p=u.urlparse(sys.argv[1]);print(p._replace(path='/$db').geturl())" "$admin")
 for f in migrations/*.sql; do psql "$url" -q -v ON_ERROR_STOP=1 -f "$f"; done
 rm -rf .sqlx && mkdir .sqlx
-touch src/lib.rs
-SQLX_OFFLINE=false DATABASE_URL="$url" SQLX_OFFLINE_DIR="$PWD/.sqlx" cargo check --all-targets --quiet
+touch src/lib.rs crates/*/src/lib.rs
+SQLX_OFFLINE=false DATABASE_URL="$url" SQLX_OFFLINE_DIR="$PWD/.sqlx" cargo check --workspace --all-targets --quiet
 psql "$admin" -qc "DROP DATABASE $db"
 echo "wrote $(ls .sqlx | wc -l) query files to .sqlx/"

@@ -1,36 +1,18 @@
 //! qbo: backfill QuickBooks Online into a PostgreSQL raw zone, resumably and idempotently.
+//!
+//! This crate is the `qbo` command line and `qbo serve` (its HTTP API and status page). The
+//! work itself lives in `qbo-core`, re-exported here whole so `qbo::store`, `qbo::backfill`
+//! and the rest name the same modules as before the workspace split; the QBO sandbox is
+//! `qbo::sandbox` (the `qbo-sandbox` crate).
 #![forbid(unsafe_code)]
-// Commands print through `outln!`, which survives a closed stdout (see stdout.rs).
+// Commands print through `outln!`, which survives a closed stdout (see qbo_core::stdout).
 #![deny(clippy::print_stdout)]
 
 #[macro_use]
-pub mod stdout;
+extern crate qbo_core;
 
-pub mod auth;
-pub mod backfill;
-pub mod bench;
-pub mod chunks;
+pub use qbo_core::*;
+pub use qbo_sandbox as sandbox;
+
 pub mod cli;
-pub mod client;
-pub mod companies;
-pub mod config;
-pub mod control;
-pub mod cost;
-pub mod entities;
-pub mod errors;
-pub mod exchange_rates;
-pub mod fleet;
-pub mod metrics;
-pub mod model;
-pub mod query;
-pub mod queue;
-pub mod report;
-pub mod reports;
-pub mod sandbox;
-pub mod schedule;
 pub mod serve;
-pub mod store;
-pub mod sync;
-pub mod telemetry;
-pub mod verify;
-pub mod watermark;

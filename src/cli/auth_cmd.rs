@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::login;
 use super::{CliError, DbArgs, Outcome, QboArgs};
+use crate::auth;
 use crate::auth::store::{self, TokenStore, Tokens};
-use crate::auth::{self, login};
 use crate::config::{self, TokenStoreSpec};
 
 #[derive(Debug, Subcommand)]

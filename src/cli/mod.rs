@@ -10,6 +10,7 @@ mod enqueue_cmd;
 mod entities_cmd;
 mod exchange_rates_cmd;
 pub mod fleet;
+mod login;
 mod model_cmd;
 mod progress;
 mod report_cmd;
