@@ -89,8 +89,9 @@ pub enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Create the database if missing and apply migrations (backfill does this on its own).
     Migrate(DbArgs),
-    /// Load QBO's ProfitAndLoss, BalanceSheet, TrialBalance or GeneralLedger over a range into
-    /// raw.qb_reports (as received) and raw.qb_report_cells (flattened).
+    /// Load QBO's reports (ProfitAndLoss, BalanceSheet, TrialBalance, GeneralLedger, ...) over a
+    /// range into raw.qb_reports (as received) and raw.qb_report_cells (flattened), as a run
+    /// of windows (--resume, --retry-failed, `qbo report`).
     #[command(after_help = reports_cmd::AFTER_HELP)]
     Reports(reports_cmd::ReportsArgs),
     /// Load QBO's exchange rates (multi-currency companies) for each day of a range into

@@ -7,13 +7,22 @@ use crate::report::{self, Format};
 use crate::store::ReportFilter;
 use clap::Args;
 
-fn parse_entity(s: &str) -> Result<&'static str, String> {
-    entities::find(s).map(|e| e.cli_name).ok_or_else(|| {
-        format!(
-            "unknown entity `{s}`; expected one of: {} (or none, for every entity)",
-            entities::cli_names().join(", ")
-        )
-    })
+/// An entity (`invoices`), or a report's windows (`report:ProfitAndLoss`), or a report
+/// run of several reports (`report:all`).
+fn parse_entity(s: &str) -> Result<String, String> {
+    if let Some(names) = s.strip_prefix(crate::reports::pull::WINDOW_PREFIX) {
+        return super::reports_cmd::parse_reports(names)
+            .map(|_| s.to_string())
+            .map_err(|e| format!("{e} after `report:`"));
+    }
+    entities::find(s)
+        .map(|e| e.cli_name.to_string())
+        .ok_or_else(|| {
+            format!(
+                "unknown entity `{s}`; expected one of: {}, or report:<ReportName> (or none, for every entity)",
+                entities::cli_names().join(", ")
+            )
+        })
 }
 
 fn parse_realm(s: &str) -> Result<String, String> {
@@ -24,9 +33,10 @@ fn parse_realm(s: &str) -> Result<String, String> {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Only this entity (invoices, customers, ...; see `qbo entities`).
+    /// Only this entity (invoices, customers, ...; see `qbo entities`), or a report's
+    /// windows (report:ProfitAndLoss; report:all is the run of every report).
     #[arg(value_parser = parse_entity)]
-    pub entity: Option<&'static str>,
+    pub entity: Option<String>,
     /// Only this run: its id, or the start of it as the table shows it (at least 4 hex
     /// digits). Without it: the latest backfill and the latest sync of each entity.
     #[arg(long)]
@@ -145,7 +155,7 @@ async fn rows_of(
 ) -> Result<Vec<crate::store::ChunkRow>, CliError> {
     let base = ReportFilter {
         realm_id: realm_id.clone(),
-        entity: args.entity.map(str::to_string),
+        entity: args.entity.clone(),
         run_id,
     };
     let rows = if run_id.is_some() || args.all_runs {
@@ -153,7 +163,7 @@ async fn rows_of(
     } else {
         let mut rows = Vec::new();
         let latest = store
-            .latest_run_ids(realm_id.as_deref(), args.entity)
+            .latest_run_ids(realm_id.as_deref(), args.entity.as_deref())
             .await
             .map_err(CliError::failed)?;
         for run_id in latest {

@@ -55,9 +55,11 @@ Reports: --reports ProfitAndLoss,BalanceSheet (any of `qbo reports`' names, comm
 or all) refreshes those reports for the last --report-months calendar months (default 2: last
 month and this month through today, UTC), after the entities, one request per month exactly as
 `qbo reports NAME --start <first of the month before> --end <today>` does (same tables, same
-splitting; the aged reports as of each month's end and as of today). Each reloaded month
-replaces the one stored before, and a month still open is replaced as it grows. A report that
-fails is printed and makes the exit code 1.
+splitting; the aged reports as of each month's end and as of today), as one report run (kind
+report in `qbo report`, a window per report and month). Each reloaded month replaces the one
+stored before, and a month still open is replaced as it grows. A report window that fails is
+printed with how to retry it (`qbo reports NAMES --retry-failed --run ID`) and makes the exit
+code 1.
 
 Exit codes: 0 every entity synced (with --enqueue: every request recorded), 1 some failed
 (their watermark did not move; run sync again), 2 bad usage or configuration (e.g. a first
@@ -191,7 +193,7 @@ pub(super) async fn sync_company(
         cancel.clone(),
     )
     .await?;
-    let engine = Syncer::new(client.clone(), db.clone(), cancel);
+    let engine = Syncer::new(client.clone(), db.clone(), cancel.clone());
     let result = engine.run(&args.entities(), &args.options()).await;
     let summaries = match result {
         Ok(s) => s,
@@ -205,7 +207,7 @@ pub(super) async fn sync_company(
     }
     let mut outcome = outcome_of(&summaries);
     if outcome != Outcome::Interrupted {
-        let reports = refresh_reports(args, &settings.realm_id, &client, db).await;
+        let reports = refresh_reports(args, &settings.realm_id, &client, db, cancel).await;
         match reports {
             Ok(true) => {}
             Ok(false) => outcome = Outcome::SomeFailed,
@@ -227,6 +229,7 @@ async fn refresh_reports(
     realm_id: &str,
     client: &std::sync::Arc<crate::client::QboClient>,
     db: &crate::store::PgStore,
+    cancel: tokio_util::sync::CancellationToken,
 ) -> Result<bool, CliError> {
     let mut names: Vec<crate::reports::ReportName> = args
         .reports
@@ -235,30 +238,42 @@ async fn refresh_reports(
         .collect();
     names.sort();
     names.dedup();
+    if names.is_empty() {
+        return Ok(true);
+    }
     let (start, end) = crate::reports::recent(chrono::Utc::now().date_naive(), args.report_months);
-    let job = crate::reports::pull::Job {
+    // One report run (kind report) of every --reports name over the recent months: its
+    // windows are leased, stored with their run id, and continued with `qbo reports ..
+    // --resume --run ID` like any report run.
+    let loader = crate::reports::pull::Loader {
         client: client.as_ref(),
         store: db,
         realm_id,
+        lease: args.requests.lease(),
+        cancel,
+    };
+    let plan = crate::reports::pull::Plan {
+        names: names.clone(),
+        start,
+        end,
         method: args.report_accounting_method,
         period: crate::reports::Period::Month,
     };
-    let mut ok = true;
-    for name in names {
-        match job.pull(name, start, end).await {
-            Ok(p) => outln!("{} ({start}..{end})", super::reports_cmd::line(&p)),
-            Err(e) => {
-                let e = super::reports_cmd::classify(e);
-                if e.outcome != Outcome::SomeFailed {
-                    return Err(e);
-                }
-                tracing::error!(report = name.qbo_name(), error = %format!("{:#}", e.error), "report refresh failed");
-                eprintln!("{}: {:#}", name.qbo_name(), e.error);
-                ok = false;
-            }
+    let loaded = loader
+        .run(&names, crate::reports::pull::Mode::New(plan))
+        .await
+        .map_err(super::reports_cmd::classify)?;
+    match super::reports_cmd::print_loaded(&loaded, &format!(" ({start}..{end})")) {
+        Outcome::Success => Ok(true),
+        Outcome::Interrupted => Err(CliError {
+            outcome: Outcome::Interrupted,
+            error: anyhow::anyhow!("interrupted by Ctrl-C or SIGTERM"),
+        }),
+        _ => {
+            tracing::error!(run_id = %loaded.run_id, failed = loaded.failed, "report refresh failed");
+            Ok(false)
         }
     }
-    Ok(ok)
 }
 
 fn classify(e: SyncError) -> CliError {

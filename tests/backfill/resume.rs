@@ -236,7 +236,16 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.sync_requests",
         "ops.sync_watermarks",
         "raw.qb_exchange_rates",
+        "raw.qb_report_aged_payables",
+        "raw.qb_report_aged_receivables",
+        "raw.qb_report_balance_sheet",
+        "raw.qb_report_cash_flow",
         "raw.qb_report_cells",
+        "raw.qb_report_general_ledger",
+        "raw.qb_report_profit_and_loss",
+        "raw.qb_report_profit_and_loss_detail",
+        "raw.qb_report_transaction_list",
+        "raw.qb_report_trial_balance",
         "raw.qb_reports",
     ]
     .into_iter()
@@ -247,7 +256,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     tables.sort();
     assert_eq!(
         tables, expected,
-        "the ops tables and one raw table per entity"
+        "the ops tables, one raw table per entity, and one view per report"
     );
 }
 

@@ -9,6 +9,7 @@ mod addresses;
 mod currency;
 mod deletes;
 mod lines;
+mod report_runs;
 mod reports;
 
 use common::World;

@@ -82,6 +82,15 @@ fn cells(c: &ChunkRow) -> [String; 17] {
 /// An entity read whole has no window: say so rather than show a range it was not cut by.
 /// A sync's steps start at a watermark, not a midnight: show the time too.
 fn window_cell(c: &ChunkRow) -> String {
+    // A report window is a period of days: shown inclusive, as `qbo reports` names it.
+    if c.kind == RunKind::Report {
+        let last = c.window_end_utc - chrono::Duration::days(1);
+        return format!(
+            "{} .. {} (period)",
+            c.window_start_utc.format("%Y-%m-%d"),
+            last.max(c.window_start_utc).format("%Y-%m-%d")
+        );
+    }
     let whole = crate::entities::find(&c.entity).is_some_and(|e| e.is_whole());
     if whole && c.read_via != "reconcile" {
         return "whole entity (no window)".to_string();

@@ -38,7 +38,8 @@ pub struct Faults {
     /// Every Nth SELECT page with STARTPOSITION > 1: first touch the first record (in sort
     /// order) of that query's result set, so offset pagers skip one.
     pub mutate_while_paging_every: u32,
-    /// RFC 3339 instant: a query whose LastUpdatedTime/TxnDate range contains it answers 500.
+    /// RFC 3339 instant: a query whose LastUpdatedTime/TxnDate range contains it answers 500,
+    /// and so does a report whose days (start_date..end_date, or report_date) hold its date.
     pub fail_window_containing: Option<String>,
     /// Per realm, sliding 60 s window; excess answers 429 (0 = unlimited).
     pub max_requests_per_minute: u32,

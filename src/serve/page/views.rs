@@ -182,6 +182,7 @@ fn range(r: &RunSummary) -> String {
     match r.kind {
         RunKind::Sync => "changes since the watermark".into(),
         RunKind::Backfill => format!("{} .. {}", r.range_start, r.range_end),
+        RunKind::Report => format!("report periods {} .. {}", r.range_start, r.range_end),
     }
 }
 
@@ -292,7 +293,7 @@ pub fn run_page(
 fn window_cell(w: &ChunkRow) -> String {
     let fmt = match w.kind {
         RunKind::Sync => "%Y-%m-%d %H:%M",
-        RunKind::Backfill => "%Y-%m-%d",
+        RunKind::Backfill | RunKind::Report => "%Y-%m-%d",
     };
     format!(
         "{} .. {}",

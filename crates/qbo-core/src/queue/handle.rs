@@ -170,6 +170,43 @@ impl ClaimedChunk {
         self.finish(p, None).await
     }
 
+    /// Marks the attempt `success` inside `tx`, the transaction that stores what the window
+    /// loaded (a report piece), so the window is `success` exactly when its data commits.
+    /// `LeaseLost` (roll `tx` back) when the chunk is no longer ours. The heartbeat runs on
+    /// until the handle is dropped, after the caller's commit; if the commit fails, the
+    /// window stays `running` until its lease runs out and is then claimable again.
+    pub async fn succeed_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        p: &Progress,
+    ) -> Result<(), QueueError> {
+        let r = sqlx::query!(
+            r#"UPDATE ops.backfill_report
+               SET status = 'success', error_message = NULL, finished_at = now(),
+                   lease_expires_at = NULL, expected_count = $4, row_count = $5,
+                   inserted = $6, updated = $7, skipped = $8, pages = $9,
+                   requests = $10, retries = $11, passes = $12
+               WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3
+                 AND attempts = $13 AND status = 'running'"#,
+            self.row.run_id,
+            self.row.chunk_index,
+            self.owner,
+            p.expected_count,
+            p.row_count,
+            p.counts.inserted,
+            p.counts.updated,
+            p.counts.skipped,
+            p.pages,
+            p.requests,
+            p.retries,
+            p.passes,
+            self.row.attempts,
+        )
+        .execute(&mut **tx)
+        .await?;
+        self.fenced(r.rows_affected())
+    }
+
     /// Ends the attempt as `error`: the window failed (the run goes on with the others).
     pub async fn fail(self, p: &Progress, message: &str) -> Result<(), QueueError> {
         self.finish(p, Some(message)).await

@@ -146,6 +146,10 @@ text_enum! {
     pub enum RunKind {
         Backfill => "backfill",
         Sync => "sync",
+        /// `qbo reports` (or `qbo sync --reports`): its windows are report pieces, one per
+        /// (report, period piece), each of entity `report:<ReportName>`. Never claimed by
+        /// `qbo worker`s (`Queue::claim_next_any` takes queued backfills only).
+        Report => "report",
     }
 }
 

@@ -16,6 +16,7 @@ pub mod tieout;
 use chrono::{Datelike, Duration, NaiveDate};
 
 use crate::client::ClientError;
+use crate::queue::QueueError;
 use crate::store::StoreError;
 
 /// The reports qbo loads.
@@ -209,6 +210,22 @@ pub enum ReportError {
         #[source]
         source: StoreError,
     },
+    #[error("there is no report run of {reports} for realm {realm_id} to continue; start one with --start and --end")]
+    NothingToResume { reports: String, realm_id: String },
+    #[error("run {0} does not exist (see `qbo report --all-runs` for run ids)")]
+    RunNotFound(uuid::Uuid),
+    #[error("run {run_id} is {actual}, not {requested}")]
+    WrongRun {
+        run_id: uuid::Uuid,
+        actual: String,
+        requested: String,
+    },
+    #[error("run {run_id} ({entity}) was cancelled: its unfinished windows are never loaded; start a new run with --start and --end")]
+    RunCancelled { run_id: uuid::Uuid, entity: String },
+    #[error("report run {run_id} cannot be continued: {why}")]
+    BadRun { run_id: uuid::Uuid, why: String },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     #[error("reading the staging ledger failed (run `qbo model refresh` after a load)")]
     Staging(#[source] sqlx::Error),
     #[error("the report of {0} is not of a shape qbo knows: {1}")]

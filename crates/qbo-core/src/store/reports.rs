@@ -5,7 +5,8 @@
 //! piece a split replaces) is removed with its cells.
 
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
 
 use super::StoreError;
 use crate::reports::parse::Report;
@@ -19,6 +20,8 @@ pub struct Piece<'a> {
     pub payload: &'a Value,
     pub intuit_tid: Option<&'a str>,
     pub report: &'a Report,
+    /// The report run whose window this piece is.
+    pub run_id: Uuid,
 }
 
 /// The cells of a report as column arrays, for one `UNNEST` insert.
@@ -74,9 +77,10 @@ impl Cells {
     }
 }
 
-/// Stores one piece, replacing an earlier load of the same request. Returns the cells
-/// written.
-pub async fn save(pool: &PgPool, p: &Piece<'_>) -> Result<usize, StoreError> {
+/// Stores one piece in `tx`, replacing an earlier load of the same request. Returns the
+/// cells written. The caller commits (with the window's success, so that a window is
+/// `success` exactly when its piece is stored).
+pub async fn save(tx: &mut Transaction<'_, Postgres>, p: &Piece<'_>) -> Result<usize, StoreError> {
     let cells = Cells::of(p.report)
         .map_err(|e| StoreError::Db(sqlx::Error::Decode(format!("a report amount: {e}").into())))?;
     let req = p.request;
@@ -85,7 +89,6 @@ pub async fn save(pool: &PgPool, p: &Piece<'_>) -> Result<usize, StoreError> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), Value::String(v)))
         .collect();
-    let mut tx = pool.begin().await?;
     // At most one stored piece covers a day of a report (per basis): pieces of another
     // --period, or the piece a split replaces, go, so summing pieces never counts twice.
     sqlx::query!(
@@ -100,15 +103,16 @@ pub async fn save(pool: &PgPool, p: &Piece<'_>) -> Result<usize, StoreError> {
         req.start,
         req.end,
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let hash = sqlx::query_scalar!(
         r#"INSERT INTO raw.qb_reports AS r
                (realm_id, report_name, params_hash, params_text, params, period_start, period_end,
-                accounting_method, split_from_start, split_from_end, payload, intuit_tid)
-           VALUES ($1, $2, md5($3), $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                accounting_method, split_from_start, split_from_end, payload, intuit_tid, run_id)
+           VALUES ($1, $2, md5($3), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
            ON CONFLICT (realm_id, report_name, params_hash) DO UPDATE SET
                payload = EXCLUDED.payload, intuit_tid = EXCLUDED.intuit_tid,
+               run_id = EXCLUDED.run_id,
                split_from_start = EXCLUDED.split_from_start, split_from_end = EXCLUDED.split_from_end,
                loaded_at_utc = now()
            RETURNING params_hash AS "hash!""#,
@@ -123,8 +127,9 @@ pub async fn save(pool: &PgPool, p: &Piece<'_>) -> Result<usize, StoreError> {
         p.split_from.map(|s| s.1),
         p.payload,
         p.intuit_tid,
+        p.run_id,
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
     sqlx::query!(
         "DELETE FROM raw.qb_report_cells WHERE realm_id = $1 AND report_name = $2 AND params_hash = $3",
@@ -132,7 +137,7 @@ pub async fn save(pool: &PgPool, p: &Piece<'_>) -> Result<usize, StoreError> {
         req.name.qbo_name(),
         hash,
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let n = cells.value.len();
     sqlx::query!(
@@ -167,8 +172,7 @@ pub async fn save(pool: &PgPool, p: &Piece<'_>) -> Result<usize, StoreError> {
         &cells.value,
         &cells.amount as &[Option<String>],
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(n)
 }

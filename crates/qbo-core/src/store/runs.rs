@@ -154,6 +154,80 @@ impl PgStore {
         Ok(run_id)
     }
 
+    /// Creates a run whose windows name their own entity (a report run: each window is one
+    /// report's piece, `report:<ReportName>`), all `pending`, atomically.
+    pub async fn create_run_of_windows(
+        &self,
+        run: &NewRun<'_>,
+        windows: &[(String, Window)],
+    ) -> Result<Uuid, StoreError> {
+        let run_id = Uuid::new_v4();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query!(
+            r#"INSERT INTO ops.backfill_runs
+                   (run_id, realm_id, entity, range_start, range_end, window_field, options, kind)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+            run_id,
+            run.realm_id,
+            run.entity,
+            run.range_start,
+            run.range_end,
+            run.window_field,
+            run.options,
+            run.kind.as_str(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        let indexes: Vec<i32> = (0..windows.len() as i32).collect();
+        let entities: Vec<String> = windows.iter().map(|(e, _)| e.clone()).collect();
+        let starts: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.start).collect();
+        let ends: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| w.end).collect();
+        sqlx::query!(
+            r#"INSERT INTO ops.backfill_report
+                   (run_id, chunk_index, realm_id, entity, window_start_utc, window_end_utc,
+                    read_via)
+               SELECT $1, i, $2, e, s, t, $7
+               FROM UNNEST($3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[])
+                    AS x(i, e, s, t)"#,
+            run_id,
+            run.realm_id,
+            &indexes,
+            &entities,
+            &starts,
+            &ends,
+            run.read_via,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(run_id)
+    }
+
+    /// The latest run of `kind` named `entity` of a company (a report run's entity names
+    /// its reports, e.g. `report:all`), for `--resume` and `--retry-failed`.
+    pub async fn latest_run_of_kind(
+        &self,
+        realm_id: &str,
+        entity: &str,
+        kind: RunKind,
+    ) -> Result<Option<RunRow>, StoreError> {
+        Ok(sqlx::query_as!(
+            RunRow,
+            r#"SELECT run_id, realm_id, entity, range_start, range_end, window_field, options,
+                      status AS "status: RunStatus", kind AS "kind: RunKind", started_at,
+                      finished_at
+               FROM ops.backfill_runs
+               WHERE realm_id = $1 AND entity = $2 AND kind = $3
+               ORDER BY started_at DESC
+               LIMIT 1"#,
+            realm_id,
+            entity,
+            kind.as_str(),
+        )
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     /// The latest backfill (never a sync) of an entity, for `--resume` and `--retry-failed`.
     pub async fn latest_run(
         &self,
@@ -201,7 +275,8 @@ impl PgStore {
                       c.error_message, c.last_intuit_tid
                FROM ops.backfill_report c JOIN ops.backfill_runs r USING (run_id)
                WHERE ($1::text IS NULL OR c.realm_id = $1)
-                 AND ($2::text IS NULL OR c.entity = $2)
+                 -- A window's entity, or its run's (`report:all` names a run of reports).
+                 AND ($2::text IS NULL OR c.entity = $2 OR r.entity = $2)
                  AND ($3::uuid IS NULL OR c.run_id = $3)
                ORDER BY c.entity, r.started_at, c.run_id, c.window_start_utc, c.chunk_index"#,
             filter.realm_id,
@@ -223,8 +298,13 @@ impl PgStore {
     ) -> Result<Vec<Uuid>, StoreError> {
         Ok(sqlx::query_scalar!(
             r#"SELECT DISTINCT ON (realm_id, entity, kind) run_id AS "run_id!"
-               FROM ops.backfill_runs
-               WHERE ($1::text IS NULL OR realm_id = $1) AND ($2::text IS NULL OR entity = $2)
+               FROM ops.backfill_runs r
+               WHERE ($1::text IS NULL OR realm_id = $1)
+                 AND ($2::text IS NULL OR entity = $2
+                      -- A report run of several reports holds windows of `report:<Name>`.
+                      OR (kind = 'report' AND EXISTS (
+                          SELECT 1 FROM ops.backfill_report c
+                          WHERE c.run_id = r.run_id AND c.entity = $2)))
                ORDER BY realm_id, entity, kind, started_at DESC"#,
             realm_id,
             entity

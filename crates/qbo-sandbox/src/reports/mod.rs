@@ -101,6 +101,19 @@ fn answer(req: &Req<'_>, realm: &str, name: &str, time: &str) -> Reply {
             ))
         }
     };
+    // `fail_window_containing`: a report whose days hold that instant's date answers 500
+    // (a failure that lasts while the knob is set, so a window of it fails for good).
+    let failing_day = req
+        .faults
+        .fail_window_containing
+        .as_deref()
+        .and_then(|s| s.get(..10))
+        .and_then(|d| d.parse::<chrono::NaiveDate>().ok());
+    if failing_day.is_some_and(|day| p.start <= day && day <= p.end) {
+        let body = envelope::system_error(500, time);
+        return Reply::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, body, req.xml)
+            .note("fail_window_containing");
+    }
     let cash_basis = matches!(name, "ProfitAndLoss" | "ProfitAndLossDetail");
     if p.method == params::Method::Cash && !cash_basis {
         return req.bad(envelope::fault(
