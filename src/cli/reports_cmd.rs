@@ -58,7 +58,12 @@ stop the others: the run ends partial (or error), each failed window is printed 
 and `--retry-failed` asks for those windows again. After a crash or Ctrl-C, `--resume`
 continues the run: windows already success are not asked for again; a window a killed
 process held is taken once its lease runs out. `qbo report --run ID` (or `qbo report
-report:ProfitAndLoss`) lists the windows. Report runs are not queued for `qbo worker`s.
+report:ProfitAndLoss`) lists the windows.
+
+--enqueue records the run for `qbo worker`s (or `qbo serve --workers N`) instead of loading
+it here, and returns at once printing its id: the workers claim its windows like a queued
+backfill's, one at a time, under the same leases; a worker's window too large is split and
+the smaller windows go back to the queue. QBO credentials are not needed to enqueue.
 
 Exit codes: 0 every window loaded, 1 a window failed (stderr says which, and how to retry), 2
 bad usage or configuration (or nothing to resume), 3 the refresh token was rejected (run `qbo
@@ -75,7 +80,8 @@ Examples:
   qbo reports all --start 2023-01-01 --end 2024-12-31 --period quarter
   qbo reports all --resume                     # after a crash or Ctrl-C
   qbo reports ProfitAndLoss --retry-failed     # only the windows whose status is error
-  qbo reports all --retry-failed --run 1c9e04b2";
+  qbo reports all --retry-failed --run 1c9e04b2
+  qbo reports all --start 2024-01-01 --end 2024-12-31 --enqueue   # for qbo workers";
 
 #[derive(Debug, Args)]
 pub struct ReportsArgs {
@@ -112,6 +118,10 @@ pub struct ReportsArgs {
     /// hex digits).
     #[arg(long)]
     pub run: Option<RunRef>,
+    /// Plan the run for `qbo worker`s and return at once, printing its id: no QBO
+    /// credentials needed here (the workers have them). Needs --start and --end.
+    #[arg(long, conflicts_with_all = ["resume", "retry_failed", "run"])]
+    pub enqueue: bool,
     #[command(flatten)]
     pub requests: RequestArgs,
     #[command(flatten)]
@@ -174,7 +184,10 @@ impl ReportsArgs {
 
 pub async fn run(args: ReportsArgs) -> Result<Outcome, CliError> {
     // Checked before anything is written anywhere.
-    args.mode(None)?;
+    let planned = args.mode(None)?;
+    if args.enqueue {
+        return enqueue(&args, planned).await;
+    }
     let settings = args.qbo.settings().map_err(CliError::usage)?;
     let store = connect(&args.db).await?;
     let run_id = match &args.run {
@@ -205,6 +218,30 @@ pub async fn run(args: ReportsArgs) -> Result<Outcome, CliError> {
     client.finish().await;
     let loaded = result.map_err(classify)?;
     Ok(print_loaded(&loaded, ""))
+}
+
+/// `--enqueue`: records the run, queued, for the workers of the company, and returns.
+async fn enqueue(args: &ReportsArgs, mode: Mode) -> Result<Outcome, CliError> {
+    let Mode::New(plan) = mode else {
+        return Err(CliError::usage(anyhow::anyhow!(
+            "--enqueue plans a new run: give --start and --end"
+        )));
+    };
+    let realm = super::fleet::named_realm(&args.qbo)?;
+    let store = connect(&args.db).await?;
+    let (realms, outcome) = super::fleet::enqueue_targets(&store, &args.qbo, Some(realm)).await?;
+    for realm in realms {
+        let run_id = crate::reports::pull::plan_run(&store, &realm, &plan, true)
+            .await
+            .map_err(CliError::failed)?;
+        outln!(
+            "enqueued report run {run_id} of {realm}: {} ({}..{}); `qbo worker`s load its windows (`qbo report --run {run_id}`)",
+            crate::reports::pull::run_entity(&plan.names),
+            plan.start,
+            plan.end
+        );
+    }
+    Ok(outcome)
 }
 
 /// Prints what a report run did: a line per report (this invocation's pieces), the run's

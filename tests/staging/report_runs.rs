@@ -82,6 +82,7 @@ fn asked(w: &World) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_report_over_two_years_is_a_run_with_one_window_per_piece() {
     let w = World::new(small_company()).await;
+    // Quarters keep the test short (72 windows); months are the other tests' period.
     let out = w
         .run(&[
             "reports",
@@ -90,13 +91,15 @@ async fn every_report_over_two_years_is_a_run_with_one_window_per_piece() {
             "2023-01-01",
             "--end",
             "2024-12-31",
+            "--period",
+            "quarter",
         ])
         .await;
     out.assert_code(0);
     for name in ALL {
         assert!(
             out.stdout
-                .contains(&format!("{name}: 24 pieces loaded (0 split as too large)")),
+                .contains(&format!("{name}: 8 pieces loaded (0 split as too large)")),
             "{}",
             out.stdout
         );
@@ -107,30 +110,30 @@ async fn every_report_over_two_years_is_a_run_with_one_window_per_piece() {
         (status.as_str(), entity.as_str()),
         ("success", "report:all")
     );
-    assert_eq!(options["period"], "month");
+    assert_eq!(options["period"], "quarter");
     assert_eq!(options["accounting_method"], "accrual");
     assert!(
         out.stdout.contains(&format!(
-            "report:all: run {run_id} success (2023-01-01..2024-12-31) - 216 windows (216 success, 0 error, 0 not done)"
+            "report:all: run {run_id} success (2023-01-01..2024-12-31) - 72 windows (72 success, 0 error, 0 not done)"
         )),
         "{}",
         out.stdout
     );
     let ws = windows(&pool, run_id).await;
-    assert_eq!(ws.len(), 9 * 24);
+    assert_eq!(ws.len(), 9 * 8);
     for name in ALL {
         let mine: Vec<_> = ws
             .iter()
             .filter(|x| x.0 == format!("report:{name}"))
             .collect();
-        assert_eq!(mine.len(), 24, "{name}");
+        assert_eq!(mine.len(), 8, "{name}");
         assert_eq!(
             (mine[0].1.as_str(), mine[0].2.as_str()),
-            ("2023-01-01", "2023-01-31")
+            ("2023-01-01", "2023-03-31")
         );
         assert_eq!(
-            (mine[13].1.as_str(), mine[13].2.as_str()),
-            ("2024-02-01", "2024-02-29")
+            (mine[7].1.as_str(), mine[7].2.as_str()),
+            ("2024-10-01", "2024-12-31")
         );
         assert!(
             mine.iter().all(|x| x.3 == "success" && x.4 == 1),
@@ -143,9 +146,9 @@ async fn every_report_over_two_years_is_a_run_with_one_window_per_piece() {
         &format!("SELECT count(*) FROM raw.qb_reports WHERE run_id = '{run_id}'"),
     )
     .await;
-    assert_eq!(stored, 216);
+    assert_eq!(stored, 72);
     let asked = asked(&w);
-    assert_eq!(asked.len(), 216, "{asked:?}");
+    assert_eq!(asked.len(), 72, "{asked:?}");
     assert!(asked.values().all(|n| *n == 1), "{asked:?}");
     // The per-report views issue 12 names.
     for (view, name) in [
@@ -161,7 +164,7 @@ async fn every_report_over_two_years_is_a_run_with_one_window_per_piece() {
             ),
         )
         .await;
-        assert_eq!(n, 24, "raw.qb_report_{view}");
+        assert_eq!(n, 8, "raw.qb_report_{view}");
     }
 
     // `qbo report` lists the run's windows, by report and period.
@@ -170,22 +173,18 @@ async fn every_report_over_two_years_is_a_run_with_one_window_per_piece() {
     report.assert_code(0);
     assert!(
         report.stdout.contains("report:GeneralLedger")
-            && report.stdout.contains("2024-02-01 .. 2024-02-29 (period)"),
+            && report.stdout.contains("2024-01-01 .. 2024-03-31 (period)"),
         "{}",
         report.stdout
     );
     assert!(
-        report.stdout.contains("216 chunks: 216 success, 0 error"),
+        report.stdout.contains("72 chunks: 72 success, 0 error"),
         "{}",
         report.stdout
     );
     let one = w.run(&["report", "report:CashFlow"]).await;
     one.assert_code(0);
-    assert!(
-        one.stdout.contains("24 chunks: 24 success"),
-        "{}",
-        one.stdout
-    );
+    assert!(one.stdout.contains("8 chunks: 8 success"), "{}", one.stdout);
     assert!(
         !one.stdout.contains("report:GeneralLedger"),
         "{}",
@@ -451,4 +450,64 @@ async fn a_failed_window_makes_the_run_partial_and_retry_failed_completes_it() {
     assert_eq!(asked["ProfitAndLoss 2024-01-01..2024-01-31"], 1);
     assert_eq!(asked["ProfitAndLoss 2024-02-01..2024-02-29"], 2);
     assert_eq!(asked["ProfitAndLoss 2024-03-01..2024-03-31"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueued_report_run_is_loaded_by_a_worker() {
+    let w = World::new(small_company()).await;
+    // Planning needs no QBO credentials (the workers have them) and asks QBO nothing.
+    let planned = w
+        .run_with(
+            &[
+                "reports",
+                "ProfitAndLoss,AgedReceivables",
+                "--start",
+                "2024-01-01",
+                "--end",
+                "2024-03-31",
+                "--enqueue",
+            ],
+            &[
+                ("QBO_CLIENT_ID", None),
+                ("QBO_CLIENT_SECRET", None),
+                ("QBO_REFRESH_TOKEN", None),
+            ],
+        )
+        .await;
+    planned.assert_code(0);
+    assert!(
+        planned.stdout.contains("enqueued report run")
+            && planned
+                .stdout
+                .contains("report:ProfitAndLoss,AgedReceivables (2024-01-01..2024-03-31)"),
+        "{}",
+        planned.stdout
+    );
+    assert_eq!(asked_total(&w), 0);
+    let pool = w.db.pool().await;
+    let (run_id, status, _, options) = the_run(&pool).await;
+    assert_eq!(status, "running");
+    assert_eq!(options["queued"], true);
+    let ws = windows(&pool, run_id).await;
+    assert_eq!(ws.len(), 6);
+    assert!(ws.iter().all(|x| x.3 == "pending"), "{ws:?}");
+
+    let worker = w.run(&["worker", "--idle-exit", "--poll-ms", "50"]).await;
+    worker.assert_code(0);
+    let (_, status, _, _) = the_run(&pool).await;
+    assert_eq!(status, "success", "the worker settled the run");
+    let ws = windows(&pool, run_id).await;
+    assert!(ws.iter().all(|x| x.3 == "success"), "{ws:?}");
+    assert_eq!(
+        scalar(
+            &pool,
+            &format!("SELECT count(*) FROM raw.qb_reports WHERE run_id = '{run_id}'")
+        )
+        .await,
+        6
+    );
+    let asked = asked(&w);
+    assert_eq!(asked.len(), 6, "{asked:?}");
+    assert!(asked.values().all(|n| *n == 1), "{asked:?}");
+    assert_eq!(asked["AgedReceivables @2024-02-29"], 1);
 }

@@ -158,6 +158,10 @@ pub enum BackfillError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Auth(AuthError),
+    /// A window of a report run a `qbo worker` loaded (`crate::reports::pull`) could not be
+    /// loaded for a reason that is not its own failure (the run cannot be read).
+    #[error(transparent)]
+    Report(Box<crate::reports::ReportError>),
     /// A bug: the other workers were stopped and handed their windows back.
     #[error("a worker panicked, which is a bug in qbo (please report it with this message): {0}")]
     WorkerPanicked(String),

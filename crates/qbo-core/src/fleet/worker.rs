@@ -22,9 +22,12 @@ use uuid::Uuid;
 
 use super::clients::RealmClients;
 use super::FleetError;
-use crate::backfill::{Backfill, BackfillError, Options};
-use crate::queue::{ClaimedChunk, Claimer, Queue, QueueError};
+use crate::backfill::{Backfill, BackfillError, ChunkSummary, Options};
+use crate::client::ClientError;
+use crate::queue::{ClaimedChunk, Claimer, Queue, QueueError, RunKind};
+use crate::reports::ReportError;
 use crate::store::{PgStore, StoreError};
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -409,7 +412,11 @@ impl Worker {
         let row = chunk.row().clone();
         let realm = row.realm_id.clone();
         let span = tracing::info_span!("window", slot, realm_id = %realm, entity = %row.entity, run_id = %row.run_id, chunk = row.chunk_index);
-        if crate::entities::find(&row.entity).is_none() {
+        let known = match row.kind {
+            RunKind::Report => crate::reports::pull::report_of(&row.entity).is_some(),
+            _ => crate::entities::find(&row.entity).is_some(),
+        };
+        if !known {
             tracing::error!(parent: &span, "the run is of an entity this qbo does not know (an older or newer qbo planned it); leaving it");
             let reason = format!("entity {} is unknown to this qbo", row.entity);
             self.give_back(chunk, &span).await;
@@ -440,12 +447,17 @@ impl Worker {
             }
         };
         *self.state().busy.entry(realm.clone()).or_default() += 1;
-        let engine = Backfill::new(client, self.store.clone(), token);
-        let result = tracing::Instrument::instrument(
-            engine.load_claimed(chunk, self.options()),
-            span.clone(),
-        )
-        .await;
+        let result = if row.kind == RunKind::Report {
+            self.load_report(&realm, &client, chunk, token)
+                .instrument(span.clone())
+                .await
+        } else {
+            let engine = Backfill::new(client, self.store.clone(), token);
+            engine
+                .load_claimed(chunk, self.options())
+                .instrument(span.clone())
+                .await
+        };
         let needs_human = match &result {
             Err(BackfillError::Auth(auth)) if auth.needs_human() => {
                 Some(crate::errors::chain(auth))
@@ -495,6 +507,42 @@ impl Worker {
                     .insert(row.run_id, Skip::new(reason, SKIP_FOR));
             }
         }
+    }
+
+    /// Loads a window of a queued report run (`qbo reports --enqueue`) with the report
+    /// loader, its outcome told as the backfill engine tells a window's.
+    async fn load_report(
+        &self,
+        realm: &str,
+        client: &Arc<crate::client::QboClient>,
+        chunk: ClaimedChunk,
+        token: CancellationToken,
+    ) -> Result<ChunkSummary, BackfillError> {
+        let (run_id, index) = (chunk.run_id(), chunk.index());
+        let loader = crate::reports::pull::Loader {
+            client: client.as_ref(),
+            store: &self.store,
+            realm_id: realm,
+            lease: self.cfg.lease,
+            cancel: token.clone(),
+        };
+        let run_status = loader.load_claimed(chunk).await.map_err(|e| match e {
+            ReportError::Qbo {
+                source: ClientError::Auth(auth),
+                ..
+            } => BackfillError::Auth(auth),
+            ReportError::Queue(q) => BackfillError::Queue(q),
+            other => BackfillError::Report(Box::new(other)),
+        })?;
+        Ok(ChunkSummary {
+            run_id,
+            realm_id: realm.to_string(),
+            entity: "report",
+            chunk: index,
+            run_status,
+            rows_loaded_now: 0,
+            interrupted: token.is_cancelled(),
+        })
     }
 
     async fn give_back(&self, chunk: ClaimedChunk, span: &tracing::Span) {

@@ -110,7 +110,8 @@ impl Queue {
         .await?)
     }
 
-    /// Claims one chunk of any queued run (a backfill `--enqueue` planned: `"queued": true`
+    /// Claims one chunk of any queued run (a backfill or report run `--enqueue` planned, or
+    /// one `qbo serve` queued: `"queued": true`
     /// in its options; runs of in-process commands are theirs to finish) of any company,
     /// for a worker that serves them all. This is the fleet's one fairness order: the
     /// company (realm) served least recently first (one never served before any other), then
@@ -141,7 +142,8 @@ impl Queue {
                    FROM ops.backfill_report c
                    JOIN ops.backfill_runs run ON run.run_id = c.run_id
                    LEFT JOIN ops.realm_service s ON s.realm_id = c.realm_id
-                   WHERE run.kind = 'backfill' AND (run.options->>'queued')::boolean IS TRUE
+                   WHERE run.kind IN ('backfill', 'report')
+                     AND (run.options->>'queued')::boolean IS TRUE
                      AND run.status IN ('running', 'incomplete')
                      AND c.realm_id <> ALL($3::text[])
                      AND c.run_id <> ALL($5::uuid[])

@@ -431,23 +431,7 @@ impl Loader<'_> {
     ) -> Result<(Uuid, Plan, ClaimMode), ReportError> {
         let (run, claim) = match mode {
             Mode::New(plan) => {
-                let run_id = self
-                    .store
-                    .create_run_of_windows(
-                        &NewRun {
-                            realm_id: self.realm_id,
-                            entity: &run_entity(&plan.names),
-                            range_start: plan.start,
-                            range_end: plan.end,
-                            window_field: WINDOW_FIELD,
-                            options: plan.options(),
-                            kind: RunKind::Report,
-                            read_via: READ_VIA,
-                        },
-                        &plan.windows(),
-                    )
-                    .await
-                    .map_err(QueueError::from)?;
+                let run_id = plan_run(self.store, self.realm_id, &plan, false).await?;
                 return Ok((run_id, plan, ClaimMode::Unfinished));
             }
             Mode::Resume(id) => (self.chosen_run(selection, id).await?, ClaimMode::Unfinished),
@@ -715,6 +699,75 @@ impl Loader<'_> {
             tracing::warn!("lost the lease on this report window; another process owns it now");
         }
         Ok(Ended::Left)
+    }
+}
+
+/// Records a new report run and its windows, all `pending`, asking QBO nothing. `queued`:
+/// planned for `qbo worker`s (`qbo reports --enqueue`), which claim its windows like a
+/// queued backfill's (`Queue::claim_next_any`); otherwise the process that planned it loads
+/// it.
+pub async fn plan_run(
+    store: &PgStore,
+    realm_id: &str,
+    plan: &Plan,
+    queued: bool,
+) -> Result<Uuid, ReportError> {
+    let mut options = plan.options();
+    if queued {
+        options["queued"] = json!(true);
+    }
+    Ok(store
+        .create_run_of_windows(
+            &NewRun {
+                realm_id,
+                entity: &run_entity(&plan.names),
+                range_start: plan.start,
+                range_end: plan.end,
+                window_field: WINDOW_FIELD,
+                options,
+                kind: RunKind::Report,
+                read_via: READ_VIA,
+            },
+            &plan.windows(),
+        )
+        .await
+        .map_err(QueueError::from)?)
+}
+
+impl Loader<'_> {
+    /// Loads one window a `qbo worker` claimed (`Queue::claim_next_any`) of a queued report
+    /// run, as its run's plan says, and settles the run when none of its windows is left
+    /// unfinished. Ok(Some(status)) when this settled the run. Err only for what the worker
+    /// must act on (a refresh token a human must replace, Postgres gone, a run it cannot
+    /// read).
+    pub async fn load_claimed(
+        &self,
+        claim: ClaimedChunk,
+    ) -> Result<Option<RunStatus>, ReportError> {
+        let run_id = claim.run_id();
+        let run = self
+            .store
+            .run(run_id)
+            .await
+            .map_err(QueueError::from)?
+            .ok_or(ReportError::RunNotFound(run_id))?;
+        if run.kind != RunKind::Report || run.realm_id != self.realm_id {
+            return Err(ReportError::WrongRun {
+                run_id,
+                actual: format!("{} ({}) of realm {}", run.entity, run.kind, run.realm_id),
+                requested: format!("a report run of realm {}", self.realm_id),
+            });
+        }
+        let plan = Plan::of_run(&run).map_err(|why| ReportError::BadRun { run_id, why })?;
+        let mut pulled: Vec<Pulled> = plan.names.iter().map(|n| Pulled::new(*n)).collect();
+        self.load(&plan, claim, &mut pulled).await?;
+        let queue = Queue::new(self.store.clone());
+        Ok(
+            retry_transient(&CancellationToken::new(), "settling the run", || {
+                queue.settle_run_if_finished(run_id)
+            })
+            .await?,
+        )
     }
 }
 

@@ -44,7 +44,7 @@ impl PgStore {
                LEFT JOIN ops.companies co ON co.realm_id = r.realm_id
                WHERE c.status IN ('pending', 'running', 'paged')
                  AND r.status IN ('running', 'incomplete')
-                 AND r.kind = 'backfill'
+                 AND r.kind IN ('backfill', 'report')
                  AND (r.options->>'queued')::boolean IS TRUE
                  AND co.status IS DISTINCT FROM 'paused'
                  AND (co.realm_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM ops.companies))
