@@ -321,6 +321,13 @@ async fn a_killed_load_resumes_and_asks_for_each_period_once() {
         10,
         "a piece is stored exactly when its window succeeded"
     );
+    // A run `qbo reports` made without --enqueue is its own: a worker leaves it alone.
+    w.run(&["worker", "--idle-exit", "--poll-ms", "50"])
+        .await
+        .assert_code(0);
+    let ws = windows(&pool, run_id).await;
+    assert_eq!(by_status(&ws, "pending"), 13, "no worker took a window");
+    assert_eq!(asked_total(&w), 10);
 
     // --resume continues the latest run of these reports: the dead process's window once
     // its lease runs out, the others at once; nothing stored is asked for again.
@@ -510,4 +517,14 @@ async fn an_enqueued_report_run_is_loaded_by_a_worker() {
     assert_eq!(asked.len(), 6, "{asked:?}");
     assert!(asked.values().all(|n| *n == 1), "{asked:?}");
     assert_eq!(asked["AgedReceivables @2024-02-29"], 1);
+    // `qbo report` names the run by its reports.
+    let report = w
+        .run(&["report", "report:ProfitAndLoss,AgedReceivables"])
+        .await;
+    report.assert_code(0);
+    assert!(
+        report.stdout.contains("6 chunks: 6 success, 0 error"),
+        "{}",
+        report.stdout
+    );
 }
