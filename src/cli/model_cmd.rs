@@ -12,6 +12,9 @@ every key, numeric amounts, dates, booleans):
   staging.transactions       one row per transaction of every type        (materialized)
   staging.transaction_lines  one row per transaction line                 (materialized)
   staging.general_ledger     every debit and credit of every posting type (materialized)
+  staging.general_ledger_cash  postings to income and expense accounts on the cash basis:
+                             invoices and bills pro rata as payments are applied, on the
+                             payment's date; everything else on its own date (materialized)
   staging.<type>_lines       invoice_lines, bill_lines, journal_entry_lines, ... (views)
   staging.accounts, customers, vendors, items                            (views)
   staging.addresses, custom_fields        names' and transactions' addresses, custom

@@ -101,8 +101,8 @@ pub struct ReportsArgs {
     #[arg(long, value_enum, default_value = "month")]
     pub period: Period,
     /// QBO's accounting basis, for the reports that take one (the sandbox computes Cash for
-    /// ProfitAndLoss and ProfitAndLossDetail only; `qbo verify --tie-out` is accrual only).
-    /// A new run's; --resume and --retry-failed use their run's.
+    /// ProfitAndLoss and ProfitAndLossDetail only; `qbo verify --tie-out --accounting-method
+    /// cash` compares the P&L only). A new run's; --resume and --retry-failed use their run's.
     #[arg(long, value_enum, default_value = "accrual")]
     pub accounting_method: Method,
     /// Continue the latest report run of these reports (or --run): windows already

@@ -5,8 +5,8 @@ use super::verify_cmd::VerifyArgs;
 use super::{CliError, Outcome};
 use crate::client::RequestCounters;
 use crate::report::Format;
-use crate::reports::shape_money;
 use crate::reports::tieout::{Compared, TieOut};
+use crate::reports::{shape_money, Method};
 
 pub async fn run(args: &VerifyArgs) -> Result<Outcome, CliError> {
     let (Some(start), Some(end)) = (args.start, args.end) else {
@@ -40,7 +40,8 @@ pub async fn run(args: &VerifyArgs) -> Result<Outcome, CliError> {
         pool: store.pool(),
         realm_id: &settings.realm_id,
     };
-    let compared = tie.run(start, end, &mut counters).await;
+    let method = args.accounting_method;
+    let compared = tie.run(start, end, method, &mut counters).await;
     client.finish().await;
     let compared = compared.map_err(super::reports_cmd::classify)?;
     if args.format == Format::Json {
@@ -53,8 +54,15 @@ pub async fn run(args: &VerifyArgs) -> Result<Outcome, CliError> {
         .iter()
         .filter(|c| !c.differences.is_empty())
         .count();
+    let basis = match method {
+        Method::Accrual => "accrual",
+        // Said on every run, so nobody reads a cash-basis MATCH as a tied-out balance sheet.
+        Method::Cash => {
+            "cash; ProfitAndLoss only, the trial balance is not compared on the cash basis"
+        }
+    };
     outln!(
-        "tie-out {start}..{end} (accrual): {} reports compared, {} match, {differ} differ; {} requests",
+        "tie-out {start}..{end} ({basis}): {} reports compared, {} match, {differ} differ; {} requests",
         compared.len(),
         compared.len() - differ,
         counters.requests

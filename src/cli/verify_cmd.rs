@@ -11,6 +11,7 @@ use crate::client::ClientError;
 use crate::client::{QboClient, RequestCounters};
 use crate::entities::Selection;
 use crate::report::Format;
+use crate::reports::Method;
 use crate::store::PgStore;
 use crate::verify::{self, VerifyError, WindowCount};
 
@@ -36,13 +37,22 @@ With --tie-out (and no entity), verify compares instead, month by month, QBO's o
 ProfitAndLoss and TrialBalance (accrual) with the same figures from staging.general_ledger:
 P&L per income and expense account over the month; trial balance with balance-sheet accounts
 as of the month's end, income and expense accounts over the month, and their earlier postings
-added to the company's retained-earnings account (AccountSubType RetainedEarnings). It prints MATCH per month and report, or DIFF and each account
-that differs (qbo figure, staging figure, difference); exit 1 if any differs. Run `qbo model
-refresh` after loading first.
+added to the company's retained-earnings account (AccountSubType RetainedEarnings). It prints
+MATCH per month and report, or DIFF and each account that differs (qbo figure, staging
+figure, difference); exit 1 if any differs. Run `qbo model refresh` after loading first.
+
+With --tie-out --accounting-method cash, it compares QBO's cash-basis ProfitAndLoss with
+staging.general_ledger_cash, per income and expense account and month: an invoice's (bill's)
+income and expense count on the dates payments (bill payments) are applied to it, in
+proportion of the amount applied to its total; sales receipts, refunds, expenses, card
+charges, deposits, journal entries, credit memos and vendor credits on their own date. The
+trial balance is not compared on the cash basis (QBO's cash-basis trial balance restates
+A/R, A/P and other balance-sheet accounts by rules Intuit does not document).
 
 Examples:
   qbo verify invoices --start 2024-01-01 --end 2024-12-31
   qbo verify --tie-out --start 2024-01-01 --end 2024-12-31
+  qbo verify --tie-out --accounting-method cash --start 2024-01-01 --end 2024-12-31
   qbo verify all --chunk-days 7 --format json
   qbo verify all --all-companies";
 
@@ -56,6 +66,10 @@ pub struct VerifyArgs {
     /// --start and --end. Prints the months, reports and accounts that differ; exit 1 if any.
     #[arg(long, requires = "start")]
     pub tie_out: bool,
+    /// With --tie-out: the basis to compare. accrual: ProfitAndLoss and TrialBalance against
+    /// staging.general_ledger; cash: ProfitAndLoss only, against staging.general_ledger_cash.
+    #[arg(long, value_enum, default_value = "accrual", requires = "tie_out")]
+    pub accounting_method: Method,
     /// First day to check (YYYY-MM-DD, UTC). Default: the first day the raw table holds.
     #[arg(long, value_parser = parse_date_arg, requires = "end")]
     pub start: Option<NaiveDate>,

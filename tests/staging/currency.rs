@@ -105,6 +105,22 @@ async fn a_multi_currency_company_converts_every_line_balances_in_home_currency_
         .await;
     out.assert_code(0);
     assert!(!out.stdout.contains("DIFF"), "{}", out.stdout);
+    // And on the cash basis: each payment recognizes its invoice's home-currency income in
+    // proportion of what it applied in the invoice's currency.
+    let out = w
+        .run(&[
+            "verify",
+            "--tie-out",
+            "--accounting-method",
+            "cash",
+            "--start",
+            &start,
+            "--end",
+            &end,
+        ])
+        .await;
+    out.assert_code(0);
+    assert!(!out.stdout.contains("DIFF"), "{}", out.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

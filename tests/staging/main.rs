@@ -6,6 +6,7 @@
 mod common;
 
 mod addresses;
+mod cash;
 mod currency;
 mod deletes;
 mod lines;

@@ -1,5 +1,6 @@
 //! The analysis-ready `staging` schema (see migrations/*_create_staging_layer.sql): three
-//! materialized views hold the typed transactions, their lines and the general ledger; every
+//! materialized views hold the typed transactions, their lines and the general ledger, and a
+//! fourth its cash-basis restatement (migrations/*_staging_general_ledger_cash.sql); every
 //! other staging object is a plain view over them or over the raw zone. `refresh` rebuilds
 //! the materialized views in dependency order.
 
@@ -8,11 +9,13 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-/// The materialized views, in the order they must be refreshed: the ledger reads the other two.
+/// The materialized views, in the order they must be refreshed: the ledger reads the first
+/// two, the cash-basis ledger the ledger and the lines.
 pub const MATERIALIZED: &[&str] = &[
     "staging.transactions",
     "staging.transaction_lines",
     "staging.general_ledger",
+    "staging.general_ledger_cash",
 ];
 
 /// The plain views users query, always as current as what they read.

@@ -574,6 +574,21 @@ async fn the_cash_basis_p_and_l_recognizes_an_invoice_when_and_as_far_as_it_is_p
     assert_eq!(income_of(mar, "Cash").await, cash_mar + 50_000);
     assert_eq!(income_of(feb, "Cash").await, cash_feb);
 
+    // A credit memo of 200.00 on Feb 12, applied to nothing, to the same income account: less
+    // income on its own date on both bases (QBO shows it as negative cash-basis income).
+    let mut memo = inv.clone();
+    memo["Id"] = serde_json::json!("990001");
+    memo["TxnDate"] = serde_json::json!("2024-02-12");
+    memo["Line"][0]["Amount"] = serde_json::json!(200.0);
+    memo["TotalAmt"] = serde_json::json!(200.0);
+    memo["Balance"] = serde_json::json!(200.0);
+    sb.put_record("CreditMemo", memo);
+    assert_eq!(income_of(feb, "Cash").await, cash_feb - 20_000);
+    assert_eq!(
+        income_of(feb, "Accrual").await,
+        accrual_feb + 100_000 - 20_000
+    );
+
     // The other bases are still refused.
     let (st, body) = report(&sb, &tok, "BalanceSheet", &[("accounting_method", "Cash")]).await;
     assert_eq!(st, 400, "{body}");

@@ -96,6 +96,8 @@ pub struct Txn {
     /// `TotalAmt` (a transfer's `Amount`) in home currency: `HomeTotalAmt`, else the total
     /// at the transaction's `ExchangeRate`.
     pub total: i64,
+    /// `TotalAmt` (a transfer's `Amount`) in the transaction's own currency.
+    pub amount: i64,
 }
 
 pub struct Books {
@@ -226,6 +228,9 @@ impl Books {
                                 .or_else(|| cents(&txn["Amount"]))
                                 .map(|c| currency::home_cents(c, rate_e4(&txn["ExchangeRate"])))
                         })
+                        .unwrap_or(0),
+                    amount: cents(&txn["TotalAmt"])
+                        .or_else(|| cents(&txn["Amount"]))
                         .unwrap_or(0),
                 });
                 post(kind, &txn, txns.len() - 1, &items, &defaults, &mut postings);
@@ -426,7 +431,8 @@ pub fn rate_e4(v: &Value) -> i64 {
     v.as_f64().map_or(ONE, |r| (r * 10_000.0).round() as i64)
 }
 
-/// A payment's application to an invoice or a bill: (document type, its id, paid cents, date).
+/// A payment's application to an invoice or a bill: (document type, its id, cents applied in
+/// the document's currency, date).
 type Application = (&'static str, String, i64, NaiveDate);
 
 fn applications(store: &Store) -> Vec<Application> {
@@ -436,19 +442,13 @@ fn applications(store: &Store) -> Vec<Application> {
             let Some(date) = pay["TxnDate"].as_str().and_then(|s| s.parse().ok()) else {
                 continue;
             };
-            let rate = rate_e4(&pay["ExchangeRate"]);
             for line in pay["Line"].as_array().into_iter().flatten() {
                 for link in line["LinkedTxn"].as_array().into_iter().flatten() {
                     if link["TxnType"] != document {
                         continue;
                     }
                     if let (Some(id), Some(c)) = (link["TxnId"].as_str(), cents(&line["Amount"])) {
-                        out.push((
-                            document,
-                            id.to_string(),
-                            currency::home_cents(c, rate),
-                            date,
-                        ));
+                        out.push((document, id.to_string(), c, date));
                     }
                 }
             }
@@ -460,12 +460,15 @@ fn applications(store: &Store) -> Vec<Application> {
 impl Books {
     /// The books on the cash basis, for the income statement: an invoice's (bill's) income
     /// and expense postings are recognized when and as far as payments (bill payments) are
-    /// applied to it, on the payment's date, in proportion of its total (rounded to the cent
-    /// per posting); credit memos and vendor credits recognize nothing (the sandbox does not
-    /// follow their application); every other transaction (sales receipts, refunds,
-    /// expenses, journal entries, deposits) is cash already and posts as on the accrual
-    /// basis. Only income and expense accounts are restated: balance-sheet postings are
-    /// dropped, so these books serve ProfitAndLoss and ProfitAndLossDetail only.
+    /// applied to it, on the payment's date, in proportion of the amount applied to its
+    /// total, both in the document's currency (a payment is in its customer's currency), each
+    /// home-currency posting rounded to the cent. Every other transaction posts as on the
+    /// accrual basis, on its own date: sales receipts, refunds, expenses (a card charge
+    /// counts as paid), deposits, journal entries (Intuit: one that touches an income or
+    /// expense account shows on both bases), and credit memos and vendor credits (QBO shows
+    /// a credit memo as negative income on its date on a cash-basis P&L, applied or not).
+    /// Only income and expense accounts are restated: balance-sheet postings are dropped, so
+    /// these books serve ProfitAndLoss and ProfitAndLossDetail only.
     pub fn cash_basis(&self, store: &Store) -> Books {
         let mut paid: BTreeMap<(&str, &str), Vec<(i64, NaiveDate)>> = BTreeMap::new();
         let applied = applications(store);
@@ -485,7 +488,7 @@ impl Books {
             }
             match p.txn_type {
                 "Invoice" | "Bill" => {
-                    let total = self.txns.get(p.txn).map_or(0, |t| t.total);
+                    let total = self.txns.get(p.txn).map_or(0, |t| t.amount);
                     if total == 0 {
                         continue;
                     }
@@ -502,7 +505,6 @@ impl Books {
                         }
                     }
                 }
-                "CreditMemo" | "VendorCredit" => {}
                 _ => postings.push(p.clone()),
             }
         }
