@@ -18,7 +18,7 @@ use super::cursor::{self, CursorSpec};
 use super::plan::{child_cmd, Api, Bench};
 use super::print::{minimum_wall_in, Targets};
 use super::seed::SeedSpec;
-use super::BenchError;
+use super::{BenchError, CostContender};
 use qbo_core::entities::{Entity, ENTITIES};
 use qbo_sandbox::{Faults, Sandbox, SandboxConfig, SandboxError, Stats};
 
@@ -137,11 +137,20 @@ struct Usage {
     batch_calls: u64,
     batch_items: u64,
     throttled: u64,
+    /// Changed-since sweeps' requests (whole-entity pages from a LastUpdatedTime on, with
+    /// no upper bound): only qbo's mean sweeps (the cursor loader's pages look alike).
+    sweeps: u64,
 }
 
 impl Usage {
     fn between(before: &Stats, after: &Stats) -> Usage {
+        let since = before.request_log.last().map(|e| e.at_ms);
         Usage {
+            sweeps: after
+                .request_log
+                .iter()
+                .filter(|e| since.is_none_or(|t| e.at_ms > t) && is_sweep(e))
+                .count() as u64,
             queries: after.query_requests - before.query_requests,
             counts: after.count_requests - before.count_requests,
             cdc: after.cdc_requests - before.cdc_requests,
@@ -161,6 +170,17 @@ impl Usage {
     fn calls(&self) -> u64 {
         self.queries + self.cdc + self.reads + self.batch_calls
     }
+}
+
+/// A query from a LastUpdatedTime on with no upper bound: qbo's changed-since sweep (a
+/// window's query has both bounds, a COUNT is no page).
+fn is_sweep(e: &qbo_sandbox::RequestLogEntry) -> bool {
+    e.kind == "query"
+        && e.query.as_deref().is_some_and(|q| {
+            q.starts_with("SELECT * FROM ")
+                && q.contains("LastUpdatedTime >=")
+                && !q.contains("LastUpdatedTime <")
+        })
 }
 
 fn batch_items(s: &Stats) -> u64 {
@@ -317,18 +337,17 @@ fn admit(cfg: &mut SandboxConfig) -> Result<Vec<String>, BenchError> {
     ))
 }
 
-/// The three contenders, each a process of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Contender {
-    Qbo,
-    Cursor,
-    Seed,
-}
+/// The contenders, each a process of its own (the workers two).
+type Contender = CostContender;
+
+/// `qbo worker` processes of the `workers` contender.
+const COST_WORKERS: usize = 2;
 
 impl Contender {
     fn label(self, company: &Company) -> String {
         match self {
             Contender::Qbo => format!("qbo backfill {} (defaults)", company.qbo_entity),
+            Contender::Workers => format!("same, --enqueue + {COST_WORKERS} qbo worker"),
             Contender::Cursor => "cursor loader (Singer tap)".into(),
             Contender::Seed => "seed method".into(),
         }
@@ -337,6 +356,7 @@ impl Contender {
     fn key(self) -> &'static str {
         match self {
             Contender::Qbo => "qbo",
+            Contender::Workers => "workers",
             Contender::Cursor => "cursor",
             Contender::Seed => "seed",
         }
@@ -345,7 +365,7 @@ impl Contender {
     /// Where the contender keeps `entity`'s rows.
     fn table(self, entity: &Entity) -> String {
         match self {
-            Contender::Qbo => entity.table.to_string(),
+            Contender::Qbo | Contender::Workers => entity.table.to_string(),
             Contender::Cursor => cursor::table(entity),
             Contender::Seed => entity.table.replace("raw.", "bench_seed."),
         }
@@ -404,7 +424,15 @@ impl Bench {
             base_url: sandbox.api_base_url(),
         };
         let mut outcomes = Vec::new();
-        for contender in [Contender::Qbo, Contender::Cursor, Contender::Seed] {
+        for contender in [
+            Contender::Qbo,
+            Contender::Workers,
+            Contender::Cursor,
+            Contender::Seed,
+        ] {
+            if !self.args.api_contenders.contains(&contender) {
+                continue;
+            }
             let outcome = self.contend(contender, company, &api, limits).await?;
             print_row(
                 &outcome,
@@ -431,12 +459,15 @@ impl Bench {
         let label = format!("cost{}_{}", &company.tag[2..3], contender.key());
         let (db, url) = self.create_db(&label).await?;
         let log = self.work.join(format!("{label}.log"));
+        if contender == Contender::Workers {
+            return self.contend_workers(company, api, limits, &db, &url).await;
+        }
         let cmd = match contender {
-            Contender::Qbo => {
+            Contender::Qbo | Contender::Workers => {
                 // Users back-fill into a migrated database: the schema is not the API's cost.
                 let migrate = self.qbo_cmd(api, &url, &label, &["migrate"]);
                 run_measured(migrate, "qbo migrate", &log).await?;
-                self.qbo_cost_cmd(company, api, &url, &label, limits)
+                self.qbo_cost_cmd(company, api, &url, &label, limits, &[])
             }
             Contender::Cursor => child_cmd(
                 "cursor",
@@ -482,6 +513,57 @@ impl Bench {
         })
     }
 
+    /// The `workers` contender: the same backfill as `qbo`, enqueued (`--enqueue` asks QBO
+    /// nothing) and loaded by `COST_WORKERS` `qbo worker --idle-exit` processes at once. Its
+    /// requests against the in-process run's are what loading through the queue costs.
+    async fn contend_workers(
+        &self,
+        company: &Company,
+        api: &Api<'_>,
+        limits: &Limits,
+        db: &str,
+        url: &str,
+    ) -> Result<Outcome, BenchError> {
+        let label = format!("cost{}_workers", &company.tag[2..3]);
+        let log = |what: &str| self.work.join(format!("{label}-{what}.log"));
+        let before = api.sandbox.stats();
+        let started = std::time::Instant::now();
+        let result = async {
+            let migrate = self.qbo_cmd(api, url, &label, &["migrate"]);
+            run_measured(migrate, "qbo migrate", &log("migrate")).await?;
+            let enqueue = self.qbo_cost_cmd(company, api, url, &label, limits, &["--enqueue"]);
+            run_measured(enqueue, "qbo backfill --enqueue", &log("enqueue")).await?;
+            let mut workers = tokio::task::JoinSet::new();
+            for n in 0..COST_WORKERS {
+                let mut cmd = self.qbo_cmd(api, url, &label, &["worker", "--idle-exit"]);
+                let scale = u64::from(limits.scale);
+                cmd.env("QBO_THROTTLE_PAUSE_MS", (60_000 / scale).to_string())
+                    .env("QBO_RETRY_BASE_MS", (2_000 / scale).max(1).to_string());
+                let log = log(&format!("worker-{n}"));
+                workers.spawn(async move { run_measured(cmd, "qbo worker", &log).await });
+            }
+            while let Some(joined) = workers.join_next().await {
+                joined.map_err(|e| BenchError::Http(e.to_string()))??;
+            }
+            Ok::<_, BenchError>(())
+        }
+        .await;
+        let wall = started.elapsed();
+        let usage = Usage::between(&before, &api.sandbox.stats());
+        let (rows, wrong) = count_loaded(url, company, Contender::Workers).await;
+        self.drop_db(db).await;
+        tokio::time::sleep(limits.window + limits.latency).await;
+        Ok(Outcome {
+            contender: Contender::Workers,
+            usage,
+            wall,
+            rows,
+            wrong,
+            stopped: false,
+            failed: result.err().map(|e| qbo_core::errors::chain(&e)),
+        })
+    }
+
     /// `qbo backfill <all|invoices> --start --end` with qbo's defaults. qbo's own knobs that
     /// are times of QBO's (the pause after a 429 without Retry-After, the first retry
     /// backoff) are scaled like the sandbox.
@@ -492,9 +574,10 @@ impl Bench {
         url: &str,
         label: &str,
         limits: &Limits,
+        extra: &[&str],
     ) -> tokio::process::Command {
         let (start, end) = (company.start.to_string(), company.end.to_string());
-        let args = [
+        let mut args = vec![
             "backfill",
             company.qbo_entity,
             "--start",
@@ -502,6 +585,7 @@ impl Bench {
             "--end",
             &end,
         ];
+        args.extend_from_slice(extra);
         let mut cmd = self.qbo_cmd(api, url, label, &args);
         let scale = u64::from(limits.scale);
         cmd.env("QBO_THROTTLE_PAUSE_MS", (60_000 / scale).to_string())
@@ -651,8 +735,12 @@ fn print_notes(outcomes: &[Outcome], limits: &Limits) {
         .iter()
         .map(|o| {
             let u = &o.usage;
+            let sweeps = match o.contender {
+                Contender::Qbo | Contender::Workers => format!(" ({} sweep)", u.sweeps),
+                _ => String::new(),
+            };
             format!(
-                "{}: {} query ({} COUNT), {} cdc, {} read, {} batch items",
+                "{}: {} query ({} COUNT){sweeps}, {} cdc, {} read, {} batch items",
                 o.contender.key(),
                 u.queries,
                 u.counts,
@@ -704,6 +792,19 @@ fn check_targets(
         ),
         ok && ratio <= 1.5,
     );
+    if let Some(workers) = outcomes.iter().find(|o| o.contender == Contender::Workers) {
+        // The queue's guarantee costs what the in-process run's does: one sweep per run,
+        // whoever loads its windows.
+        let w = workers.usage.requests();
+        let r = w as f64 / requests.max(1) as f64;
+        targets.check(
+            format!(
+                "{tag} qbo workers / in-process requests = {r:.3} ({w} vs {requests}; sweep requests {} vs {}), target <= 1.02",
+                workers.usage.sweeps, qbo.usage.sweeps
+            ),
+            ok && workers.failed.is_none() && workers.wrong.is_empty() && r <= 1.02,
+        );
+    }
     let bound = limits.lower_bound(&qbo.usage);
     let r = qbo.wall.as_secs_f64() / bound.as_secs_f64().max(1e-9);
     targets.check(

@@ -137,6 +137,10 @@ pub struct BenchArgs {
     /// stopped and shown unfinished, with the requests it had made (0: no limit).
     #[arg(long, default_value_t = 60)]
     pub api_max_minutes: u64,
+    /// API cost section: the contenders to run, of `qbo` (in process), `workers` (the same
+    /// backfill enqueued and loaded by two `qbo worker` processes), `cursor` and `seed`.
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = [CostContender::Qbo, CostContender::Workers, CostContender::Cursor, CostContender::Seed])]
+    pub api_contenders: Vec<CostContender>,
     /// Staging section (7, only with `--only staging`): invoices in its company, written
     /// into the raw zone by SQL.
     #[arg(long, default_value_t = 500_000)]
@@ -222,6 +226,19 @@ pub enum Section {
     /// (7): `qbo model refresh` (the staging schema) on a company of --staging-invoices.
     /// Runs only when named (`--only staging`).
     Staging,
+}
+
+/// The API cost section's contenders, for `--api-contenders`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CostContender {
+    /// `qbo backfill` in process.
+    Qbo,
+    /// `qbo backfill --enqueue`, loaded by two `qbo worker --idle-exit` processes.
+    Workers,
+    /// A cursor loader (Singer tap).
+    Cursor,
+    /// The seed's method.
+    Seed,
 }
 
 /// `--api-time-scale`: the rate windows must stay whole seconds (the sandbox counts in them).
