@@ -9,6 +9,7 @@ mod companies;
 mod fairness;
 mod proof;
 mod store_races;
+mod sweep;
 mod syncs;
 mod tokens;
 mod worker;

@@ -20,6 +20,7 @@ pub mod cost;
 pub mod entities;
 pub mod errors;
 pub mod exchange_rates;
+pub mod failpoint;
 pub mod fleet;
 pub mod metrics;
 pub mod model;

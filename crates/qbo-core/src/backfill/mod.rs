@@ -6,7 +6,7 @@ mod progress;
 mod sweep;
 mod window;
 
-pub use claimed::ChunkSummary;
+pub use claimed::{ChunkSummary, SweepSummary};
 pub use progress::{EntitiesSnapshot, EntityProgress, ProgressSnapshot, RunProgress};
 use window::{ChunkJob, Loaded, PagedWindow};
 
@@ -297,6 +297,9 @@ struct RunCtx {
     paged: Mutex<Vec<(ParkedChunk, PagedWindow)>>,
     /// A window was split since the last look: its pieces are `pending`.
     split: std::sync::atomic::AtomicBool,
+    /// Park multi-page windows durably for the run's one worker sweep (a `qbo worker`'s
+    /// queued run, see `queue::SweepClaim`) rather than in `paged` for this invocation's.
+    durable_park: bool,
 }
 
 impl RunCtx {
@@ -422,6 +425,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             progress: progress.clone(),
             paged: Mutex::new(Vec::new()),
             split: false.into(),
+            durable_park: false,
         });
         let span = tracing::info_span!("backfill", %run_id, realm_id = %realm_id, entity = entity.cli_name);
         tracing::info!(parent: &span, chunks = total_chunks, %mode, "starting");
@@ -773,6 +777,23 @@ impl<S: QuerySource + 'static> Backfill<S> {
                     progress.pages,
                     progress.requests,
                 );
+                Ok(())
+            }
+            Ok(Loaded::Paged(paged)) if ctx.durable_park => {
+                claim
+                    .park_durably(&progress, &paged.stored(row.attempts))
+                    .await?;
+                tracing::info!(
+                    target: crate::telemetry::WINDOW_TARGET,
+                    "chunk {} [{} .. {}) paged: {} rows (expected {}) in {} pages; the run's one sweep will check it",
+                    number,
+                    window.start.format("%Y-%m-%d"),
+                    window.end.format("%Y-%m-%d"),
+                    progress.row_count,
+                    paged.expected,
+                    progress.pages,
+                );
+                crate::failpoint::hold("worker-after-park").await;
                 Ok(())
             }
             Ok(Loaded::Paged(paged)) => {

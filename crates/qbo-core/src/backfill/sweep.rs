@@ -30,11 +30,35 @@ impl<S: QuerySource + 'static> Backfill<S> {
         parked: Vec<(ParkedChunk, PagedWindow)>,
         round: u32,
     ) -> Result<usize, BackfillError> {
-        let Some(since) = parked.iter().map(|(_, p)| p.began).min() else {
-            return Ok(0);
+        let windows: Vec<&PagedWindow> = parked.iter().map(|(_, p)| p).collect();
+        let verdicts = self.judge(ctx, &windows, Some(round), &self.cancel).await?;
+        let mut reread = 0;
+        for ((chunk, _), verdict) in parked.iter().zip(&verdicts) {
+            reread += usize::from(*verdict == PagedVerdict::Reread);
+            self.settle(ctx, chunk, verdict).await?;
+        }
+        Ok(reread)
+    }
+
+    /// The sweep itself: reads what changed since the first of `windows` began paging, loads
+    /// it, and says how each window settles. A window still not proved complete fails once
+    /// `round` sweeps were done (in-process), or once it was read `max_passes` times (a
+    /// worker's sweep, `round` None: its windows were parked after different numbers of reads). Cancelled through `stop`, every
+    /// window is to be read again; the sweep failing, every window fails.
+    pub(super) async fn judge(
+        &self,
+        ctx: &RunCtx,
+        windows: &[&PagedWindow],
+        round: Option<u32>,
+        stop: &CancellationToken,
+    ) -> Result<Vec<PagedVerdict>, BackfillError> {
+        let Some(since) = windows.iter().map(|p| p.began).min() else {
+            return Ok(Vec::new());
         };
         let mut counters = RequestCounters::default();
-        let swept = self.read_changed_since(ctx, since, &mut counters).await;
+        let swept = self
+            .read_changed_since(ctx, since, &mut counters, stop)
+            .await;
         retry_transient(
             &CancellationToken::new(),
             "counting the sweep's requests",
@@ -61,14 +85,12 @@ impl<S: QuerySource + 'static> Backfill<S> {
                         crate::errors::chain(&e)
                     )),
                 };
-                for (chunk, _) in &parked {
-                    self.settle(ctx, chunk, &verdict).await?;
-                }
-                return Ok(0);
+                return Ok(vec![verdict; windows.len()]);
             }
         };
-        let mut reread = 0;
-        for (chunk, p) in &parked {
+        let mut verdicts = Vec::with_capacity(windows.len());
+        for p in windows {
+            let round = round.unwrap_or(p.pass);
             let moved = p
                 .read
                 .iter()
@@ -88,7 +110,6 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 };
                 PagedVerdict::Failed(crate::errors::chain(&e))
             } else {
-                reread += 1;
                 tracing::info!(
                     target: crate::telemetry::WINDOW_TARGET,
                     chunk = p.chunk,
@@ -99,9 +120,9 @@ impl<S: QuerySource + 'static> Backfill<S> {
                 );
                 PagedVerdict::Reread
             };
-            self.settle(ctx, chunk, &verdict).await?;
+            verdicts.push(verdict);
         }
-        Ok(reread)
+        Ok(verdicts)
     }
 
     /// Parked windows that will not see a sweep (interrupt, a failure elsewhere) go back to
@@ -115,6 +136,18 @@ impl<S: QuerySource + 'static> Backfill<S> {
             self.settle(ctx, chunk, &PagedVerdict::Reread).await?;
         }
         Ok(())
+    }
+
+    /// The run's live progress once a parked window is settled.
+    pub(super) fn settle_one(&self, ctx: &RunCtx, chunk: i32, verdict: &PagedVerdict) {
+        match verdict {
+            PagedVerdict::Complete => ctx.progress.chunk_finished(true),
+            PagedVerdict::Failed(message) => {
+                tracing::error!(chunk, error = %message, "window failed; the run goes on with the others");
+                ctx.progress.chunk_finished(false);
+            }
+            PagedVerdict::Reread => {}
+        }
     }
 
     async fn settle(
@@ -139,14 +172,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
             }
             Err(e) => return Err(e),
         }
-        match verdict {
-            PagedVerdict::Complete => ctx.progress.chunk_finished(true),
-            PagedVerdict::Failed(message) => {
-                tracing::error!(chunk, error = %message, "window failed; the run goes on with the others");
-                ctx.progress.chunk_finished(false);
-            }
-            PagedVerdict::Reread => {}
-        }
+        self.settle_one(ctx, chunk, verdict);
         Ok(())
     }
 
@@ -157,6 +183,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
         ctx: &RunCtx,
         since: DateTime<Utc>,
         counters: &mut RequestCounters,
+        stop: &CancellationToken,
     ) -> Result<Sightings, ChunkError> {
         let entity = ctx.entity;
         let page_size = ctx.opts.page_size.clamp(1, MAX_PAGE_SIZE);
@@ -167,7 +194,7 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let mut start = 1u32;
         let mut page_number = 1i32;
         loop {
-            if self.cancel.is_cancelled() {
+            if stop.is_cancelled() {
                 return Err(ChunkError::Cancelled);
             }
             let text = query.clone().page(start, page_size).render();

@@ -18,7 +18,7 @@ use super::{retry_transient, Backfill, ChunkError, RunCtx};
 use crate::chunks::{Window, WindowField};
 use crate::client::{Answer, Page, QuerySource, RawRecord, RequestCounters};
 use crate::query::{Query, LAST_UPDATED_FIELD, MAX_PAGE_SIZE};
-use crate::queue::{ClaimedChunk, PlannedWindow, Progress, QueueError};
+use crate::queue::{ClaimedChunk, PlannedWindow, Progress, QueueError, StoredPark};
 use crate::store::{raw, PageMeta};
 
 pub(super) struct ChunkJob<'a> {
@@ -71,6 +71,33 @@ pub(super) struct PagedWindow {
     pub(super) began: DateTime<Utc>,
     /// The window's full reads so far, this one included (every attempt's).
     pub(super) pass: u32,
+}
+
+impl PagedWindow {
+    /// What a worker keeps in Postgres for its run's sweep (`attempt` parked it).
+    pub(super) fn stored(&self, attempt: i32) -> StoredPark {
+        StoredPark {
+            chunk: self.chunk,
+            attempt,
+            expected: self.expected,
+            counted_at: self.counted_at,
+            began: self.began,
+            pass: self.pass,
+            read: self.read.iter().map(|(id, at)| (id.clone(), *at)).collect(),
+        }
+    }
+
+    /// A window a worker parked, as its run's sweep judges it.
+    pub(super) fn from_stored(p: StoredPark) -> PagedWindow {
+        PagedWindow {
+            chunk: p.chunk,
+            read: p.read.into_iter().collect(),
+            expected: p.expected,
+            counted_at: p.counted_at,
+            began: p.began,
+            pass: p.pass,
+        }
+    }
 }
 
 /// What a window holds, by whose word.

@@ -24,7 +24,7 @@ use super::clients::RealmClients;
 use super::FleetError;
 use crate::backfill::{Backfill, BackfillError, ChunkSummary, Options};
 use crate::client::ClientError;
-use crate::queue::{ClaimedChunk, Claimer, Queue, QueueError, RunKind};
+use crate::queue::{ClaimedChunk, Claimer, Queue, QueueError, RunKind, SweepClaim};
 use crate::reports::ReportError;
 use crate::store::{PgStore, StoreError};
 use tracing::Instrument;
@@ -312,6 +312,29 @@ impl Worker {
             lease: self.cfg.lease,
             cancel: token.clone(),
         };
+        // A run with nothing left to load but parked windows whose sweep nobody holds (its
+        // last window's worker died before sweeping, or its sweeper did) comes first: it is
+        // one sweep, and the run is finished by it.
+        let sweep = Claimer {
+            owner: format!("{}:sweep", claimer.owner),
+            ..claimer.clone()
+        };
+        match self
+            .queue
+            .claim_any_sweep(&sweep, &k.exclude, &k.runs)
+            .await
+        {
+            Ok(Some(claim)) => {
+                self.sweep(n, claim, token).await;
+                return Took::Window;
+            }
+            Ok(None) => {}
+            Err(QueueError::Store(e)) => return self.store_failed(e),
+            Err(e) => {
+                tracing::warn!(error = %crate::errors::chain(&e), "claiming a sweep failed; asking again shortly");
+                return Took::Failed;
+            }
+        }
         match self
             .queue
             .claim_next_any(&claimer, &k.exclude, &k.runs)
@@ -323,7 +346,7 @@ impl Worker {
             }
             Ok(None) => Took::Nothing,
             Err(QueueError::Store(e)) => self.store_failed(e),
-            Err(e @ QueueError::LeaseLost { .. }) => {
+            Err(e @ (QueueError::LeaseLost { .. } | QueueError::SweepLost { .. })) => {
                 // A claim never loses a lease; asking again is all there is to do.
                 tracing::warn!(error = %crate::errors::chain(&e), "claiming a window failed; asking again shortly");
                 Took::Failed
@@ -543,6 +566,67 @@ impl Worker {
             rows_loaded_now: 0,
             interrupted: token.is_cancelled(),
         })
+    }
+
+    /// Sweeps a run whose sweep this worker claimed (see `take_window`).
+    async fn sweep(&self, slot: usize, claim: SweepClaim, token: CancellationToken) {
+        let (run_id, realm) = (claim.run_id(), claim.realm_id().to_string());
+        let span = tracing::info_span!("sweep", slot, realm_id = %realm, %run_id);
+        let client = match self.clients.get(&realm).await {
+            Ok(client) => client,
+            Err(e) => {
+                // Nothing was read: the sweep waits for whoever can do it.
+                if let Err(e) = claim.release().await {
+                    tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "could not free the sweep; it is claimable again once its lease runs out");
+                }
+                let reason = crate::errors::chain(&e);
+                let for_ = if e.needs_human() {
+                    self.needs_reauth(&realm, &reason).await;
+                    SKIP_FOR
+                } else {
+                    SKIP_TRANSIENT_FOR
+                };
+                tracing::warn!(parent: &span, error = %reason, "cannot sweep this company's run now; the worker goes on with the others");
+                self.state()
+                    .skip_realms
+                    .insert(realm, Skip::new(reason, for_));
+                return;
+            }
+        };
+        let engine = Backfill::new(client, self.store.clone(), token);
+        let result = tracing::Instrument::instrument(
+            engine.sweep_claimed(claim, self.options()),
+            span.clone(),
+        )
+        .await;
+        match result {
+            Ok(summary) => {
+                if summary.run_status == Some(crate::queue::RunStatus::Success) {
+                    if let Err(e) = crate::companies::touch_loaded(self.store.pool(), &realm).await
+                    {
+                        tracing::warn!(parent: &span, error = %crate::errors::chain(&e), "could not record when the company was last loaded");
+                    }
+                }
+                if let Some(status) = summary.run_status {
+                    tracing::info!(parent: &span, %status, settled = summary.settled, "run settled by its sweep");
+                }
+            }
+            Err(BackfillError::Auth(auth)) if auth.needs_human() => {
+                let reason = crate::errors::chain(&auth);
+                self.needs_reauth(&realm, &reason).await;
+                tracing::error!(parent: &span, error = %reason, "this company needs a human (`qbo auth login` or `qbo auth import`); the worker goes on with the others");
+                self.state()
+                    .skip_realms
+                    .insert(realm, Skip::new(reason, SKIP_FOR));
+            }
+            Err(e) => {
+                let reason = crate::errors::chain(&e);
+                tracing::warn!(parent: &span, error = %reason, "the run's sweep did not finish; it is done again by the next worker");
+                self.state()
+                    .skip_runs
+                    .insert(run_id, Skip::new(reason, SKIP_TRANSIENT_FOR));
+            }
+        }
     }
 
     async fn give_back(&self, chunk: ClaimedChunk, span: &tracing::Span) {

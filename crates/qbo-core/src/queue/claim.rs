@@ -68,6 +68,9 @@ impl Queue {
                               ELSE c.status IN ('pending', 'error')
                                    OR (c.status IN ('running', 'paged')
                                        AND c.lease_expires_at < now())
+                                   -- Parked durably for a worker's sweep, which an
+                                   -- in-process run does not do: it reads it again.
+                                   OR (c.status = 'paged' AND c.lease_owner IS NULL)
                          END
                    ORDER BY c.chunk_index
                    LIMIT 1

@@ -437,6 +437,19 @@ impl ClaimedChunk {
         .await
     }
 
+    /// Ends the heartbeat (the chunk is about to leave `running`).
+    pub(super) fn stop_heartbeat(&self) {
+        self.heartbeat.abort();
+    }
+
+    pub(super) fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub(super) fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     fn fenced(&self, rows_affected: u64) -> Result<(), QueueError> {
         if rows_affected == 1 {
             Ok(())

@@ -73,6 +73,10 @@ impl Queue {
         )
         .fetch_one(&mut *tx)
         .await?;
+        // What its parked windows read is kept only for a sweep that will not come.
+        sqlx::query!("DELETE FROM ops.paged_reads WHERE run_id = $1", run_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query!(
             "UPDATE ops.backfill_runs
              SET status = 'cancelled', finished_at = now(), updated_at = now()

@@ -7,8 +7,9 @@
 //! fail, park, split, hand back) is fenced on the lease owner and the attempt number. A
 //! worker whose lease ran out and whose chunk another worker claimed writes nothing and gets
 //! [`QueueError::LeaseLost`]: the chunk is someone else's now, which is not a failure of the
-//! window. Parked (`paged`) windows wait, still leased, for their run's sweep, which settles
-//! them through the [`ParkedChunk`] the park returned.
+//! window. Parked (`paged`) windows wait for their run's sweep: an in-process run's stay leased
+//! and are settled through the [`ParkedChunk`] the park returned; a queued run's are parked
+//! durably, without a lease, and settled by the one worker holding the run's [`SweepClaim`].
 //!
 //! States are enums ([`ChunkStatus`], [`RunStatus`], [`RunKind`]) stored as text under
 //! CHECK constraints that list the same spellings.
@@ -22,6 +23,7 @@ mod paged;
 mod retry;
 mod run;
 mod state;
+mod sweep_lease;
 
 pub use claim::{ClaimMode, Claimer};
 pub use handle::{ClaimedChunk, PlannedWindow, Progress};
@@ -29,6 +31,7 @@ pub use manage::{Changed, Refusal};
 pub use paged::{PagedVerdict, ParkedChunk};
 pub use retry::{retry_transient, Transient};
 pub use state::{ChunkStatus, RunKind, RunStatus, UnknownState};
+pub use sweep_lease::{StoredPark, SweepClaim};
 
 use uuid::Uuid;
 
@@ -40,6 +43,10 @@ pub enum QueueError {
     /// us): this write changed nothing. Stop working on the chunk; it is not a failure.
     #[error("lost the lease on chunk {chunk} of run {run_id}: another worker took it over, so this worker's write was rolled back")]
     LeaseLost { run_id: Uuid, chunk: i32 },
+    /// The run's sweep lease ran out and another worker took the sweep over: this sweep
+    /// settled nothing. Not a failure of the run.
+    #[error("lost the sweep of run {run_id}: another worker took it over, so this worker settled nothing")]
+    SweepLost { run_id: Uuid },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

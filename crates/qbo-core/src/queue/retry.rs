@@ -23,7 +23,7 @@ impl Transient for QueueError {
     fn is_transient(&self) -> bool {
         match self {
             QueueError::Store(e) => e.is_transient(),
-            QueueError::LeaseLost { .. } => false,
+            QueueError::LeaseLost { .. } | QueueError::SweepLost { .. } => false,
         }
     }
 }
