@@ -230,6 +230,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.company_seats",
         "ops.company_throttle",
         "ops.oauth_tokens",
+        "ops.paged_reads",
         "ops.realm_service",
         "ops.schedule_firings",
         "ops.schedules",

@@ -164,7 +164,14 @@ async fn a_worker_killed_after_parking_leaves_its_window_to_the_runs_one_sweep()
     let w = World::new(small_company()).await;
     enqueue(&w).await;
     let pool = w.db.pool().await;
-    let mut doomed = worker(&w, &["--concurrency", "1"], Some("worker-after-park"));
+    // One slot: when it holds after parking, no other window of the run is in flight (a
+    // window being loaded when the worker dies is read again, which is not this test's
+    // point).
+    let mut doomed = worker(
+        &w,
+        &["--companies-at-once", "1", "--concurrency", "1"],
+        Some("worker-after-park"),
+    );
     wait_until(
         &pool,
         "SELECT count(*) FROM ops.backfill_report WHERE status = 'paged'",

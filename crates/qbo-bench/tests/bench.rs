@@ -69,7 +69,7 @@ fn the_benchmark_runs_every_contender_and_prints_the_targets() {
     assert_eq!(stdout.matches("    300 rows in").count(), 5, "{stdout}");
 }
 
-/// The API cost section alone, quick: both companies, the three contenders each, their
+/// The API cost section alone, quick: both companies, the four contenders each, their
 /// requests against the minimum, and the targets. The ratios depend on the engine, so only
 /// their presence is checked; every contender must load every record.
 #[test]
@@ -102,6 +102,8 @@ fn the_api_cost_section_runs_alone_and_prints_its_table() {
         "bound QBO",
         "qbo backfill all (defaults)",
         "qbo backfill invoices (defaults)",
+        "same, --enqueue + 2 qbo worker",
+        "(5b) qbo workers / in-process requests = ",
         "cursor loader (Singer tap)",
         "seed method",
         "Targets:",
