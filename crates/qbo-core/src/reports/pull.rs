@@ -603,6 +603,10 @@ impl Loader<'_> {
                     source: match e {
                         QueueError::Store(s) => s,
                         QueueError::LeaseLost { .. } => unreachable!("matched above"),
+                        // Only a backfill's sweep can lose its sweep lease.
+                        QueueError::SweepLost { .. } => {
+                            unreachable!("a report window is never swept")
+                        }
                     },
                 };
                 self.fail(claim, &progress, &crate::errors::chain(&e)).await
