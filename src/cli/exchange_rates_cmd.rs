@@ -20,7 +20,9 @@ as_of_date, rate, payload as received, intuit_tid): re-runs never duplicate.
 
 Transactions normally carry their own ExchangeRate, which staging uses first; the loaded rates
 are the fallback for those that do not (the latest rate on or before the TxnDate), see the
-README's \"Analysis-ready tables\". Run `qbo model refresh` afterwards.
+README's \"Analysis-ready tables\". Run `qbo model refresh` afterwards. `qbo sync` loads the
+days a multi-currency company's transactions need by itself (each day once); this command is
+for other days, or to ask days again.
 
 Exit codes: 0 loaded, 1 a day failed (the days before it are kept), 2 bad usage or
 configuration, 3 the refresh token was rejected (run `qbo auth login`), 130 interrupted.

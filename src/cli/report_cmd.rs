@@ -7,19 +7,25 @@ use crate::report::{self, Format};
 use crate::store::ReportFilter;
 use clap::Args;
 
-/// An entity (`invoices`), or a report's windows (`report:ProfitAndLoss`), or a report
-/// run of several reports (`report:all`).
+/// An entity (`invoices`), the exchange-rates step of multi-currency syncs
+/// (`exchange_rates`), or a report's windows (`report:ProfitAndLoss`), or a report run of
+/// several reports (`report:all`).
 fn parse_entity(s: &str) -> Result<String, String> {
     if let Some(names) = s.strip_prefix(crate::reports::pull::WINDOW_PREFIX) {
         return super::reports_cmd::parse_reports(names)
             .map(|_| s.to_string())
             .map_err(|e| format!("{e} after `report:`"));
     }
+    // The sync's exchange-rates step records runs of its own under this name.
+    let (rates, rates_qbo, _) = entities::EXCHANGE_RATES;
+    if s.eq_ignore_ascii_case(rates) || s.eq_ignore_ascii_case(rates_qbo) {
+        return Ok(rates.to_string());
+    }
     entities::find(s)
         .map(|e| e.cli_name.to_string())
         .ok_or_else(|| {
             format!(
-                "unknown entity `{s}`; expected one of: {}, or report:<ReportName> (or none, for every entity)",
+                "unknown entity `{s}`; expected one of: {}, exchange_rates, or report:<ReportName> (or none, for every entity)",
                 entities::cli_names().join(", ")
             )
         })
@@ -33,8 +39,9 @@ fn parse_realm(s: &str) -> Result<String, String> {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Only this entity (invoices, customers, ...; see `qbo entities`), or a report's
-    /// windows (report:ProfitAndLoss; report:all is the run of every report).
+    /// Only this entity (invoices, customers, ...; see `qbo entities`), exchange_rates (the
+    /// exchange-rates step of multi-currency syncs), or a report's windows
+    /// (report:ProfitAndLoss; report:all is the run of every report).
     #[arg(value_parser = parse_entity)]
     pub entity: Option<String>,
     /// Only this run: its id, or the start of it as the table shows it (at least 4 hex

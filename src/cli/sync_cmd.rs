@@ -61,6 +61,13 @@ stored before, and a month still open is replaced as it grows. A report window t
 printed with how to retry it (`qbo reports NAMES --retry-failed --run ID`) and makes the exit
 code 1.
 
+Exchange rates: for a multi-currency company (its loaded Preferences say
+CurrencyPrefs.MultiCurrencyEnabled) each sync ends with an exchange_rates step (a sync run of
+its own): one ExchangeRate query per day that a live loaded foreign-currency transaction is
+dated on and that was never asked (ops.exchange_rate_days), into raw.qb_exchange_rates. A sync
+with nothing on a new day asks nothing; a single-currency company is never asked. A day that
+fails makes the exit code 1 and is asked again by the next sync.
+
 Exit codes: 0 every entity synced (with --enqueue: every request recorded), 1 some failed
 (their watermark did not move; run sync again), 2 bad usage or configuration (e.g. a first
 sync without --since), 3 the refresh token was rejected (run `qbo auth login`; with
@@ -302,6 +309,9 @@ fn outcome_of(summaries: &[SyncSummary]) -> Outcome {
 }
 
 pub fn summary_line(s: &SyncSummary) -> String {
+    if s.entity == crate::entities::EXCHANGE_RATES.0 {
+        return rates_line(s);
+    }
     let watermark = s
         .watermark
         .map(|w| w.to_rfc3339())
@@ -314,6 +324,28 @@ pub fn summary_line(s: &SyncSummary) -> String {
         line.push_str(&format!(
             "\n  the watermark did not move past what failed; see `qbo report {} --run {}` and run `qbo sync {}` again",
             s.entity, s.run_id, s.entity
+        ));
+    }
+    line
+}
+
+/// The exchange rates step of a multi-currency company's sync.
+fn rates_line(s: &SyncSummary) -> String {
+    let mut line = format!(
+        "{}: sync run {} {} - {} days loaded ({} rates) from {}, {} requests, {} retries",
+        s.entity,
+        s.run_id,
+        s.status,
+        s.pages,
+        s.rows,
+        s.from.date_naive(),
+        s.requests,
+        s.retries
+    );
+    if s.failed_steps > 0 || s.status != RunStatus::Success {
+        line.push_str(&format!(
+            "\n  some days were not loaded; see `qbo report --run {}`; the next sync asks for them again",
+            s.run_id
         ));
     }
     line

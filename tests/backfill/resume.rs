@@ -229,6 +229,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         "ops.company_budget",
         "ops.company_seats",
         "ops.company_throttle",
+        "ops.exchange_rate_days",
         "ops.oauth_tokens",
         "ops.paged_reads",
         "ops.realm_service",

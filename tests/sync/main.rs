@@ -13,6 +13,7 @@ mod incremental;
 mod no_cdc;
 mod overlap;
 mod quirks;
+mod rates;
 mod raw_zone;
 mod split;
 

@@ -8,12 +8,18 @@
 //! its date until the next one, so staging takes the latest on or before a transaction's
 //! date: loading the days the company has transactions on is enough, and loading again
 //! replaces each day's rates (no duplicates).
+//!
+//! `qbo sync` keeps them current by itself (`crate::sync`'s rates step): for a company whose
+//! loaded Preferences say `MultiCurrencyEnabled`, it asks for each day a live loaded
+//! transaction in a foreign currency is dated on that was never asked (`missing_days`;
+//! every answered day is recorded in `ops.exchange_rate_days`), so a sync with nothing new
+//! asks nothing and a single-currency company is never asked at all.
 
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
 use crate::client::rates::{query_for, ExchangeRate};
-use crate::client::{ClientError, QboClient, RequestCounters};
+use crate::client::{ChangeSource, ClientError, RequestCounters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RatesError {
@@ -47,38 +53,125 @@ pub struct Loaded {
     pub rates: u64,
     pub requests: u32,
     pub retries: u32,
+    /// The last answer's intuit_tid, for Intuit support.
+    pub intuit_tid: Option<String>,
 }
 
 /// Loads every day of `[start, end]`.
-pub async fn load(
-    client: &QboClient,
+pub async fn load<S: ChangeSource>(
+    source: &S,
     pool: &PgPool,
     realm_id: &str,
     start: NaiveDate,
     end: NaiveDate,
 ) -> Result<Loaded, RatesError> {
+    let days: Vec<NaiveDate> = start.iter_days().take_while(|d| *d <= end).collect();
+    let (done, result) = load_days(source, pool, realm_id, &days).await;
+    result.map(|()| done)
+}
+
+/// Loads each of `days`, in order, one query a day; what was loaded before a failure is kept
+/// (and returned beside it).
+pub async fn load_days<S: ChangeSource>(
+    source: &S,
+    pool: &PgPool,
+    realm_id: &str,
+    days: &[NaiveDate],
+) -> (Loaded, Result<(), RatesError>) {
     let mut done = Loaded::default();
     let mut counters = RequestCounters::default();
-    for day in start.iter_days().take_while(|d| *d <= end) {
-        let answer = client
-            .exchange_rates(day, &mut counters)
-            .await
-            .map_err(|source| RatesError::Qbo { day, source })?;
-        store_day(
+    let mut result = Ok(());
+    for &day in days {
+        let answer = match source.fetch_exchange_rates(day, &mut counters).await {
+            Ok(a) => a,
+            Err(source) => {
+                result = Err(RatesError::Qbo { day, source });
+                break;
+            }
+        };
+        let stored = store_day(
             pool,
             realm_id,
             day,
             &answer.value,
             answer.intuit_tid.as_deref(),
         )
-        .await
-        .map_err(|source| RatesError::Store { day, source })?;
+        .await;
+        if let Err(source) = stored {
+            result = Err(RatesError::Store { day, source });
+            break;
+        }
         done.days += 1;
         done.rates += answer.value.len() as u64;
+        done.intuit_tid = answer.intuit_tid.or(done.intuit_tid);
     }
     done.requests = counters.requests;
     done.retries = counters.retries;
-    Ok(done)
+    (done, result)
+}
+
+/// A company's currency settings, as its loaded Preferences (`CurrencyPrefs`) say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrencyPrefs {
+    pub home_currency: String,
+    pub multi_currency: bool,
+}
+
+/// The loaded Preferences' currency settings; `None` while no Preferences (or none naming a
+/// home currency) are loaded for the company.
+pub async fn currency_prefs(
+    pool: &PgPool,
+    realm_id: &str,
+) -> Result<Option<CurrencyPrefs>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT payload->'CurrencyPrefs'->'HomeCurrency'->>'value' AS home_currency,
+                  coalesce((payload->'CurrencyPrefs'->>'MultiCurrencyEnabled')::boolean, false)
+                      AS "multi_currency!"
+           FROM raw.qb_preferences
+           WHERE realm_id = $1 AND deleted_at_utc IS NULL
+           ORDER BY last_updated_utc DESC LIMIT 1"#,
+        realm_id
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.and_then(|r| {
+        r.home_currency.map(|home_currency| CurrencyPrefs {
+            home_currency,
+            multi_currency: r.multi_currency,
+        })
+    }))
+}
+
+/// The days, up to `through`, that a live loaded transaction in a currency other than
+/// `home` is dated on and whose rate is not loaded: never asked (`ops.exchange_rate_days`)
+/// and no rate of that currency held for it. Oldest first.
+pub async fn missing_days(
+    pool: &PgPool,
+    realm_id: &str,
+    home: &str,
+    through: NaiveDate,
+) -> Result<Vec<NaiveDate>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT DISTINCT t.day AS "day!"
+           FROM (SELECT (x.p->>'TxnDate')::date AS day, x.p->'CurrencyRef'->>'value' AS currency
+                 FROM staging.raw_transactions rt
+                 -- Detoasted once per row, not once per `->`.
+                 CROSS JOIN LATERAL (SELECT rt.payload || '{}'::jsonb AS p OFFSET 0) x
+                 WHERE rt.realm_id = $1) t
+           WHERE t.currency IS NOT NULL AND t.currency <> $2
+             AND t.day IS NOT NULL AND t.day <= $3
+             AND NOT EXISTS (SELECT 1 FROM ops.exchange_rate_days a
+                             WHERE a.realm_id = $1 AND a.as_of_date = t.day)
+             AND NOT EXISTS (SELECT 1 FROM raw.qb_exchange_rates r
+                             WHERE r.realm_id = $1 AND r.as_of_date = t.day
+                               AND r.source_currency = t.currency AND r.target_currency = $2)
+           ORDER BY 1"#,
+        realm_id,
+        home,
+        through
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// Replaces the rates stored for `day` with `rates`, in one transaction.
@@ -121,6 +214,17 @@ async fn store_day(
         &values,
         &payloads,
         &updated as &[Option<String>],
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO ops.exchange_rate_days (realm_id, as_of_date, rates)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (realm_id, as_of_date)
+         DO UPDATE SET rates = EXCLUDED.rates, asked_at = now()",
+        realm_id,
+        day,
+        rates.len() as i32
     )
     .execute(&mut *tx)
     .await?;

@@ -516,6 +516,12 @@ impl Sandbox {
         self.inner.revoke(self.realm);
     }
 
+    /// The rate the multi-currency company books `code` (EUR, GBP, CAD) at on `day`, as its
+    /// ExchangeRate endpoint and its transactions of that day say (`None` for another code).
+    pub fn exchange_rate(code: &str, day: chrono::NaiveDate) -> Option<f64> {
+        data::currency::rate_e4(code, day).map(|r| r as f64 / 10_000.0)
+    }
+
     /// This handle's company's own counters.
     pub fn realm_stats(&self) -> RealmStats {
         self.company().stats()

@@ -66,6 +66,14 @@ pub trait ChangeSource: QuerySource {
         query: &str,
         counters: &mut RequestCounters,
     ) -> impl std::future::Future<Output = Result<Answer<IdPage>, ClientError>> + Send;
+    /// Every foreign currency's ExchangeRate into the home currency on `day` (one query).
+    fn fetch_exchange_rates(
+        &self,
+        day: chrono::NaiveDate,
+        counters: &mut RequestCounters,
+    ) -> impl std::future::Future<
+        Output = Result<Answer<Vec<super::rates::ExchangeRate>>, ClientError>,
+    > + Send;
 }
 
 impl ChangeSource for QboClient {
@@ -100,6 +108,14 @@ impl ChangeSource for QboClient {
     ) -> Result<Answer<IdPage>, ClientError> {
         self.execute(query, counters, |b| parse_ids(b, entity_qbo_name))
             .await
+    }
+
+    async fn fetch_exchange_rates(
+        &self,
+        day: chrono::NaiveDate,
+        counters: &mut RequestCounters,
+    ) -> Result<Answer<Vec<super::rates::ExchangeRate>>, ClientError> {
+        self.exchange_rates(day, counters).await
     }
 }
 

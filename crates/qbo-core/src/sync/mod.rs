@@ -12,6 +12,7 @@
 //! - Whole: entities QBO cannot window are re-read whole every time, then reconciled.
 
 mod cdc;
+mod rates;
 mod reconcile;
 mod summary;
 mod windows;
@@ -227,10 +228,17 @@ impl<S: ChangeSource + 'static> Syncer<S> {
                 self.reconcile_step(t, wm).await?;
             }
         }
-        let mut summaries = Vec::with_capacity(targets.len());
+        // After the entities, so the rates cover what this sync loaded.
+        let rates = if self.cancel.is_cancelled() {
+            None
+        } else {
+            self.rates_step(qbo_now.date_naive()).await?
+        };
+        let mut summaries = Vec::with_capacity(targets.len() + 1);
         for t in &targets {
             summaries.push(self.summarize(t, &realm_id).await?);
         }
+        summaries.extend(rates);
         Ok(summaries)
     }
 

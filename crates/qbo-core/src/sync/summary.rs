@@ -23,6 +23,8 @@ pub struct SyncSummary {
     pub updated: i64,
     pub skipped: i64,
     pub deleted: i64,
+    /// Pages read (for `exchange_rates`, the days whose rates QBO answered).
+    pub pages: i64,
     pub requests: i64,
     pub retries: i64,
     pub failed_steps: usize,
@@ -35,11 +37,28 @@ impl<S: ChangeSource + 'static> Syncer<S> {
         t: &Target,
         realm_id: &str,
     ) -> Result<SyncSummary, SyncError> {
-        let status = self.queue.settle_run(t.run_id).await?;
+        let watermark = self
+            .store
+            .watermark(realm_id, t.entity.cli_name)
+            .await?
+            .map(|w| w.watermark_utc);
+        self.summarize_run(t.run_id, t.entity.cli_name, t.from, watermark)
+            .await
+    }
+
+    /// Settles run `run_id` of `entity` and sums its report rows.
+    pub(super) async fn summarize_run(
+        &self,
+        run_id: Uuid,
+        entity: &'static str,
+        from: DateTime<Utc>,
+        watermark: Option<DateTime<Utc>>,
+    ) -> Result<SyncSummary, SyncError> {
+        let status = self.queue.settle_run(run_id).await?;
         let rows = self
             .store
             .chunks(&ReportFilter {
-                run_id: Some(t.run_id),
+                run_id: Some(run_id),
                 ..Default::default()
             })
             .await?;
@@ -49,28 +68,24 @@ impl<S: ChangeSource + 'static> Syncer<S> {
                 via.push(&r.read_via);
             }
         }
-        let watermark = self
-            .store
-            .watermark(realm_id, t.entity.cli_name)
-            .await?
-            .map(|w| w.watermark_utc);
         let sum = |f: fn(&ChunkRow) -> i64| rows.iter().map(f).sum::<i64>();
         Ok(SyncSummary {
-            run_id: t.run_id,
-            entity: t.entity.cli_name,
+            run_id,
+            entity,
             status,
             via: if via.is_empty() {
                 "nothing".into()
             } else {
                 via.join("+")
             },
-            from: t.from,
+            from,
             watermark,
             rows: sum(|c| c.row_count),
             inserted: sum(|c| c.inserted),
             updated: sum(|c| c.updated),
             skipped: sum(|c| c.skipped),
             deleted: sum(|c| c.deleted),
+            pages: sum(|c| i64::from(c.pages)),
             requests: sum(|c| c.requests as i64),
             retries: sum(|c| c.retries as i64),
             failed_steps: rows

@@ -57,7 +57,7 @@ pub const PREFERENCES: Spec = Spec {
     render: render_preferences,
 };
 
-fn render_preferences(_: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
+fn render_preferences(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
     let custom = |n: u8, label: &str| {
         json!([
             { "Name": format!("SalesFormsPrefs.UseSalesCustom{n}"), "Type": "BooleanType", "BooleanValue": true },
@@ -99,7 +99,9 @@ fn render_preferences(_: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
                 "WorkWeekStartDate": "Monday", "MarkTimeEntriesBillable": true,
             },
             "TaxPrefs": { "UsingSalesTax": true, "PartnerTaxEnabled": true },
-            "CurrencyPrefs": { "MultiCurrencyEnabled": true, "HomeCurrency": { "value": "USD" } },
+            // Off unless the company deals in foreign currencies: QBO's flag, which qbo sync
+            // reads to decide whether to load exchange rates.
+            "CurrencyPrefs": { "MultiCurrencyEnabled": ctx.multi_currency, "HomeCurrency": { "value": "USD" } },
             "ReportPrefs": { "ReportBasis": "Accrual", "CalcAgingReportFromTxnDate": false },
             "OtherPrefs": { "NameValue": [
                 { "Name": "SalesFormsPrefs.DefaultCustomerMessage", "Value": "Thank you for your business — merci!" },
