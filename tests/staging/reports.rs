@@ -183,6 +183,29 @@ async fn amount(pool: &PgPool, sql: &str) -> String {
         .unwrap_or_else(|| "0".into())
 }
 
+/// What is open with each customer, from staging: the README's "A/R aging" SQL's `open_ar`.
+const OPEN_AR: &str = "
+    SELECT realm_id, customer_id, txn_date, coalesce(due_date, txn_date) AS aged_from,
+           round(balance * exchange_rate, 2) AS amount
+    FROM staging.transactions WHERE source_entity = 'Invoice' AND balance <> 0
+    UNION ALL
+    SELECT realm_id, customer_id, txn_date, txn_date, -round(balance * exchange_rate, 2)
+    FROM staging.transactions WHERE source_entity = 'CreditMemo' AND balance <> 0
+    UNION ALL
+    SELECT realm_id, customer_id, txn_date, txn_date, -round(unapplied_amount * exchange_rate, 2)
+    FROM staging.transactions WHERE source_entity = 'Payment' AND unapplied_amount <> 0
+    UNION ALL
+    SELECT realm_id, customer_id, txn_date, txn_date, home_amount
+    FROM staging.general_ledger
+    WHERE source_entity = 'JournalEntry' AND account_type = 'Accounts Receivable'
+    UNION ALL
+    SELECT p.realm_id, p.customer_id, je.txn_date, je.txn_date, -round(l.amount * p.exchange_rate, 2)
+    FROM staging.payment_lines l
+    JOIN staging.transactions p USING (realm_id, source_entity, txn_id)
+    JOIN staging.transactions je ON je.realm_id = l.realm_id
+         AND je.source_entity = 'JournalEntry' AND je.txn_id = l.linked_txn_id
+    WHERE l.linked_txn_type = 'JournalEntry'";
+
 /// The transaction tables of the raw zone (the types that post).
 const TXN_TABLES: &[&str] = &[
     "invoices",
@@ -245,8 +268,10 @@ async fn the_detail_cash_flow_aged_and_listing_reports_tie_to_the_raw_zone_and_e
         "TransactionList rows = transactions in range"
     );
 
-    // AgedReceivables as of the range's end: the open balances of the invoices dated by
-    // then (the company has no payment dated later, so none is added back).
+    // AgedReceivables as of the range's end is what is open in staging (the README's A/R
+    // aging SQL): invoices, less open credit memos and unapplied payments, plus journal entry
+    // lines to A/R (the company has no payment dated later, so none is added back).
+    refresh(&w).await;
     let aged = amount(
         &pool,
         "SELECT c.amount::text FROM raw.qb_reports r JOIN raw.qb_report_cells c
@@ -257,14 +282,20 @@ async fn the_detail_cash_flow_aged_and_listing_reports_tie_to_the_raw_zone_and_e
     .await;
     let open = amount(
         &pool,
-        "SELECT sum((payload->>'Balance')::numeric)::text FROM raw.qb_invoices
-         WHERE deleted_at_utc IS NULL AND (payload->>'TxnDate')::date <= '2024-03-31'",
+        &format!("SELECT sum(amount)::text FROM ({OPEN_AR}) x WHERE txn_date <= '2024-03-31'"),
     )
     .await;
+    let credits = scalar(
+        &pool,
+        "SELECT count(*) FROM staging.transactions
+         WHERE source_entity IN ('CreditMemo', 'Payment') AND (balance > 0 OR unapplied_amount > 0)",
+    )
+    .await;
+    assert!(credits > 0, "open credits to age");
     assert_eq!(
         aged.parse::<f64>().unwrap(),
         open.parse::<f64>().unwrap(),
-        "aged receivables = open invoices"
+        "aged receivables = open A/R in staging"
     );
     let payables = amount(
         &pool,
@@ -273,15 +304,26 @@ async fn the_detail_cash_flow_aged_and_listing_reports_tie_to_the_raw_zone_and_e
            AND c.column_key = 'total'",
     )
     .await;
-    let bills = amount(
+    let open_ap = amount(
         &pool,
-        "SELECT sum((payload->>'Balance')::numeric)::text FROM raw.qb_bills
-         WHERE deleted_at_utc IS NULL AND (payload->>'TxnDate')::date <= '2024-03-31'",
+        "SELECT sum(amount)::text FROM (
+             SELECT balance AS amount FROM staging.transactions WHERE source_entity = 'Bill'
+             UNION ALL
+             SELECT -balance FROM staging.transactions WHERE source_entity = 'VendorCredit'
+             UNION ALL
+             SELECT -(t.total_amount - coalesce((SELECT sum(l.amount) FROM staging.bill_payment_lines l
+                                                 WHERE l.realm_id = t.realm_id AND l.txn_id = t.txn_id), 0))
+             FROM staging.transactions t WHERE t.source_entity = 'BillPayment'
+             UNION ALL
+             SELECT -home_amount FROM staging.general_ledger
+             WHERE source_entity = 'JournalEntry' AND account_type = 'Accounts Payable'
+         ) x",
     )
     .await;
     assert_eq!(
         payables.parse::<f64>().unwrap(),
-        bills.parse::<f64>().unwrap()
+        open_ap.parse::<f64>().unwrap(),
+        "aged payables = open bills less vendor credits and unapplied bill payments, plus journal entries to A/P"
     );
 
     // ProfitAndLossDetail: per account, its "Total for" summary is the P&L's amount.

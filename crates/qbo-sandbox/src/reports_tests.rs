@@ -352,7 +352,8 @@ async fn the_detail_cash_flow_aged_and_listing_reports_agree_with_the_books() {
     let operating = summary(&cf, "OperatingActivities")[0];
     assert_ne!(operating, 0);
 
-    // AgedReceivables as of a day after every transaction: the open invoice balances.
+    // AgedReceivables as of a day after every transaction: the open invoice balances, less
+    // the open credit memos and the payments' unapplied amounts (QBO ages them negative).
     let (st, ar) = report(
         &sb,
         &tok,
@@ -380,26 +381,122 @@ async fn the_detail_cash_flow_aged_and_listing_reports_agree_with_the_books() {
             "Total"
         ]
     );
-    let open: i64 = sb
-        .records("Invoice")
-        .iter()
-        .map(|i| cents_of(&i["Balance"]))
-        .sum();
-    assert!(open > 0);
+    let sum = |entity: &str, field: &str| -> i64 {
+        sb.records(entity).iter().map(|r| cents_of(&r[field])).sum()
+    };
+    let (invoices, credits, unapplied) = (
+        sum("Invoice", "Balance"),
+        sum("CreditMemo", "Balance"),
+        sum("Payment", "UnappliedAmt"),
+    );
+    assert!(invoices > 0 && credits > 0 && unapplied > 0);
+    let open = invoices - credits - unapplied;
     let grand = summary(&ar, "GrandTotal");
     assert_eq!(grand[5], open, "{ar}");
     assert_eq!(
         grand[4], open,
         "all of it 91 days and more past due by 2030"
     );
+    // AgedPayables: the open bills, less the open vendor credits and what bill payments left
+    // unapplied, plus the journal entries' credits to A/P (less their debits).
     let (st, ap) = report(&sb, &tok, "AgedPayables", &[("report_date", "2030-01-01")]).await;
     assert_eq!(st, 200, "{ap}");
-    let bills: i64 = sb
-        .records("Bill")
+    let unapplied_bill_payments: i64 = sb
+        .records("BillPayment")
         .iter()
-        .map(|b| cents_of(&b["Balance"]))
+        .map(|p| {
+            let lines: i64 = p["Line"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| cents_of(&l["Amount"]))
+                .sum();
+            cents_of(&p["TotalAmt"]) - lines
+        })
         .sum();
-    assert_eq!(summary(&ap, "GrandTotal")[5], bills);
+    let payable = |type_: &str| -> Vec<String> {
+        sb.records("Account")
+            .iter()
+            .filter(|a| a["AccountType"] == type_)
+            .map(|a| a["Id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ap_accounts = payable("Accounts Payable");
+    let journal_ap: i64 = sb
+        .records("JournalEntry")
+        .iter()
+        .flat_map(|je| je["Line"].as_array().unwrap().clone())
+        .filter(|l| {
+            let account = &l["JournalEntryLineDetail"]["AccountRef"]["value"];
+            ap_accounts.iter().any(|a| account == a)
+        })
+        .map(
+            |l| match l["JournalEntryLineDetail"]["PostingType"].as_str() {
+                Some("Credit") => cents_of(&l["Amount"]),
+                _ => -cents_of(&l["Amount"]),
+            },
+        )
+        .sum();
+    assert!(journal_ap > 0, "the company's journal entries credit A/P");
+    let vendor_credits = sum("VendorCredit", "Balance");
+    assert!(vendor_credits > 0);
+    assert_eq!(
+        summary(&ap, "GrandTotal")[5],
+        sum("Bill", "Balance") - vendor_credits - unapplied_bill_payments + journal_ap,
+        "{ap}"
+    );
+
+    // A journal entry debiting A/R for a customer is owed by that customer from its date;
+    // the customer's row nets it with the rest of what is open with them.
+    let ar_account = payable("Accounts Receivable")[0].clone();
+    let income = sb
+        .records("Account")
+        .iter()
+        .find(|a| a["AccountType"] == "Income")
+        .unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let customer = sb.records("Customer")[0].clone();
+    let as_of = [("report_date", "2024-02-10")];
+    let (_, before) = report(&sb, &tok, "AgedReceivables", &as_of).await;
+    sb.put_record(
+        "JournalEntry",
+        serde_json::json!({
+            "Id": "900001", "SyncToken": "0", "TxnDate": "2024-02-01", "domain": "QBO",
+            "sparse": false, "Adjustment": false, "TotalAmt": 123.45, "TxnTaxDetail": {},
+            "CurrencyRef": { "value": "USD", "name": "United States Dollar" },
+            "MetaData": { "CreateTime": "2024-02-01T10:00:00-08:00",
+                          "LastUpdatedTime": "2024-02-01T10:00:00-08:00" },
+            "Line": [
+                { "Id": "0", "Amount": 123.45, "DetailType": "JournalEntryLineDetail",
+                  "JournalEntryLineDetail": { "PostingType": "Debit",
+                      "AccountRef": { "value": ar_account },
+                      "Entity": { "Type": "Customer", "EntityRef": {
+                          "value": customer["Id"], "name": customer["DisplayName"] } } } },
+                { "Id": "1", "Amount": 123.45, "DetailType": "JournalEntryLineDetail",
+                  "JournalEntryLineDetail": { "PostingType": "Credit",
+                      "AccountRef": { "value": income } } },
+            ],
+        }),
+    );
+    let (_, after) = report(&sb, &tok, "AgedReceivables", &as_of).await;
+    let (b, a) = (
+        summary(&before, "GrandTotal"),
+        summary(&after, "GrandTotal"),
+    );
+    assert_eq!(a[5] - b[5], 12_345, "{after}");
+    assert_eq!(a[1] - b[1], 12_345, "aged from its date: 9 days, 1 - 30");
+    let row_of = |r: &Value| -> i64 {
+        r["Rows"]["Row"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["ColData"][0]["id"] == customer["Id"])
+            .map_or(0, |row| money(&row["ColData"][6]))
+    };
+    assert_eq!(row_of(&after) - row_of(&before), 12_345);
+
     // Before any invoice, nothing is open.
     let (_, early) = report(
         &sb,
