@@ -367,44 +367,6 @@ impl PgStore {
         }))
     }
 
-    /// Whether a request a worker may take has waited longer than `waited` since it was
-    /// requested (a slot loading a backfill then hands its windows back to run it).
-    pub async fn sync_request_waiting(
-        &self,
-        waited: std::time::Duration,
-        skip: &[String],
-        skip_requests: &[Uuid],
-    ) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar!(
-            r#"SELECT EXISTS (
-                   SELECT 1 FROM ops.sync_requests q
-                   WHERE (q.status = 'queued'
-                          OR (q.status = 'running' AND q.lease_expires_at < now()))
-                     AND q.requested_at < now() - make_interval(secs => $1)
-                     AND NOT (q.realm_id = ANY($2::text[]))
-                     AND NOT (q.request_id = ANY($3::uuid[]))
-                     AND NOT EXISTS (
-                         SELECT 1 FROM ops.company_throttle t
-                         WHERE t.realm_id = q.realm_id AND t.paused_until > now())
-                     AND (EXISTS (
-                              SELECT 1 FROM ops.companies co
-                              WHERE co.realm_id = q.realm_id AND co.status = 'active')
-                          OR NOT EXISTS (SELECT 1 FROM ops.companies))
-                     AND NOT EXISTS (
-                         SELECT 1 FROM ops.sync_requests o
-                         WHERE o.realm_id = q.realm_id AND o.request_id <> q.request_id
-                           AND o.status = 'running' AND o.lease_expires_at >= now()
-                           AND (o.entities && q.entities OR 'all' = ANY(o.entities)
-                                OR 'all' = ANY(q.entities))))
-               AS "waiting!""#,
-            waited.as_secs_f64(),
-            skip,
-            skip_requests,
-        )
-        .fetch_one(self.pool())
-        .await?)
-    }
-
     /// Extends the lease; `false`: the request is no longer this worker's (its lease ran out
     /// and another worker took it over), so the worker stops and writes nothing more.
     pub async fn heartbeat_sync_request(
