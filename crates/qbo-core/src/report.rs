@@ -113,30 +113,7 @@ fn table(rows: &[ChunkRow]) -> String {
             .into();
     }
     let body: Vec<[String; 17]> = rows.iter().map(cells).collect();
-    let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
-    for row in &body {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let last = cells.len() - 1;
-        for (i, cell) in cells.iter().enumerate() {
-            if i == last {
-                let _ = write!(out, "{cell}");
-            } else {
-                let _ = write!(out, "{cell:<w$}  ", w = widths[i]);
-            }
-        }
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-    };
-    line(&HEADER);
-    for row in &body {
-        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&refs);
-    }
+    let mut out = crate::stdout::table(&HEADER, &body);
     let total = |f: fn(&ChunkRow) -> i64| rows.iter().map(f).sum::<i64>();
     let cancelled = rows
         .iter()
@@ -283,7 +260,7 @@ pub fn render_companies(lines: &[CompanyLine], format: Format) -> String {
             ]
         })
         .collect();
-    let mut out = aligned(&header, &rows);
+    let mut out = crate::stdout::table(&header, &rows);
     if lines.is_empty() {
         out.push_str("(no runs yet)\n");
     }
@@ -333,36 +310,9 @@ pub fn render_sync_requests(
             ]
         })
         .collect();
-    let mut out = aligned(&header, &rows);
+    let mut out = crate::stdout::table(&header, &rows);
     if requests.is_empty() {
         out.push_str("(no sync requests)\n");
-    }
-    out
-}
-
-/// A table: each column as wide as its widest cell, two spaces between columns.
-fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    let line = |out: &mut String, cells: &[&str]| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", text.join("  ").trim_end());
-    };
-    line(&mut out, header);
-    for r in rows {
-        line(&mut out, &r.iter().map(String::as_str).collect::<Vec<_>>());
     }
     out
 }
