@@ -459,43 +459,62 @@ fn few() -> Vec<&'static qbo::entities::Entity> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_whose_worker_was_killed_is_taken_over_after_its_lease() {
+/// A company whose sync of [`FEW`] (three weeks, two-day windows) a worker is running.
+struct MidSync {
+    w: World,
+    realm: String,
+    pool: sqlx::PgPool,
+    /// The sync request.
+    id: uuid::Uuid,
+    worker: Child,
+}
+
+/// Enqueues a sync of [`FEW`] for a company and starts worker `name` (one window at a time)
+/// under slow answers (30 ms each; `w.faults(Faults::default())` lifts them), returning once
+/// the request is running and a few requests in, so that it is still going when the test
+/// stops the worker.
+async fn worker_mid_sync(name: &str) -> MidSync {
     let w = World::new(recent_companies(1)).await;
     w.import_all_companies().await;
     let realm = w.realm_ids()[0].clone();
     let pool = w.db.pool().await;
-    let queued = w
-        .run(&[
-            "sync",
-            "invoices",
-            "customers",
-            "items",
-            "bills",
-            "--since",
-            &days_ago(21),
-            "--chunk-days",
-            "2",
-            "--enqueue",
-            "--realm-id",
-            &realm,
-        ])
-        .await;
+    let mut args = vec!["sync"];
+    args.extend(FEW);
+    let since = days_ago(21);
+    args.extend(["--since", since.as_str(), "--chunk-days", "2", "--enqueue"]);
+    args.extend(["--realm-id", realm.as_str()]);
+    let queued = w.run(&args).await;
     queued.assert_code(0);
     let id = request_ids(&queued.stdout)[&realm];
-    // Slow answers, so that the sync is still going when the worker dies.
     w.faults(Faults {
         latency_ms: 30,
         ..Faults::default()
     });
-    let doomed = worker(&w, "doomed", &["--concurrency", "1"]);
+    let worker = worker(&w, name, &["--concurrency", "1"]);
     let started = w.realm_stats(&realm).requests;
     wait_until("the sync to be running and past a few requests", || async {
         request_state(&pool, id).await.0 == "running"
             && w.realm_stats(&realm).requests >= started + 5
     })
     .await;
-    let mut doomed = doomed;
+    MidSync {
+        w,
+        realm,
+        pool,
+        id,
+        worker,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_worker_was_killed_is_taken_over_after_its_lease() {
+    let MidSync {
+        w,
+        realm,
+        pool,
+        id,
+        worker: mut doomed,
+    } = worker_mid_sync("doomed").await;
     doomed.start_kill().unwrap(); // SIGKILL: the request stays running under its lease
     doomed.wait().await.unwrap();
     assert_eq!(request_state(&pool, id).await.0, "running");
@@ -520,39 +539,13 @@ async fn a_sync_whose_worker_was_killed_is_taken_over_after_its_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_sync_puts_the_request_back_and_the_next_worker_finishes_it() {
-    let w = World::new(recent_companies(1)).await;
-    w.import_all_companies().await;
-    let realm = w.realm_ids()[0].clone();
-    let pool = w.db.pool().await;
-    let queued = w
-        .run(&[
-            "sync",
-            "invoices",
-            "customers",
-            "items",
-            "bills",
-            "--since",
-            &days_ago(21),
-            "--chunk-days",
-            "2",
-            "--enqueue",
-            "--realm-id",
-            &realm,
-        ])
-        .await;
-    queued.assert_code(0);
-    let id = request_ids(&queued.stdout)[&realm];
-    w.faults(Faults {
-        latency_ms: 30,
-        ..Faults::default()
-    });
-    let drained = worker(&w, "drained", &["--concurrency", "1"]);
-    let started = w.realm_stats(&realm).requests;
-    wait_until("the sync to be running and past a few requests", || async {
-        request_state(&pool, id).await.0 == "running"
-            && w.realm_stats(&realm).requests >= started + 5
-    })
-    .await;
+    let MidSync {
+        w,
+        realm,
+        pool,
+        id,
+        worker: drained,
+    } = worker_mid_sync("drained").await;
     signal(&drained, "-TERM");
     let out = ended(&w, "drained", drained, 0).await;
     assert!(

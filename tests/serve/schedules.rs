@@ -88,32 +88,50 @@ async fn add_schedule(w: &World, args: &[&str]) {
     w.run(&all).await.assert_code(0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_fire_each_tick_exactly_once() {
-    let (w, realm) = connected_world().await;
-    // A one-day rolling backfill of invoices: the sandbox's invoices are from 2024, so each
-    // run is one empty window, loaded in a moment by either instance's worker.
+/// `qbo schedule add` of a rolling backfill of `entity` over the last `days` days, for one
+/// company.
+async fn add_backfill(w: &World, name: &str, cron: &str, entity: &str, days: &str, realm: &str) {
     add_schedule(
-        &w,
+        w,
         &[
             "--name",
-            "every-2s",
+            name,
             "--cron",
-            EVERY_2S,
+            cron,
             "--kind",
             "backfill",
             "--entity",
-            "invoices",
+            entity,
             "--days",
-            "1",
+            days,
             "--realm-id",
-            &realm,
+            realm,
         ],
     )
     .await;
+}
+
+/// A connected company with schedule `every-2s`: a one-day rolling backfill of invoices
+/// every two seconds. The sandbox's invoices are from 2024, so each run is one empty window,
+/// loaded in a moment by any worker.
+async fn every_2s_world() -> (World, PgPool) {
+    let (w, realm) = connected_world().await;
+    add_backfill(&w, "every-2s", EVERY_2S, "invoices", "1", &realm).await;
     let pool = w.db.pool().await;
-    let a = Served::start_with(&w, &["--workers", "1"], &[FAST_POLL]).await;
-    let b = Served::start_with(&w, &["--workers", "1"], &[FAST_POLL]).await;
+    (w, pool)
+}
+
+/// Two `qbo serve`s, one worker slot each, whose schedulers look every 100 ms.
+async fn two_instances(w: &World) -> (Served, Served) {
+    let a = Served::start_with(w, &["--workers", "1"], &[FAST_POLL]).await;
+    let b = Served::start_with(w, &["--workers", "1"], &[FAST_POLL]).await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_fire_each_tick_exactly_once() {
+    let (w, pool) = every_2s_world().await;
+    let (a, b) = two_instances(&w).await;
     wait_for(&pool, "every-2s", "4 ticks fired", |rows| {
         count(rows, "fired") >= 4
     })
@@ -302,28 +320,8 @@ async fn a_tick_is_skipped_while_the_previous_ticks_work_is_going() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticks_missed_while_no_instance_ran_fire_once() {
-    let (w, realm) = connected_world().await;
-    add_schedule(
-        &w,
-        &[
-            "--name",
-            "every-2s",
-            "--cron",
-            EVERY_2S,
-            "--kind",
-            "backfill",
-            "--entity",
-            "invoices",
-            "--days",
-            "1",
-            "--realm-id",
-            &realm,
-        ],
-    )
-    .await;
-    let pool = w.db.pool().await;
-    let a = Served::start_with(&w, &["--workers", "1"], &[FAST_POLL]).await;
-    let b = Served::start_with(&w, &["--workers", "1"], &[FAST_POLL]).await;
+    let (w, pool) = every_2s_world().await;
+    let (a, b) = two_instances(&w).await;
     wait_for(&pool, "every-2s", "a tick fired", |rows| {
         count(rows, "fired") >= 1
     })
@@ -433,24 +431,7 @@ async fn schedules_are_managed_from_the_cli_and_the_api_with_clear_errors() {
         "{}",
         unknown.stderr
     );
-    add_schedule(
-        &w,
-        &[
-            "--name",
-            "nightly",
-            "--cron",
-            "0 2 * * *",
-            "--kind",
-            "backfill",
-            "--entity",
-            "all",
-            "--days",
-            "3",
-            "--realm-id",
-            &realm,
-        ],
-    )
-    .await;
+    add_backfill(&w, "nightly", "0 2 * * *", "all", "3", &realm).await;
     let dup = w
         .run(&[
             "schedule",
@@ -587,22 +568,7 @@ async fn schedules_are_managed_from_the_cli_and_the_api_with_clear_errors() {
 async fn sixteen_claimers_of_one_due_tick_claim_it_once() {
     use qbo::schedule::store::{self, Claimed};
     let (w, realm) = connected_world().await;
-    add_schedule(
-        &w,
-        &[
-            "--name",
-            "nightly",
-            "--cron",
-            "0 2 * * *",
-            "--kind",
-            "backfill",
-            "--days",
-            "3",
-            "--realm-id",
-            &realm,
-        ],
-    )
-    .await;
+    add_backfill(&w, "nightly", "0 2 * * *", "all", "3", &realm).await;
     let pool = w.db.pool().await;
     // Due since yesterday's 02:00 (a tick of the cron).
     sqlx::query(
@@ -654,22 +620,7 @@ async fn sixteen_claimers_of_one_due_tick_claim_it_once() {
 async fn a_firing_left_midway_holds_the_next_ticks_then_is_marked_failed() {
     use qbo::schedule::store::{self, Claimed};
     let (w, realm) = connected_world().await;
-    add_schedule(
-        &w,
-        &[
-            "--name",
-            "nightly",
-            "--cron",
-            "0 2 * * *",
-            "--kind",
-            "backfill",
-            "--days",
-            "3",
-            "--realm-id",
-            &realm,
-        ],
-    )
-    .await;
+    add_backfill(&w, "nightly", "0 2 * * *", "all", "3", &realm).await;
     let pool = w.db.pool().await;
     // An instance claimed the tick of two days ago and stopped before it finished.
     let make_due = "UPDATE ops.schedules
@@ -727,22 +678,7 @@ async fn old_firings_are_pruned_but_each_schedules_latest_and_last_fired_stay() 
     use qbo::schedule::store;
     let (w, realm) = connected_world().await;
     for (name, cron) in [("fast", "*/5 * * * * *"), ("daily", "0 2 * * *")] {
-        add_schedule(
-            &w,
-            &[
-                "--name",
-                name,
-                "--cron",
-                cron,
-                "--kind",
-                "backfill",
-                "--days",
-                "1",
-                "--realm-id",
-                &realm,
-            ],
-        )
-        .await;
+        add_backfill(&w, name, cron, "all", "1", &realm).await;
     }
     let pool = w.db.pool().await;
     // fast: 1,500 ticks 5 s apart, all skipped but the 1,201st newest (past the newest 1,000).
