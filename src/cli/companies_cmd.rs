@@ -31,7 +31,7 @@ pub enum CompaniesCommand {
     Add(AddArgs),
     /// Every company: realm id, name, environment, status and when it was last loaded.
     List(ListArgs),
-    /// Leave a company out of `--all-companies` until `resume`.
+    /// Leave a company out of `--all-companies`, the workers and schedules until `resume`.
     Pause(PauseArgs),
     /// Make a paused (or needs_reauth) company active again.
     Resume(RealmArgs),

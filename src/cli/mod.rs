@@ -58,7 +58,7 @@ pub struct Cli {
         env = "QBO_LOG_FORMAT"
     )]
     pub log_format: LogFormat,
-    /// Log level for qbo (error, warn, info, debug, trace). RUST_LOG overrides it.
+    /// Log level for qbo (off, error, warn, info, debug, trace). RUST_LOG overrides it.
     #[arg(
         long,
         global = true,
@@ -119,7 +119,8 @@ pub enum Command {
     /// (UTC), per company or for every active one; add, list, remove.
     #[command(subcommand, after_help = schedule_cmd::AFTER_HELP)]
     Schedule(schedule_cmd::ScheduleCommand),
-    /// Load queued runs (`backfill --enqueue`) of every company, fairly, until stopped.
+    /// Load queued runs (`backfill --enqueue`) and run queued syncs (`sync --enqueue`) of every
+    /// company, fairly, until stopped.
     #[command(after_help = worker_cmd::AFTER_HELP)]
     Worker(worker_cmd::WorkerArgs),
 }

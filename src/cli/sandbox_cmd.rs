@@ -73,7 +73,7 @@ pub async fn run(args: SandboxArgs) -> Result<Outcome, CliError> {
     );
     outln!("export QBO_TOKEN_STORE=file:{}", store.display());
     outln!(
-        "# then: qbo backfill all --start {} --end {} --chunk-days 92",
+        "# then: qbo backfill all --start {} --end {}",
         args.data_start,
         args.data_end
     );

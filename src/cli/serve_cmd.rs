@@ -20,7 +20,7 @@ use crate::serve::{self, AppState};
 
 pub const AFTER_HELP: &str = "\
 Examples:
-  qbo serve                                   # http://127.0.0.1:8080, 4 worker slots
+  qbo serve                                   # http://127.0.0.1:8080, 4 companies loaded at once
   QBO_SERVE_TOKEN=$(openssl rand -hex 32) qbo serve --listen 0.0.0.0:8080
   qbo serve --workers 0                       # API and page only; `qbo worker`s load
   qbo serve --listen 0.0.0.0:8080 --token-file /data/serve-token   # token made once, kept
@@ -52,11 +52,13 @@ pub struct ServeArgs {
     /// logged, never the token (`docker compose up` uses this).
     #[arg(long, env = "QBO_SERVE_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
-    /// Worker slots (runs loaded at once, as `qbo worker --companies-at-once`); 0 for an
-    /// API-only instance whose queued work other workers load.
+    /// Companies the workers load at once, as `qbo worker --companies-at-once` (each with up
+    /// to --concurrency windows at once); 0 for an API-only instance whose queued work other
+    /// workers load.
     #[arg(long, env = "QBO_SERVE_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub workers: u32,
-    /// Windows loaded at once per run.
+    /// Windows of one company the workers load at once, at most, as `qbo worker
+    /// --concurrency`.
     #[arg(long, env = "QBO_WORKER_CONCURRENCY", default_value_t = crate::backfill::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub concurrency: u32,
     /// Milliseconds between the workers' looks at the queue while there is nothing to take.

@@ -27,7 +27,7 @@ records edited or deleted in QBO since they were loaded: `qbo sync` brings them 
 
 Exit codes: 0 every window matches, 1 some windows differ (or QBO or Postgres failed; the
 error says which), 2 bad usage or configuration, 3 the refresh token was rejected (run
-`qbo auth login`).
+`qbo auth login`), 130 interrupted (nothing was written; run it again).
 
 With --all-companies, every active company of `qbo companies` is verified in turn (a line on
 stderr names each paused or needs_reauth company skipped); a company whose refresh token QBO
