@@ -192,6 +192,20 @@ async fn store_day(
     let payloads = col(|r| r.json.to_string());
     let updated: Vec<Option<String>> = rates.iter().map(|r| r.last_updated.clone()).collect();
     let mut tx = pool.begin().await?;
+    // The day's row first: its upsert locks the row (or waits for a concurrent insert of
+    // it to commit), so two syncs storing the same day take turns instead of both deleting
+    // nothing and the second tripping over the first's rates on the unique key.
+    sqlx::query!(
+        "INSERT INTO ops.exchange_rate_days (realm_id, as_of_date, rates)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (realm_id, as_of_date)
+         DO UPDATE SET rates = EXCLUDED.rates, asked_at = now()",
+        realm_id,
+        day,
+        rates.len() as i32
+    )
+    .execute(&mut *tx)
+    .await?;
     sqlx::query!(
         "DELETE FROM raw.qb_exchange_rates WHERE realm_id = $1 AND as_of_date = $2",
         realm_id,
@@ -214,17 +228,6 @@ async fn store_day(
         &values,
         &payloads,
         &updated as &[Option<String>],
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO ops.exchange_rate_days (realm_id, as_of_date, rates)
-         VALUES ($1, $2, $3)
-         ON CONFLICT (realm_id, as_of_date)
-         DO UPDATE SET rates = EXCLUDED.rates, asked_at = now()",
-        realm_id,
-        day,
-        rates.len() as i32
     )
     .execute(&mut *tx)
     .await?;

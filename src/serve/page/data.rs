@@ -35,7 +35,8 @@ pub struct RunSummary {
     pub windows: i64,
     pub succeeded: i64,
     pub failed: i64,
-    /// `running` or `paged`: held by a worker now.
+    /// `running` or `paged`: being loaded, or loaded and waiting for the run's sweep (a
+    /// worker's parked window holds no lease: its reads wait in `ops.paged_reads`).
     pub active: i64,
     pub loaded: i64,
     pub expected: i64,
