@@ -13,6 +13,7 @@ use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::keep_alive::keep_alive;
 use super::{retry_transient, Claimer, ParkedChunk, Queue, QueueError};
 use crate::chunks::Window;
 use crate::store::{ChunkRow, UpsertCounts};
@@ -462,13 +463,13 @@ impl ClaimedChunk {
     }
 }
 
-/// "heartbeat failed": at most one line per this, with how many were held back.
+/// "heartbeat failed": at most one line per this, with how many were held back (every
+/// claimed chunk heartbeats: during a Postgres outage, one line says it for all of them).
 static HEARTBEAT_LINE: crate::telemetry::RareLine =
     crate::telemetry::RareLine::new(Duration::from_secs(10));
 
-/// Extends the lease every third of it; cancels `lost` and ends when the chunk is no longer
-/// this attempt's. A failed heartbeat (Postgres restarting) is tried again next time: the
-/// lease has two more thirds to run.
+/// Extends the chunk's lease every third of it (`keep_alive`); cancels `lost` and ends when
+/// the chunk is no longer this attempt's.
 async fn heartbeat(
     queue: Queue,
     run_id: Uuid,
@@ -478,9 +479,14 @@ async fn heartbeat(
     lease: Duration,
     lost: CancellationToken,
 ) {
-    loop {
-        tokio::time::sleep(lease / 3).await;
-        let r = sqlx::query!(
+    let (queue, owner) = (&queue, owner.as_str());
+    keep_alive(
+        lease,
+        lost,
+        &HEARTBEAT_LINE,
+        "heartbeat",
+        move || async move {
+            sqlx::query!(
             "UPDATE ops.backfill_report SET lease_expires_at = now() + make_interval(secs => $5)
              WHERE run_id = $1 AND chunk_index = $2 AND lease_owner = $3 AND attempts = $4
                AND status = 'running'",
@@ -490,21 +496,10 @@ async fn heartbeat(
             attempt,
             lease.as_secs_f64()
         )
-        .execute(queue.pool())
-        .await;
-        match r {
-            Ok(r) if r.rows_affected() == 1 => {}
-            Ok(_) => {
-                lost.cancel();
-                return;
-            }
-            Err(e) => {
-                // Every claimed chunk heartbeats: during a Postgres outage, one line per
-                // period says it for all of them.
-                if let Some(held_back) = HEARTBEAT_LINE.allow() {
-                    tracing::warn!(error = %crate::errors::chain(&e), held_back, "heartbeat failed; will try again")
-                }
-            }
-        }
-    }
+            .execute(queue.pool())
+            .await
+            .map(|r| r.rows_affected())
+        },
+    )
+    .await
 }

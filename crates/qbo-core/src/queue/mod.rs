@@ -18,6 +18,7 @@
 
 mod claim;
 mod handle;
+mod keep_alive;
 mod manage;
 mod paged;
 mod retry;

@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::keep_alive::keep_alive;
 use super::{retry_transient, Claimer, PagedVerdict, Progress, Queue, QueueError};
 
 /// What a durably parked window read, for the run's sweep.
@@ -337,8 +338,8 @@ impl PagedVerdict {
 static SWEEP_HEARTBEAT_LINE: crate::telemetry::RareLine =
     crate::telemetry::RareLine::new(Duration::from_secs(10));
 
-/// Extends the sweep lease every third of it; cancels `lost` and ends when the run's sweep
-/// is no longer this owner's.
+/// Extends the sweep lease every third of it (`keep_alive`); cancels `lost` and ends when
+/// the run's sweep is no longer this owner's.
 async fn heartbeat(
     queue: Queue,
     run_id: Uuid,
@@ -346,30 +347,26 @@ async fn heartbeat(
     lease: Duration,
     lost: CancellationToken,
 ) {
-    loop {
-        tokio::time::sleep(lease / 3).await;
-        let r = sqlx::query!(
-            "UPDATE ops.backfill_runs SET sweep_expires_at = now() + make_interval(secs => $3)
+    let (queue, owner) = (&queue, owner.as_str());
+    keep_alive(
+        lease,
+        lost,
+        &SWEEP_HEARTBEAT_LINE,
+        "sweep heartbeat",
+        move || async move {
+            sqlx::query!(
+                "UPDATE ops.backfill_runs SET sweep_expires_at = now() + make_interval(secs => $3)
              WHERE run_id = $1 AND sweep_owner = $2",
-            run_id,
-            owner,
-            lease.as_secs_f64()
-        )
-        .execute(queue.pool())
-        .await;
-        match r {
-            Ok(r) if r.rows_affected() == 1 => {}
-            Ok(_) => {
-                lost.cancel();
-                return;
-            }
-            Err(e) => {
-                if let Some(held_back) = SWEEP_HEARTBEAT_LINE.allow() {
-                    tracing::warn!(error = %crate::errors::chain(&e), held_back, "sweep heartbeat failed; will try again")
-                }
-            }
-        }
-    }
+                run_id,
+                owner,
+                lease.as_secs_f64()
+            )
+            .execute(queue.pool())
+            .await
+            .map(|r| r.rows_affected())
+        },
+    )
+    .await
 }
 
 impl super::ClaimedChunk {
