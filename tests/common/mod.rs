@@ -452,10 +452,17 @@ impl From<Output> for Run {
 impl Run {
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
+        // The errors first: a long stderr is often cut in the middle where CI shows it.
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.starts_with("error") || l.contains("Error:"))
+            .collect();
         assert_eq!(
             self.code,
             Some(code),
-            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+            "expected exit {code}\n--- errors in stderr\n{}\n--- stdout\n{}\n--- stderr\n{}",
+            errors.join("\n"),
             self.stdout,
             self.stderr
         );
