@@ -232,6 +232,78 @@ async fn the_monthly_read_cap_stops_a_run_with_its_error_and_loses_nothing() {
         .await;
 }
 
+/// The monthly read cap is the app's: the reads one company spent count against a load of
+/// another. The counter keeps one row per company (so companies never queue on one row), and
+/// `qbo report` shows their sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_read_cap_counts_every_companys_reads() {
+    let w = World::new(small_companies(2)).await;
+    let realms = w.realm_ids();
+    let args = [
+        "backfill",
+        "invoices",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--chunk-days",
+        "7",
+        "--concurrency",
+        "1",
+    ];
+    w.run_for(&realms[0], &args).await.assert_code(0);
+    let pool = w.db.pool().await;
+    let reads_of = |realm: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT coalesce(sum(reads), 0)::int8 FROM ops.app_reads WHERE realm_id = $1",
+            )
+            .bind(realm)
+            .fetch_one(&pool)
+            .await
+            .unwrap() as u64
+        }
+    };
+    let first = reads_of(realms[0].clone()).await;
+    assert!(
+        first >= w.realm_stats(&realms[0]).requests && first > 5,
+        "the first company's load counted {first} reads"
+    );
+
+    // Three reads left under the cap for the app: the second company stops there.
+    let cap = (first + 3).to_string();
+    let mut capped = w.qbo_for(&realms[1], &args);
+    capped.env("QBO_MONTHLY_READ_CAP", &cap);
+    let capped = Run::from(capped.output().await.unwrap());
+    capped.assert_code(1);
+    let said = format!("{}{}", capped.stdout, capped.stderr);
+    assert!(
+        said.contains(&format!("reached QBO_MONTHLY_READ_CAP ({cap})")),
+        "{said}"
+    );
+    let second = reads_of(realms[1].clone()).await;
+    assert!(
+        (3..=4).contains(&second) && w.realm_stats(&realms[1]).requests <= second,
+        "the second company read {second} times under a cap the first had nearly spent"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ops.app_reads")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "one row per company and month");
+
+    let report = w.run(&["report"]).await;
+    report.assert_code(0);
+    assert!(
+        report
+            .stdout
+            .contains(&format!("QBO reads this month (UTC): {}", first + second)),
+        "{}",
+        report.stdout
+    );
+}
+
 /// Issue 10's "Ctrl-C a backfill and `--resume` at once under the real 500/min limit":
 /// QBO's own limit, unscaled (the sandbox's 500 requests a minute per realm, qbo's default
 /// budget), and no other process. The first process spends most of a minute's 500 requests

@@ -274,7 +274,8 @@ impl RealmLimiter {
         lock(&self.state).unrecorded_reads += n;
     }
 
-    /// The app's reads this month as of the last lease (this process's since then excluded).
+    /// The reads this month as of the last lease (this process's since then excluded): the
+    /// app's under a read cap, the company's own without one (see `Grant::month_reads`).
     pub fn month_reads(&self) -> u64 {
         lock(&self.state).month_reads
     }

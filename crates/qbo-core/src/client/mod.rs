@@ -331,7 +331,8 @@ impl QboClient {
         }
     }
 
-    /// The app's QBO reads this month as of this process's last lease.
+    /// The QBO reads this month as of this process's last lease: the app's under a read cap,
+    /// the company's own without one.
     pub fn month_reads(&self) -> u64 {
         self.limiter.month_reads()
     }

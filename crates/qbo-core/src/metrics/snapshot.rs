@@ -200,13 +200,13 @@ impl Snapshot {
         .map(|w| ((w.realm, w.entity), w.lag))
         .collect();
 
+        // One row per company and month: the app's month is their sum.
         snap.month_reads = sqlx::query_scalar!(
-            "SELECT reads FROM ops.app_reads
-              WHERE month = date_trunc('month', now() AT TIME ZONE 'UTC')::date"
+            r#"SELECT coalesce(sum(reads), 0)::int8 AS "reads!" FROM ops.app_reads
+                WHERE month = date_trunc('month', now() AT TIME ZONE 'UTC')::date"#
         )
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or(0);
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(snap)
     }

@@ -141,32 +141,45 @@ impl Queue {
         let row = sqlx::query_as!(
             ChunkRow,
             r#"WITH picked AS (
-                   SELECT c.run_id, c.chunk_index
-                   FROM ops.backfill_report c
-                   JOIN ops.backfill_runs run ON run.run_id = c.run_id
-                   LEFT JOIN ops.realm_service s ON s.realm_id = c.realm_id
-                   WHERE run.kind IN ('backfill', 'report')
-                     AND (run.options->>'queued')::boolean IS TRUE
-                     AND run.status IN ('running', 'incomplete')
-                     AND c.realm_id <> ALL($3::text[])
-                     AND c.run_id <> ALL($5::uuid[])
-                     AND NOT EXISTS (
-                         SELECT 1 FROM ops.company_throttle t
-                         WHERE t.realm_id = c.realm_id AND t.paused_until > now())
-                     AND (EXISTS (
-                              SELECT 1 FROM ops.companies co
-                              WHERE co.realm_id = c.realm_id AND co.status = 'active')
-                          OR NOT EXISTS (SELECT 1 FROM ops.companies))
-                     AND c.last_invocation IS DISTINCT FROM $1
-                     -- Implied by the next condition; written out so the planner uses
-                     -- backfill_report_claimable_idx (it cannot prove the OR implies it).
-                     AND c.status IN ('pending', 'running', 'paged')
-                     AND (c.status = 'pending'
-                          OR (c.status IN ('running', 'paged') AND c.lease_expires_at < now()))
-                   ORDER BY s.last_served_at ASC NULLS FIRST, run.started_at, c.run_id,
-                            c.chunk_index
+                   -- The companies' runs in the fairness order first, then the first
+                   -- claimable window of each in turn, stopping at the first one found:
+                   -- the cost follows the runs, not every claimable window of every company
+                   -- (which the claim used to gather and sort for one row).
+                   SELECT w.run_id, w.chunk_index
+                   FROM (
+                       SELECT run.run_id
+                       FROM ops.backfill_runs run
+                       LEFT JOIN ops.realm_service s ON s.realm_id = run.realm_id
+                       WHERE run.kind IN ('backfill', 'report')
+                         AND (run.options->>'queued')::boolean IS TRUE
+                         AND run.status IN ('running', 'incomplete')
+                         AND run.realm_id <> ALL($3::text[])
+                         AND run.run_id <> ALL($5::uuid[])
+                         AND NOT EXISTS (
+                             SELECT 1 FROM ops.company_throttle t
+                             WHERE t.realm_id = run.realm_id AND t.paused_until > now())
+                         AND (EXISTS (
+                                  SELECT 1 FROM ops.companies co
+                                  WHERE co.realm_id = run.realm_id AND co.status = 'active')
+                              OR NOT EXISTS (SELECT 1 FROM ops.companies))
+                       ORDER BY s.last_served_at ASC NULLS FIRST, run.started_at, run.run_id
+                   ) candidate
+                   CROSS JOIN LATERAL (
+                       SELECT c.run_id, c.chunk_index
+                       FROM ops.backfill_report c
+                       WHERE c.run_id = candidate.run_id
+                         AND c.last_invocation IS DISTINCT FROM $1
+                         -- Implied by the next condition; written out so the planner uses
+                         -- backfill_report_claimable_idx (it cannot prove the OR implies it).
+                         AND c.status IN ('pending', 'running', 'paged')
+                         AND (c.status = 'pending'
+                              OR (c.status IN ('running', 'paged')
+                                  AND c.lease_expires_at < now()))
+                       ORDER BY c.chunk_index
+                       LIMIT 1
+                       FOR UPDATE SKIP LOCKED
+                   ) w
                    LIMIT 1
-                   FOR UPDATE OF c SKIP LOCKED
                ),
                claimed AS (
                    UPDATE ops.backfill_report r

@@ -108,9 +108,7 @@ impl Queue {
                SET sweep_owner = $1, sweep_expires_at = now() + make_interval(secs => $2)
                WHERE r.run_id = (
                    SELECT k.run_id FROM ops.backfill_runs k
-                   WHERE k.run_id IN (SELECT c.run_id FROM ops.backfill_report c
-                                      WHERE c.status = 'paged' AND c.lease_owner IS NULL)
-                     AND k.kind = 'backfill' AND (k.options->>'queued')::boolean IS TRUE
+                   WHERE k.kind = 'backfill' AND (k.options->>'queued')::boolean IS TRUE
                      AND k.status IN ('running', 'incomplete')
                      AND (k.sweep_owner IS NULL OR k.sweep_expires_at < now())
                      AND k.realm_id <> ALL($3::text[])
@@ -122,11 +120,21 @@ impl Queue {
                               SELECT 1 FROM ops.companies co
                               WHERE co.realm_id = k.realm_id AND co.status = 'active')
                           OR NOT EXISTS (SELECT 1 FROM ops.companies))
-                     AND NOT EXISTS (SELECT 1 FROM ops.backfill_report c
-                                     WHERE c.run_id = k.run_id
-                                       AND (c.status IN ('pending', 'running')
-                                            OR (c.status = 'paged'
-                                                AND c.lease_owner IS NOT NULL)))
+                     -- Each window test is a scalar subquery, run per candidate run on
+                     -- its index and stopping at the first row: written as EXISTS, the
+                     -- planner may join every parked window of every run instead (it did,
+                     -- on the fresh statistics of a fleet's first runs).
+                     AND (SELECT true FROM ops.backfill_report c
+                          WHERE c.run_id = k.run_id AND c.status = 'paged'
+                            AND c.lease_owner IS NULL
+                          LIMIT 1) IS NOT NULL
+                     AND (SELECT true FROM ops.backfill_report c
+                          WHERE c.run_id = k.run_id AND c.status IN ('pending', 'running')
+                          LIMIT 1) IS NULL
+                     AND (SELECT true FROM ops.backfill_report c
+                          WHERE c.run_id = k.run_id AND c.status = 'paged'
+                            AND c.lease_owner IS NOT NULL
+                          LIMIT 1) IS NULL
                    ORDER BY k.started_at, k.run_id
                    LIMIT 1
                    FOR UPDATE SKIP LOCKED)

@@ -66,7 +66,9 @@ pub struct Grant {
     pub permit_wait: Option<Duration>,
     /// How much longer the company is paused by a 429, if it is.
     pub paused_for: Option<Duration>,
-    /// The app's reads this month (UTC), this lease's included.
+    /// The reads this month (UTC), this lease's included: the app's (every company's) when
+    /// the terms have a read cap, which is checked against it; the company's own otherwise
+    /// (the app's sum is read only when a cap needs it).
     pub month_reads: u64,
     /// The month's reads reached the cap: no permit was granted.
     pub cap_reached: bool,
@@ -144,13 +146,14 @@ impl SharedBudget {
 
 /// The app's QBO reads this month (UTC), as the processes have recorded them.
 pub async fn month_reads(pool: &PgPool) -> Result<u64, StoreError> {
+    // One row per company and month: the app's month is their sum.
     let reads = sqlx::query_scalar!(
-        "SELECT reads FROM ops.app_reads
-          WHERE month = date_trunc('month', now() AT TIME ZONE 'UTC')::date"
+        r#"SELECT coalesce(sum(reads), 0)::int8 AS "reads!" FROM ops.app_reads
+            WHERE month = date_trunc('month', now() AT TIME ZONE 'UTC')::date"#
     )
-    .fetch_optional(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(reads.unwrap_or(0).max(0) as u64)
+    Ok(reads.max(0) as u64)
 }
 
 fn to_i32(n: u32) -> i32 {
