@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use super::chart::{self, account_ref};
 use super::lines::{
-    bill_vendor, class_ref, customer_ref, department_ref, linked, maybe_payment_method, usd,
-    vendor_ref,
+    bill_total, bill_vendor, class_ref, customer_ref, department_ref, linked, maybe_payment_method,
+    usd, vendor_ref,
 };
 use super::sales::invoice_total;
 use super::settle;
@@ -41,12 +41,9 @@ pub const PAYMENT: Spec = Spec {
 /// the invoice's balance says was applied), sometimes with an unapplied remainder; without
 /// invoices it is all unapplied.
 fn render_payment(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
-    let paid = settle::invoice_of_payment(ctx, k.id).map(|inv| {
+    let paid = settle::document_of_payment(ctx, &settle::INVOICES, k.id).map(|inv| {
         let (cid, total) = invoice_total(ctx, inv);
-        let amount = settle::applied(ctx, inv, total)
-            .into_iter()
-            .find(|(p, _)| *p == k.id)
-            .map_or(0, |(_, a)| a);
+        let amount = settle::applied_by(ctx, &settle::INVOICES, inv, total, k.id);
         (inv, cid, amount)
     });
     let cid = match paid {
@@ -99,15 +96,21 @@ pub const BILL_PAYMENT: Spec = Spec {
     render: render_bill_payment,
 };
 
-/// Pays one of a vendor's bills by check or card; without bills, a prepayment.
+/// Pays the bill `settle` assigns it, by check or card, what the bill's balance says was
+/// applied (never more than the bill's total, which QBO refuses); without bills, a
+/// prepayment.
 fn render_bill_payment(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
-    let bill = ctx.pick(r, "Bill");
+    let bill = settle::document_of_payment(ctx, &settle::BILLS, k.id);
     let vid = match bill {
         Some(b) => bill_vendor(ctx, b),
         None => 1 + r.below(ctx.count("Vendor").max(1)),
     };
-    let amount = 2_000 + r.below(150_000) as i64;
+    let amount = match bill {
+        Some(b) => settle::applied_by(ctx, &settle::BILLS, b, bill_total(ctx, b), k.id),
+        None => 2_000 + r.below(150_000) as i64,
+    };
     let lines: Vec<Value> = bill
+        .filter(|_| amount > 0)
         .map(|b| json!({ "Amount": money(amount), "LinkedTxn": [linked(b, "Bill")] }))
         .into_iter()
         .collect();

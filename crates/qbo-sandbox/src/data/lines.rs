@@ -242,6 +242,14 @@ pub fn bill_vendor(ctx: &GenCtx, id: u64) -> u64 {
     1 + r.below(ctx.count("Vendor").max(1))
 }
 
+/// The total of bill `id` in cents (its render's draws after the vendor: its lines), for
+/// the bill payments that pay it.
+pub fn bill_total(ctx: &GenCtx, id: u64) -> i64 {
+    let mut r = Rng::new(ctx.seed, "Bill", id, 2);
+    let _vendor = r.below(ctx.count("Vendor").max(1));
+    expense_lines(ctx, &mut r, true).1
+}
+
 /// A `LinkedTxn` entry.
 pub fn linked(id: u64, kind: &str) -> Value {
     json!({ "TxnId": id.to_string(), "TxnType": kind })

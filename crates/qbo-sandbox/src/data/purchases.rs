@@ -6,8 +6,9 @@ use serde_json::{json, Value};
 
 use super::chart::{self, account_ref};
 use super::lines::{
-    custom_fields, department_ref, expense_lines, maybe_term, tax_detail, usd, vendor_ref,
+    custom_fields, department_ref, expense_lines, linked, maybe_term, tax_detail, usd, vendor_ref,
 };
+use super::settle;
 use super::{f, money, opt, record, FieldDef, FieldKind, GenCtx, KeyRule, Keys, Rng, Size, Spec};
 
 const VENDOR_FIELDS: &[FieldDef] = &[
@@ -61,11 +62,17 @@ pub const BILL: Spec = Spec {
     render: render_bill,
 };
 
+/// A bill, linked to the bill payments `settle` assigns it; its balance is what they left.
 fn render_bill(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
     let (mut v, total) = vendor_form(ctx, k, r);
     let txn = k.txn_date.unwrap_or_default();
+    let paid = settle::applied(ctx, &settle::BILLS, k.id, total);
     v["DueDate"] = json!((txn + Duration::days(30)).to_string());
-    v["Balance"] = money(if r.chance(40) { total } else { 0 });
+    v["Balance"] = money(total - paid.iter().map(|(_, a)| a).sum::<i64>());
+    v["LinkedTxn"] = json!(paid
+        .iter()
+        .map(|(p, _)| linked(*p, "BillPayment"))
+        .collect::<Vec<_>>());
     v["SalesTermRef"] = opt(maybe_term(ctx, r));
     v
 }

@@ -9,7 +9,7 @@ use super::lines::{
     maybe_term, sales_lines, tax_detail, usd,
 };
 use super::names::customer_name;
-use super::settle::applied;
+use super::settle::{self, applied};
 use super::{f, money, opt, record, FieldDef, FieldKind, GenCtx, KeyRule, Keys, Rng, Size, Spec};
 
 /// What every sales form can be queried by.
@@ -86,7 +86,7 @@ fn render_invoice(ctx: &GenCtx, k: &Keys, r: &mut Rng) -> Value {
     let body = invoice_body(ctx, r);
     let cid = body.cid;
     // Payments that pay this invoice are linked both ways, and the balance is what is left.
-    let paid = applied(ctx, k.id, body.total);
+    let paid = applied(ctx, &settle::INVOICES, k.id, body.total);
     let balance = body.total - paid.iter().map(|(_, a)| a).sum::<i64>();
     let links: Vec<Value> = paid.iter().map(|(p, _)| linked(*p, "Payment")).collect();
     let txn = k.txn_date.unwrap_or_default();

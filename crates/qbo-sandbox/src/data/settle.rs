@@ -1,11 +1,31 @@
-//! Which payments pay which invoices, and how much, derived from ids alone so that both sides
-//! agree without a shared table: payment `p` pays invoice `σ(p)`, where `σ` spreads payments
-//! over the invoices (a bijection `p -> (p-1)·m mod N + 1` with `m` coprime to N invoices);
-//! with more payments than invoices, payment `p` pays the invoice of `((p-1) mod N) + 1`. An
-//! invoice's payers are therefore computable from its id, its `LinkedTxn` lists them, and its
-//! `Balance` is its total less what they applied.
+//! Which payments pay which documents, and how much, derived from ids alone so that both
+//! sides agree without a shared table: customer payments pay invoices (`INVOICES`), bill
+//! payments pay bills (`BILLS`). Payment `p` pays document `σ(p)`, where `σ` spreads payments
+//! over the documents (a bijection `p -> (p-1)·m mod N + 1` with `m` coprime to N documents);
+//! with more payments than documents, payment `p` pays the document of `((p-1) mod N) + 1`. A
+//! document's payers are therefore computable from its id, its `LinkedTxn` lists them, and its
+//! `Balance` is its total less what they applied, which is never more than its total (QBO
+//! refuses a payment that applies more than the open balance).
 
 use super::{GenCtx, Rng};
+
+/// Which payments settle which documents.
+pub struct Settles {
+    /// The documents paid (`Invoice`, `Bill`): the draws that split one among its payers are
+    /// salted with this name.
+    pub document: &'static str,
+    pub payment: &'static str,
+}
+
+pub const INVOICES: Settles = Settles {
+    document: "Invoice",
+    payment: "Payment",
+};
+
+pub const BILLS: Settles = Settles {
+    document: "Bill",
+    payment: "BillPayment",
+};
 
 /// Salt of the draws that split an invoice among its payers (apart from its render's draws).
 const SETTLE_SALT: u64 = 0x5E77;
@@ -38,9 +58,9 @@ fn inverse(m: u64, n: u64) -> u64 {
     t.rem_euclid(n as i128) as u64
 }
 
-/// The invoice payment `p` pays, if the company has invoices.
-pub fn invoice_of_payment(ctx: &GenCtx, p: u64) -> Option<u64> {
-    let n = ctx.count("Invoice");
+/// The document payment `p` pays, if the company has any.
+pub fn document_of_payment(ctx: &GenCtx, s: &Settles, p: u64) -> Option<u64> {
+    let n = ctx.count(s.document);
     if n == 0 || p == 0 {
         return None;
     }
@@ -48,9 +68,9 @@ pub fn invoice_of_payment(ctx: &GenCtx, p: u64) -> Option<u64> {
     Some((slot as u128 * step(n) as u128 % n as u128) as u64 + 1)
 }
 
-/// The payments that pay invoice `i`, in Id order.
-pub fn payers_of_invoice(ctx: &GenCtx, i: u64) -> Vec<u64> {
-    let (n, payments) = (ctx.count("Invoice"), ctx.count("Payment"));
+/// The payments that pay document `i`, in Id order.
+pub fn payers_of(ctx: &GenCtx, s: &Settles, i: u64) -> Vec<u64> {
+    let (n, payments) = (ctx.count(s.document), ctx.count(s.payment));
     if n == 0 || i == 0 || i > n {
         return Vec::new();
     }
@@ -61,15 +81,17 @@ pub fn payers_of_invoice(ctx: &GenCtx, i: u64) -> Vec<u64> {
         .collect()
 }
 
-/// What each payer of invoice `i` (of `total` cents) applied to it, in the payers' order:
-/// most invoices with payers are paid in full, the rest in part; every payer applies at
-/// least a cent.
-pub fn applied(ctx: &GenCtx, i: u64, total: i64) -> Vec<(u64, i64)> {
-    let payers = payers_of_invoice(ctx, i);
+/// What each payer of document `i` (of `total` cents) applied to it, in the payers' order:
+/// most documents with payers are paid in full, the rest in part; every payer applies at
+/// least a cent, and together never more than the total (a document of less than a cent a
+/// payer is paid by its first payers only).
+pub fn applied(ctx: &GenCtx, s: &Settles, i: u64, total: i64) -> Vec<(u64, i64)> {
+    let mut payers = payers_of(ctx, s, i);
+    payers.truncate(total.max(0) as usize);
     if payers.is_empty() {
         return Vec::new();
     }
-    let mut r = Rng::new(ctx.seed, "Invoice", i, SETTLE_SALT);
+    let mut r = Rng::new(ctx.seed, s.document, i, SETTLE_SALT);
     let paid = if r.chance(65) {
         total
     } else {
@@ -84,6 +106,15 @@ pub fn applied(ctx: &GenCtx, i: u64, total: i64) -> Vec<(u64, i64)> {
         .enumerate()
         .map(|(j, p)| (*p, if j as i64 == k - 1 { last } else { each }))
         .collect()
+}
+
+/// What payment `p` applied to the document it pays (0 when it pays none), given the
+/// document's total.
+pub fn applied_by(ctx: &GenCtx, s: &Settles, doc: u64, total: i64, p: u64) -> i64 {
+    applied(ctx, s, doc, total)
+        .into_iter()
+        .find(|(payer, _)| *payer == p)
+        .map_or(0, |(_, a)| a)
 }
 
 #[cfg(test)]

@@ -511,3 +511,75 @@ fn invoices_carry_every_line_kind_tax_and_terms() {
     }
     all.values().flatten().for_each(walk);
 }
+
+/// QBO refuses a bill payment that applies more than the bill's open balance: every bill
+/// payment applies at most what its bill had left, the bill links the payments that pay it,
+/// and its balance is its total less what they applied.
+#[test]
+fn bill_payments_and_bills_link_both_ways_and_never_overpay() {
+    for c in [
+        ctx(),
+        ctx_with(default_counts(
+            30,
+            10,
+            5,
+            &BTreeMap::from([("BillPayment".to_string(), 40)]),
+        )),
+    ] {
+        let all = company(&c);
+        let mut applied: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+        for bp in &all["BillPayment"] {
+            let mut sum = 0;
+            for line in bp["Line"].as_array().unwrap() {
+                assert_eq!(line["LinkedTxn"][0]["TxnType"], "Bill");
+                let bill = line["LinkedTxn"][0]["TxnId"].as_str().unwrap().to_string();
+                let amount = cents(&line["Amount"]);
+                assert!(amount > 0, "{bp}");
+                sum += amount;
+                applied
+                    .entry(bill)
+                    .or_default()
+                    .push((bp["Id"].as_str().unwrap().into(), amount));
+            }
+            if sum > 0 {
+                assert_eq!(cents(&bp["TotalAmt"]), sum, "{bp}");
+            }
+        }
+        let (mut paid_in_full, mut open, mut partly) = (0, 0, 0);
+        for bill in &all["Bill"] {
+            let id = bill["Id"].as_str().unwrap();
+            let payers = applied.remove(id).unwrap_or_default();
+            let linked: Vec<String> = bill["LinkedTxn"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .inspect(|l| assert_eq!(l["TxnType"], "BillPayment"))
+                .map(|l| l["TxnId"].as_str().unwrap().to_string())
+                .collect();
+            let ids: Vec<String> = payers.iter().map(|(p, _)| p.clone()).collect();
+            assert_eq!(linked, ids, "bill {id} links the payments that pay it");
+            let total = cents(&bill["TotalAmt"]);
+            let balance = cents(&bill["Balance"]);
+            assert_eq!(
+                balance,
+                total - payers.iter().map(|(_, a)| a).sum::<i64>(),
+                "{bill}"
+            );
+            assert!((0..=total).contains(&balance), "overpaid: {bill}");
+            match (balance, payers.is_empty()) {
+                (0, false) => paid_in_full += 1,
+                (_, true) => open += 1,
+                _ => partly += 1,
+            }
+        }
+        assert!(
+            applied.is_empty(),
+            "payments of bills that do not exist: {applied:?}"
+        );
+        let fewer_payments = all["BillPayment"].len() < all["Bill"].len();
+        assert!(
+            paid_in_full > 0 && partly > 0 && (open > 0) == fewer_payments,
+            "{paid_in_full} {open} {partly}"
+        );
+    }
+}
