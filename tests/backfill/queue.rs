@@ -420,3 +420,67 @@ async fn the_state_enums_match_the_check_constraints() {
         spellings(&RunKind::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>())
     );
 }
+
+/// A claim Postgres committed whose answer the dropped connection lost (an outage mid-claim)
+/// leaves a chunk `running` under the claimer's own owner, invocation and lease, which the
+/// claimer does not know it holds. No claim takes it while the lease runs, but its claimer
+/// takes it back (`retake_lost_claim`), as the engine does once nothing else is claimable:
+/// the window is not stranded until a `--resume`. Nobody else can take it back that way.
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_taken_back_by_its_claimer() {
+    let f = Fixture::new().await;
+    let run_id = f.run("r1", 3).await;
+    let me = claimer("host:1:inv:0");
+    let other = Claimer {
+        owner: "host:1:inv:1".to_string(),
+        ..me.clone()
+    };
+    // Windows 0 and 2 are done; window 1 was claimed by `me`, but the answer never came.
+    sqlx::query(
+        "UPDATE ops.backfill_report
+            SET status = CASE WHEN chunk_index = 1 THEN 'running' ELSE 'success' END,
+                lease_owner = $2, last_invocation = $3, attempts = 1,
+                lease_expires_at = now() + interval '10 minutes'
+          WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .bind(&me.owner)
+    .bind(me.invocation)
+    .execute(f.store.pool())
+    .await
+    .unwrap();
+
+    for who in [&me, &other] {
+        assert!(
+            f.queue
+                .claim(run_id, ClaimMode::Unfinished, who)
+                .await
+                .unwrap()
+                .is_none(),
+            "a leased window is no claim's ({})",
+            who.owner
+        );
+    }
+    assert!(f
+        .queue
+        .retake_lost_claim(Some(run_id), &other)
+        .await
+        .unwrap()
+        .is_none());
+    let again = f
+        .queue
+        .retake_lost_claim(Some(run_id), &me)
+        .await
+        .unwrap()
+        .expect("its own lost claim is taken back");
+    assert_eq!((again.index(), again.attempt()), (1, 2));
+    again.succeed(&rows(4)).await.unwrap();
+    assert_eq!(
+        f.chunk(run_id, 1).await,
+        (ChunkStatus::Success, 2, 4, Some(me.owner.clone()))
+    );
+    assert_eq!(
+        f.queue.settle_run(run_id).await.unwrap(),
+        RunStatus::Success
+    );
+}

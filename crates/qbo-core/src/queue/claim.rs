@@ -95,6 +95,60 @@ impl Queue {
         Ok(row.map(|row| ClaimedChunk::start(self.clone(), row, claimer)))
     }
 
+    /// Takes back a chunk this claimer claimed without ever getting the answer: Postgres
+    /// committed the claim, then the connection dropped before the reply (an outage
+    /// mid-claim), so the chunk is `running` under the claimer's own owner and invocation
+    /// while the claimer holds nothing. Only a claimer that holds no chunk may ask (a worker
+    /// slot between windows, the engine once nothing else is claimable); left alone, the
+    /// window would wait for its lease to run out and for another invocation (a `--resume`)
+    /// to take it. `run_id`: that run's chunks only; `None`: any run's.
+    pub async fn retake_lost_claim(
+        &self,
+        run_id: Option<Uuid>,
+        claimer: &Claimer,
+    ) -> Result<Option<ClaimedChunk>, QueueError> {
+        let row = sqlx::query_as!(
+            ChunkRow,
+            r#"UPDATE ops.backfill_report r
+               SET attempts = r.attempts + 1,
+                   lease_expires_at = now() + make_interval(secs => $4),
+                   started_at = now(), finished_at = NULL,
+                   error_message = NULL, expected_count = NULL, row_count = 0, inserted = 0,
+                   updated = 0, skipped = 0, pages = 0
+               WHERE (r.run_id, r.chunk_index) = (
+                   SELECT c.run_id, c.chunk_index FROM ops.backfill_report c
+                   WHERE c.status = 'running' AND c.lease_owner = $2
+                     AND c.last_invocation = $3
+                     AND ($1::uuid IS NULL OR c.run_id = $1)
+                   ORDER BY c.run_id, c.chunk_index
+                   LIMIT 1
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING r.run_id,
+                         (SELECT kind FROM ops.backfill_runs k WHERE k.run_id = r.run_id)
+                             AS "kind!: super::RunKind",
+                         r.chunk_index, r.realm_id, r.entity, r.window_start_utc,
+                         r.window_end_utc, r.status AS "status: super::ChunkStatus", r.attempts,
+                         r.expected_count, r.planned_count, r.row_count,
+                         r.inserted, r.updated, r.skipped, r.deleted, r.read_via, r.pages,
+                         r.requests, r.retries, r.passes, r.started_at, r.finished_at,
+                         r.error_message, r.last_intuit_tid"#,
+            run_id,
+            claimer.owner,
+            claimer.invocation,
+            claimer.lease.as_secs_f64(),
+        )
+        .fetch_optional(self.pool())
+        .await?;
+        if let Some(row) = &row {
+            tracing::info!(
+                run_id = %row.run_id,
+                chunk = row.chunk_index,
+                "took back a window whose claim's answer was lost (Postgres dropped the connection)"
+            );
+        }
+        Ok(row.map(|row| ClaimedChunk::start(self.clone(), row, claimer)))
+    }
+
     /// Chunks of the run still held by a live lease of another invocation (so `--resume`
     /// can say why it waits).
     pub async fn leased_elsewhere(

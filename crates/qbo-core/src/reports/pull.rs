@@ -329,6 +329,16 @@ impl Loader<'_> {
                 queue.claim(run_id, claim_mode, &claimer)
             })
             .await?;
+            // Nothing else to claim: a claim of ours whose answer an outage lost comes first.
+            let claimed = match claimed {
+                Some(chunk) => Some(chunk),
+                None => {
+                    retry_transient(&self.cancel, "looking for a lost claim", || {
+                        queue.retake_lost_claim(Some(run_id), &claimer)
+                    })
+                    .await?
+                }
+            };
             let Some(chunk) = claimed else {
                 if claim_mode == ClaimMode::FailedOnly {
                     break;
