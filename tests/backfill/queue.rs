@@ -424,8 +424,9 @@ async fn the_state_enums_match_the_check_constraints() {
 /// A claim Postgres committed whose answer the dropped connection lost (an outage mid-claim)
 /// leaves a chunk `running` under the claimer's own owner, invocation and lease, which the
 /// claimer does not know it holds. No claim takes it while the lease runs, but its claimer
-/// takes it back (`retake_lost_claim`), as the engine does once nothing else is claimable:
-/// the window is not stranded until a `--resume`. Nobody else can take it back that way.
+/// takes it back through `claim_holding_none` (the engine's and the report loader's claim)
+/// once nothing else is claimable: the window is not stranded until a `--resume`. Nobody
+/// else takes it back that way.
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_is_taken_back_by_its_claimer() {
     let f = Fixture::new().await;
@@ -461,18 +462,20 @@ async fn a_claim_whose_answer_was_lost_is_taken_back_by_its_claimer() {
             who.owner
         );
     }
-    assert!(f
-        .queue
-        .retake_lost_claim(Some(run_id), &other)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        f.queue
+            .claim_holding_none(run_id, ClaimMode::Unfinished, &other)
+            .await
+            .unwrap()
+            .is_none(),
+        "only its claimer takes a lost claim back"
+    );
     let again = f
         .queue
-        .retake_lost_claim(Some(run_id), &me)
+        .claim_holding_none(run_id, ClaimMode::FailedOnly, &me)
         .await
         .unwrap()
-        .expect("its own lost claim is taken back");
+        .expect("its own lost claim is taken back, in --retry-failed mode too");
     assert_eq!((again.index(), again.attempt()), (1, 2));
     again.succeed(&rows(4)).await.unwrap();
     assert_eq!(

@@ -677,19 +677,10 @@ impl<S: QuerySource + 'static> Backfill<S> {
         let mut told_about_leases = false;
         while !self.cancel.is_cancelled() {
             let claimed = retry_transient(&self.cancel, "claiming a chunk", || {
-                self.queue.claim(ctx.run_id, ctx.claim_mode(), &claimer)
+                self.queue
+                    .claim_holding_none(ctx.run_id, ctx.claim_mode(), &claimer)
             })
             .await?;
-            // Nothing else to claim: a claim of ours whose answer an outage lost comes first.
-            let claimed = match claimed {
-                Some(chunk) => Some(chunk),
-                None => {
-                    retry_transient(&self.cancel, "looking for a lost claim", || {
-                        self.queue.retake_lost_claim(Some(ctx.run_id), &claimer)
-                    })
-                    .await?
-                }
-            };
             let Some(chunk) = claimed else {
                 if ctx.claim_mode() == ClaimMode::FailedOnly {
                     return Ok(());

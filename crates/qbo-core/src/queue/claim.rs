@@ -95,16 +95,29 @@ impl Queue {
         Ok(row.map(|row| ClaimedChunk::start(self.clone(), row, claimer)))
     }
 
-    /// Takes back a chunk this claimer claimed without ever getting the answer: Postgres
-    /// committed the claim, then the connection dropped before the reply (an outage
-    /// mid-claim), so the chunk is `running` under the claimer's own owner and invocation
-    /// while the claimer holds nothing. Only a claimer that holds no chunk may ask (a worker
-    /// slot between windows, the engine once nothing else is claimable); left alone, the
-    /// window would wait for its lease to run out and for another invocation (a `--resume`)
-    /// to take it. `run_id`: that run's chunks only; `None`: any run's.
-    pub async fn retake_lost_claim(
+    /// `claim`, for a claimer that holds no chunk of the run (the backfill engine's and the
+    /// report loader's workers, one window at a time): once nothing else is claimable, it
+    /// also takes back a chunk of its own claim whose answer was lost. Postgres committed
+    /// that claim, then the connection dropped before the reply (an outage mid-claim), so
+    /// the chunk is `running` under the claimer's own owner and invocation, which `claim`
+    /// skips; left alone, it would wait for a `--resume` in another invocation.
+    pub async fn claim_holding_none(
         &self,
-        run_id: Option<Uuid>,
+        run_id: Uuid,
+        mode: ClaimMode,
+        claimer: &Claimer,
+    ) -> Result<Option<ClaimedChunk>, QueueError> {
+        match self.claim(run_id, mode, claimer).await? {
+            Some(chunk) => Ok(Some(chunk)),
+            None => self.retake_lost_claim(run_id, claimer).await,
+        }
+    }
+
+    /// The chunk of `run_id` `running` under `claimer`'s owner and invocation, claimed again
+    /// (a new attempt): only for a claimer that holds none (`claim_holding_none`).
+    async fn retake_lost_claim(
+        &self,
+        run_id: Uuid,
         claimer: &Claimer,
     ) -> Result<Option<ClaimedChunk>, QueueError> {
         let row = sqlx::query_as!(
@@ -118,9 +131,8 @@ impl Queue {
                WHERE (r.run_id, r.chunk_index) = (
                    SELECT c.run_id, c.chunk_index FROM ops.backfill_report c
                    WHERE c.status = 'running' AND c.lease_owner = $2
-                     AND c.last_invocation = $3
-                     AND ($1::uuid IS NULL OR c.run_id = $1)
-                   ORDER BY c.run_id, c.chunk_index
+                     AND c.last_invocation = $3 AND c.run_id = $1
+                   ORDER BY c.chunk_index
                    LIMIT 1
                    FOR UPDATE SKIP LOCKED)
                RETURNING r.run_id,

@@ -326,19 +326,9 @@ impl Loader<'_> {
         let mut fatal = None;
         while !self.cancel.is_cancelled() {
             let claimed = retry_transient(&self.cancel, "claiming a report window", || {
-                queue.claim(run_id, claim_mode, &claimer)
+                queue.claim_holding_none(run_id, claim_mode, &claimer)
             })
             .await?;
-            // Nothing else to claim: a claim of ours whose answer an outage lost comes first.
-            let claimed = match claimed {
-                Some(chunk) => Some(chunk),
-                None => {
-                    retry_transient(&self.cancel, "looking for a lost claim", || {
-                        queue.retake_lost_claim(Some(run_id), &claimer)
-                    })
-                    .await?
-                }
-            };
             let Some(chunk) = claimed else {
                 if claim_mode == ClaimMode::FailedOnly {
                     break;
