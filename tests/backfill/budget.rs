@@ -173,21 +173,25 @@ async fn a_sigkilled_processs_seats_free_themselves_after_their_lease() {
     assert_eq!(stats.max_in_flight, 1);
 }
 
+/// The backfill the read-cap tests run: weekly windows one at a time, so the cap stops it
+/// between requests of a run far from done.
+const CAPPED_BACKFILL: [&str; 10] = [
+    "backfill",
+    "invoices",
+    "--start",
+    "2024-01-01",
+    "--end",
+    "2024-03-31",
+    "--chunk-days",
+    "7",
+    "--concurrency",
+    "1",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monthly_read_cap_stops_a_run_with_its_error_and_loses_nothing() {
     let w = World::new(small_company()).await;
-    let args = [
-        "backfill",
-        "invoices",
-        "--start",
-        "2024-01-01",
-        "--end",
-        "2024-03-31",
-        "--chunk-days",
-        "7",
-        "--concurrency",
-        "1",
-    ];
+    let args = CAPPED_BACKFILL;
     let capped = w
         .run_with(&args, &[("QBO_MONTHLY_READ_CAP", Some("5"))])
         .await;
@@ -239,18 +243,7 @@ async fn the_monthly_read_cap_stops_a_run_with_its_error_and_loses_nothing() {
 async fn the_monthly_read_cap_counts_every_companys_reads() {
     let w = World::new(small_companies(2)).await;
     let realms = w.realm_ids();
-    let args = [
-        "backfill",
-        "invoices",
-        "--start",
-        "2024-01-01",
-        "--end",
-        "2024-03-31",
-        "--chunk-days",
-        "7",
-        "--concurrency",
-        "1",
-    ];
+    let args = CAPPED_BACKFILL;
     w.run_for(&realms[0], &args).await.assert_code(0);
     let pool = w.db.pool().await;
     let reads_of = |realm: String| {
