@@ -161,8 +161,10 @@ impl Queue {
         Ok(row.map(|row| ClaimedChunk::start(self.clone(), row, claimer)))
     }
 
-    /// Chunks of the run still held by a live lease of another invocation (so `--resume`
-    /// can say why it waits).
+    /// Chunks of the run under another invocation's lease, live or just run out (so
+    /// `--resume` waits, and says why, instead of ending). Run-out leases count too: a lease
+    /// that ran out between a claim that found nothing and this count would otherwise end
+    /// the run with that window unloaded; the next claim takes it.
     pub async fn leased_elsewhere(
         &self,
         run_id: Uuid,
@@ -170,7 +172,8 @@ impl Queue {
     ) -> Result<i64, QueueError> {
         Ok(sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!" FROM ops.backfill_report
-               WHERE run_id = $1 AND status IN ('running', 'paged') AND lease_expires_at >= now()
+               WHERE run_id = $1 AND status IN ('running', 'paged')
+                 AND lease_expires_at IS NOT NULL
                  AND last_invocation IS DISTINCT FROM $2"#,
             run_id,
             invocation
